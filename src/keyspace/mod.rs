@@ -1,0 +1,175 @@
+//! The replicated cluster keyspace (the "DCS"): a small typed map applied deterministically
+//! from the Raft log.
+//!
+//! # Determinism
+//! `Keyspace::apply` reads nothing but its arguments: the log index and the leader's stamp
+//! travel inside the log entry. The same log therefore produces the same keyspace on every
+//! node, whatever its clock (proven by the property tests in `tests.rs`).
+//!
+//! # Time
+//! The keyspace clock is the highest stamp applied so far (`as_of_ms`). A new Raft leader
+//! whose clock is behind its predecessor's cannot move it backwards, so an expired key never
+//! comes back to life.
+
+mod command;
+mod key;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use command::{Command, CommandOutcome, Precondition, Stamped};
+pub use key::{Key, KeyError, MEMBERS_PREFIX};
+
+/// One stored key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub key: Key,
+    pub value: Value,
+    /// Log index of the last write (the compare-and-set revision).
+    pub revision: u64,
+    /// Log index of the write that created the key.
+    pub created_revision: u64,
+    /// Keyspace time (leader-stamped ms) of the last write.
+    pub updated_ms: u64,
+    /// Keyspace time at which the key expires, for TTL keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+    /// Lease holder, for keys written with `AcquireLease`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+}
+
+/// The whole keyspace. Serialises to the snapshot format.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keyspace {
+    entries: BTreeMap<Key, Entry>,
+    /// The keyspace clock: the highest leader stamp applied.
+    as_of_ms: u64,
+}
+
+impl Keyspace {
+    /// Apply one command committed at log `index`. Never fails: a failed precondition is an
+    /// outcome, not an error, and is the same on every node.
+    pub fn apply(&mut self, index: u64, stamped: &Stamped) -> CommandOutcome {
+        self.as_of_ms = self.as_of_ms.max(stamped.now_ms);
+        self.remove_expired();
+        let now = self.as_of_ms;
+
+        match &stamped.command {
+            Command::Put { key, value, ttl_ms, precondition } => {
+                if let Err(rejected) = self.check(key, precondition) {
+                    return rejected;
+                }
+                if *key == Key::Initialize && self.entries.contains_key(key) {
+                    return self.reject(key, "initialize is set once and never overwritten");
+                }
+                self.write(index, key, value.clone(), ttl_ms.map(|t| now.saturating_add(t)), None);
+                CommandOutcome::Applied { revision: index }
+            }
+            Command::Delete { key, precondition } => {
+                if let Err(rejected) = self.check(key, precondition) {
+                    return rejected;
+                }
+                self.entries.remove(key);
+                CommandOutcome::Applied { revision: index }
+            }
+            Command::AcquireLease { key, holder, value, ttl_ms } => {
+                match self.entries.get(key) {
+                    Some(e) if e.holder.as_deref() != Some(holder.as_str()) => {
+                        let who = e.holder.clone().unwrap_or_else(|| "a non-lease write".to_string());
+                        return self.reject(key, &format!("lease is held by {who}"));
+                    }
+                    _ => {}
+                }
+                let expires = Some(now.saturating_add(*ttl_ms));
+                self.write(index, key, value.clone(), expires, Some(holder.clone()));
+                CommandOutcome::Applied { revision: index }
+            }
+            Command::ReleaseLease { key, holder } => match self.entries.get(key) {
+                Some(e) if e.holder.as_deref() == Some(holder.as_str()) => {
+                    self.entries.remove(key);
+                    CommandOutcome::Applied { revision: index }
+                }
+                Some(e) => {
+                    let who = e.holder.clone().unwrap_or_default();
+                    self.reject(key, &format!("lease is held by {who}, not {holder}"))
+                }
+                None => self.reject(key, "lease is not held"),
+            },
+            Command::Expire => CommandOutcome::Applied { revision: index },
+        }
+    }
+
+    pub fn get(&self, key: &Key) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    /// Entries whose string key starts with `prefix`, in key order.
+    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a Entry> + 'a {
+        self.entries.values().filter(move |e| e.key.to_string().starts_with(prefix))
+    }
+
+    /// The highest leader stamp applied (the keyspace's notion of now).
+    pub fn as_of_ms(&self) -> u64 {
+        self.as_of_ms
+    }
+
+    /// Earliest expiry among TTL keys, for the Raft leader's expiry timer.
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        self.entries.values().filter_map(|e| e.expires_at_ms).min()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn check(&self, key: &Key, precondition: &Precondition) -> Result<(), CommandOutcome> {
+        let current = self.entries.get(key);
+        match (precondition, current) {
+            (Precondition::Any, _) => Ok(()),
+            (Precondition::Absent, None) => Ok(()),
+            (Precondition::Absent, Some(_)) => Err(self.reject(key, "key exists")),
+            (Precondition::Revision(want), Some(e)) if e.revision == *want => Ok(()),
+            (Precondition::Revision(want), Some(e)) => {
+                Err(self.reject(key, &format!("revision is {}, expected {want}", e.revision)))
+            }
+            (Precondition::Revision(want), None) => {
+                Err(self.reject(key, &format!("key does not exist, expected revision {want}")))
+            }
+        }
+    }
+
+    fn reject(&self, key: &Key, reason: &str) -> CommandOutcome {
+        CommandOutcome::Rejected {
+            reason: format!("{key}: {reason}"),
+            current: self.entries.get(key).cloned().map(Box::new),
+        }
+    }
+
+    fn write(&mut self, index: u64, key: &Key, value: Value, expires_at_ms: Option<u64>, holder: Option<String>) {
+        let created_revision = self.entries.get(key).map_or(index, |e| e.created_revision);
+        let entry = Entry {
+            key: key.clone(),
+            value,
+            revision: index,
+            created_revision,
+            updated_ms: self.as_of_ms,
+            expires_at_ms,
+            holder,
+        };
+        self.entries.insert(key.clone(), entry);
+    }
+
+    fn remove_expired(&mut self) {
+        let now = self.as_of_ms;
+        self.entries.retain(|_, e| e.expires_at_ms.is_none_or(|t| t > now));
+    }
+}

@@ -1,0 +1,6 @@
+//! pgquorum: high availability for PostgreSQL with Raft consensus built in.
+//!
+//! See `docs/architecture.md` for the map of the modules.
+
+pub mod config;
+pub mod keyspace;
