@@ -4,3 +4,10 @@
 
 pub mod config;
 pub mod keyspace;
+pub mod raft;
+pub mod grpc;
+pub mod node;
+pub mod agent;
+pub mod ctl;
+pub mod demo;
+pub mod logging;

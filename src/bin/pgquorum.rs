@@ -1,1 +1,122 @@
-fn main() {}
+//! `pgquorum`: the agent daemon, `pgquorum demo`, and `pgquorum --validate-config`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use pgquorum::config::Config;
+use pgquorum::demo::{Demo, DemoOptions};
+
+#[derive(Debug, Parser)]
+#[command(name = "pgquorum", version, about = "PostgreSQL high availability with Raft built in")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// The agent's configuration file (Patroni layout with a `raft` section).
+    config: Option<PathBuf>,
+    /// Check a configuration file, report every problem in it, and exit.
+    #[arg(long, value_name = "FILE")]
+    validate_config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Start a local 3-node cluster on 127.0.0.1 and keep it up until Ctrl-C.
+    Demo {
+        /// Directory for configs, data and logs (default: a new one under the temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Port of the first agent; the others use the next two.
+        #[arg(long, default_value_t = 2401)]
+        base_port: u16,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(path) = &cli.validate_config {
+        return validate(path);
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = match (&cli.command, &cli.config) {
+        (Some(Cmd::Demo { dir, base_port }), _) => {
+            pgquorum::logging::init(None);
+            runtime.block_on(demo(DemoOptions { dir: dir.clone(), base_port: *base_port, nodes: 3 }))
+        }
+        (None, Some(path)) => runtime.block_on(agent(path)),
+        (None, None) => {
+            eprintln!("usage: pgquorum CONFIG_FILE | pgquorum demo | pgquorum --validate-config FILE");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pgquorum: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn validate(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                println!("warning: {w}");
+            }
+            println!("{}: configuration is valid", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn agent(path: &std::path::Path) -> anyhow::Result<()> {
+    let loaded = Config::load(path)?;
+    pgquorum::logging::init(loaded.config.log.level.as_deref());
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(config = %path.display(), name = %loaded.config.name, scope = %loaded.config.scope, "pgquorum agent starting");
+    pgquorum::agent::run(loaded.config, pgquorum::agent::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
+    let mut demo = Demo::start(&opts).await?;
+    println!("Starting a 3-node pgquorum cluster in {} ...", demo.dir.display());
+    let rows = match demo.wait_healthy(Duration::from_secs(60)).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            demo.stop().await;
+            return Err(e.into());
+        }
+    };
+    let table = pgquorum::ctl::table::render(
+        &["Member", "Address", "Role", "Term", "Last log"],
+        &rows
+            .iter()
+            .map(|r| {
+                let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+                vec![r.member.clone(), r.address.clone(), r.role.clone(), opt(r.term), opt(r.last_log_index)]
+            })
+            .collect::<Vec<_>>(),
+    );
+    println!("{table}");
+    println!("\nThe cluster is up. Try, in another shell:");
+    println!("  pgquorumctl --endpoint {} raft status", demo.endpoints[0]);
+    println!("  pgquorumctl --endpoint {} get --prefix ''", demo.endpoints[1]);
+    println!("Configs and logs: {}\nPress Ctrl-C to stop.", demo.dir.display());
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    println!("\nStopping ...");
+    let dir = demo.dir.clone();
+    demo.stop().await;
+    println!("Stopped. Data kept in {}", dir.display());
+    Ok(())
+}

@@ -1,1 +1,22 @@
-fn main() {}
+//! `pgquorumctl`: the operator CLI.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use pgquorum::ctl::{run, Cli};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    pgquorum::logging::init(Some("WARNING"));
+    match run(&cli).await {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pgquorumctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

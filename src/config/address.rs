@@ -25,7 +25,10 @@ pub(crate) fn check_listen_list(address: &str) -> Result<(), String> {
     check_port(port)?;
     for host in hosts.split(',') {
         let host = host.trim();
-        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
         check_host(host, AddressUse::Listen)?;
     }
     Ok(())
@@ -38,14 +41,20 @@ pub(crate) fn comparable(address: &str) -> String {
 
 fn split_host_port(address: &str) -> Result<(&str, &str), String> {
     if let Some(rest) = address.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or("unclosed '[' around an IPv6 address")?;
-        let port = after.strip_prefix(':').ok_or("missing \":port\" after the host")?;
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or("unclosed '[' around an IPv6 address")?;
+        let port = after
+            .strip_prefix(':')
+            .ok_or("missing \":port\" after the host")?;
         if host.parse::<Ipv6Addr>().is_err() {
             return Err(format!("\"{host}\" is not an IPv6 address"));
         }
         return Ok((host, port));
     }
-    let (host, port) = address.rsplit_once(':').ok_or("missing \":port\" after the host")?;
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or("missing \":port\" after the host")?;
     if host.contains(':') && !host.contains(',') {
         return Err("write IPv6 addresses in brackets, e.g. [::1]:5432".to_string());
     }
@@ -60,8 +69,10 @@ fn check_port(port: &str) -> Result<(), String> {
 }
 
 fn check_host(host: &str, usage: AddressUse) -> Result<(), String> {
-    let wildcard =
-        host.is_empty() || host == "*" || host == "0.0.0.0" || host.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_unspecified());
+    let wildcard = host.is_empty()
+        || host == "*"
+        || host == "0.0.0.0"
+        || host.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_unspecified());
     if wildcard {
         return match usage {
             AddressUse::Listen => Ok(()),
@@ -74,14 +85,19 @@ fn check_host(host: &str, usage: AddressUse) -> Result<(), String> {
         return Ok(());
     }
     if host.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        return host.parse::<Ipv4Addr>().map(|_| ()).map_err(|_| format!("\"{host}\" is not an IPv4 address"));
+        return host
+            .parse::<Ipv4Addr>()
+            .map(|_| ())
+            .map_err(|_| format!("\"{host}\" is not an IPv4 address"));
     }
     let valid_name = host.len() <= 253
         && host.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
                 && !label.starts_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         });
     if valid_name {
         Ok(())
@@ -96,7 +112,12 @@ mod tests {
 
     #[test]
     fn accepts_usual_forms() {
-        for ok in ["127.0.0.1:2401", "node-1.example.com:8008", "[::1]:5432", "db_1:5432"] {
+        for ok in [
+            "127.0.0.1:2401",
+            "node-1.example.com:8008",
+            "[::1]:5432",
+            "db_1:5432",
+        ] {
             assert_eq!(check_host_port(ok, AddressUse::Connect), Ok(()), "{ok}");
         }
         for ok in ["0.0.0.0:8008", "*:8008", ":8008", "[::]:8008"] {
@@ -120,7 +141,10 @@ mod tests {
             "[::1:5432",
         ];
         for address in bad {
-            assert!(check_host_port(address, AddressUse::Connect).is_err(), "{address}");
+            assert!(
+                check_host_port(address, AddressUse::Connect).is_err(),
+                "{address}"
+            );
         }
         assert!(check_listen_list("a,b").is_err());
     }

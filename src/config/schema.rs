@@ -28,9 +28,14 @@ pub enum Kind {
     Path,
     Bool,
     /// An integer within an inclusive range.
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     /// A duration in seconds: an integer, or a string with a unit (`ms`, `s`, `min`, `h`, `d`).
-    Seconds { min: i64 },
+    Seconds {
+        min: i64,
+    },
     /// One of a fixed set of words (compared case-insensitively, stored as listed here).
     Enum(&'static [&'static str]),
     /// `host:port` other nodes connect to.
@@ -92,16 +97,36 @@ pub struct Key {
 }
 
 const fn key(path: &'static str, kind: Kind) -> Key {
-    Key { path, kind, status: Status::Implemented, required: false }
+    Key {
+        path,
+        kind,
+        status: Status::Implemented,
+        required: false,
+    }
 }
 const fn required(path: &'static str, kind: Kind) -> Key {
-    Key { path, kind, status: Status::Implemented, required: true }
+    Key {
+        path,
+        kind,
+        status: Status::Implemented,
+        required: true,
+    }
 }
 const fn not_implemented(path: &'static str, kind: Kind) -> Key {
-    Key { path, kind, status: Status::NotImplemented, required: false }
+    Key {
+        path,
+        kind,
+        status: Status::NotImplemented,
+        required: false,
+    }
 }
 const fn extension(path: &'static str, kind: Kind) -> Key {
-    Key { path, kind, status: Status::Extension, required: false }
+    Key {
+        path,
+        kind,
+        status: Status::Extension,
+        required: false,
+    }
 }
 
 const fn int(min: i64) -> Kind {
@@ -147,7 +172,10 @@ pub const FILE_KEYS: &[Key] = &[
     not_implemented("restapi.keyfile_password", Kind::Str),
     not_implemented("restapi.cafile", Kind::Path),
     not_implemented("restapi.ciphers", Kind::Str),
-    not_implemented("restapi.verify_client", Kind::Enum(&["none", "optional", "required"])),
+    not_implemented(
+        "restapi.verify_client",
+        Kind::Enum(&["none", "optional", "required"]),
+    ),
     not_implemented("restapi.allowlist", Kind::StrList),
     not_implemented("restapi.allowlist_include_members", Kind::Bool),
     not_implemented("restapi.http_extra_headers", Kind::StrMap),
@@ -226,7 +254,10 @@ pub const FILE_KEYS: &[Key] = &[
     key("postgresql.use_unix_socket", Kind::Bool),
     key("postgresql.use_unix_socket_repl", Kind::Bool),
     key("postgresql.remove_data_directory_on_rewind_failure", Kind::Bool),
-    key("postgresql.remove_data_directory_on_diverged_timelines", Kind::Bool),
+    key(
+        "postgresql.remove_data_directory_on_diverged_timelines",
+        Kind::Bool,
+    ),
     key("postgresql.callbacks", Kind::Section),
     key("postgresql.callbacks.on_reload", Kind::Str),
     key("postgresql.callbacks.on_restart", Kind::Str),
@@ -282,7 +313,10 @@ pub const DYNAMIC_KEYS: &[Key] = &[
     key("postgresql.pg_ident", Kind::StrList),
     key("postgresql.pg_ctl_timeout", SECONDS),
     key("postgresql.remove_data_directory_on_rewind_failure", Kind::Bool),
-    key("postgresql.remove_data_directory_on_diverged_timelines", Kind::Bool),
+    key(
+        "postgresql.remove_data_directory_on_diverged_timelines",
+        Kind::Bool,
+    ),
     key("standby_cluster", Kind::Section),
     key("standby_cluster.host", Kind::Str),
     key("standby_cluster.port", PORT),
@@ -346,13 +380,20 @@ impl Schema {
     pub fn file() -> &'static Schema {
         static FILE: OnceLock<Schema> = OnceLock::new();
         FILE.get_or_init(|| {
-            let local = FILE_KEYS.iter().map(|key| Entry { path: key.path.to_string(), key, dynamic: false });
+            let local = FILE_KEYS.iter().map(|key| Entry {
+                path: key.path.to_string(),
+                key,
+                dynamic: false,
+            });
             let dynamic = DYNAMIC_KEYS.iter().map(|key| Entry {
                 path: format!("{DCS_SECTION}.{}", key.path),
                 key,
                 dynamic: true,
             });
-            Schema { entries: local.chain(dynamic).collect(), dynamic_prefix: DCS_SECTION }
+            Schema {
+                entries: local.chain(dynamic).collect(),
+                dynamic_prefix: DCS_SECTION,
+            }
         })
     }
 
@@ -360,7 +401,14 @@ impl Schema {
     pub fn dynamic() -> &'static Schema {
         static DYNAMIC: OnceLock<Schema> = OnceLock::new();
         DYNAMIC.get_or_init(|| Schema {
-            entries: DYNAMIC_KEYS.iter().map(|key| Entry { path: key.path.to_string(), key, dynamic: true }).collect(),
+            entries: DYNAMIC_KEYS
+                .iter()
+                .map(|key| Entry {
+                    path: key.path.to_string(),
+                    key,
+                    dynamic: true,
+                })
+                .collect(),
             dynamic_prefix: "",
         })
     }
@@ -374,22 +422,31 @@ impl Schema {
     pub fn lookup(&self, section: &str, name: &str) -> Option<&Entry> {
         let target = super::problem::child_path(section, name);
         self.entries.iter().find(|e| e.path == target).or_else(|| {
-            self.entries.iter().find(|e| e.path.contains('*') && segments_match(&e.path, &target))
+            self.entries
+                .iter()
+                .find(|e| e.path.contains('*') && matches(&e.path, &target))
         })
     }
 
     /// The entries directly inside the section whose schema path is `section`.
     pub fn children<'a>(&'a self, section: &'a str) -> impl Iterator<Item = &'a Entry> + 'a {
-        self.entries.iter().filter(move |e| match e.path.rsplit_once('.') {
-            Some((parent, _)) => segments_match(parent, section),
-            None => section.is_empty(),
-        })
+        self.entries
+            .iter()
+            .filter(move |e| match e.path.rsplit_once('.') {
+                Some((parent, _)) => matches(parent, section),
+                None => section.is_empty(),
+            })
     }
 
     /// Aliases that apply inside the section at `section` (a concrete path).
-    pub fn aliases_in<'a>(&'a self, section: &'a str) -> impl Iterator<Item = (&'static str, &'static str)> + 'a {
+    pub fn aliases_in<'a>(
+        &'a self,
+        section: &'a str,
+    ) -> impl Iterator<Item = (&'static str, &'static str)> + 'a {
         ALIASES.iter().filter_map(move |(where_, old, new)| {
-            let relative = where_.strip_prefix(DCS_SECTION).map(|rest| rest.trim_start_matches('.'));
+            let relative = where_
+                .strip_prefix(DCS_SECTION)
+                .map(|rest| rest.trim_start_matches('.'));
             let applies = if self.dynamic_prefix.is_empty() {
                 relative == Some(section)
             } else {
@@ -401,7 +458,7 @@ impl Schema {
 }
 
 /// Whether a table path (which may contain `*` segments) matches a concrete schema path.
-fn segments_match(pattern: &str, concrete: &str) -> bool {
+pub(crate) fn matches(pattern: &str, concrete: &str) -> bool {
     let mut pattern_segments = pattern.split('.');
     let mut concrete_segments = concrete.split('.');
     loop {
@@ -420,12 +477,16 @@ mod tests {
     #[test]
     fn lookup_prefers_exact_entries_and_expands_wildcards() {
         let schema = Schema::file();
-        let entry = schema.lookup("postgresql.authentication.superuser", "username").map(|e| e.path.as_str());
+        let entry = schema
+            .lookup("postgresql.authentication.superuser", "username")
+            .map(|e| e.path.as_str());
         assert_eq!(entry, Some("postgresql.authentication.*.username"));
         assert!(schema.lookup("postgresql.authentication", "superuser").is_some());
         assert!(schema.lookup("postgresql.authentication", "nobody").is_none());
         assert_eq!(
-            schema.lookup("bootstrap.dcs.slots", "my_slot").map(|e| e.path.as_str()),
+            schema
+                .lookup("bootstrap.dcs.slots", "my_slot")
+                .map(|e| e.path.as_str()),
             Some("bootstrap.dcs.slots.*")
         );
         assert!(schema.lookup("bootstrap.dcs.slots.*", "plugin").is_some());
@@ -450,7 +511,7 @@ mod tests {
                 let found = Schema::file()
                     .entries()
                     .iter()
-                    .any(|e| segments_match(&e.path, parent) || segments_match(parent, &e.path));
+                    .any(|e| matches(&e.path, parent) || matches(parent, &e.path));
                 assert!(found, "{} has no parent entry", entry.path);
             }
         }

@@ -1,0 +1,254 @@
+//! Checks that span several keys: timing relations, address uniqueness, tags, custom methods.
+//!
+//! They run on the normalised document after the schema walk, and skip any relation whose
+//! inputs were already reported as invalid (so one bad value does not cause a cascade).
+
+use serde_json::Value as Json;
+
+use super::address::comparable;
+use super::problem::{child_path, Problem};
+use super::types::{DEFAULT_ELECTION_TIMEOUT_MS, DEFAULT_HEARTBEAT_INTERVAL_MS};
+
+/// Patroni's own minimums. Patroni raises smaller values to these; pgquorum's embedded Raft
+/// makes shorter timings workable, so it honours the given value and only warns.
+const PATRONI_MINIMUMS: &[(&str, i64)] = &[("ttl", 20), ("loop_wait", 1), ("retry_timeout", 3)];
+
+/// Problems and warnings found by the cross-key rules.
+#[derive(Debug, Default)]
+pub(crate) struct RuleOutput {
+    pub problems: Vec<Problem>,
+    pub warnings: Vec<String>,
+}
+
+/// The normalised document plus the paths already known to be broken.
+struct Doc<'a> {
+    root: &'a Json,
+    broken: &'a [Problem],
+}
+
+impl Doc<'_> {
+    fn get(&self, path: &str) -> Option<&Json> {
+        path.split('.').try_fold(self.root, |node, key| node.get(key))
+    }
+
+    /// Whether `path` (or something inside it) already has a problem.
+    fn is_broken(&self, path: &str) -> bool {
+        self.broken.iter().any(|p| {
+            p.path == path
+                || p.path.starts_with(&format!("{path}."))
+                || p.path.starts_with(&format!("{path}["))
+        })
+    }
+
+    /// The integer at `path`, the default when absent, `None` when it was invalid.
+    fn int_or(&self, path: &str, default: i64) -> Option<i64> {
+        if self.is_broken(path) {
+            return None;
+        }
+        Some(self.get(path).and_then(Json::as_i64).unwrap_or(default))
+    }
+
+    fn str(&self, path: &str) -> Option<&str> {
+        self.get(path).and_then(Json::as_str)
+    }
+}
+
+/// Rules for the dynamic settings, rooted at `dcs` (`"bootstrap.dcs"` in a file, `""` for a
+/// stored dynamic configuration).
+pub(crate) fn check_dynamic(root: &Json, dcs: &str, broken: &[Problem], out: &mut RuleOutput) {
+    let doc = Doc { root, broken };
+    let path = |key: &str| child_path(dcs, key);
+    let defaults = super::dynamic::DynamicConfig::default();
+    let timings = (
+        doc.int_or(&path("ttl"), defaults.ttl as i64),
+        doc.int_or(&path("loop_wait"), defaults.loop_wait as i64),
+        doc.int_or(&path("retry_timeout"), defaults.retry_timeout as i64),
+    );
+    if let (Some(ttl), Some(loop_wait), Some(retry_timeout)) = timings {
+        // Patroni's rule: the primary must be able to finish a loop and retry a failed DCS call
+        // twice before its lease runs out.
+        if loop_wait + 2 * retry_timeout > ttl {
+            out.problems.push(Problem::new(
+                path("ttl"),
+                format!(
+                    "loop_wait ({loop_wait}) + 2 × retry_timeout ({retry_timeout}) = {} exceeds ttl ({ttl}); \
+                     Patroni requires loop_wait + 2 × retry_timeout ≤ ttl",
+                    loop_wait + 2 * retry_timeout
+                ),
+            ));
+        }
+    }
+    for (key, minimum) in PATRONI_MINIMUMS {
+        let value = doc.get(&path(key)).and_then(Json::as_i64);
+        if let Some(value) = value.filter(|v| v < minimum) {
+            out.warnings.push(format!(
+                "{}: {value} is below Patroni's minimum of {minimum}; Patroni would use {minimum}, pgquorum uses {value}",
+                path(key)
+            ));
+        }
+    }
+    let standby = path("standby_cluster");
+    if let Some(section) = doc.get(&standby).and_then(Json::as_object) {
+        // An empty section means "not a standby cluster", as in Patroni.
+        let has_source = ["host", "port", "restore_command"]
+            .iter()
+            .any(|k| section.contains_key(*k));
+        if !section.is_empty() && !has_source && !doc.is_broken(&standby) {
+            out.problems.push(Problem::new(
+                standby,
+                "needs at least one of host, port or restore_command",
+            ));
+        }
+    }
+}
+
+/// Rules for a whole configuration file (including the dynamic rules for `bootstrap.dcs`).
+pub(crate) fn check_file(root: &Json, broken: &[Problem]) -> RuleOutput {
+    let mut out = RuleOutput::default();
+    check_dynamic(root, "bootstrap.dcs", broken, &mut out);
+    let doc = Doc { root, broken };
+    check_raft_timing(&doc, &mut out);
+    check_raft_addresses(&doc, &mut out);
+    check_tags(&doc, &mut out);
+    check_watchdog(&doc, &mut out);
+    check_custom_methods(&doc, &mut out);
+    out
+}
+
+/// The embedded Raft must elect a new leader well within one lease: an election must never by
+/// itself cost the primary its `leader` key (see DESIGN: "a Raft election must never by itself
+/// cause a PostgreSQL failover").
+fn check_raft_timing(doc: &Doc, out: &mut RuleOutput) {
+    let ttl = doc.int_or(
+        "bootstrap.dcs.ttl",
+        super::dynamic::DynamicConfig::default().ttl as i64,
+    );
+    let election = doc.int_or("raft.election_timeout_ms", DEFAULT_ELECTION_TIMEOUT_MS as i64);
+    let heartbeat = doc.int_or("raft.heartbeat_interval_ms", DEFAULT_HEARTBEAT_INTERVAL_MS as i64);
+    if let (Some(election), Some(heartbeat)) = (election, heartbeat) {
+        if 2 * heartbeat >= election {
+            out.problems.push(Problem::new(
+                "raft.heartbeat_interval_ms",
+                format!(
+                    "{heartbeat} ms must be less than half of raft.election_timeout_ms ({election} ms), \
+                     or followers start elections while the leader is healthy"
+                ),
+            ));
+        }
+    }
+    if let (Some(ttl), Some(election)) = (ttl, election) {
+        // The longest election takes 2 × election_timeout_ms; it must fit in half the lease.
+        if 2 * election > ttl * 1000 / 2 {
+            out.problems.push(Problem::new(
+                "raft.election_timeout_ms",
+                format!(
+                    "{election} ms is too long for ttl {ttl} s: 2 × election_timeout_ms must not exceed half of \
+                     ttl ({} ms)",
+                    ttl * 1000 / 2
+                ),
+            ));
+        }
+    }
+}
+
+fn check_raft_addresses(doc: &Doc, out: &mut RuleOutput) {
+    let self_addr = doc.str("raft.self_addr").map(comparable);
+    let partners = doc
+        .get("raft.partner_addrs")
+        .and_then(Json::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut seen: Vec<String> = Vec::new();
+    for (i, partner) in partners.iter().enumerate() {
+        let Some(partner) = partner.as_str() else { continue };
+        let path = format!("raft.partner_addrs[{i}]");
+        let key = comparable(partner);
+        if self_addr.as_deref() == Some(key.as_str()) {
+            out.problems.push(Problem::new(
+                path,
+                format!("\"{partner}\" is this node's own raft.self_addr; list only the other nodes"),
+            ));
+        } else if seen.contains(&key) {
+            out.problems.push(Problem::new(
+                path,
+                format!("\"{partner}\" is listed more than once"),
+            ));
+        }
+        seen.push(key);
+    }
+}
+
+/// Patroni: "Provide only one of nofailover or failover_priority". Both together are accepted
+/// when they agree (`nofailover: true` ≡ priority 0), rejected when they contradict.
+fn check_tags(doc: &Doc, out: &mut RuleOutput) {
+    let nofailover = doc.get("tags.nofailover").and_then(Json::as_bool);
+    let priority = doc.get("tags.failover_priority").and_then(Json::as_i64);
+    if let (Some(nofailover), Some(priority)) = (nofailover, priority) {
+        if nofailover == (priority > 0) {
+            out.problems.push(Problem::new(
+                "tags.failover_priority",
+                format!("{priority} contradicts tags.nofailover: {nofailover}; set only one of them"),
+            ));
+        }
+    }
+}
+
+/// The watchdog must fire before the lease expires, so the safety margin must be below ttl.
+fn check_watchdog(doc: &Doc, out: &mut RuleOutput) {
+    if doc.str("watchdog.mode") == Some("off") {
+        return;
+    }
+    let ttl = doc.int_or(
+        "bootstrap.dcs.ttl",
+        super::dynamic::DynamicConfig::default().ttl as i64,
+    );
+    let margin = doc.get("watchdog.safety_margin").and_then(Json::as_i64);
+    if let (Some(ttl), Some(margin)) = (ttl, margin) {
+        if margin >= ttl {
+            out.problems.push(Problem::new(
+                "watchdog.safety_margin",
+                format!("{margin} s leaves no watchdog timeout within ttl ({ttl} s)"),
+            ));
+        }
+    }
+}
+
+/// A custom bootstrap or replica creation method needs its own section with a `command`.
+fn check_custom_methods(doc: &Doc, out: &mut RuleOutput) {
+    if let Some(method) = doc.str("bootstrap.method").filter(|m| *m != "initdb") {
+        require_command(doc, "bootstrap", method, "bootstrap.method", out);
+    }
+    let lists = [
+        "postgresql.create_replica_methods",
+        "bootstrap.dcs.standby_cluster.create_replica_methods",
+    ];
+    for list in lists {
+        let methods = doc
+            .get(list)
+            .and_then(Json::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for method in methods
+            .iter()
+            .filter_map(Json::as_str)
+            .filter(|m| *m != "basebackup")
+        {
+            require_command(doc, "postgresql", method, list, out);
+        }
+    }
+}
+
+fn require_command(doc: &Doc, parent: &str, method: &str, named_by: &str, out: &mut RuleOutput) {
+    let section = format!("{parent}.{method}");
+    let has_command = doc
+        .get(&section)
+        .and_then(|s| s.get("command"))
+        .is_some_and(|c| c.is_string());
+    let already = out.problems.iter().any(|p| p.path == section);
+    if !has_command && !already && !doc.is_broken(&section) {
+        out.problems.push(Problem::new(
+            section,
+            format!("{named_by} names method \"{method}\", which needs this section with a \"command\""),
+        ));
+    }
+}

@@ -1,0 +1,529 @@
+//! Loading whole configurations: the Patroni examples, many mistakes at once, environment
+//! overrides, warnings.
+
+use std::path::Path;
+
+use super::*;
+
+const EXAMPLES: [&str; 3] = [
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/examples/patroni-raft-node1.yml"
+    ),
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/examples/patroni-raft-node2.yml"
+    ),
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/examples/patroni-raft-node3.yml"
+    ),
+];
+
+fn no_env() -> Vec<(String, String)> {
+    Vec::new()
+}
+
+fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+    vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn load(text: &str) -> Result<Loaded, ConfigError> {
+    Config::from_yaml_str(text, "test.yml", no_env())
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match load(text) {
+        Ok(loaded) => panic!("expected problems, loaded {:?}", loaded.config),
+        Err(e) => e.problems,
+    }
+}
+
+const MINIMAL: &str = "
+scope: demo
+name: node1
+raft:
+  self_addr: 127.0.0.1:2401
+  partner_addrs: [127.0.0.1:2402, 127.0.0.1:2403]
+  data_dir: /tmp/raft
+";
+
+#[test]
+fn patroni_raft_examples_load_unchanged() {
+    for (i, path) in EXAMPLES.iter().enumerate() {
+        let loaded = Config::load_with_env(Path::new(path), no_env()).unwrap_or_else(|e| panic!("{e}"));
+        let config = loaded.config;
+        assert_eq!(config.scope, "demo");
+        assert_eq!(config.name, format!("node{}", i + 1));
+        assert_eq!(config.raft.self_addr, format!("127.0.0.1:240{}", i + 1));
+        assert_eq!(config.raft.partner_addrs.len(), 2);
+        assert!(!config.raft.partner_addrs.contains(&config.raft.self_addr));
+        assert_eq!(config.raft.heartbeat_interval_ms, DEFAULT_HEARTBEAT_INTERVAL_MS);
+        assert_eq!(config.raft.election_timeout_ms, DEFAULT_ELECTION_TIMEOUT_MS);
+        let dcs = &config.bootstrap.dcs;
+        assert_eq!((dcs.ttl, dcs.loop_wait, dcs.retry_timeout), (20, 1, 3));
+        assert_eq!(dcs.maximum_lag_on_failover, 1_048_576);
+        assert!(dcs.postgresql.use_pg_rewind && dcs.postgresql.use_slots);
+        assert_eq!(
+            dcs.postgresql.parameters["hot_standby"],
+            ParamValue::Str("on".into())
+        );
+        assert_eq!(dcs.postgresql.parameters["max_wal_senders"], ParamValue::Int(10));
+        let initdb: Vec<String> = config.bootstrap.initdb.iter().map(ToolOption::to_arg).collect();
+        assert_eq!(initdb, ["--encoding=UTF8", "--data-checksums"]);
+        let auth = &config.postgresql.authentication;
+        assert_eq!(
+            auth.rewind.as_ref().and_then(|u| u.username.as_deref()),
+            Some("rewinder")
+        );
+        assert_eq!(config.postgresql.pg_hba.len(), 3);
+        assert_eq!(
+            config
+                .restapi
+                .authentication
+                .as_ref()
+                .map(|a| a.username.as_str()),
+            Some("admin")
+        );
+        assert!(config.tags.may_become_primary());
+        assert_eq!(config.log.tracing_level(), Some("info"));
+        assert_eq!(
+            loaded.warnings,
+            Vec::<String>::new(),
+            "the examples use only implemented keys"
+        );
+    }
+}
+
+#[test]
+fn every_mistake_is_reported_at_once_with_its_path() {
+    let text = "
+name: node1
+Scope: demo
+raft:
+  self_addr: 127.0.0.1:2401
+  partner_adrs: [127.0.0.1:2402]
+  data_dir: [not, a, path]
+  heartbeat_interval_ms: fast
+restapi:
+  listen: 127.0.0.1:99999
+  authentication:
+    username: admin
+bootstrap:
+  dcs:
+    ttl: 30
+    loop_wait: -1
+    synchronous_mode: sometimes
+    postgresql:
+      use_slots: maybe
+      parameters:
+        max_connections: 0
+tags:
+  nofailover: perhaps
+  datacenter: [eu, us]
+watchdog:
+  mode: automatc
+frobnicate: 1
+";
+    assert_eq!(
+        problems(text),
+        [
+            r#"Scope: unknown key (did you mean "scope"?)"#,
+            r#"raft.partner_adrs: unknown key (did you mean "partner_addrs"?)"#,
+            "raft.data_dir: expected a string, found a list",
+            r#"raft.heartbeat_interval_ms: "fast" is not an integer"#,
+            r#"restapi.listen: "127.0.0.1:99999" is not a valid host:port address: port "99999" is not a number from 1 to 65535"#,
+            "restapi.authentication.password: required key is missing",
+            "bootstrap.dcs.loop_wait: -1 is too small (minimum 1)",
+            "bootstrap.dcs.synchronous_mode: sometimes is not a synchronous mode (use true, false or quorum)",
+            r#"bootstrap.dcs.postgresql.use_slots: "maybe" is not a boolean (use true or false)"#,
+            "bootstrap.dcs.postgresql.parameters.max_connections: 0 is out of range (1 to 262143)",
+            r#"tags.nofailover: "perhaps" is not a boolean (use true or false)"#,
+            "tags.datacenter: expected a string, number or boolean, found a list",
+            r#"watchdog.mode: "automatc" is not a watchdog mode (use off, automatic or required)"#,
+            "frobnicate: unknown key: neither Patroni nor pgquorum has a setting by this name",
+            "scope: required key is missing",
+        ]
+    );
+}
+
+#[test]
+fn error_display_lists_every_problem_on_its_own_line() {
+    let error = load("name: n\nraft: {}\n").expect_err("missing keys");
+    let shown = error.to_string();
+    assert!(shown.starts_with("3 problem(s) in test.yml:\n"), "{shown}");
+    assert!(
+        shown.contains("\n  - raft.self_addr: required key is missing"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("\n  - raft.data_dir: required key is missing"),
+        "{shown}"
+    );
+    assert!(shown.contains("\n  - scope: required key is missing"), "{shown}");
+}
+
+#[test]
+fn typos_get_suggestions_and_misplaced_keys_point_home() {
+    let found = problems(&format!(
+        "{MINIMAL}ttl: 30\nrestapi:\n  conect_address: 127.0.0.1:8008\n"
+    ));
+    assert_eq!(
+        found,
+        [
+            r#"ttl: unknown key here (did you mean "bootstrap.dcs.ttl"?)"#,
+            r#"restapi.conect_address: unknown key (did you mean "connect_address"?)"#,
+        ]
+    );
+}
+
+#[test]
+fn lease_timing_rule_is_enforced() {
+    let text =
+        format!("{MINIMAL}bootstrap:\n  dcs:\n    ttl: 20\n    loop_wait: 10\n    retry_timeout: 10\n");
+    assert_eq!(
+        problems(&text),
+        [
+            "bootstrap.dcs.ttl: loop_wait (10) + 2 × retry_timeout (10) = 30 exceeds ttl (20); \
+          Patroni requires loop_wait + 2 × retry_timeout ≤ ttl"
+        ]
+    );
+    // The defaults (30/10/10) satisfy it exactly.
+    assert!(load(MINIMAL).is_ok());
+}
+
+#[test]
+fn raft_timing_must_fit_the_lease() {
+    let slow_election = format!("{MINIMAL}  election_timeout_ms: 8000\n");
+    assert_eq!(
+        problems(&slow_election),
+        ["raft.election_timeout_ms: 8000 ms is too long for ttl 30 s: 2 × election_timeout_ms must not exceed \
+          half of ttl (15000 ms)"]
+    );
+    let slow_heartbeat = format!("{MINIMAL}  heartbeat_interval_ms: 250\n");
+    assert_eq!(
+        problems(&slow_heartbeat),
+        ["raft.heartbeat_interval_ms: 250 ms must be less than half of raft.election_timeout_ms (500 ms), or \
+          followers start elections while the leader is healthy"]
+    );
+    let tuned = format!("{MINIMAL}  heartbeat_interval_ms: 50\n  election_timeout_ms: 300\n");
+    let raft = load(&tuned).expect("valid").config.raft;
+    assert_eq!((raft.heartbeat_interval_ms, raft.election_timeout_ms), (50, 300));
+}
+
+#[test]
+fn raft_addresses_are_checked() {
+    let text = "
+scope: demo
+name: node1
+raft:
+  self_addr: 127.0.0.1:2401
+  partner_addrs:
+  - 127.0.0.1:2402
+  - 127.0.0.1:99999
+  - 127.0.0.1:2401
+  - 127.0.0.1:2402
+  - 0.0.0.0:2405
+  - localhost
+  data_dir: /tmp/raft
+";
+    assert_eq!(
+        problems(text),
+        [
+            r#"raft.partner_addrs[1]: "127.0.0.1:99999" is not a valid host:port address: port "99999" is not a number from 1 to 65535"#,
+            r#"raft.partner_addrs[4]: "0.0.0.0:2405" is not a valid host:port address: "0.0.0.0" is a listen-only wildcard; other nodes need a host name or IP they can reach"#,
+            r#"raft.partner_addrs[5]: "localhost" is not a valid host:port address: missing ":port" after the host"#,
+            r#"raft.partner_addrs[2]: "127.0.0.1:2401" is this node's own raft.self_addr; list only the other nodes"#,
+            r#"raft.partner_addrs[3]: "127.0.0.1:2402" is listed more than once"#,
+        ]
+    );
+}
+
+#[test]
+fn environment_overrides_keys() {
+    let text = "scope: file-scope\nname: file-name\nraft:\n  data_dir: /tmp/raft\n";
+    let vars = env(&[
+        ("PGQUORUM_NAME", "env-name"),
+        ("PGQUORUM_RAFT_SELF_ADDR", "10.0.0.1:2401"),
+        ("PGQUORUM_RAFT_PARTNER_ADDRS", "10.0.0.2:2401, 10.0.0.3:2401"),
+        ("PGQUORUM_RESTAPI_LISTEN", "0.0.0.0:8008"),
+        ("PGQUORUM_POSTGRESQL_DATA_DIR", "/var/lib/pg"),
+        ("PGQUORUM_LOG_LEVEL", "debug"),
+        ("PGQUORUM_BOOTSTRAP_DCS_TTL", "40"),
+        ("PGQUORUM_SUPERUSER_PASSWORD", "s3cret"),
+        ("PGQUORUM_TAGS_NOFAILOVER", "on"),
+        ("HOME", "/root"),
+    ]);
+    let config = Config::from_yaml_str(text, "test.yml", vars)
+        .expect("valid")
+        .config;
+    assert_eq!(config.scope, "file-scope");
+    assert_eq!(config.name, "env-name");
+    assert_eq!(config.raft.self_addr, "10.0.0.1:2401");
+    assert_eq!(config.raft.partner_addrs, ["10.0.0.2:2401", "10.0.0.3:2401"]);
+    assert_eq!(config.restapi.listen.as_deref(), Some("0.0.0.0:8008"));
+    assert_eq!(
+        config.postgresql.data_dir.as_deref(),
+        Some(Path::new("/var/lib/pg"))
+    );
+    assert_eq!(config.log.level.as_deref(), Some("DEBUG"));
+    assert_eq!(config.bootstrap.dcs.ttl, 40);
+    let superuser = config
+        .postgresql
+        .authentication
+        .superuser
+        .expect("set from the environment");
+    assert_eq!(superuser.password.as_deref(), Some("s3cret"));
+    assert_eq!(config.tags.nofailover, Some(true));
+
+    let flow_list = env(&[(
+        "PGQUORUM_RAFT_PARTNER_ADDRS",
+        r#"["10.0.0.2:2401", "10.0.0.3:2401"]"#,
+    )]);
+    let config = Config::from_yaml_str(MINIMAL, "test.yml", flow_list)
+        .expect("valid")
+        .config;
+    assert_eq!(config.raft.partner_addrs, ["10.0.0.2:2401", "10.0.0.3:2401"]);
+}
+
+#[test]
+fn bad_environment_variables_are_problems() {
+    let vars = env(&[
+        ("PGQUORUM_RAFT_SELFADDR", "10.0.0.1:2401"),
+        ("PGQUORUM_RAFT_PARTNER_ADDRS", "10.0.0.2:2401,10.0.0.3"),
+        ("PGQUORUM_BOOTSTRAP_DCS_LOOP_WAIT", "soon"),
+    ]);
+    let error = Config::from_yaml_str(MINIMAL, "test.yml", vars).expect_err("bad variables");
+    assert_eq!(
+        error.problems,
+        [
+            "PGQUORUM_RAFT_SELFADDR: unknown environment variable: no configuration key maps to it \
+             (did you mean PGQUORUM_RAFT_SELF_ADDR?)",
+            r#"raft.partner_addrs[1]: "10.0.0.3" is not a valid host:port address: missing ":port" after the host (set by environment variable PGQUORUM_RAFT_PARTNER_ADDRS)"#,
+            r#"bootstrap.dcs.loop_wait: "soon" is not an integer (set by environment variable PGQUORUM_BOOTSTRAP_DCS_LOOP_WAIT)"#,
+        ]
+    );
+}
+
+#[test]
+fn unimplemented_patroni_keys_make_one_warning() {
+    let text = format!(
+        "{MINIMAL}  password: secret
+namespace: /service
+etcd3:
+  hosts: 10.0.0.1:2379
+restapi:
+  listen: 0.0.0.0:8008
+  certfile: /etc/ssl/cert.pem
+ctl:
+  insecure: true
+"
+    );
+    let loaded = load(&text).expect("Patroni keys are accepted");
+    assert_eq!(
+        loaded.warnings,
+        [
+            "these Patroni settings are accepted but not implemented by pgquorum, and have no effect: \
+          raft.password, namespace, etcd3, restapi.certfile, ctl"
+        ]
+    );
+}
+
+#[test]
+fn patroni_spellings_are_normalised() {
+    let text = format!(
+        "{MINIMAL}bootstrap:
+  dcs:
+    master_start_timeout: 60
+    synchronous_mode: quorum
+    member_slots_ttl: 10min
+    permanent_slots:
+      cdc: {{type: logical, database: app, plugin: pgoutput}}
+      standby: null
+    postgresql:
+      use_pg_rewind: 'yes'
+      parameters:
+        Max_Connections: '100'
+        wal_log_hints: true
+  post_init: /usr/local/bin/setup.sh
+  initdb: {{encoding: UTF8, locale: C}}
+watchdog:
+  mode: false
+"
+    );
+    let config = load(&text).expect("valid").config;
+    let dcs = &config.bootstrap.dcs;
+    assert_eq!(dcs.primary_start_timeout, 60);
+    assert_eq!(dcs.synchronous_mode, SynchronousMode::Quorum);
+    assert_eq!(dcs.member_slots_ttl, 600);
+    assert_eq!(dcs.slots["cdc"].slot_type, SlotType::Logical);
+    assert_eq!(dcs.slots["standby"].slot_type, SlotType::Physical);
+    assert!(dcs.postgresql.use_pg_rewind);
+    assert_eq!(dcs.postgresql.parameters["max_connections"].to_string(), "100");
+    assert_eq!(dcs.postgresql.parameters["wal_log_hints"].to_string(), "on");
+    assert_eq!(
+        config.bootstrap.post_bootstrap.as_deref(),
+        Some("/usr/local/bin/setup.sh")
+    );
+    assert_eq!(config.bootstrap.initdb.len(), 2);
+    assert_eq!(config.watchdog.mode, WatchdogMode::Off);
+}
+
+#[test]
+fn conflicting_spellings_are_problems() {
+    let text = format!(
+        "{MINIMAL}bootstrap:
+  dcs:
+    master_start_timeout: 60
+    primary_start_timeout: 30
+postgresql:
+  parameters:
+    work_mem: 4MB
+    WORK_MEM: 8MB
+"
+    );
+    assert_eq!(
+        problems(&text),
+        [
+            r#"bootstrap.dcs.master_start_timeout: both "master_start_timeout" and "primary_start_timeout" are set; keep only "primary_start_timeout""#,
+            r#"postgresql.parameters.WORK_MEM: "work_mem" is set more than once (names are case-insensitive)"#,
+        ]
+    );
+}
+
+#[test]
+fn custom_methods_need_their_sections() {
+    let text = format!(
+        "{MINIMAL}postgresql:
+  create_replica_methods: [pgbackrest, wal_g, basebackup]
+  pgbackrest:
+    command: /usr/bin/pgbackrest --stanza=main restore
+    keep_data: true
+bootstrap:
+  method: clone
+"
+    );
+    assert_eq!(
+        problems(&text),
+        [
+            r#"bootstrap.clone: bootstrap.method names method "clone", which needs this section with a "command""#,
+            r#"postgresql.wal_g: postgresql.create_replica_methods names method "wal_g", which needs this section with a "command""#,
+        ]
+    );
+    let fixed = format!("{text}  clone:\n    command: /bin/clone\n  wal_g:\n    command: /bin/wal-g\n");
+    // `wal_g` sits under bootstrap in `fixed`, which is wrong; move it under postgresql.
+    let fixed = fixed.replace(
+        "  clone:\n    command: /bin/clone\n  wal_g:\n    command: /bin/wal-g\n",
+        "  clone:\n    command: /bin/clone\n",
+    );
+    let fixed = fixed.replace(
+        "    keep_data: true\n",
+        "    keep_data: true\n  wal_g:\n    command: /bin/wal-g\n",
+    );
+    let config = load(&fixed).expect("valid").config;
+    assert!(config.postgresql.replica_methods.contains_key("pgbackrest"));
+    assert!(config.bootstrap.methods.contains_key("clone"));
+}
+
+#[test]
+fn yaml_syntax_errors_have_a_location() {
+    let found = problems("scope: demo\nname: [unclosed\n");
+    assert_eq!(found.len(), 1);
+    assert!(found[0].starts_with("YAML syntax error at line "), "{}", found[0]);
+    assert_eq!(
+        problems("- just\n- a list\n"),
+        ["the file must contain a map of settings (scope, name, raft, …)"]
+    );
+}
+
+#[test]
+fn unreadable_file_is_a_problem() {
+    let error = Config::load_with_env(Path::new("/nonexistent/pgquorum.yml"), no_env()).expect_err("missing");
+    assert_eq!(error.path, "/nonexistent/pgquorum.yml");
+    assert_eq!(error.problems.len(), 1);
+    assert!(
+        error.problems[0].starts_with("cannot read the file: "),
+        "{}",
+        error.problems[0]
+    );
+}
+
+#[test]
+fn dynamic_config_round_trips_through_json() {
+    let default = DynamicConfig::default();
+    assert_eq!(
+        (default.ttl, default.loop_wait, default.retry_timeout),
+        (30, 10, 10)
+    );
+    assert_eq!(default.maximum_lag_on_failover, 1_048_576);
+    assert_eq!(default.primary_start_timeout, 300);
+    let (parsed, warnings) = DynamicConfig::from_json(&default.to_json(), None).expect("defaults are valid");
+    assert_eq!(parsed, default);
+    assert!(warnings.is_empty());
+
+    let loaded = load(&format!(
+        "{MINIMAL}bootstrap:\n  dcs:\n    synchronous_mode: quorum\n"
+    ))
+    .expect("valid");
+    let stored = loaded.config.bootstrap.dcs.to_json();
+    assert_eq!(stored["synchronous_mode"], "quorum");
+    let back: DynamicConfig = serde_json::from_value(stored).expect("deserialises");
+    assert_eq!(back, loaded.config.bootstrap.dcs);
+}
+
+#[test]
+fn dynamic_config_edits_are_validated() {
+    let edit = serde_json::json!({"ttl": 10, "loop_wait": 5, "retry_timeout": 5, "bogus": 1});
+    let problems = DynamicConfig::from_json(&edit, None).expect_err("invalid edit");
+    assert_eq!(
+        problems,
+        [
+            "bogus: unknown key: neither Patroni nor pgquorum has a setting by this name",
+            "ttl: loop_wait (5) + 2 × retry_timeout (5) = 15 exceeds ttl (10); \
+             Patroni requires loop_wait + 2 × retry_timeout ≤ ttl",
+        ]
+    );
+    let raft = load(&format!("{MINIMAL}  election_timeout_ms: 3000\n"))
+        .expect("valid")
+        .config
+        .raft;
+    let short_lease = serde_json::json!({"ttl": 10, "loop_wait": 2, "retry_timeout": 3});
+    let problems = DynamicConfig::from_json(&short_lease, Some(&raft)).expect_err("too short for raft");
+    assert_eq!(problems.len(), 1);
+    assert!(
+        problems[0].starts_with("ttl: 10 s is too short"),
+        "{}",
+        problems[0]
+    );
+    let (_, warnings) = DynamicConfig::from_json(&short_lease, None).expect("valid without raft");
+    assert_eq!(
+        warnings,
+        ["ttl: 10 is below Patroni's minimum of 20; Patroni would use 20, pgquorum uses 10"]
+    );
+}
+
+#[test]
+fn tags_accept_user_tags_and_reject_contradictions() {
+    let text = format!("{MINIMAL}tags:\n  nofailover: true\n  datacenter: eu-west\n  rack: 7\n");
+    let tags = load(&text).expect("valid").config.tags;
+    assert!(!tags.may_become_primary());
+    assert_eq!(tags.custom["datacenter"], "eu-west");
+    assert_eq!(tags.custom["rack"], 7);
+    let contradiction = format!("{MINIMAL}tags:\n  nofailover: true\n  failover_priority: 2\n");
+    assert_eq!(
+        problems(&contradiction),
+        ["tags.failover_priority: 2 contradicts tags.nofailover: true; set only one of them"]
+    );
+}
+
+#[test]
+fn documentation_covers_every_key() {
+    let docs = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md"));
+    let missing: Vec<String> = schema::Schema::file()
+        .entries()
+        .iter()
+        .map(|e| e.path.clone())
+        .filter(|path| !docs.contains(&format!("`{path}`")))
+        .collect();
+    assert!(missing.is_empty(), "docs/configuration.md lacks: {missing:?}");
+}

@@ -1,0 +1,113 @@
+//! `pgquorumctl`: the operator CLI. Talks gRPC to any agent.
+
+mod get;
+mod raft_status;
+pub mod table;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tonic::transport::Channel;
+
+use crate::config::Config;
+use crate::grpc::lazy_channel;
+use crate::grpc::pb::admin::admin_client::AdminClient;
+
+pub use raft_status::{fetch_raft_status, MemberRow};
+
+#[derive(Debug, Parser)]
+#[command(name = "pgquorumctl", version, about = "Query and steer a pgquorum cluster")]
+pub struct Cli {
+    /// Agent configuration file; the agent at its `raft.self_addr` is asked.
+    #[arg(short = 'c', long = "config-file", global = true, env = "PGQUORUMCTL_CONFIG_FILE")]
+    pub config: Option<PathBuf>,
+    /// Agent gRPC endpoint (HOST:PORT, the agent's `raft.self_addr`); overrides -c.
+    #[arg(short = 'e', long, global = true, env = "PGQUORUMCTL_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// The Raft group.
+    Raft {
+        #[command(subcommand)]
+        command: RaftCommand,
+    },
+    /// Read a keyspace key (`leader`, `members/node1`, `config`...) for debugging.
+    Get {
+        /// The key, or with --prefix a key prefix ("" or "members/").
+        key: String,
+        /// Read every key starting with KEY.
+        #[arg(long)]
+        prefix: bool,
+        /// Answer from the asked agent's local copy, which may be stale, instead of a
+        /// linearizable read through the Raft leader.
+        #[arg(long)]
+        stale: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RaftCommand {
+    /// Members of the Raft group: role, term, log and commit index, lag.
+    #[command(alias = "list")]
+    Status,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error("no agent to talk to: give -c CONFIG_FILE or --endpoint HOST:PORT")]
+    NoEndpoint,
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("invalid endpoint {0:?}: {1}")]
+    BadEndpoint(String, String),
+    #[error("agent at {endpoint}: {message}")]
+    Rpc { endpoint: String, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Cli {
+    pub fn endpoint(&self) -> Result<String, CtlError> {
+        if let Some(e) = &self.endpoint {
+            return Ok(e.clone());
+        }
+        match &self.config {
+            Some(path) => Ok(Config::load(path)?.config.raft.self_addr),
+            None => Err(CtlError::NoEndpoint),
+        }
+    }
+}
+
+/// An admin client for `endpoint`.
+pub fn connect(endpoint: &str) -> Result<AdminClient<Channel>, CtlError> {
+    let channel = lazy_channel(endpoint, Duration::from_secs(2))
+        .map_err(|e| CtlError::BadEndpoint(endpoint.to_string(), e.to_string()))?;
+    Ok(AdminClient::new(channel))
+}
+
+pub fn rpc_error(endpoint: &str, status: tonic::Status) -> CtlError {
+    let message = match status.code() {
+        tonic::Code::Unavailable if status.message().contains("tcp connect") || status.message().contains("transport") => {
+            format!("cannot connect ({}): is the agent running?", status.message())
+        }
+        _ => status.message().to_string(),
+    };
+    CtlError::Rpc { endpoint: endpoint.to_string(), message }
+}
+
+/// Run one command; returns what to print on stdout.
+pub async fn run(cli: &Cli) -> Result<String, CtlError> {
+    let endpoint = cli.endpoint()?;
+    match &cli.command {
+        CtlCommand::Raft { command: RaftCommand::Status } => raft_status::run(&endpoint, cli.json).await,
+        CtlCommand::Get { key, prefix, stale } => get::run(&endpoint, key, *prefix, !*stale, cli.json).await,
+    }
+}

@@ -1,0 +1,62 @@
+//! The admin gRPC service: keyspace reads and writes and Raft status, for `pgquorumctl`
+//! and for agents forwarding to the Raft leader.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::grpc::pb::admin::admin_server::Admin;
+use crate::grpc::pb::admin::{
+    NodeStatusReply, NodeStatusRequest, RaftStatusReply, RaftStatusRequest, ReadReply, ReadRequest, WriteReply,
+    WriteRequest,
+};
+use crate::keyspace::Command;
+use crate::node::{error_to_status, RaftNode, ReadQuery};
+
+pub struct AdminGrpc {
+    node: Arc<RaftNode>,
+}
+
+impl AdminGrpc {
+    pub fn new(node: Arc<RaftNode>) -> AdminGrpc {
+        AdminGrpc { node }
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminGrpc {
+    async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteReply>, Status> {
+        let req = request.into_inner();
+        let command: Command = serde_json::from_slice(&req.command)
+            .map_err(|e| Status::invalid_argument(format!("not a keyspace command: {e}")))?;
+        let result = self.node.write(command, req.forwarded).await.map_err(|e| error_to_status(&e))?;
+        let outcome = serde_json::to_vec(&result.outcome).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(WriteReply { outcome, log_index: result.log_index }))
+    }
+
+    async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadReply>, Status> {
+        let req = request.into_inner();
+        let query = ReadQuery { key: req.key, prefix: req.prefix, linearizable: req.linearizable };
+        let result = self.node.read(&query, req.forwarded).await.map_err(|e| error_to_status(&e))?;
+        let entries = result
+            .entries
+            .iter()
+            .map(serde_json::to_vec)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(ReadReply {
+            entries,
+            applied_index: result.applied_index,
+            as_of_ms: result.as_of_ms,
+            answered_by: result.answered_by,
+        }))
+    }
+
+    async fn node_status(&self, _: Request<NodeStatusRequest>) -> Result<Response<NodeStatusReply>, Status> {
+        Ok(Response::new(self.node.node_status().await))
+    }
+
+    async fn raft_status(&self, _: Request<RaftStatusRequest>) -> Result<Response<RaftStatusReply>, Status> {
+        Ok(Response::new(self.node.raft_status().await))
+    }
+}

@@ -1,0 +1,179 @@
+//! Opening `raft.data_dir`: one sled database holding the Raft log, the vote and the state
+//! machine, stamped with the identity of the cluster and node it belongs to.
+//!
+//! The identity check is what keeps a copied or mis-configured directory from being
+//! merged into the wrong cluster: a directory that belongs to another `scope` or another
+//! node is refused and left untouched.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::NodeId;
+
+/// Who a data directory belongs to. Written once, when the directory is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub cluster: String,
+    pub node_id: NodeId,
+    pub self_addr: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("raft.data_dir {path}: cannot create the directory: {source}")]
+    Create { path: PathBuf, source: std::io::Error },
+    #[error(
+        "raft.data_dir {path} is not empty and holds no pgquorum Raft data (found {found:?}); \
+         refusing to use it — point raft.data_dir at an empty or pgquorum directory"
+    )]
+    Foreign { path: PathBuf, found: String },
+    #[error(
+        "raft.data_dir {path} cannot be opened (corrupt or locked by another running agent?): {source}"
+    )]
+    Sled { path: PathBuf, source: sled::Error },
+    #[error(
+        "raft.data_dir {path} belongs to cluster {:?} node {} ({}), but this config is cluster {:?} \
+         node {} ({}); refusing to use it, nothing was changed",
+        found.cluster, found.self_addr, found.node_id, expected.cluster, expected.self_addr, expected.node_id
+    )]
+    OtherOwner { path: PathBuf, found: Identity, expected: Identity },
+    #[error("raft.data_dir {path}: the identity record is unreadable (corrupt?): {detail}")]
+    CorruptIdentity { path: PathBuf, detail: String },
+    #[error(
+        "raft.data_dir {path} holds Raft data but no identity record (corrupt or written by \
+         something else); refusing to use it"
+    )]
+    MissingIdentity { path: PathBuf },
+}
+
+/// The opened database and its trees (one tree per concern).
+#[derive(Clone)]
+pub struct Storage {
+    pub db: sled::Db,
+    /// Raft log entries, keyed by big-endian index so that sled's order is log order.
+    pub logs: sled::Tree,
+    /// Vote, committed log id, last purged log id, identity.
+    pub meta: sled::Tree,
+    /// The applied state machine and the current snapshot.
+    pub state: sled::Tree,
+    pub path: PathBuf,
+}
+
+const IDENTITY: &[u8] = b"identity";
+
+/// Files sled keeps in its directory; anything else means the directory is not ours.
+fn is_sled_file(name: &str) -> bool {
+    name == "db" || name == "conf" || name == "blobs" || name == "snap" || name.starts_with("snap.")
+}
+
+impl Storage {
+    pub fn open(path: &Path, expected: &Identity) -> Result<Storage, OpenError> {
+        let path = path.to_path_buf();
+        std::fs::create_dir_all(&path).map_err(|source| OpenError::Create { path: path.clone(), source })?;
+        let entries: Vec<String> = std::fs::read_dir(&path)
+            .map_err(|source| OpenError::Create { path: path.clone(), source })?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if let Some(stranger) = entries.iter().find(|n| !is_sled_file(n)) {
+            return Err(OpenError::Foreign { path, found: stranger.clone() });
+        }
+        let fresh = entries.is_empty();
+
+        let db = sled::Config::new()
+            .path(&path)
+            // The keyspace is tiny; keep the page cache small so the agent stays light.
+            .cache_capacity(16 * 1024 * 1024)
+            .open()
+            .map_err(|source| OpenError::Sled { path: path.clone(), source })?;
+        let tree = |name: &str| db.open_tree(name).map_err(|source| OpenError::Sled { path: path.clone(), source });
+        let storage = Storage { logs: tree("logs")?, meta: tree("meta")?, state: tree("state")?, db: db.clone(), path };
+        storage.check_identity(expected, fresh)?;
+        Ok(storage)
+    }
+
+    fn check_identity(&self, expected: &Identity, fresh: bool) -> Result<(), OpenError> {
+        let sled_err = |source| OpenError::Sled { path: self.path.clone(), source };
+        match self.meta.get(IDENTITY).map_err(sled_err)? {
+            Some(bytes) => {
+                let found: Identity = serde_json::from_slice(&bytes).map_err(|e| OpenError::CorruptIdentity {
+                    path: self.path.clone(),
+                    detail: e.to_string(),
+                })?;
+                if &found != expected {
+                    return Err(OpenError::OtherOwner {
+                        path: self.path.clone(),
+                        found,
+                        expected: expected.clone(),
+                    });
+                }
+                Ok(())
+            }
+            None if fresh || (self.logs.is_empty() && self.state.is_empty()) => {
+                let bytes = serde_json::to_vec(expected).expect("identity serialises");
+                self.meta.insert(IDENTITY, bytes).map_err(sled_err)?;
+                self.db.flush().map_err(sled_err)?;
+                Ok(())
+            }
+            None => Err(OpenError::MissingIdentity { path: self.path.clone() }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(cluster: &str, addr: &str) -> Identity {
+        Identity { cluster: cluster.into(), node_id: super::super::node_id_for(addr), self_addr: addr.into() }
+    }
+
+    #[test]
+    fn reopening_with_the_same_identity_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = id("demo", "127.0.0.1:2401");
+        drop(Storage::open(dir.path(), &me).unwrap());
+        Storage::open(dir.path(), &me).unwrap();
+    }
+
+    #[test]
+    fn another_clusters_directory_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path(), &id("prod", "127.0.0.1:2401")).unwrap();
+        s.logs.insert(1u64.to_be_bytes(), b"x".to_vec()).unwrap();
+        s.db.flush().unwrap();
+        drop(s);
+        let err = Storage::open(dir.path(), &id("demo", "127.0.0.1:2401")).err().unwrap();
+        let msg = err.to_string();
+        assert!(msg.contains("belongs to cluster \"prod\"") && msg.contains("\"demo\""), "{msg}");
+        let s = Storage::open(dir.path(), &id("prod", "127.0.0.1:2401")).unwrap();
+        assert_eq!(s.logs.len(), 1, "the refused open must not change anything");
+    }
+
+    #[test]
+    fn another_nodes_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Storage::open(dir.path(), &id("demo", "127.0.0.1:2401")).unwrap());
+        let err = Storage::open(dir.path(), &id("demo", "127.0.0.1:2402")).err().unwrap();
+        assert!(matches!(err, OpenError::OtherOwner { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_directory_with_other_files_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("PG_VERSION"), "15").unwrap();
+        let err = Storage::open(dir.path(), &id("demo", "127.0.0.1:2401")).err().unwrap();
+        assert!(err.to_string().contains("PG_VERSION"), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "nothing was written");
+    }
+
+    #[test]
+    fn a_corrupt_database_gives_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Storage::open(dir.path(), &id("demo", "127.0.0.1:2401")).unwrap());
+        std::fs::write(dir.path().join("conf"), b"garbage that is not a sled config").unwrap();
+        let err = Storage::open(dir.path(), &id("demo", "127.0.0.1:2401")).err().unwrap();
+        assert!(err.to_string().contains("cannot be opened"), "{err}");
+    }
+}
