@@ -19,6 +19,11 @@ pub struct DemoOptions {
     /// Raft/gRPC port of the first agent; the others use the next ones.
     pub base_port: u16,
     pub nodes: usize,
+    /// The `pgquorum` executable to run (default: this one). Tests and benchmarks pass
+    /// their `CARGO_BIN_EXE_pgquorum`.
+    pub exe: Option<PathBuf>,
+    /// Extra YAML appended to every generated config (e.g. Raft timings).
+    pub extra_config: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +43,8 @@ pub enum DemoError {
 pub struct Demo {
     pub dir: PathBuf,
     pub endpoints: Vec<String>,
-    children: Vec<(String, Child)>,
+    exe: PathBuf,
+    children: Vec<(String, Option<Child>)>,
 }
 
 fn node_config(scope: &str, name: &str, dir: &Path, port: u16, partners: &[String]) -> String {
@@ -67,43 +73,75 @@ impl Demo {
             }
         }
         let endpoints: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let exe = std::env::current_exe().map_err(|source| DemoError::Spawn { name: "pgquorum".into(), source })?;
-        let mut children = Vec::new();
+        let exe = match &opts.exe {
+            Some(e) => e.clone(),
+            None => std::env::current_exe().map_err(|source| DemoError::Spawn { name: "pgquorum".into(), source })?,
+        };
+        let mut demo = Demo { dir: dir.clone(), endpoints: endpoints.clone(), exe, children: Vec::new() };
         for (i, &port) in ports.iter().enumerate() {
             let name = format!("node{}", i + 1);
             let partners: Vec<String> = endpoints.iter().filter(|e| **e != endpoints[i]).cloned().collect();
             let config_path = dir.join(format!("{name}.yml"));
             let write = |p: &Path, s: String| std::fs::write(p, s).map_err(|source| DemoError::Dir { path: p.to_path_buf(), source });
-            write(&config_path, node_config("demo", &name, &dir, port, &partners))?;
-            let log_path = dir.join(format!("{name}.log"));
-            let log = std::fs::File::create(&log_path).map_err(|source| DemoError::Dir { path: log_path.clone(), source })?;
-            let log_err = log.try_clone().map_err(|source| DemoError::Dir { path: log_path.clone(), source })?;
-            let child = Command::new(&exe)
-                .arg(&config_path)
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(log_err)
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|source| DemoError::Spawn { name: name.clone(), source })?;
-            children.push((name, child));
+            let mut config = node_config("demo", &name, &dir, port, &partners);
+            config.push_str(&opts.extra_config);
+            write(&config_path, config)?;
+            demo.children.push((name, None));
+            demo.start_node(i)?;
         }
-        Ok(Demo { dir, endpoints, children })
+        Ok(demo)
+    }
+
+    /// Start (or restart) agent `i`; its output is appended to `<dir>/node<i+1>.log`.
+    pub fn start_node(&mut self, i: usize) -> Result<(), DemoError> {
+        let name = self.children[i].0.clone();
+        let config_path = self.dir.join(format!("{name}.yml"));
+        let log_path = self.dir.join(format!("{name}.log"));
+        let open = || std::fs::OpenOptions::new().create(true).append(true).open(&log_path);
+        let log = open().map_err(|source| DemoError::Dir { path: log_path.clone(), source })?;
+        let log_err = open().map_err(|source| DemoError::Dir { path: log_path.clone(), source })?;
+        let child = Command::new(&self.exe)
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| DemoError::Spawn { name: name.clone(), source })?;
+        self.children[i].1 = Some(child);
+        Ok(())
+    }
+
+    /// `kill -9` agent `i` and reap it.
+    pub async fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].1.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// The process id of agent `i`, if it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.children[i].1.as_ref().and_then(|c| c.id())
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.children.iter().map(|(n, _)| n.clone()).collect()
     }
 
     /// Wait until every member answers and one is Raft leader.
     pub async fn wait_healthy(&mut self, timeout: Duration) -> Result<Vec<MemberRow>, DemoError> {
         let deadline = Instant::now() + timeout;
         loop {
-            for (name, child) in &mut self.children {
+            for (name, child) in self.children.iter_mut().filter_map(|(n, c)| c.as_mut().map(|c| (n, c))) {
                 if let Ok(Some(status)) = child.try_wait() {
                     let log = self.dir.join(format!("{name}.log"));
                     return Err(DemoError::AgentDied { name: name.clone(), status: status.to_string(), log });
                 }
             }
-            if let Ok(rows) = fetch_raft_status(&self.endpoints[0]).await {
-                let healthy = rows.len() == self.children.len()
-                    && rows.iter().all(|r| r.error.is_none())
+            let first_running = self.children.iter().position(|(_, c)| c.is_some()).unwrap_or(0);
+            if let Ok(rows) = fetch_raft_status(&self.endpoints[first_running]).await {
+                let running = self.children.iter().filter(|(_, c)| c.is_some()).count();
+                let healthy = rows.iter().filter(|r| r.error.is_none()).count() == running
                     && rows.iter().filter(|r| r.role == "leader").count() == 1;
                 if healthy {
                     return Ok(rows);
@@ -118,13 +156,13 @@ impl Demo {
 
     /// Stop every agent with SIGTERM, and SIGKILL any that is still up after 10 s.
     pub async fn stop(mut self) {
-        for (_, child) in &self.children {
+        for (_, child) in self.children.iter().filter_map(|(n, c)| c.as_ref().map(|c| (n, c))) {
             if let Some(pid) = child.id() {
                 // SAFETY: plain kill(2) on a child we started; no memory is involved.
                 unsafe { libc::kill(pid as i32, libc::SIGTERM) };
             }
         }
-        for (name, child) in &mut self.children {
+        for (name, child) in self.children.iter_mut().filter_map(|(n, c)| c.as_mut().map(|c| (n, c))) {
             match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
                 Ok(_) => tracing::info!(%name, "agent stopped"),
                 Err(_) => {

@@ -44,7 +44,7 @@ fn main() -> ExitCode {
     let result = match (&cli.command, &cli.config) {
         (Some(Cmd::Demo { dir, base_port }), _) => {
             pgquorum::logging::init(None);
-            runtime.block_on(demo(DemoOptions { dir: dir.clone(), base_port: *base_port, nodes: 3 }))
+            runtime.block_on(demo(DemoOptions { dir: dir.clone(), base_port: *base_port, nodes: 3, exe: None, extra_config: String::new() }))
         }
         (None, Some(path)) => runtime.block_on(agent(path)),
         (None, None) => {

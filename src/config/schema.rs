@@ -371,8 +371,8 @@ impl Entry {
 #[derive(Debug)]
 pub struct Schema {
     entries: Vec<Entry>,
-    /// The section (if any) whose keys are dynamic, used to find aliases.
-    dynamic_prefix: &'static str,
+    /// Whether this is the dynamic section alone (its keys at the root), for aliases.
+    dynamic_only: bool,
 }
 
 impl Schema {
@@ -392,7 +392,7 @@ impl Schema {
             });
             Schema {
                 entries: local.chain(dynamic).collect(),
-                dynamic_prefix: DCS_SECTION,
+                dynamic_only: false,
             }
         })
     }
@@ -409,7 +409,7 @@ impl Schema {
                     dynamic: true,
                 })
                 .collect(),
-            dynamic_prefix: "",
+            dynamic_only: true,
         })
     }
 
@@ -444,10 +444,11 @@ impl Schema {
         section: &'a str,
     ) -> impl Iterator<Item = (&'static str, &'static str)> + 'a {
         ALIASES.iter().filter_map(move |(where_, old, new)| {
-            let relative = where_
-                .strip_prefix(DCS_SECTION)
-                .map(|rest| rest.trim_start_matches('.'));
-            let applies = if self.dynamic_prefix.is_empty() {
+            let applies = if self.dynamic_only {
+                // `bootstrap.dcs.x` in a file is `x` in a stand-alone dynamic configuration.
+                let relative = where_
+                    .strip_prefix(DCS_SECTION)
+                    .map(|rest| rest.trim_start_matches('.'));
                 relative == Some(section)
             } else {
                 *where_ == section

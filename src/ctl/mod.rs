@@ -1,5 +1,6 @@
 //! `pgquorumctl`: the operator CLI. Talks gRPC to any agent.
 
+pub mod client;
 mod get;
 mod raft_status;
 pub mod table;
