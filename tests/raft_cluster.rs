@@ -1,0 +1,105 @@
+//! Three real agent processes on loopback form one Raft group, replicate the keyspace,
+//! survive `kill -9` of the Raft leader and restarts, and refuse to answer from a minority.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pgquorum::ctl::client;
+use pgquorum::keyspace::CommandOutcome;
+use serde_json::json;
+
+/// The value of `key` in the local (possibly stale) copy of the agent at `endpoint`.
+async fn local_value(endpoint: &str, key: &str) -> Option<serde_json::Value> {
+    let read = client::read(endpoint, key, false, false).await.ok()?;
+    read.entries.first().map(|e| e.value.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicate_survive_leader_kill9_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = start_cluster(dir.path(), 4401).await;
+
+    // A write sent to a follower is forwarded to the leader and reaches every node.
+    let leader = leader_index(&demo, 0).await.expect("a leader");
+    let follower = (leader + 1) % 3;
+    let (outcome, _) = client::write(&demo.endpoints[follower], &put("config", json!({"step": 1}))).await.unwrap();
+    assert!(matches!(outcome, CommandOutcome::Applied { .. }), "{outcome:?}");
+    for endpoint in demo.endpoints.clone() {
+        wait_for("the write on every node", Duration::from_secs(10), || {
+            let e = endpoint.clone();
+            async move { (local_value(&e, "config").await == Some(json!({"step": 1}))).then_some(()) }
+        })
+        .await;
+    }
+
+    // kill -9 the Raft leader: a new one is elected and writes continue.
+    demo.kill9(leader).await;
+    let survivor = (leader + 1) % 3;
+    let new_leader = wait_for("a new leader", Duration::from_secs(15), || {
+        let demo = &demo;
+        async move { leader_index(demo, survivor).await.filter(|l| *l != leader) }
+    })
+    .await;
+    assert_ne!(new_leader, leader);
+    let (outcome, _) = client::write(&demo.endpoints[survivor], &put("config", json!({"step": 2}))).await.unwrap();
+    assert!(outcome.is_applied());
+
+    // The killed node restarts with its log and catches up on what it missed.
+    demo.start_node(leader).unwrap();
+    let restarted = demo.endpoints[leader].clone();
+    wait_for("the restarted node to catch up", Duration::from_secs(20), || {
+        let e = restarted.clone();
+        async move { (local_value(&e, "config").await == Some(json!({"step": 2}))).then_some(()) }
+    })
+    .await;
+
+    // All three killed and restarted together keep the data.
+    for i in 0..3 {
+        demo.kill9(i).await;
+    }
+    for i in 0..3 {
+        demo.start_node(i).unwrap();
+    }
+    demo.wait_healthy(Duration::from_secs(60)).await.unwrap();
+    let read = client::read(&demo.endpoints[2], "config", false, true).await.unwrap();
+    assert_eq!(read.entries[0].value, json!({"step": 2}));
+    let rows = pgquorum::ctl::fetch_raft_status(&demo.endpoints[0]).await.unwrap();
+    assert_eq!(rows.len(), 3, "the group kept its three members: {rows:?}");
+    for name in ["node1", "node2", "node3"] {
+        let log = std::fs::read_to_string(dir.path().join(format!("{name}.log"))).unwrap();
+        assert!(log.matches("initialised the group").count() <= 1, "{name} initialised the group twice");
+    }
+    demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_in_a_minority_cannot_confirm_the_keyspace() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = start_cluster(dir.path(), 4411).await;
+    client::write(&demo.endpoints[0], &put("config", json!({"v": 1}))).await.unwrap();
+
+    // Leave node 3 alone: its local copy still holds the data, but it must not vouch for it.
+    demo.kill9(0).await;
+    demo.kill9(1).await;
+    let lonely = demo.endpoints[2].clone();
+    assert_eq!(local_value(&lonely, "config").await, Some(json!({"v": 1})), "stale copy is still there");
+    let err = client::read(&lonely, "config", false, true).await.expect_err("linearizable read must fail");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("cannot confirm") || msg.contains("could not be reached") || msg.contains("not confirmed"),
+        "unclear error: {msg}"
+    );
+    let err = client::write(&lonely, &put("config", json!({"v": 2}))).await.expect_err("write must fail");
+    assert!(!err.to_string().is_empty());
+
+    // Once a majority is back, the same read works again.
+    demo.start_node(0).unwrap();
+    wait_for("a majority again", Duration::from_secs(30), || {
+        let e = lonely.clone();
+        async move { client::read(&e, "config", false, true).await.ok() }
+    })
+    .await;
+    demo.stop().await;
+}
