@@ -79,11 +79,17 @@ async fn a_node_cut_off_in_a_minority_cannot_confirm_the_keyspace() {
     let dir = tempfile::tempdir().unwrap();
     let mut demo = start_cluster(dir.path(), 4411).await;
     client::write(&demo.endpoints[0], &put("config", json!({"v": 1}))).await.unwrap();
+    let lonely = demo.endpoints[2].clone();
+    // A write commits on a majority; wait until node 3 has applied it too.
+    wait_for("node 3 to apply the write", Duration::from_secs(10), || {
+        let e = lonely.clone();
+        async move { (local_value(&e, "config").await == Some(json!({"v": 1}))).then_some(()) }
+    })
+    .await;
 
     // Leave node 3 alone: its local copy still holds the data, but it must not vouch for it.
     demo.kill9(0).await;
     demo.kill9(1).await;
-    let lonely = demo.endpoints[2].clone();
     assert_eq!(local_value(&lonely, "config").await, Some(json!({"v": 1})), "stale copy is still there");
     let err = client::read(&lonely, "config", false, true).await.expect_err("linearizable read must fail");
     let msg = err.to_string();

@@ -62,9 +62,9 @@ fn main() -> ExitCode {
 }
 
 fn validate(path: &std::path::Path) -> ExitCode {
-    match Config::load(path) {
-        Ok(loaded) => {
-            for w in &loaded.warnings {
+    match Config::validate(path) {
+        Ok(warnings) => {
+            for w in &warnings {
                 println!("warning: {w}");
             }
             println!("{}: configuration is valid", path.display());

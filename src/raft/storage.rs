@@ -41,7 +41,7 @@ pub enum OpenError {
     #[error("raft.data_dir {path}: the identity record is unreadable (corrupt?): {detail}")]
     CorruptIdentity { path: PathBuf, detail: String },
     #[error(
-        "raft.data_dir {path} holds Raft data but no identity record (corrupt or written by \
+        "raft.data_dir {path} holds Raft data but no {IDENTITY_FILE} file (damaged, or written by \
          something else); refusing to use it"
     )]
     MissingIdentity { path: PathBuf },
@@ -60,26 +60,46 @@ pub struct Storage {
     pub path: PathBuf,
 }
 
-const IDENTITY: &[u8] = b"identity";
+/// The identity file, read before sled opens anything so that a foreign directory is
+/// refused without a single byte of it being touched.
+const IDENTITY_FILE: &str = "pgquorum.identity";
 
 /// Files sled keeps in its directory; anything else means the directory is not ours.
-fn is_sled_file(name: &str) -> bool {
-    name == "db" || name == "conf" || name == "blobs" || name == "snap" || name.starts_with("snap.")
+fn is_ours(name: &str) -> bool {
+    name == IDENTITY_FILE
+        || name == "db"
+        || name == "conf"
+        || name == "blobs"
+        || name == "snap"
+        || name.starts_with("snap.")
 }
 
 impl Storage {
     pub fn open(path: &Path, expected: &Identity) -> Result<Storage, OpenError> {
         let path = path.to_path_buf();
-        std::fs::create_dir_all(&path).map_err(|source| OpenError::Create { path: path.clone(), source })?;
+        let create_err = |source| OpenError::Create { path: path.clone(), source };
+        std::fs::create_dir_all(&path).map_err(create_err)?;
         let entries: Vec<String> = std::fs::read_dir(&path)
-            .map_err(|source| OpenError::Create { path: path.clone(), source })?
+            .map_err(create_err)?
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
-        if let Some(stranger) = entries.iter().find(|n| !is_sled_file(n)) {
+        if let Some(stranger) = entries.iter().find(|n| !is_ours(n)) {
             return Err(OpenError::Foreign { path, found: stranger.clone() });
         }
-        let fresh = entries.is_empty();
+        let identity_path = path.join(IDENTITY_FILE);
+        if entries.iter().any(|n| n == IDENTITY_FILE) {
+            let bytes = std::fs::read(&identity_path).map_err(create_err)?;
+            let found: Identity = serde_json::from_slice(&bytes)
+                .map_err(|e| OpenError::CorruptIdentity { path: path.clone(), detail: e.to_string() })?;
+            if &found != expected {
+                return Err(OpenError::OtherOwner { path, found, expected: expected.clone() });
+            }
+        } else if entries.is_empty() {
+            write_identity(&identity_path, expected).map_err(create_err)?;
+        } else {
+            return Err(OpenError::MissingIdentity { path });
+        }
 
         let db = sled::Config::new()
             .path(&path)
@@ -88,42 +108,34 @@ impl Storage {
             .open()
             .map_err(|source| OpenError::Sled { path: path.clone(), source })?;
         let tree = |name: &str| db.open_tree(name).map_err(|source| OpenError::Sled { path: path.clone(), source });
-        let storage = Storage { logs: tree("logs")?, meta: tree("meta")?, state: tree("state")?, db: db.clone(), path };
-        storage.check_identity(expected, fresh)?;
-        Ok(storage)
+        Ok(Storage { logs: tree("logs")?, meta: tree("meta")?, state: tree("state")?, db: db.clone(), path })
     }
+}
 
-    fn check_identity(&self, expected: &Identity, fresh: bool) -> Result<(), OpenError> {
-        let sled_err = |source| OpenError::Sled { path: self.path.clone(), source };
-        match self.meta.get(IDENTITY).map_err(sled_err)? {
-            Some(bytes) => {
-                let found: Identity = serde_json::from_slice(&bytes).map_err(|e| OpenError::CorruptIdentity {
-                    path: self.path.clone(),
-                    detail: e.to_string(),
-                })?;
-                if &found != expected {
-                    return Err(OpenError::OtherOwner {
-                        path: self.path.clone(),
-                        found,
-                        expected: expected.clone(),
-                    });
-                }
-                Ok(())
-            }
-            None if fresh || (self.logs.is_empty() && self.state.is_empty()) => {
-                let bytes = serde_json::to_vec(expected).expect("identity serialises");
-                self.meta.insert(IDENTITY, bytes).map_err(sled_err)?;
-                self.db.flush().map_err(sled_err)?;
-                Ok(())
-            }
-            None => Err(OpenError::MissingIdentity { path: self.path.clone() }),
-        }
-    }
+/// Write the identity durably (temp file, fsync, rename) before any Raft data exists.
+fn write_identity(path: &Path, identity: &Identity) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec_pretty(identity).map_err(std::io::Error::other)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every file's name and content.
+    fn snapshot_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap_or_default()))
+            .collect();
+        files.sort();
+        files
+    }
 
     fn id(cluster: &str, addr: &str) -> Identity {
         Identity { cluster: cluster.into(), node_id: super::super::node_id_for(addr), self_addr: addr.into() }
@@ -144,7 +156,9 @@ mod tests {
         s.logs.insert(1u64.to_be_bytes(), b"x".to_vec()).unwrap();
         s.db.flush().unwrap();
         drop(s);
+        let before = snapshot_of(dir.path());
         let err = Storage::open(dir.path(), &id("demo", "127.0.0.1:2401")).err().unwrap();
+        assert_eq!(snapshot_of(dir.path()), before, "a refused open must not touch a byte");
         let msg = err.to_string();
         assert!(msg.contains("belongs to cluster \"prod\"") && msg.contains("\"demo\""), "{msg}");
         let s = Storage::open(dir.path(), &id("prod", "127.0.0.1:2401")).unwrap();
@@ -175,5 +189,14 @@ mod tests {
         std::fs::write(dir.path().join("conf"), b"garbage that is not a sled config").unwrap();
         let err = Storage::open(dir.path(), &id("demo", "127.0.0.1:2401")).err().unwrap();
         assert!(err.to_string().contains("cannot be opened"), "{err}");
+    }
+
+    #[test]
+    fn raft_data_without_an_identity_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Storage::open(dir.path(), &id("demo", "127.0.0.1:2401")).unwrap());
+        std::fs::remove_file(dir.path().join(IDENTITY_FILE)).unwrap();
+        let err = Storage::open(dir.path(), &id("demo", "127.0.0.1:2401")).err().unwrap();
+        assert!(matches!(err, OpenError::MissingIdentity { .. }), "{err}");
     }
 }
