@@ -54,3 +54,6 @@ mod tests {
         assert_ne!(node_id_for("127.0.0.1:2401"), node_id_for("127.0.0.1:2402"));
     }
 }
+
+#[cfg(test)]
+mod conformance_test;
