@@ -47,7 +47,10 @@ enum Mode {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "raft-bench", about = "pgquorum Raft benchmarks (real agents on loopback)")]
+#[command(
+    name = "raft-bench",
+    about = "pgquorum Raft benchmarks (real agents on loopback)"
+)]
 struct Args {
     #[arg(long, value_enum, default_value_t = Mode::All)]
     mode: Mode,
@@ -130,10 +133,21 @@ impl BenchCluster {
             exe: Some(PathBuf::from(env!("CARGO_BIN_EXE_pgquorum"))),
             extra_config: String::new(),
         };
-        println!("\n=== {scenario}: 3 agents on 127.0.0.1:{base_port}.., dir {}", dir.path().display());
+        println!(
+            "\n=== {scenario}: 3 agents on 127.0.0.1:{base_port}.., dir {}",
+            dir.path().display()
+        );
         let demo = Demo::start(&options).await.context("cannot start the agents")?;
-        let clients = demo.endpoints.iter().map(|e| connect(e)).collect::<Result<Vec<_>, _>>()?;
-        let mut cluster = BenchCluster { demo, clients, dir: Some(dir) };
+        let clients = demo
+            .endpoints
+            .iter()
+            .map(|e| connect(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut cluster = BenchCluster {
+            demo,
+            clients,
+            dir: Some(dir),
+        };
         if keep_dir {
             // Leak the TempDir guard so the directory survives; say where it is.
             let path = cluster.dir.take().map(|d| d.keep());
@@ -159,13 +173,18 @@ impl BenchCluster {
 
     /// Elections started so far, per agent (from the agents' own role-change log lines).
     fn elections_started(&self) -> Vec<usize> {
-        (0..self.clients.len()).map(|i| count_lines_containing(&self.log_file(i), ELECTION_LOG_LINE)).collect()
+        (0..self.clients.len())
+            .map(|i| count_lines_containing(&self.log_file(i), ELECTION_LOG_LINE))
+            .collect()
     }
 
     /// The index of the agent that is Raft leader, and its term, as the group reports it.
     async fn leader(&self) -> anyhow::Result<(usize, u64)> {
         let rows = fetch_raft_status(&self.demo.endpoints[0]).await?;
-        let leader = rows.iter().find(|r| r.role == "leader").ok_or_else(|| anyhow!("no Raft leader"))?;
+        let leader = rows
+            .iter()
+            .find(|r| r.role == "leader")
+            .ok_or_else(|| anyhow!("no Raft leader"))?;
         let index = self
             .demo
             .endpoints
@@ -239,11 +258,19 @@ fn lease_renewal(sequence: u64) -> Command {
 /// on a connection that is kept open. Returns the log index it was committed at.
 async fn write(client: &AdminClient<Channel>, command: &Command) -> anyhow::Result<u64> {
     let body = serde_json::to_vec(command).context("command does not serialise")?;
-    let mut request = tonic::Request::new(WriteRequest { command: body, forwarded: false });
+    let mut request = tonic::Request::new(WriteRequest {
+        command: body,
+        forwarded: false,
+    });
     request.set_timeout(WRITE_TIMEOUT);
-    let reply = client.clone().write(request).await.map_err(|s| anyhow!("{}: {}", s.code(), s.message()))?;
+    let reply = client
+        .clone()
+        .write(request)
+        .await
+        .map_err(|s| anyhow!("{}: {}", s.code(), s.message()))?;
     let reply = reply.into_inner();
-    let outcome: CommandOutcome = serde_json::from_slice(&reply.outcome).context("unreadable write outcome")?;
+    let outcome: CommandOutcome =
+        serde_json::from_slice(&reply.outcome).context("unreadable write outcome")?;
     if !outcome.is_applied() {
         bail!("write not applied: {outcome:?}");
     }
@@ -277,7 +304,8 @@ impl Stats {
         let mut sorted = samples.to_vec();
         sorted.sort();
         // Nearest-rank percentile: the smallest sample with at least p% of samples <= it.
-        let pct = |p: f64| sorted[((p / 100.0 * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
+        let pct =
+            |p: f64| sorted[((p / 100.0 * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
         (!sorted.is_empty()).then(|| Stats {
             count: sorted.len(),
             median: pct(50.0),
@@ -319,24 +347,36 @@ struct LatencyResult {
 
 async fn commit_latency(cluster: &BenchCluster, writes: usize) -> anyhow::Result<LatencyResult> {
     let (leader, term_before) = cluster.leader().await?;
-    let follower = (0..cluster.clients.len()).find(|&i| i != leader).expect("three agents");
+    let follower = (0..cluster.clients.len())
+        .find(|&i| i != leader)
+        .expect("three agents");
     println!(
         "leader {} (term {term_before}), follower {}; {writes} sequential writes alternating",
         cluster.demo.endpoints[leader], cluster.demo.endpoints[follower]
     );
     // Warm-up: open both connections and let the follower open its channel to the leader.
     for i in 0..20 {
-        write(&cluster.clients[leader], &member_put("bench", i, None)).await.context("warm-up write")?;
-        write(&cluster.clients[follower], &member_put("bench", i, None)).await.context("warm-up write")?;
+        write(&cluster.clients[leader], &member_put("bench", i, None))
+            .await
+            .context("warm-up write")?;
+        write(&cluster.clients[follower], &member_put("bench", i, None))
+            .await
+            .context("warm-up write")?;
     }
     let elections_before: usize = cluster.elections_started().iter().sum();
 
     let mut to_leader = Vec::with_capacity(writes / 2 + 1);
     let mut via_follower = Vec::with_capacity(writes / 2 + 1);
     for i in 0..writes as u64 {
-        let (target, samples) = if i % 2 == 0 { (leader, &mut to_leader) } else { (follower, &mut via_follower) };
+        let (target, samples) = if i % 2 == 0 {
+            (leader, &mut to_leader)
+        } else {
+            (follower, &mut via_follower)
+        };
         let started = Instant::now();
-        write(&cluster.clients[target], &member_put("bench", i, None)).await.with_context(|| format!("write {i}"))?;
+        write(&cluster.clients[target], &member_put("bench", i, None))
+            .await
+            .with_context(|| format!("write {i}"))?;
         samples.push(started.elapsed());
     }
 
@@ -350,7 +390,10 @@ async fn commit_latency(cluster: &BenchCluster, writes: usize) -> anyhow::Result
     };
     println!("to the leader:          {}", result.to_leader.line());
     println!("via a follower (fwd):   {}", result.via_follower.line());
-    println!("elections started during the run: {elections_during_run}; leader changed: {}", result.leader_changed);
+    println!(
+        "elections started during the run: {elections_during_run}; leader changed: {}",
+        result.leader_changed
+    );
     Ok(result)
 }
 
@@ -378,7 +421,9 @@ async fn reelection(cluster: &mut BenchCluster, rounds: usize) -> anyhow::Result
     let mut writable = Vec::new();
     let mut elections_on_rejoin = 0;
     for round in 1..=rounds {
-        let r = kill_leader_once(cluster, round).await.with_context(|| format!("round {round}"))?;
+        let r = kill_leader_once(cluster, round)
+            .await
+            .with_context(|| format!("round {round}"))?;
         println!(
             "round {round:>2}: new leader {} (term {}) after {:>9}; write through a survivor ok after {:>9} ({} failed attempts)",
             cluster.demo.endpoints[r.winner],
@@ -389,7 +434,9 @@ async fn reelection(cluster: &mut BenchCluster, rounds: usize) -> anyhow::Result
         );
         elected.push(r.new_leader_after);
         writable.push(r.write_ok_after);
-        elections_on_rejoin += restart_and_settle(cluster, r.winner).await.with_context(|| format!("round {round}"))?;
+        elections_on_rejoin += restart_and_settle(cluster, r.winner)
+            .await
+            .with_context(|| format!("round {round}"))?;
     }
     let result = ReelectionResult {
         new_leader: Stats::of(&elected).ok_or_else(|| anyhow!("--rounds must be >= 1"))?,
@@ -410,7 +457,9 @@ async fn kill_leader_once(cluster: &mut BenchCluster, round: usize) -> anyhow::R
     let survivors: Vec<usize> = (0..cluster.clients.len()).filter(|&i| i != leader).collect();
     // Make sure the connections to the survivors are open before the clock starts.
     for &s in &survivors {
-        node_status(&cluster.clients[s], Duration::from_secs(2)).await.context("survivor not answering")?;
+        node_status(&cluster.clients[s], Duration::from_secs(2))
+            .await
+            .context("survivor not answering")?;
     }
     let write_target = survivors[round % survivors.len()];
 
@@ -424,7 +473,13 @@ async fn kill_leader_once(cluster: &mut BenchCluster, round: usize) -> anyhow::R
         .map_err(|_| anyhow!("no new leader and/or no successful write within 30 s of the kill"))?;
     let (winner, new_term, new_leader_after) = election;
     let (write_ok_after, failed_write_attempts) = write_result;
-    Ok(Round { new_leader_after, write_ok_after, new_term, winner, failed_write_attempts })
+    Ok(Round {
+        new_leader_after,
+        write_ok_after,
+        new_term,
+        winner,
+        failed_write_attempts,
+    })
 }
 
 async fn wait_for_new_leader(
@@ -465,7 +520,10 @@ async fn restart_and_settle(cluster: &mut BenchCluster, expected_leader: usize) 
     let elections_before: usize = cluster.elections_started().iter().sum();
     for i in 0..cluster.clients.len() {
         if cluster.demo.pid(i).is_none() {
-            cluster.demo.start_node(i).context("cannot restart the killed agent")?;
+            cluster
+                .demo
+                .start_node(i)
+                .context("cannot restart the killed agent")?;
         }
     }
     cluster.demo.wait_healthy(HEALTHY_TIMEOUT).await?;
@@ -474,7 +532,10 @@ async fn restart_and_settle(cluster: &mut BenchCluster, expected_leader: usize) 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (leader, _) = cluster.leader().await?;
     if leader != expected_leader {
-        println!("          (leadership moved to {} while the killed agent rejoined)", cluster.demo.endpoints[leader]);
+        println!(
+            "          (leadership moved to {} while the killed agent rejoined)",
+            cluster.demo.endpoints[leader]
+        );
     }
     Ok(cluster.elections_started().iter().sum::<usize>() - elections_before)
 }
@@ -521,7 +582,10 @@ impl DiskSample {
     }
 
     fn print(&self, label: &str) {
-        println!("{label:>9} writes {:>7}  last log index {:>7}", self.writes, self.last_log_index);
+        println!(
+            "{label:>9} writes {:>7}  last log index {:>7}",
+            self.writes, self.last_log_index
+        );
         for (i, n) in self.nodes.iter().enumerate() {
             let opt = |v: Option<u64>| v.map_or("?".to_string(), |v| v.to_string());
             println!(
@@ -592,7 +656,13 @@ async fn compaction(cluster: &BenchCluster, args: &Args) -> anyhow::Result<Compa
     tokio::time::sleep(Duration::from_secs(5)).await;
     let settled = disk_sample(cluster, done).await;
     settled.print("settled");
-    Ok(CompactionResult { writes: done, elapsed, failed_writes: failed.load(Ordering::Relaxed), samples, settled })
+    Ok(CompactionResult {
+        writes: done,
+        elapsed,
+        failed_writes: failed.load(Ordering::Relaxed),
+        samples,
+        settled,
+    })
 }
 
 /// One writer: takes write numbers from `issued` until `total` are handed out; even numbers
@@ -609,7 +679,11 @@ async fn compaction_writer(
         if n >= total {
             return;
         }
-        let command = if n % 2 == 0 { lease_renewal(n) } else { member_put(&member, n, Some(30_000)) };
+        let command = if n % 2 == 0 {
+            lease_renewal(n)
+        } else {
+            member_put(&member, n, Some(30_000))
+        };
         if let Err(e) = write(&client, &command).await {
             // Show the first few; the total is in the summary.
             if failed.fetch_add(1, Ordering::Relaxed) < 5 {
@@ -633,11 +707,20 @@ async fn disk_sample(cluster: &BenchCluster, writes: u64) -> DiskSample {
         nodes.push(NodeDisk {
             apparent_bytes,
             allocated_bytes,
-            retained_entries: status.as_ref().map(|s| s.last_log_index - if s.has_purged { s.purged_index } else { 0 }),
-            snapshot_index: status.as_ref().filter(|s| s.has_snapshot).map(|s| s.snapshot_index),
+            retained_entries: status
+                .as_ref()
+                .map(|s| s.last_log_index - if s.has_purged { s.purged_index } else { 0 }),
+            snapshot_index: status
+                .as_ref()
+                .filter(|s| s.has_snapshot)
+                .map(|s| s.snapshot_index),
         });
     }
-    DiskSample { writes, last_log_index, nodes }
+    DiskSample {
+        writes,
+        last_log_index,
+        nodes,
+    }
 }
 
 /// Total size of the files under `dir`: (apparent length, blocks actually allocated). Both
@@ -647,9 +730,13 @@ fn dir_size(dir: &Path) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
     let mut apparent = 0;
     let mut allocated = 0;
-    let Ok(entries) = std::fs::read_dir(dir) else { return (0, 0) };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (0, 0);
+    };
     for entry in entries.flatten() {
-        let Ok(meta) = entry.path().symlink_metadata() else { continue };
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
         if meta.is_dir() {
             let (a, b) = dir_size(&entry.path());
             apparent += a;
@@ -676,8 +763,14 @@ impl Summary {
     fn print(&self) {
         println!("\n==================== summary ====================");
         if let Some(l) = &self.latency {
-            println!("commit latency, write sent to the leader:      {}", l.to_leader.line());
-            println!("commit latency, write forwarded by a follower: {}", l.via_follower.line());
+            println!(
+                "commit latency, write sent to the leader:      {}",
+                l.to_leader.line()
+            );
+            println!(
+                "commit latency, write forwarded by a follower: {}",
+                l.via_follower.line()
+            );
             println!(
                 "elections during the latency run: {} (leader changed: {})",
                 l.elections_during_run, l.leader_changed
@@ -686,7 +779,10 @@ impl Summary {
         if let Some(r) = &self.reelection {
             println!("kill -9 leader -> new leader:     {}", r.new_leader.line());
             println!("kill -9 leader -> write succeeds: {}", r.write_unavailable.line());
-            println!("elections while the killed agent rejoined: {}", r.elections_on_rejoin);
+            println!(
+                "elections while the killed agent rejoined: {}",
+                r.elections_on_rejoin
+            );
         }
         if let Some(c) = &self.compaction {
             print_compaction_summary(c);
@@ -721,7 +817,11 @@ fn print_compaction_summary(c: &CompactionResult) {
             mib(last.max_apparent()),
             write_growth,
             growth,
-            if growth < 1.0 + (write_growth - 1.0) / 4.0 { "bounded" } else { "GROWING with the writes" }
+            if growth < 1.0 + (write_growth - 1.0) / 4.0 {
+                "bounded"
+            } else {
+                "GROWING with the writes"
+            }
         );
     }
 }

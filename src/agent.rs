@@ -23,7 +23,11 @@ pub enum AgentError {
     #[error("raft.self_addr {addr}: cannot resolve the address: {source}")]
     Resolve { addr: String, source: std::io::Error },
     #[error("raft.self_addr {addr}: cannot listen on {socket}: {source} (is another agent or program using this port?)")]
-    Bind { addr: String, socket: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: String,
+        socket: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Start(#[from] StartError),
     #[error("gRPC server failed: {0}")]
@@ -31,7 +35,10 @@ pub enum AgentError {
 }
 
 /// Run the agent until `shutdown` completes.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AgentError> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
     let settings = NodeSettings::from_config(&config);
     // Bind before touching storage: a port conflict is reported without side effects.
     let listener = bind(&settings.self_addr).await?;
@@ -45,10 +52,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
 pub async fn bind(addr: &str) -> Result<TcpListener, AgentError> {
     let socket = tokio::net::lookup_host(addr)
         .await
-        .map_err(|source| AgentError::Resolve { addr: addr.to_string(), source })?
+        .map_err(|source| AgentError::Resolve {
+            addr: addr.to_string(),
+            source,
+        })?
         .next()
-        .ok_or_else(|| AgentError::Resolve { addr: addr.to_string(), source: std::io::Error::other("no address") })?;
-    TcpListener::bind(socket).await.map_err(|source| AgentError::Bind { addr: addr.to_string(), socket, source })
+        .ok_or_else(|| AgentError::Resolve {
+            addr: addr.to_string(),
+            source: std::io::Error::other("no address"),
+        })?;
+    TcpListener::bind(socket)
+        .await
+        .map_err(|source| AgentError::Bind {
+            addr: addr.to_string(),
+            socket,
+            source,
+        })
 }
 
 /// Serve the Raft and admin services on one port (one port per agent to open in a firewall).

@@ -35,7 +35,11 @@ pub enum DemoError {
     #[error("cannot start agent {name}: {source}")]
     Spawn { name: String, source: std::io::Error },
     #[error("agent {name} exited during start-up ({status}); its log: {log}")]
-    AgentDied { name: String, status: String, log: PathBuf },
+    AgentDied {
+        name: String,
+        status: String,
+        log: PathBuf,
+    },
     #[error("the cluster did not become healthy within {0:?}; see the logs in {1}")]
     NotHealthy(Duration, PathBuf),
 }
@@ -65,7 +69,10 @@ impl Demo {
             Some(d) => d.clone(),
             None => std::env::temp_dir().join(format!("pgquorum-demo-{}", std::process::id())),
         };
-        std::fs::create_dir_all(&dir).map_err(|source| DemoError::Dir { path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| DemoError::Dir {
+            path: dir.clone(),
+            source,
+        })?;
         let ports: Vec<u16> = (0..opts.nodes as u16).map(|i| opts.base_port + i).collect();
         for &port in &ports {
             if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
@@ -75,14 +82,31 @@ impl Demo {
         let endpoints: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let exe = match &opts.exe {
             Some(e) => e.clone(),
-            None => std::env::current_exe().map_err(|source| DemoError::Spawn { name: "pgquorum".into(), source })?,
+            None => std::env::current_exe().map_err(|source| DemoError::Spawn {
+                name: "pgquorum".into(),
+                source,
+            })?,
         };
-        let mut demo = Demo { dir: dir.clone(), endpoints: endpoints.clone(), exe, children: Vec::new() };
+        let mut demo = Demo {
+            dir: dir.clone(),
+            endpoints: endpoints.clone(),
+            exe,
+            children: Vec::new(),
+        };
         for (i, &port) in ports.iter().enumerate() {
             let name = format!("node{}", i + 1);
-            let partners: Vec<String> = endpoints.iter().filter(|e| **e != endpoints[i]).cloned().collect();
+            let partners: Vec<String> = endpoints
+                .iter()
+                .filter(|e| **e != endpoints[i])
+                .cloned()
+                .collect();
             let config_path = dir.join(format!("{name}.yml"));
-            let write = |p: &Path, s: String| std::fs::write(p, s).map_err(|source| DemoError::Dir { path: p.to_path_buf(), source });
+            let write = |p: &Path, s: String| {
+                std::fs::write(p, s).map_err(|source| DemoError::Dir {
+                    path: p.to_path_buf(),
+                    source,
+                })
+            };
             let mut config = node_config("demo", &name, &dir, port, &partners);
             config.push_str(&opts.extra_config);
             write(&config_path, config)?;
@@ -97,9 +121,20 @@ impl Demo {
         let name = self.children[i].0.clone();
         let config_path = self.dir.join(format!("{name}.yml"));
         let log_path = self.dir.join(format!("{name}.log"));
-        let open = || std::fs::OpenOptions::new().create(true).append(true).open(&log_path);
-        let log = open().map_err(|source| DemoError::Dir { path: log_path.clone(), source })?;
-        let log_err = open().map_err(|source| DemoError::Dir { path: log_path.clone(), source })?;
+        let open = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+        };
+        let log = open().map_err(|source| DemoError::Dir {
+            path: log_path.clone(),
+            source,
+        })?;
+        let log_err = open().map_err(|source| DemoError::Dir {
+            path: log_path.clone(),
+            source,
+        })?;
         let child = Command::new(&self.exe)
             .arg(&config_path)
             .stdin(Stdio::null())
@@ -107,7 +142,10 @@ impl Demo {
             .stderr(log_err)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|source| DemoError::Spawn { name: name.clone(), source })?;
+            .map_err(|source| DemoError::Spawn {
+                name: name.clone(),
+                source,
+            })?;
         self.children[i].1 = Some(child);
         Ok(())
     }
@@ -132,10 +170,18 @@ impl Demo {
     pub async fn wait_healthy(&mut self, timeout: Duration) -> Result<Vec<MemberRow>, DemoError> {
         let deadline = Instant::now() + timeout;
         loop {
-            for (name, child) in self.children.iter_mut().filter_map(|(n, c)| c.as_mut().map(|c| (n, c))) {
+            for (name, child) in self
+                .children
+                .iter_mut()
+                .filter_map(|(n, c)| c.as_mut().map(|c| (n, c)))
+            {
                 if let Ok(Some(status)) = child.try_wait() {
                     let log = self.dir.join(format!("{name}.log"));
-                    return Err(DemoError::AgentDied { name: name.clone(), status: status.to_string(), log });
+                    return Err(DemoError::AgentDied {
+                        name: name.clone(),
+                        status: status.to_string(),
+                        log,
+                    });
                 }
             }
             let first_running = self.children.iter().position(|(_, c)| c.is_some()).unwrap_or(0);
@@ -156,13 +202,21 @@ impl Demo {
 
     /// Stop every agent with SIGTERM, and SIGKILL any that is still up after 10 s.
     pub async fn stop(mut self) {
-        for (_, child) in self.children.iter().filter_map(|(n, c)| c.as_ref().map(|c| (n, c))) {
+        for (_, child) in self
+            .children
+            .iter()
+            .filter_map(|(n, c)| c.as_ref().map(|c| (n, c)))
+        {
             if let Some(pid) = child.id() {
                 // SAFETY: plain kill(2) on a child we started; no memory is involved.
                 unsafe { libc::kill(pid as i32, libc::SIGTERM) };
             }
         }
-        for (name, child) in self.children.iter_mut().filter_map(|(n, c)| c.as_mut().map(|c| (n, c))) {
+        for (name, child) in self
+            .children
+            .iter_mut()
+            .filter_map(|(n, c)| c.as_mut().map(|c| (n, c)))
+        {
             match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
                 Ok(_) => tracing::info!(%name, "agent stopped"),
                 Err(_) => {

@@ -24,7 +24,9 @@ async fn replicate_survive_leader_kill9_and_restart() {
     // A write sent to a follower is forwarded to the leader and reaches every node.
     let leader = leader_index(&demo, 0).await.expect("a leader");
     let follower = (leader + 1) % 3;
-    let (outcome, _) = client::write(&demo.endpoints[follower], &put("config", json!({"step": 1}))).await.unwrap();
+    let (outcome, _) = client::write(&demo.endpoints[follower], &put("config", json!({"step": 1})))
+        .await
+        .unwrap();
     assert!(matches!(outcome, CommandOutcome::Applied { .. }), "{outcome:?}");
     for endpoint in demo.endpoints.clone() {
         wait_for("the write on every node", Duration::from_secs(10), || {
@@ -43,7 +45,9 @@ async fn replicate_survive_leader_kill9_and_restart() {
     })
     .await;
     assert_ne!(new_leader, leader);
-    let (outcome, _) = client::write(&demo.endpoints[survivor], &put("config", json!({"step": 2}))).await.unwrap();
+    let (outcome, _) = client::write(&demo.endpoints[survivor], &put("config", json!({"step": 2})))
+        .await
+        .unwrap();
     assert!(outcome.is_applied());
 
     // The killed node restarts with its log and catches up on what it missed.
@@ -63,13 +67,20 @@ async fn replicate_survive_leader_kill9_and_restart() {
         demo.start_node(i).unwrap();
     }
     demo.wait_healthy(Duration::from_secs(60)).await.unwrap();
-    let read = client::read(&demo.endpoints[2], "config", false, true).await.unwrap();
+    let read = client::read(&demo.endpoints[2], "config", false, true)
+        .await
+        .unwrap();
     assert_eq!(read.entries[0].value, json!({"step": 2}));
-    let rows = pgquorum::ctl::fetch_raft_status(&demo.endpoints[0]).await.unwrap();
+    let rows = pgquorum::ctl::fetch_raft_status(&demo.endpoints[0])
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 3, "the group kept its three members: {rows:?}");
     for name in ["node1", "node2", "node3"] {
         let log = std::fs::read_to_string(dir.path().join(format!("{name}.log"))).unwrap();
-        assert!(log.matches("initialised the group").count() <= 1, "{name} initialised the group twice");
+        assert!(
+            log.matches("initialised the group").count() <= 1,
+            "{name} initialised the group twice"
+        );
     }
     demo.stop().await;
 }
@@ -78,7 +89,9 @@ async fn replicate_survive_leader_kill9_and_restart() {
 async fn a_node_cut_off_in_a_minority_cannot_confirm_the_keyspace() {
     let dir = tempfile::tempdir().unwrap();
     let mut demo = start_cluster(dir.path(), 4411).await;
-    client::write(&demo.endpoints[0], &put("config", json!({"v": 1}))).await.unwrap();
+    client::write(&demo.endpoints[0], &put("config", json!({"v": 1})))
+        .await
+        .unwrap();
     let lonely = demo.endpoints[2].clone();
     // A write commits on a majority; wait until node 3 has applied it too.
     wait_for("node 3 to apply the write", Duration::from_secs(10), || {
@@ -90,14 +103,24 @@ async fn a_node_cut_off_in_a_minority_cannot_confirm_the_keyspace() {
     // Leave node 3 alone: its local copy still holds the data, but it must not vouch for it.
     demo.kill9(0).await;
     demo.kill9(1).await;
-    assert_eq!(local_value(&lonely, "config").await, Some(json!({"v": 1})), "stale copy is still there");
-    let err = client::read(&lonely, "config", false, true).await.expect_err("linearizable read must fail");
+    assert_eq!(
+        local_value(&lonely, "config").await,
+        Some(json!({"v": 1})),
+        "stale copy is still there"
+    );
+    let err = client::read(&lonely, "config", false, true)
+        .await
+        .expect_err("linearizable read must fail");
     let msg = err.to_string();
     assert!(
-        msg.contains("cannot confirm") || msg.contains("could not be reached") || msg.contains("not confirmed"),
+        msg.contains("cannot confirm")
+            || msg.contains("could not be reached")
+            || msg.contains("not confirmed"),
         "unclear error: {msg}"
     );
-    let err = client::write(&lonely, &put("config", json!({"v": 2}))).await.expect_err("write must fail");
+    let err = client::write(&lonely, &put("config", json!({"v": 2})))
+        .await
+        .expect_err("write must fail");
     assert!(!err.to_string().is_empty());
 
     // Once a majority is back, the same read works again.

@@ -10,7 +10,11 @@ use pgquorum::config::Config;
 use pgquorum::demo::{Demo, DemoOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "pgquorum", version, about = "PostgreSQL high availability with Raft built in")]
+#[command(
+    name = "pgquorum",
+    version,
+    about = "PostgreSQL high availability with Raft built in"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     /// The agent's configuration file (Patroni layout with a `raft` section).
@@ -44,7 +48,13 @@ fn main() -> ExitCode {
     let result = match (&cli.command, &cli.config) {
         (Some(Cmd::Demo { dir, base_port }), _) => {
             pgquorum::logging::init(None);
-            runtime.block_on(demo(DemoOptions { dir: dir.clone(), base_port: *base_port, nodes: 3, exe: None, extra_config: String::new() }))
+            runtime.block_on(demo(DemoOptions {
+                dir: dir.clone(),
+                base_port: *base_port,
+                nodes: 3,
+                exe: None,
+                extra_config: String::new(),
+            }))
         }
         (None, Some(path)) => runtime.block_on(agent(path)),
         (None, None) => {
@@ -104,7 +114,13 @@ async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
             .iter()
             .map(|r| {
                 let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
-                vec![r.member.clone(), r.address.clone(), r.role.clone(), opt(r.term), opt(r.last_log_index)]
+                vec![
+                    r.member.clone(),
+                    r.address.clone(),
+                    r.role.clone(),
+                    opt(r.term),
+                    opt(r.last_log_index),
+                ]
             })
             .collect::<Vec<_>>(),
     );

@@ -19,19 +19,33 @@ pub async fn write(endpoint: &str, command: &Command) -> Result<(CommandOutcome,
     let mut client = connect(endpoint)?;
     let body = serde_json::to_vec(command).map_err(|e| CtlError::Other(e.to_string()))?;
     let reply = client
-        .write(WriteRequest { command: body, forwarded: false })
+        .write(WriteRequest {
+            command: body,
+            forwarded: false,
+        })
         .await
         .map_err(|s| rpc_error(endpoint, s))?
         .into_inner();
-    let outcome = serde_json::from_slice(&reply.outcome).map_err(|e| CtlError::Other(format!("unreadable reply: {e}")))?;
+    let outcome = serde_json::from_slice(&reply.outcome)
+        .map_err(|e| CtlError::Other(format!("unreadable reply: {e}")))?;
     Ok((outcome, reply.log_index))
 }
 
 /// Read a key (or a prefix) through the agent at `endpoint`.
-pub async fn read(endpoint: &str, key: &str, prefix: bool, linearizable: bool) -> Result<KeyspaceRead, CtlError> {
+pub async fn read(
+    endpoint: &str,
+    key: &str,
+    prefix: bool,
+    linearizable: bool,
+) -> Result<KeyspaceRead, CtlError> {
     let mut client = connect(endpoint)?;
     let reply = client
-        .read(ReadRequest { key: key.to_string(), prefix, linearizable, forwarded: false })
+        .read(ReadRequest {
+            key: key.to_string(),
+            prefix,
+            linearizable,
+            forwarded: false,
+        })
         .await
         .map_err(|s| rpc_error(endpoint, s))?
         .into_inner();

@@ -2,14 +2,27 @@
 
 use super::{client, CtlError};
 
-pub async fn run(endpoint: &str, key: &str, prefix: bool, linearizable: bool, json: bool) -> Result<String, CtlError> {
+pub async fn run(
+    endpoint: &str,
+    key: &str,
+    prefix: bool,
+    linearizable: bool,
+    json: bool,
+) -> Result<String, CtlError> {
     let reply = client::read(endpoint, key, prefix, linearizable).await?;
     if json {
         return serde_json::to_string_pretty(&reply.entries).map_err(|e| CtlError::Other(e.to_string()));
     }
     if reply.entries.is_empty() {
-        let what = if prefix { format!("no key starts with {key:?}") } else { format!("{key}: not set") };
-        return Ok(format!("{what} (as of log index {}, answered by {})", reply.applied_index, reply.answered_by));
+        let what = if prefix {
+            format!("no key starts with {key:?}")
+        } else {
+            format!("{key}: not set")
+        };
+        return Ok(format!(
+            "{what} (as of log index {}, answered by {})",
+            reply.applied_index, reply.answered_by
+        ));
     }
     let mut out = Vec::new();
     for e in &reply.entries {

@@ -21,7 +21,12 @@ pub use raft_status::{fetch_raft_status, MemberRow};
 #[command(name = "pgquorumctl", version, about = "Query and steer a pgquorum cluster")]
 pub struct Cli {
     /// Agent configuration file; the agent at its `raft.self_addr` is asked.
-    #[arg(short = 'c', long = "config-file", global = true, env = "PGQUORUMCTL_CONFIG_FILE")]
+    #[arg(
+        short = 'c',
+        long = "config-file",
+        global = true,
+        env = "PGQUORUMCTL_CONFIG_FILE"
+    )]
     pub config: Option<PathBuf>,
     /// Agent gRPC endpoint (HOST:PORT, the agent's `raft.self_addr`); overrides -c.
     #[arg(short = 'e', long, global = true, env = "PGQUORUMCTL_ENDPOINT")]
@@ -96,19 +101,26 @@ pub fn connect(endpoint: &str) -> Result<AdminClient<Channel>, CtlError> {
 
 pub fn rpc_error(endpoint: &str, status: tonic::Status) -> CtlError {
     let message = match status.code() {
-        tonic::Code::Unavailable if status.message().contains("tcp connect") || status.message().contains("transport") => {
+        tonic::Code::Unavailable
+            if status.message().contains("tcp connect") || status.message().contains("transport") =>
+        {
             format!("cannot connect ({}): is the agent running?", status.message())
         }
         _ => status.message().to_string(),
     };
-    CtlError::Rpc { endpoint: endpoint.to_string(), message }
+    CtlError::Rpc {
+        endpoint: endpoint.to_string(),
+        message,
+    }
 }
 
 /// Run one command; returns what to print on stdout.
 pub async fn run(cli: &Cli) -> Result<String, CtlError> {
     let endpoint = cli.endpoint()?;
     match &cli.command {
-        CtlCommand::Raft { command: RaftCommand::Status } => raft_status::run(&endpoint, cli.json).await,
+        CtlCommand::Raft {
+            command: RaftCommand::Status,
+        } => raft_status::run(&endpoint, cli.json).await,
         CtlCommand::Get { key, prefix, stale } => get::run(&endpoint, key, *prefix, !*stale, cli.json).await,
     }
 }

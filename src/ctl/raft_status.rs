@@ -22,8 +22,11 @@ pub struct MemberRow {
 
 pub async fn fetch_raft_status(endpoint: &str) -> Result<Vec<MemberRow>, CtlError> {
     let mut client = connect(endpoint)?;
-    let reply: RaftStatusReply =
-        client.raft_status(RaftStatusRequest {}).await.map_err(|s| rpc_error(endpoint, s))?.into_inner();
+    let reply: RaftStatusReply = client
+        .raft_status(RaftStatusRequest {})
+        .await
+        .map_err(|s| rpc_error(endpoint, s))?
+        .into_inner();
     Ok(reply
         .members
         .into_iter()
@@ -70,9 +73,16 @@ pub async fn run(endpoint: &str, json: bool) -> Result<String, CtlError> {
             ]
         })
         .collect();
-    let mut out = table::render(&["Member", "Address", "Role", "Term", "Last log", "Commit", "Lag", "Error"], &cells);
+    let mut out = table::render(
+        &[
+            "Member", "Address", "Role", "Term", "Last log", "Commit", "Lag", "Error",
+        ],
+        &cells,
+    );
     if !rows.iter().any(|r| r.role == "leader") {
-        out.push_str("\nWARNING: no Raft leader: the keyspace cannot be changed until a majority is reachable");
+        out.push_str(
+            "\nWARNING: no Raft leader: the keyspace cannot be changed until a majority is reachable",
+        );
     }
     Ok(out)
 }

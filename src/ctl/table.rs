@@ -10,7 +10,14 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
             }
         }
     }
-    let border = format!("+{}+", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+"));
+    let border = format!(
+        "+{}+",
+        widths
+            .iter()
+            .map(|w| "-".repeat(w + 2))
+            .collect::<Vec<_>>()
+            .join("+")
+    );
     let line = |cells: Vec<&str>| {
         let padded: Vec<String> = cells
             .iter()

@@ -7,8 +7,8 @@ use tonic::{Request, Response, Status};
 
 use crate::grpc::pb::admin::admin_server::Admin;
 use crate::grpc::pb::admin::{
-    NodeStatusReply, NodeStatusRequest, RaftStatusReply, RaftStatusRequest, ReadReply, ReadRequest, WriteReply,
-    WriteRequest,
+    NodeStatusReply, NodeStatusRequest, RaftStatusReply, RaftStatusRequest, ReadReply, ReadRequest,
+    WriteReply, WriteRequest,
 };
 use crate::keyspace::Command;
 use crate::node::{error_to_status, RaftNode, ReadQuery};
@@ -29,15 +29,30 @@ impl Admin for AdminGrpc {
         let req = request.into_inner();
         let command: Command = serde_json::from_slice(&req.command)
             .map_err(|e| Status::invalid_argument(format!("not a keyspace command: {e}")))?;
-        let result = self.node.write(command, req.forwarded).await.map_err(|e| error_to_status(&e))?;
+        let result = self
+            .node
+            .write(command, req.forwarded)
+            .await
+            .map_err(|e| error_to_status(&e))?;
         let outcome = serde_json::to_vec(&result.outcome).map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(WriteReply { outcome, log_index: result.log_index }))
+        Ok(Response::new(WriteReply {
+            outcome,
+            log_index: result.log_index,
+        }))
     }
 
     async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadReply>, Status> {
         let req = request.into_inner();
-        let query = ReadQuery { key: req.key, prefix: req.prefix, linearizable: req.linearizable };
-        let result = self.node.read(&query, req.forwarded).await.map_err(|e| error_to_status(&e))?;
+        let query = ReadQuery {
+            key: req.key,
+            prefix: req.prefix,
+            linearizable: req.linearizable,
+        };
+        let result = self
+            .node
+            .read(&query, req.forwarded)
+            .await
+            .map_err(|e| error_to_status(&e))?;
         let entries = result
             .entries
             .iter()

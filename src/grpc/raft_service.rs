@@ -19,7 +19,10 @@ pub struct RaftGrpc {
 
 impl RaftGrpc {
     pub fn new(raft: Raft, cluster: &str) -> RaftGrpc {
-        RaftGrpc { raft, cluster: cluster.to_string() }
+        RaftGrpc {
+            raft,
+            cluster: cluster.to_string(),
+        }
     }
 
     fn decode<T: DeserializeOwned>(&self, msg: RaftMessage) -> Result<T, Status> {
@@ -29,12 +32,16 @@ impl RaftGrpc {
                 self.cluster, msg.cluster
             )));
         }
-        serde_json::from_slice(&msg.payload).map_err(|e| Status::invalid_argument(format!("bad raft payload: {e}")))
+        serde_json::from_slice(&msg.payload)
+            .map_err(|e| Status::invalid_argument(format!("bad raft payload: {e}")))
     }
 
     fn encode<T: Serialize>(&self, value: &T) -> Result<Response<RaftMessage>, Status> {
         let payload = serde_json::to_vec(value).map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(RaftMessage { cluster: self.cluster.clone(), payload }))
+        Ok(Response::new(RaftMessage {
+            cluster: self.cluster.clone(),
+            payload,
+        }))
     }
 }
 

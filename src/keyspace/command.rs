@@ -41,7 +41,12 @@ pub enum Command {
     },
     /// Take or renew a lease: applies when the key is free (absent or expired) or already
     /// held by `holder`. This is how the `leader` key is acquired and renewed.
-    AcquireLease { key: Key, holder: String, value: Value, ttl_ms: u64 },
+    AcquireLease {
+        key: Key,
+        holder: String,
+        value: Value,
+        ttl_ms: u64,
+    },
     /// Give up a lease held by `holder`; does nothing if someone else holds it.
     ReleaseLease { key: Key, holder: String },
     /// Housekeeping proposed by the Raft leader: removes entries whose expiry has passed
@@ -96,7 +101,10 @@ pub enum CommandOutcome {
     /// The change was made; `revision` is the new revision of the key (the log index).
     Applied { revision: u64 },
     /// A precondition failed; nothing changed. `current` is the entry that made it fail.
-    Rejected { reason: String, current: Option<Box<Entry>> },
+    Rejected {
+        reason: String,
+        current: Option<Box<Entry>>,
+    },
 }
 
 impl CommandOutcome {

@@ -122,6 +122,9 @@ mod tests {
     fn bad_keys_are_rejected_with_a_reason() {
         assert_eq!("leaders".parse::<Key>(), Err(KeyError::Unknown("leaders".into())));
         assert_eq!("members/".parse::<Key>(), Err(KeyError::BadMemberName("".into())));
-        assert_eq!("members/a/b".parse::<Key>(), Err(KeyError::BadMemberName("a/b".into())));
+        assert_eq!(
+            "members/a/b".parse::<Key>(),
+            Err(KeyError::BadMemberName("a/b".into()))
+        );
     }
 }

@@ -60,14 +60,25 @@ impl Keyspace {
         let now = self.as_of_ms;
 
         match &stamped.command {
-            Command::Put { key, value, ttl_ms, precondition } => {
+            Command::Put {
+                key,
+                value,
+                ttl_ms,
+                precondition,
+            } => {
                 if let Err(rejected) = self.check(key, precondition) {
                     return rejected;
                 }
                 if *key == Key::Initialize && self.entries.contains_key(key) {
                     return self.reject(key, "initialize is set once and never overwritten");
                 }
-                self.write(index, key, value.clone(), ttl_ms.map(|t| now.saturating_add(t)), None);
+                self.write(
+                    index,
+                    key,
+                    value.clone(),
+                    ttl_ms.map(|t| now.saturating_add(t)),
+                    None,
+                );
                 CommandOutcome::Applied { revision: index }
             }
             Command::Delete { key, precondition } => {
@@ -77,10 +88,18 @@ impl Keyspace {
                 self.entries.remove(key);
                 CommandOutcome::Applied { revision: index }
             }
-            Command::AcquireLease { key, holder, value, ttl_ms } => {
+            Command::AcquireLease {
+                key,
+                holder,
+                value,
+                ttl_ms,
+            } => {
                 match self.entries.get(key) {
                     Some(e) if e.holder.as_deref() != Some(holder.as_str()) => {
-                        let who = e.holder.clone().unwrap_or_else(|| "a non-lease write".to_string());
+                        let who = e
+                            .holder
+                            .clone()
+                            .unwrap_or_else(|| "a non-lease write".to_string());
                         return self.reject(key, &format!("lease is held by {who}"));
                     }
                     _ => {}
@@ -110,7 +129,9 @@ impl Keyspace {
 
     /// Entries whose string key starts with `prefix`, in key order.
     pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a Entry> + 'a {
-        self.entries.values().filter(move |e| e.key.to_string().starts_with(prefix))
+        self.entries
+            .values()
+            .filter(move |e| e.key.to_string().starts_with(prefix))
     }
 
     /// The highest leader stamp applied (the keyspace's notion of now).
@@ -154,7 +175,14 @@ impl Keyspace {
         }
     }
 
-    fn write(&mut self, index: u64, key: &Key, value: Value, expires_at_ms: Option<u64>, holder: Option<String>) {
+    fn write(
+        &mut self,
+        index: u64,
+        key: &Key,
+        value: Value,
+        expires_at_ms: Option<u64>,
+        holder: Option<String>,
+    ) {
         let created_revision = self.entries.get(key).map_or(index, |e| e.created_revision);
         let entry = Entry {
             key: key.clone(),
@@ -170,6 +198,7 @@ impl Keyspace {
 
     fn remove_expired(&mut self) {
         let now = self.as_of_ms;
-        self.entries.retain(|_, e| e.expires_at_ms.is_none_or(|t| t > now));
+        self.entries
+            .retain(|_, e| e.expires_at_ms.is_none_or(|t| t > now));
     }
 }

@@ -8,11 +8,21 @@ fn at(now_ms: u64, command: Command) -> Stamped {
 }
 
 fn put(key: Key, value: Value, ttl_ms: Option<u64>, precondition: Precondition) -> Command {
-    Command::Put { key, value, ttl_ms, precondition }
+    Command::Put {
+        key,
+        value,
+        ttl_ms,
+        precondition,
+    }
 }
 
 fn lease(holder: &str, ttl_ms: u64) -> Command {
-    Command::AcquireLease { key: Key::Leader, holder: holder.into(), value: json!({"holder": holder}), ttl_ms }
+    Command::AcquireLease {
+        key: Key::Leader,
+        holder: holder.into(),
+        value: json!({"holder": holder}),
+        ttl_ms,
+    }
 }
 
 #[test]
@@ -58,14 +68,27 @@ fn compare_and_set_table() {
         },
         Case {
             name: "initialize is set once even with Any",
-            before: vec![put(Key::Initialize, json!("7300000000000000001"), None, Precondition::Absent)],
-            command: put(Key::Initialize, json!("7300000000000000002"), None, Precondition::Any),
+            before: vec![put(
+                Key::Initialize,
+                json!("7300000000000000001"),
+                None,
+                Precondition::Absent,
+            )],
+            command: put(
+                Key::Initialize,
+                json!("7300000000000000002"),
+                None,
+                Precondition::Any,
+            ),
             applied: false,
         },
         Case {
             name: "delete with a stale revision",
             before: vec![cfg(1), cfg(2)],
-            command: Command::Delete { key: Key::Config, precondition: Precondition::Revision(1) },
+            command: Command::Delete {
+                key: Key::Config,
+                precondition: Precondition::Revision(1),
+            },
             applied: false,
         },
         Case {
@@ -89,13 +112,19 @@ fn compare_and_set_table() {
         Case {
             name: "release by a non-holder",
             before: vec![lease("node1", 1000)],
-            command: Command::ReleaseLease { key: Key::Leader, holder: "node2".into() },
+            command: Command::ReleaseLease {
+                key: Key::Leader,
+                holder: "node2".into(),
+            },
             applied: false,
         },
         Case {
             name: "release by the holder",
             before: vec![lease("node1", 1000)],
-            command: Command::ReleaseLease { key: Key::Leader, holder: "node1".into() },
+            command: Command::ReleaseLease {
+                key: Key::Leader,
+                holder: "node1".into(),
+            },
             applied: true,
         },
     ];
@@ -104,7 +133,11 @@ fn compare_and_set_table() {
         let mut index = 0;
         for c in case.before {
             index += 1;
-            assert!(ks.apply(index, &at(1000, c)).is_applied(), "{}: setup failed", case.name);
+            assert!(
+                ks.apply(index, &at(1000, c)).is_applied(),
+                "{}: setup failed",
+                case.name
+            );
         }
         let before: Vec<Entry> = ks.with_prefix("").cloned().collect();
         let outcome = ks.apply(index + 1, &at(1000, case.command));
@@ -112,8 +145,14 @@ fn compare_and_set_table() {
         if !case.applied {
             // Only the keyspace clock may move on a rejected command.
             let after: Vec<Entry> = ks.with_prefix("").cloned().collect();
-            assert_eq!(after, before, "{}: a rejected command changed the keyspace", case.name);
-            let CommandOutcome::Rejected { reason, .. } = outcome else { unreachable!() };
+            assert_eq!(
+                after, before,
+                "{}: a rejected command changed the keyspace",
+                case.name
+            );
+            let CommandOutcome::Rejected { reason, .. } = outcome else {
+                unreachable!()
+            };
             assert!(!reason.is_empty());
         }
     }
@@ -161,10 +200,16 @@ fn prefix_reads_return_members_in_order() {
     let mut ks = Keyspace::default();
     for (i, name) in ["node3", "node1", "node2"].iter().enumerate() {
         let key = Key::member(name).unwrap();
-        ks.apply(i as u64 + 1, &at(1, put(key, json!({}), Some(1000), Precondition::Any)));
+        ks.apply(
+            i as u64 + 1,
+            &at(1, put(key, json!({}), Some(1000), Precondition::Any)),
+        );
     }
     ks.apply(4, &at(1, put(Key::Config, json!({}), None, Precondition::Any)));
-    let names: Vec<String> = ks.with_prefix(MEMBERS_PREFIX).map(|e| e.key.to_string()).collect();
+    let names: Vec<String> = ks
+        .with_prefix(MEMBERS_PREFIX)
+        .map(|e| e.key.to_string())
+        .collect();
     assert_eq!(names, ["members/node1", "members/node2", "members/node3"]);
     assert_eq!(ks.with_prefix("").count(), 4);
 }
@@ -183,18 +228,34 @@ fn arb_key() -> impl Strategy<Value = Key> {
 }
 
 fn arb_precondition() -> impl Strategy<Value = Precondition> {
-    prop_oneof![Just(Precondition::Any), Just(Precondition::Absent), (0..40u64).prop_map(Precondition::Revision)]
+    prop_oneof![
+        Just(Precondition::Any),
+        Just(Precondition::Absent),
+        (0..40u64).prop_map(Precondition::Revision)
+    ]
 }
 
 fn arb_command() -> impl Strategy<Value = Command> {
     let holder = (0..3u8).prop_map(|i| format!("node{i}"));
     prop_oneof![
-        (arb_key(), any::<i32>(), proptest::option::of(1..5_000u64), arb_precondition()).prop_map(
-            |(key, v, ttl_ms, precondition)| Command::Put { key, value: json!(v), ttl_ms, precondition }
-        ),
+        (
+            arb_key(),
+            any::<i32>(),
+            proptest::option::of(1..5_000u64),
+            arb_precondition()
+        )
+            .prop_map(|(key, v, ttl_ms, precondition)| Command::Put {
+                key,
+                value: json!(v),
+                ttl_ms,
+                precondition
+            }),
         (arb_key(), arb_precondition()).prop_map(|(key, precondition)| Command::Delete { key, precondition }),
         (holder.clone(), 1..5_000u64).prop_map(|(h, ttl)| lease(&h, ttl)),
-        holder.prop_map(|h| Command::ReleaseLease { key: Key::Leader, holder: h }),
+        holder.prop_map(|h| Command::ReleaseLease {
+            key: Key::Leader,
+            holder: h
+        }),
         Just(Command::Expire),
     ]
 }
@@ -208,14 +269,20 @@ fn arb_log() -> impl Strategy<Value = Vec<Stamped>> {
             .into_iter()
             .map(|(command, delta)| {
                 now += delta;
-                Stamped { now_ms: now as u64, command }
+                Stamped {
+                    now_ms: now as u64,
+                    command,
+                }
             })
             .collect()
     })
 }
 
 fn apply_all(ks: &mut Keyspace, log: &[Stamped], first_index: u64) -> Vec<CommandOutcome> {
-    log.iter().enumerate().map(|(i, s)| ks.apply(first_index + i as u64, s)).collect()
+    log.iter()
+        .enumerate()
+        .map(|(i, s)| ks.apply(first_index + i as u64, s))
+        .collect()
 }
 
 proptest! {

@@ -36,8 +36,11 @@ pub(super) async fn run(node: Arc<RaftNode>) {
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         }
-        let members: BTreeMap<_, _> =
-            node.settings.all_addrs().map(|a| (node_id_for(a), BasicNode { addr: a.clone() })).collect();
+        let members: BTreeMap<_, _> = node
+            .settings
+            .all_addrs()
+            .map(|a| (node_id_for(a), BasicNode { addr: a.clone() }))
+            .collect();
         match node.raft.initialize(members.clone()).await {
             Ok(()) => {
                 let addrs: Vec<&str> = members.values().map(|n| n.addr.as_str()).collect();
@@ -59,8 +62,15 @@ async fn initialized_partner(node: &RaftNode) -> Option<String> {
         let mut client = node.admin_client(addr).ok()?;
         let mut req = tonic::Request::new(NodeStatusRequest {});
         req.set_timeout(Duration::from_millis(500));
-        let reply = tokio::time::timeout(Duration::from_millis(700), client.node_status(req)).await.ok()?.ok()?;
+        let reply = tokio::time::timeout(Duration::from_millis(700), client.node_status(req))
+            .await
+            .ok()?
+            .ok()?;
         reply.into_inner().initialized.then(|| addr.clone())
     });
-    futures::future::join_all(probes).await.into_iter().flatten().next()
+    futures::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+        .next()
 }

@@ -24,7 +24,10 @@ pub(super) async fn run(node: Arc<RaftNode>) {
         if !is_leader {
             continue;
         }
-        let due = node.state_machine.read(|s| s.keyspace.next_expiry_ms()).is_some_and(|t| t <= wall_ms());
+        let due = node
+            .state_machine
+            .read(|s| s.keyspace.next_expiry_ms())
+            .is_some_and(|t| t <= wall_ms());
         if due {
             if let Err(e) = node.write(Command::Expire, true).await {
                 tracing::debug!(error = %e, "raft: expiry housekeeping not committed");

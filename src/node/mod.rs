@@ -143,7 +143,9 @@ pub struct RaftNode {
 
 /// Wall-clock milliseconds since the Unix epoch (only the Raft leader's counts).
 pub fn wall_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl RaftNode {
@@ -151,7 +153,11 @@ impl RaftNode {
     /// the group may still be forming.
     pub async fn start(settings: NodeSettings) -> Result<Arc<RaftNode>, StartError> {
         let id = node_id_for(&settings.self_addr);
-        let identity = Identity { cluster: settings.cluster.clone(), node_id: id, self_addr: settings.self_addr.clone() };
+        let identity = Identity {
+            cluster: settings.cluster.clone(),
+            node_id: id,
+            self_addr: settings.self_addr.clone(),
+        };
         let storage = Storage::open(&settings.data_dir, &identity)?;
         let load_err = |e: crate::raft::StorageError| StartError::Load {
             path: settings.data_dir.clone(),
@@ -177,12 +183,27 @@ impl RaftNode {
         .validate()
         .map_err(|e| StartError::Timings(e.to_string()))?;
 
-        let network = Network::new(&settings.cluster, settings.heartbeat_interval.max(Duration::from_millis(200)));
-        let raft = Raft::new(id, Arc::new(raft_config), network, log_store, state_machine.clone())
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let network = Network::new(
+            &settings.cluster,
+            settings.heartbeat_interval.max(Duration::from_millis(200)),
+        );
+        let raft = Raft::new(
+            id,
+            Arc::new(raft_config),
+            network,
+            log_store,
+            state_machine.clone(),
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
 
-        let node = Arc::new(RaftNode { id, settings, raft, state_machine, admin_channels: Mutex::default() });
+        let node = Arc::new(RaftNode {
+            id,
+            settings,
+            raft,
+            state_machine,
+            admin_channels: Mutex::default(),
+        });
         tracing::info!(
             node_id = id,
             addr = %node.settings.self_addr,
@@ -208,7 +229,13 @@ impl RaftNode {
             let entries = if query.prefix {
                 s.keyspace.with_prefix(&query.key).cloned().collect()
             } else {
-                query.key.parse::<Key>().ok().and_then(|k| s.keyspace.get(&k).cloned()).into_iter().collect()
+                query
+                    .key
+                    .parse::<Key>()
+                    .ok()
+                    .and_then(|k| s.keyspace.get(&k).cloned())
+                    .into_iter()
+                    .collect()
             };
             ReadResult {
                 entries,
@@ -242,15 +269,29 @@ impl RaftNode {
         }
     }
 
-    async fn write_as_leader(&self, command: Command, deadline: Instant) -> Result<WriteResult, KeyspaceError> {
+    async fn write_as_leader(
+        &self,
+        command: Command,
+        deadline: Instant,
+    ) -> Result<WriteResult, KeyspaceError> {
         // The stamp is taken on the leader, just before proposing: TTLs are measured on it.
-        let stamped = crate::keyspace::Stamped { now_ms: wall_ms(), command };
+        let stamped = crate::keyspace::Stamped {
+            now_ms: wall_ms(),
+            command,
+        };
         match tokio::time::timeout_at(deadline, self.raft.client_write(stamped)).await {
-            Ok(Ok(resp)) => Ok(WriteResult { outcome: resp.data, log_index: resp.log_id.index }),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(KeyspaceError::NotLeader),
+            Ok(Ok(resp)) => Ok(WriteResult {
+                outcome: resp.data,
+                log_index: resp.log_id.index,
+            }),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                Err(KeyspaceError::NotLeader)
+            }
             Ok(Err(RaftError::APIError(e))) => Err(KeyspaceError::Invalid(e.to_string())),
             Ok(Err(RaftError::Fatal(e))) => Err(KeyspaceError::Stopped(e.to_string())),
-            Err(_) => Err(KeyspaceError::Unconfirmed { waited: self.settings.request_timeout }),
+            Err(_) => Err(KeyspaceError::Unconfirmed {
+                waited: self.settings.request_timeout,
+            }),
         }
     }
 
@@ -258,7 +299,10 @@ impl RaftNode {
     /// leadership with a majority; on a node that cannot reach one it fails.
     pub async fn read(&self, query: &ReadQuery, forwarded: bool) -> Result<ReadResult, KeyspaceError> {
         if !query.prefix {
-            query.key.parse::<Key>().map_err(|e| KeyspaceError::Invalid(e.to_string()))?;
+            query
+                .key
+                .parse::<Key>()
+                .map_err(|e| KeyspaceError::Invalid(e.to_string()))?;
         }
         if !query.linearizable {
             return Ok(self.read_local(query));
@@ -275,7 +319,9 @@ impl RaftNode {
             Ok(Ok(_)) => Ok(self.read_local(query)),
             Ok(Err(RaftError::APIError(_))) => Err(KeyspaceError::NotLeader),
             Ok(Err(RaftError::Fatal(e))) => Err(KeyspaceError::Stopped(e.to_string())),
-            Err(_) => Err(KeyspaceError::Unconfirmed { waited: self.settings.request_timeout }),
+            Err(_) => Err(KeyspaceError::Unconfirmed {
+                waited: self.settings.request_timeout,
+            }),
         }
     }
 
@@ -289,14 +335,22 @@ impl RaftNode {
             match tokio::time::timeout_at(deadline, metrics.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(KeyspaceError::Stopped("metrics channel closed".into())),
-                Err(_) => return Err(KeyspaceError::NoLeader { waited: self.settings.request_timeout }),
+                Err(_) => {
+                    return Err(KeyspaceError::NoLeader {
+                        waited: self.settings.request_timeout,
+                    })
+                }
             }
         }
     }
 
     fn addr_of(&self, id: NodeId) -> Option<String> {
         let metrics = self.raft.metrics().borrow().clone();
-        metrics.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
     }
 
     /// An admin client for `addr`, on a cached lazily-connecting channel.
@@ -320,19 +374,29 @@ impl RaftNode {
         command: &Command,
         deadline: Instant,
     ) -> Result<WriteResult, KeyspaceError> {
-        let addr = self.addr_of(leader).ok_or(KeyspaceError::NoLeader { waited: Duration::ZERO })?;
+        let addr = self.addr_of(leader).ok_or(KeyspaceError::NoLeader {
+            waited: Duration::ZERO,
+        })?;
         let mut client = self.admin_client(&addr)?;
         let body = serde_json::to_vec(command).map_err(|e| KeyspaceError::Invalid(e.to_string()))?;
-        let mut request = tonic::Request::new(WriteRequest { command: body, forwarded: true });
+        let mut request = tonic::Request::new(WriteRequest {
+            command: body,
+            forwarded: true,
+        });
         request.set_timeout(deadline.saturating_duration_since(Instant::now()));
         let reply = tokio::time::timeout_at(deadline, client.write(request))
             .await
-            .map_err(|_| KeyspaceError::Unconfirmed { waited: self.settings.request_timeout })?
+            .map_err(|_| KeyspaceError::Unconfirmed {
+                waited: self.settings.request_timeout,
+            })?
             .map_err(|s| status_to_error(&addr, s))?
             .into_inner();
         let outcome = serde_json::from_slice(&reply.outcome)
             .map_err(|e| KeyspaceError::Invalid(format!("bad reply from {addr}: {e}")))?;
-        Ok(WriteResult { outcome, log_index: reply.log_index })
+        Ok(WriteResult {
+            outcome,
+            log_index: reply.log_index,
+        })
     }
 
     async fn forward_read(
@@ -341,7 +405,9 @@ impl RaftNode {
         query: &ReadQuery,
         deadline: Instant,
     ) -> Result<ReadResult, KeyspaceError> {
-        let addr = self.addr_of(leader).ok_or(KeyspaceError::NoLeader { waited: Duration::ZERO })?;
+        let addr = self.addr_of(leader).ok_or(KeyspaceError::NoLeader {
+            waited: Duration::ZERO,
+        })?;
         let mut client = self.admin_client(&addr)?;
         let mut request = tonic::Request::new(ReadRequest {
             key: query.key.clone(),
@@ -352,7 +418,9 @@ impl RaftNode {
         request.set_timeout(deadline.saturating_duration_since(Instant::now()));
         let reply = tokio::time::timeout_at(deadline, client.read(request))
             .await
-            .map_err(|_| KeyspaceError::Unconfirmed { waited: self.settings.request_timeout })?
+            .map_err(|_| KeyspaceError::Unconfirmed {
+                waited: self.settings.request_timeout,
+            })?
             .map_err(|s| status_to_error(&addr, s))?
             .into_inner();
         let entries = reply
@@ -381,7 +449,9 @@ pub fn error_to_status(e: &KeyspaceError) -> tonic::Status {
     let msg = e.to_string();
     match e {
         KeyspaceError::NotLeader => tonic::Status::unavailable(format!("not-leader: {msg}")),
-        KeyspaceError::NoLeader { .. } | KeyspaceError::LeaderUnreachable { .. } => tonic::Status::unavailable(msg),
+        KeyspaceError::NoLeader { .. } | KeyspaceError::LeaderUnreachable { .. } => {
+            tonic::Status::unavailable(msg)
+        }
         KeyspaceError::Unconfirmed { .. } => tonic::Status::deadline_exceeded(msg),
         KeyspaceError::Invalid(_) => tonic::Status::invalid_argument(msg),
         KeyspaceError::Stopped(_) => tonic::Status::internal(msg),
@@ -391,11 +461,17 @@ pub fn error_to_status(e: &KeyspaceError) -> tonic::Status {
 fn status_to_error(addr: &str, s: tonic::Status) -> KeyspaceError {
     match s.code() {
         tonic::Code::Unavailable if s.message().starts_with("not-leader") => KeyspaceError::NotLeader,
-        tonic::Code::Unavailable => KeyspaceError::LeaderUnreachable { addr: addr.to_string(), detail: s.message().to_string() },
+        tonic::Code::Unavailable => KeyspaceError::LeaderUnreachable {
+            addr: addr.to_string(),
+            detail: s.message().to_string(),
+        },
         tonic::Code::InvalidArgument => KeyspaceError::Invalid(s.message().to_string()),
-        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
-            KeyspaceError::Unconfirmed { waited: Duration::ZERO }
-        }
-        _ => KeyspaceError::LeaderUnreachable { addr: addr.to_string(), detail: s.to_string() },
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => KeyspaceError::Unconfirmed {
+            waited: Duration::ZERO,
+        },
+        _ => KeyspaceError::LeaderUnreachable {
+            addr: addr.to_string(),
+            detail: s.to_string(),
+        },
     }
 }

@@ -45,7 +45,10 @@ fn log_change(
         }
         ServerState::Candidate if prev_state != Some(ServerState::Candidate) => {
             let reason = match prev_leader {
-                Some(_) => format!("no heartbeat from leader {} within the election timeout", addr(prev_leader)),
+                Some(_) => format!(
+                    "no heartbeat from leader {} within the election timeout",
+                    addr(prev_leader)
+                ),
                 None => "no leader known".to_string(),
             };
             tracing::info!(term, "raft: starting an election: {reason}");
@@ -54,7 +57,11 @@ fn log_change(
             tracing::info!(term, leader = %addr(leader), "raft: following the Raft leader");
         }
         ServerState::Follower if leader.is_none() && prev_leader.is_some() => {
-            tracing::info!(term, "raft: lost the Raft leader {}; waiting for a new one", addr(prev_leader));
+            tracing::info!(
+                term,
+                "raft: lost the Raft leader {}; waiting for a new one",
+                addr(prev_leader)
+            );
         }
         ServerState::Learner if prev_state.is_none() => {
             tracing::info!("raft: not yet part of a formed group (learner)");

@@ -22,7 +22,12 @@ impl RaftNode {
         let m = self.raft.metrics().borrow().clone();
         let committed = self.raft.with_raft_state(|s| s.committed).await.ok().flatten();
         let membership = m.membership_config.membership();
-        let addr_of = |id: u64| membership.get_node(&id).map(|n| n.addr.clone()).unwrap_or_default();
+        let addr_of = |id: u64| {
+            membership
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+                .unwrap_or_default()
+        };
         let initialized = m.last_log_index.is_some() || m.vote.leader_id().term > 0;
         NodeStatusReply {
             id: self.id,
@@ -70,17 +75,37 @@ impl RaftNode {
         let fetches = members.iter().map(|(id, addr, voter)| {
             let mine = mine.clone();
             async move {
-                let status = if *id == self.id { Ok(mine) } else { self.remote_status(addr).await };
+                let status = if *id == self.id {
+                    Ok(mine)
+                } else {
+                    self.remote_status(addr).await
+                };
                 match status {
-                    Ok(s) => MemberRaftStatus { id: *id, addr: addr.clone(), status: Some(s), voter: *voter, ..Default::default() },
-                    Err(e) => MemberRaftStatus { id: *id, addr: addr.clone(), error: e, voter: *voter, ..Default::default() },
+                    Ok(s) => MemberRaftStatus {
+                        id: *id,
+                        addr: addr.clone(),
+                        status: Some(s),
+                        voter: *voter,
+                        ..Default::default()
+                    },
+                    Err(e) => MemberRaftStatus {
+                        id: *id,
+                        addr: addr.clone(),
+                        error: e,
+                        voter: *voter,
+                        ..Default::default()
+                    },
                 }
             }
         });
         let mut statuses: Vec<MemberRaftStatus> = futures::future::join_all(fetches).await;
 
         // Lag is the leader's view: its last log index minus what it matched on each member.
-        let leader = statuses.iter().filter_map(|m| m.status.as_ref()).find(|s| s.role == "leader").cloned();
+        let leader = statuses
+            .iter()
+            .filter_map(|m| m.status.as_ref())
+            .find(|s| s.role == "leader")
+            .cloned();
         if let Some(leader) = &leader {
             for m in &mut statuses {
                 if m.id == leader.id {

@@ -13,7 +13,11 @@ struct SledStoreBuilder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for SledStoreBuilder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let identity = Identity { cluster: "conformance".into(), node_id: 0, self_addr: "127.0.0.1:1".into() };
+        let identity = Identity {
+            cluster: "conformance".into(),
+            node_id: 0,
+            self_addr: "127.0.0.1:1".into(),
+        };
         let storage = Storage::open(dir.path(), &identity).expect("open storage");
         let state_machine = StateMachineStore::open(storage.clone())?;
         Ok((dir, LogStore::new(storage), state_machine))

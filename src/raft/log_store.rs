@@ -37,19 +37,28 @@ impl LogStore {
 
     fn read_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageIOError<NodeId>> {
         match self.storage.meta.get(key).map_err(|e| StorageIOError::read(&e))? {
-            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(|e| StorageIOError::read(&e))?)),
+            Some(bytes) => Ok(Some(
+                serde_json::from_slice(&bytes).map_err(|e| StorageIOError::read(&e))?,
+            )),
             None => Ok(None),
         }
     }
 
     fn write_meta<T: Serialize>(&self, key: &[u8], value: &T) -> Result<(), StorageIOError<NodeId>> {
         let bytes = serde_json::to_vec(value).map_err(|e| StorageIOError::write(&e))?;
-        self.storage.meta.insert(key, bytes).map_err(|e| StorageIOError::write(&e))?;
+        self.storage
+            .meta
+            .insert(key, bytes)
+            .map_err(|e| StorageIOError::write(&e))?;
         Ok(())
     }
 
     async fn flush(&self) -> Result<(), StorageIOError<NodeId>> {
-        self.storage.db.flush_async().await.map_err(|e| StorageIOError::write(&e))?;
+        self.storage
+            .db
+            .flush_async()
+            .await
+            .map_err(|e| StorageIOError::write(&e))?;
         Ok(())
     }
 }
@@ -83,15 +92,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId<NodeId>> = self.read_meta(LAST_PURGED)?;
-        let last_log_id = match self.storage.logs.last().map_err(|e| StorageIOError::read_logs(&e))? {
+        let last_log_id = match self
+            .storage
+            .logs
+            .last()
+            .map_err(|e| StorageIOError::read_logs(&e))?
+        {
             Some((_, bytes)) => {
-                let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| StorageIOError::read_logs(&e))?;
+                let entry: Entry =
+                    serde_json::from_slice(&bytes).map_err(|e| StorageIOError::read_logs(&e))?;
                 // After a crash mid-purge only entries at or below the purge point may remain.
                 Some(entry.log_id).max(last_purged_log_id)
             }
             None => last_purged_log_id,
         };
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -126,7 +144,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let bytes = serde_json::to_vec(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
             batch.insert(&index_key(entry.log_id.index), bytes);
         }
-        self.storage.logs.apply_batch(batch).map_err(|e| StorageIOError::write_logs(&e))?;
+        self.storage
+            .logs
+            .apply_batch(batch)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
         let flushed = self.storage.db.flush_async().await;
         let result = flushed.map(|_| ()).map_err(std::io::Error::other);
         let failed = result.as_ref().err().map(|e| e.to_string());
@@ -144,7 +165,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let (k, _) = item.map_err(|e| StorageIOError::write_logs(&e))?;
             batch.remove(k);
         }
-        self.storage.logs.apply_batch(batch).map_err(|e| StorageIOError::write_logs(&e))?;
+        self.storage
+            .logs
+            .apply_batch(batch)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
         self.flush().await?;
         Ok(())
     }
@@ -159,7 +183,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let (k, _) = item.map_err(|e| StorageIOError::write_logs(&e))?;
             batch.remove(k);
         }
-        self.storage.logs.apply_batch(batch).map_err(|e| StorageIOError::write_logs(&e))?;
+        self.storage
+            .logs
+            .apply_batch(batch)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
 }

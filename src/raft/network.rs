@@ -7,8 +7,8 @@ use std::time::Duration;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -30,7 +30,11 @@ pub struct Network {
 
 impl Network {
     pub fn new(cluster: &str, connect_timeout: Duration) -> Network {
-        Network { cluster: cluster.to_string(), connect_timeout, channels: Arc::default() }
+        Network {
+            cluster: cluster.to_string(),
+            connect_timeout,
+            channels: Arc::default(),
+        }
     }
 
     fn channel(&self, addr: &str) -> Option<Channel> {
@@ -92,7 +96,10 @@ impl PeerClient {
             return Err(RPCError::Unreachable(Unreachable::new(&e)));
         };
         let payload = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut request = tonic::Request::new(RaftMessage { cluster: self.cluster.clone(), payload });
+        let mut request = tonic::Request::new(RaftMessage {
+            cluster: self.cluster.clone(),
+            payload,
+        });
         request.set_timeout(option.hard_ttl());
         let call = async {
             match method {
@@ -122,7 +129,10 @@ enum Method {
     Snapshot,
 }
 
-fn status_to_rpc_error<E: std::error::Error>(addr: &str, status: tonic::Status) -> RPCError<NodeId, BasicNode, E> {
+fn status_to_rpc_error<E: std::error::Error>(
+    addr: &str,
+    status: tonic::Status,
+) -> RPCError<NodeId, BasicNode, E> {
     let e = TransportError(format!("{addr}: {}: {}", status.code(), status.message()));
     match status.code() {
         // Connection refused / reset: tell openraft to back off instead of hammering the peer.
@@ -149,8 +159,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
-    {
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
         self.call(Method::Snapshot, &rpc, &option).await
     }
 

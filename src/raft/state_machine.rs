@@ -6,9 +6,7 @@ use std::io::Cursor;
 use std::sync::{Arc, RwLock};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{
-    EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership,
-};
+use openraft::{EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -45,8 +43,14 @@ pub struct StateMachineStore {
 impl StateMachineStore {
     /// Load the newest of the persisted state and the persisted snapshot.
     pub fn open(storage: Storage) -> Result<StateMachineStore, StorageError> {
-        let mut state: AppliedState = match storage.state.get(APPLIED).map_err(|e| StorageIOError::read_state_machine(&e))? {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StorageIOError::read_state_machine(&e))?,
+        let mut state: AppliedState = match storage
+            .state
+            .get(APPLIED)
+            .map_err(|e| StorageIOError::read_state_machine(&e))?
+        {
+            Some(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| StorageIOError::read_state_machine(&e))?
+            }
             None => AppliedState::default(),
         };
         if let Some(snapshot) = read_snapshot(&storage)? {
@@ -76,41 +80,79 @@ impl StateMachineStore {
         // Not flushed here: after a crash openraft re-applies from the last persisted point,
         // and the log entries themselves were flushed before they were acknowledged.
         let bytes = serde_json::to_vec(state).map_err(|e| StorageIOError::write_state_machine(&e))?;
-        self.storage.state.insert(APPLIED, bytes).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        self.storage
+            .state
+            .insert(APPLIED, bytes)
+            .map_err(|e| StorageIOError::write_state_machine(&e))?;
         Ok(())
     }
 }
 
 fn read_snapshot(storage: &Storage) -> Result<Option<StoredSnapshot>, StorageError> {
-    match storage.state.get(SNAPSHOT).map_err(|e| StorageIOError::read_snapshot(None, &e))? {
-        Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(|e| StorageIOError::read_snapshot(None, &e))?)),
+    match storage
+        .state
+        .get(SNAPSHOT)
+        .map_err(|e| StorageIOError::read_snapshot(None, &e))?
+    {
+        Some(bytes) => Ok(Some(
+            serde_json::from_slice(&bytes).map_err(|e| StorageIOError::read_snapshot(None, &e))?,
+        )),
         None => Ok(None),
     }
 }
 
-fn decode_snapshot(meta: &SnapshotMeta<NodeId, BasicNode>, data: &[u8]) -> Result<AppliedState, StorageError> {
-    let keyspace: Keyspace =
-        serde_json::from_slice(data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-    Ok(AppliedState { last_applied: meta.last_log_id, last_membership: meta.last_membership.clone(), keyspace })
+fn decode_snapshot(
+    meta: &SnapshotMeta<NodeId, BasicNode>,
+    data: &[u8],
+) -> Result<AppliedState, StorageError> {
+    let keyspace: Keyspace = serde_json::from_slice(data)
+        .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+    Ok(AppliedState {
+        last_applied: meta.last_log_id,
+        last_membership: meta.last_membership.clone(),
+        keyspace,
+    })
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (data, last_applied, last_membership) = self.read(|s| {
-            (serde_json::to_vec(&s.keyspace), s.last_applied, s.last_membership.clone())
+            (
+                serde_json::to_vec(&s.keyspace),
+                s.last_applied,
+                s.last_membership.clone(),
+            )
         });
         let data = data.map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         let snapshot_id = match last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
             None => "empty".to_string(),
         };
-        let meta = SnapshotMeta { last_log_id: last_applied, last_membership, snapshot_id };
-        let stored = StoredSnapshot { meta: meta.clone(), data: data.clone() };
-        let bytes = serde_json::to_vec(&stored).map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        self.storage.state.insert(SNAPSHOT, bytes).map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        let meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership,
+            snapshot_id,
+        };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        };
+        let bytes = serde_json::to_vec(&stored)
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.storage
+            .state
+            .insert(SNAPSHOT, bytes)
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         // Flushed: openraft purges the log up to this snapshot once we return.
-        self.storage.db.flush_async().await.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        self.storage
+            .db
+            .flush_async()
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
     }
 }
 
@@ -134,11 +176,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             for entry in entries {
                 state.last_applied = Some(entry.log_id);
                 let outcome = match entry.payload {
-                    EntryPayload::Blank => CommandOutcome::Applied { revision: entry.log_id.index },
+                    EntryPayload::Blank => CommandOutcome::Applied {
+                        revision: entry.log_id.index,
+                    },
                     EntryPayload::Normal(stamped) => state.keyspace.apply(entry.log_id.index, &stamped),
                     EntryPayload::Membership(m) => {
                         state.last_membership = StoredMembership::new(Some(entry.log_id), m);
-                        CommandOutcome::Applied { revision: entry.log_id.index }
+                        CommandOutcome::Applied {
+                            revision: entry.log_id.index,
+                        }
                     }
                 };
                 outcomes.push(outcome);
@@ -166,11 +212,22 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         let new_state = decode_snapshot(meta, &data)?;
-        let stored = StoredSnapshot { meta: meta.clone(), data };
-        let bytes = serde_json::to_vec(&stored).map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        self.storage.state.insert(SNAPSHOT, bytes).map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        let bytes = serde_json::to_vec(&stored)
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.storage
+            .state
+            .insert(SNAPSHOT, bytes)
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         self.persist(&new_state)?;
-        self.storage.db.flush_async().await.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.storage
+            .db
+            .flush_async()
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         let applied = new_state.last_applied.map_or(0, |l| l.index);
         *self.state.write().expect("state machine lock poisoned") = new_state;
         self.applied_tx.send_replace(applied);
@@ -178,7 +235,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        Ok(read_snapshot(&self.storage)?
-            .map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+        Ok(read_snapshot(&self.storage)?.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
     }
 }

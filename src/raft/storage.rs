@@ -28,16 +28,18 @@ pub enum OpenError {
          refusing to use it — point raft.data_dir at an empty or pgquorum directory"
     )]
     Foreign { path: PathBuf, found: String },
-    #[error(
-        "raft.data_dir {path} cannot be opened (corrupt or locked by another running agent?): {source}"
-    )]
+    #[error("raft.data_dir {path} cannot be opened (corrupt or locked by another running agent?): {source}")]
     Sled { path: PathBuf, source: sled::Error },
     #[error(
         "raft.data_dir {path} belongs to cluster {:?} node {} ({}), but this config is cluster {:?} \
          node {} ({}); refusing to use it, nothing was changed",
         found.cluster, found.self_addr, found.node_id, expected.cluster, expected.self_addr, expected.node_id
     )]
-    OtherOwner { path: PathBuf, found: Identity, expected: Identity },
+    OtherOwner {
+        path: PathBuf,
+        found: Identity,
+        expected: Identity,
+    },
     #[error("raft.data_dir {path}: the identity record is unreadable (corrupt?): {detail}")]
     CorruptIdentity { path: PathBuf, detail: String },
     #[error(
@@ -77,7 +79,10 @@ fn is_ours(name: &str) -> bool {
 impl Storage {
     pub fn open(path: &Path, expected: &Identity) -> Result<Storage, OpenError> {
         let path = path.to_path_buf();
-        let create_err = |source| OpenError::Create { path: path.clone(), source };
+        let create_err = |source| OpenError::Create {
+            path: path.clone(),
+            source,
+        };
         std::fs::create_dir_all(&path).map_err(create_err)?;
         let entries: Vec<String> = std::fs::read_dir(&path)
             .map_err(create_err)?
@@ -85,15 +90,24 @@ impl Storage {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         if let Some(stranger) = entries.iter().find(|n| !is_ours(n)) {
-            return Err(OpenError::Foreign { path, found: stranger.clone() });
+            return Err(OpenError::Foreign {
+                path,
+                found: stranger.clone(),
+            });
         }
         let identity_path = path.join(IDENTITY_FILE);
         if entries.iter().any(|n| n == IDENTITY_FILE) {
             let bytes = std::fs::read(&identity_path).map_err(create_err)?;
-            let found: Identity = serde_json::from_slice(&bytes)
-                .map_err(|e| OpenError::CorruptIdentity { path: path.clone(), detail: e.to_string() })?;
+            let found: Identity = serde_json::from_slice(&bytes).map_err(|e| OpenError::CorruptIdentity {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
             if &found != expected {
-                return Err(OpenError::OtherOwner { path, found, expected: expected.clone() });
+                return Err(OpenError::OtherOwner {
+                    path,
+                    found,
+                    expected: expected.clone(),
+                });
             }
         } else if entries.is_empty() {
             write_identity(&identity_path, expected).map_err(create_err)?;
@@ -106,9 +120,23 @@ impl Storage {
             // The keyspace is tiny; keep the page cache small so the agent stays light.
             .cache_capacity(16 * 1024 * 1024)
             .open()
-            .map_err(|source| OpenError::Sled { path: path.clone(), source })?;
-        let tree = |name: &str| db.open_tree(name).map_err(|source| OpenError::Sled { path: path.clone(), source });
-        Ok(Storage { logs: tree("logs")?, meta: tree("meta")?, state: tree("state")?, db: db.clone(), path })
+            .map_err(|source| OpenError::Sled {
+                path: path.clone(),
+                source,
+            })?;
+        let tree = |name: &str| {
+            db.open_tree(name).map_err(|source| OpenError::Sled {
+                path: path.clone(),
+                source,
+            })
+        };
+        Ok(Storage {
+            logs: tree("logs")?,
+            meta: tree("meta")?,
+            state: tree("state")?,
+            db: db.clone(),
+            path,
+        })
     }
 }
 
@@ -131,14 +159,23 @@ mod tests {
         let mut files: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap())
-            .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap_or_default()))
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap_or_default(),
+                )
+            })
             .collect();
         files.sort();
         files
     }
 
     fn id(cluster: &str, addr: &str) -> Identity {
-        Identity { cluster: cluster.into(), node_id: super::super::node_id_for(addr), self_addr: addr.into() }
+        Identity {
+            cluster: cluster.into(),
+            node_id: super::super::node_id_for(addr),
+            self_addr: addr.into(),
+        }
     }
 
     #[test]
@@ -157,10 +194,19 @@ mod tests {
         s.db.flush().unwrap();
         drop(s);
         let before = snapshot_of(dir.path());
-        let err = Storage::open(dir.path(), &id("demo", "127.0.0.1:2401")).err().unwrap();
-        assert_eq!(snapshot_of(dir.path()), before, "a refused open must not touch a byte");
+        let err = Storage::open(dir.path(), &id("demo", "127.0.0.1:2401"))
+            .err()
+            .unwrap();
+        assert_eq!(
+            snapshot_of(dir.path()),
+            before,
+            "a refused open must not touch a byte"
+        );
         let msg = err.to_string();
-        assert!(msg.contains("belongs to cluster \"prod\"") && msg.contains("\"demo\""), "{msg}");
+        assert!(
+            msg.contains("belongs to cluster \"prod\"") && msg.contains("\"demo\""),
+            "{msg}"
+        );
         let s = Storage::open(dir.path(), &id("prod", "127.0.0.1:2401")).unwrap();
         assert_eq!(s.logs.len(), 1, "the refused open must not change anything");
     }
@@ -169,7 +215,9 @@ mod tests {
     fn another_nodes_directory_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         drop(Storage::open(dir.path(), &id("demo", "127.0.0.1:2401")).unwrap());
-        let err = Storage::open(dir.path(), &id("demo", "127.0.0.1:2402")).err().unwrap();
+        let err = Storage::open(dir.path(), &id("demo", "127.0.0.1:2402"))
+            .err()
+            .unwrap();
         assert!(matches!(err, OpenError::OtherOwner { .. }), "{err}");
     }
 
@@ -177,9 +225,15 @@ mod tests {
     fn a_directory_with_other_files_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("PG_VERSION"), "15").unwrap();
-        let err = Storage::open(dir.path(), &id("demo", "127.0.0.1:2401")).err().unwrap();
+        let err = Storage::open(dir.path(), &id("demo", "127.0.0.1:2401"))
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("PG_VERSION"), "{err}");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "nothing was written");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "nothing was written"
+        );
     }
 
     #[test]
@@ -187,7 +241,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(Storage::open(dir.path(), &id("demo", "127.0.0.1:2401")).unwrap());
         std::fs::write(dir.path().join("conf"), b"garbage that is not a sled config").unwrap();
-        let err = Storage::open(dir.path(), &id("demo", "127.0.0.1:2401")).err().unwrap();
+        let err = Storage::open(dir.path(), &id("demo", "127.0.0.1:2401"))
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("cannot be opened"), "{err}");
     }
 
@@ -196,7 +252,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(Storage::open(dir.path(), &id("demo", "127.0.0.1:2401")).unwrap());
         std::fs::remove_file(dir.path().join(IDENTITY_FILE)).unwrap();
-        let err = Storage::open(dir.path(), &id("demo", "127.0.0.1:2401")).err().unwrap();
+        let err = Storage::open(dir.path(), &id("demo", "127.0.0.1:2401"))
+            .err()
+            .unwrap();
         assert!(matches!(err, OpenError::MissingIdentity { .. }), "{err}");
     }
 }

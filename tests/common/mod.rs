@@ -23,7 +23,10 @@ where
         if let Some(v) = probe().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -37,17 +40,26 @@ pub async fn start_cluster(dir: &Path, base_port: u16) -> Demo {
         extra_config: String::new(),
     };
     let mut demo = Demo::start(&opts).await.expect("start agents");
-    demo.wait_healthy(Duration::from_secs(60)).await.expect("cluster healthy");
+    demo.wait_healthy(Duration::from_secs(60))
+        .await
+        .expect("cluster healthy");
     demo
 }
 
 pub fn put(key: &str, value: serde_json::Value) -> Command {
-    Command::Put { key: key.parse::<Key>().expect("valid key"), value, ttl_ms: None, precondition: Precondition::Any }
+    Command::Put {
+        key: key.parse::<Key>().expect("valid key"),
+        value,
+        ttl_ms: None,
+        precondition: Precondition::Any,
+    }
 }
 
 /// Index of the current Raft leader among `demo.endpoints`.
 pub async fn leader_index(demo: &Demo, ask: usize) -> Option<usize> {
-    let rows = pgquorum::ctl::fetch_raft_status(&demo.endpoints[ask]).await.ok()?;
+    let rows = pgquorum::ctl::fetch_raft_status(&demo.endpoints[ask])
+        .await
+        .ok()?;
     let leader = rows.iter().find(|r| r.role == "leader")?;
     demo.endpoints.iter().position(|e| *e == leader.address)
 }
