@@ -132,3 +132,63 @@ async fn a_node_cut_off_in_a_minority_cannot_confirm_the_keyspace() {
     .await;
     demo.stop().await;
 }
+
+/// A Raft leader change must never by itself cost the PostgreSQL primary its lease: the
+/// holder keeps renewing through the election, and no other holder ever gets the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_renewals_ride_through_a_raft_election() {
+    use pgquorum::keyspace::{Command, Key};
+    use tokio::time::Instant;
+
+    const TTL_MS: u64 = 10_000;
+    const RENEW_EVERY: Duration = Duration::from_secs(1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = start_cluster(dir.path(), 4421).await;
+    let raft_leader = leader_index(&demo, 0).await.expect("a leader");
+    // The lease holder is an agent that is not the Raft leader, renewing through itself.
+    let holder = (raft_leader + 1) % 3;
+    let endpoint = demo.endpoints[holder].clone();
+    let renew = Command::AcquireLease {
+        key: Key::Leader,
+        holder: "pg-primary".into(),
+        value: json!({"holder": "pg-primary"}),
+        ttl_ms: TTL_MS,
+    };
+    let (first, _) = client::write(&endpoint, &renew).await.unwrap();
+    let pgquorum::keyspace::CommandOutcome::Applied { revision: first_revision } = first else {
+        panic!("first acquire rejected: {first:?}")
+    };
+
+    let mut last_ok = Instant::now();
+    let mut longest_gap = Duration::ZERO;
+    let mut killed = false;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(8) {
+        if !killed && started.elapsed() > Duration::from_secs(2) {
+            demo.kill9(raft_leader).await;
+            killed = true;
+        }
+        match client::write(&endpoint, &renew).await {
+            Ok((outcome, _)) => {
+                assert!(outcome.is_applied(), "renewal rejected: {outcome:?}");
+                longest_gap = longest_gap.max(last_ok.elapsed());
+                last_ok = Instant::now();
+            }
+            Err(e) => eprintln!("renewal failed (retrying): {e}"),
+        }
+        tokio::time::sleep(RENEW_EVERY).await;
+    }
+    assert!(killed);
+    let new_leader = leader_index(&demo, holder).await.expect("a new Raft leader");
+    assert_ne!(new_leader, raft_leader);
+    assert!(
+        longest_gap < Duration::from_millis(TTL_MS / 2),
+        "renewals stalled for {longest_gap:?} across the election (ttl {TTL_MS} ms)"
+    );
+    let read = client::read(&endpoint, "leader", false, true).await.unwrap();
+    let entry = &read.entries[0];
+    assert_eq!(entry.holder.as_deref(), Some("pg-primary"));
+    // The key was never lost and re-created: it is still the one the first renewal created.
+    assert_eq!(entry.created_revision, first_revision, "the lease expired during the election");
+    demo.stop().await;
+}
