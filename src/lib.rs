@@ -16,3 +16,4 @@ pub mod keyspace;
 pub mod logging;
 pub mod node;
 pub mod raft;
+pub mod cluster;

@@ -1,0 +1,9 @@
+//! The typed values stored under the keyspace keys, and `ClusterView`: the whole cluster as
+//! one linearizable read of the keyspace shows it. The HA loop decides from a `ClusterView`;
+//! the REST API and `pgquorumctl list` display one.
+
+mod member;
+mod view;
+
+pub use member::{MemberStatus, PgRole, PgRunState};
+pub use view::{ClusterView, HistoryEntry, LeaderLease, ViewError};
