@@ -17,3 +17,4 @@ pub mod logging;
 pub mod node;
 pub mod raft;
 pub mod cluster;
+pub mod ha;

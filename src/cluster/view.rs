@@ -54,9 +54,15 @@ pub struct ClusterView {
 impl ClusterView {
     /// Decode a full-keyspace read (prefix "").
     pub fn from_entries(entries: &[Entry], as_of_ms: u64) -> Result<ClusterView, ViewError> {
-        let mut view = ClusterView { as_of_ms, ..Default::default() };
+        let mut view = ClusterView {
+            as_of_ms,
+            ..Default::default()
+        };
         for e in entries {
-            let bad = |detail: String| ViewError::BadValue { key: e.key.to_string(), detail };
+            let bad = |detail: String| ViewError::BadValue {
+                key: e.key.to_string(),
+                detail,
+            };
             match &e.key {
                 Key::Initialize => view.initialize = Some(e.value.as_str().unwrap_or_default().to_string()),
                 Key::Leader => {
@@ -66,9 +72,9 @@ impl ClusterView {
                         expires_at_ms: e.expires_at_ms.unwrap_or(u64::MAX),
                     })
                 }
-                Key::Member(_) => {
-                    view.members.push(serde_json::from_value(e.value.clone()).map_err(|x| bad(x.to_string()))?)
-                }
+                Key::Member(_) => view
+                    .members
+                    .push(serde_json::from_value(e.value.clone()).map_err(|x| bad(x.to_string()))?),
                 Key::Config => {
                     view.config = serde_json::from_value(e.value.clone()).map_err(|x| bad(x.to_string()))?;
                     view.config_revision = Some(e.revision);

@@ -1,0 +1,10 @@
+//! The HA loop: decide (pure) and act (executor).
+
+pub mod decide;
+pub mod snapshot;
+
+#[cfg(test)]
+mod decide_test;
+
+pub use decide::{decide, Action, DataDir, Decision, Inputs, Job, LeaseClock, LocalPg};
+pub use snapshot::{NodeSnapshot, OperatorRequest, ReplicationRow};
