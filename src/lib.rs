@@ -18,3 +18,4 @@ pub mod node;
 pub mod raft;
 pub mod cluster;
 pub mod ha;
+pub mod timefmt;

@@ -1,0 +1,76 @@
+//! The seam between the HA executor and PostgreSQL: everything the executor does to the
+//! local server goes through `PgOps`. The real implementation (`pg_adapter.rs`) drives
+//! PostgreSQL; keeping the trait narrow keeps the executor readable.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use super::decide::DataDir;
+use super::snapshot::ReplicationRow;
+use crate::cluster::PgRole;
+
+/// What a query of the running server shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PgObservation {
+    pub role: Option<PgRole>,
+    pub timeline: Option<u64>,
+    pub wal_lsn: Option<u64>,
+    pub received_lsn: Option<u64>,
+    pub replayed_lsn: Option<u64>,
+    pub system_identifier: Option<String>,
+    pub server_version: Option<u32>,
+    pub pending_restart: bool,
+    /// `host:port` the WAL receiver streams from, when it streams.
+    pub streaming_from: Option<String>,
+    pub replication: Vec<ReplicationRow>,
+}
+
+/// Where to replicate from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub member: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// The configuration files the agent owns, as it wants them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DesiredConfig {
+    /// Lower-cased parameter names.
+    pub parameters: BTreeMap<String, String>,
+    pub pg_hba: Vec<String>,
+    /// `Some(None)`: a read-only standby following nobody; `Some(Some(u))`: stream from `u`.
+    pub standby: Option<Option<Upstream>>,
+}
+
+pub type PgResult<T> = Result<T, String>;
+
+/// What writing the config files did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Applied {
+    /// A file changed: a running server needs a reload.
+    pub changed: bool,
+    /// A changed setting only takes effect after a restart.
+    pub restart_needed: bool,
+}
+
+/// Operations on the local PostgreSQL. Errors are operator-readable sentences.
+pub trait PgOps: Send + Sync + 'static {
+    fn data_dir(&self) -> DataDir;
+    fn postmaster_running(&self) -> bool;
+    fn observe(&self) -> impl Future<Output = PgResult<PgObservation>> + Send;
+    /// initdb with the bootstrap options, configure as primary, start, create the roles,
+    /// run post_bootstrap. Returns the system identifier.
+    fn bootstrap(&self, config: &DesiredConfig) -> impl Future<Output = PgResult<String>> + Send;
+    /// pg_basebackup from `source` into the empty data directory.
+    fn clone_replica(&self, source: &Upstream) -> impl Future<Output = PgResult<()>> + Send;
+    /// Write the owned config files.
+    fn configure(&self, config: &DesiredConfig) -> impl Future<Output = PgResult<Applied>> + Send;
+    fn start(&self) -> impl Future<Output = PgResult<()>> + Send;
+    /// Stop at once, ending open sessions (`fast`), or `immediate` when that fails.
+    fn stop(&self) -> impl Future<Output = PgResult<()>> + Send;
+    fn restart(&self) -> impl Future<Output = PgResult<()>> + Send;
+    fn reload(&self) -> impl Future<Output = PgResult<()>> + Send;
+    fn promote(&self) -> impl Future<Output = PgResult<()>> + Send;
+    fn sync_slots(&self, names: &[String]) -> impl Future<Output = PgResult<()>> + Send;
+}

@@ -1,0 +1,102 @@
+//! What this member publishes under `members/<name>` each cycle.
+
+use super::decide::{DataDir, Job};
+use super::pg_ops::PgObservation;
+use crate::cluster::{MemberStatus, PgRole, PgRunState};
+use crate::config::Config;
+
+/// Split `host:port` (the last colon separates the port, so IPv6 in brackets works).
+pub fn split_host_port(addr: &str) -> Option<(String, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_string(), port.parse().ok()?))
+}
+
+pub struct Observed<'a> {
+    pub data: &'a DataDir,
+    pub running: bool,
+    pub observation: Option<&'a PgObservation>,
+    pub job: Option<Job>,
+    /// The member this replica was configured to stream from.
+    pub following: Option<&'a str>,
+    /// A state the executor set that observation cannot see (start failed, stopping...).
+    pub state_override: Option<PgRunState>,
+}
+
+pub fn member_status(config: &Config, seen: &Observed<'_>) -> MemberStatus {
+    let pg_addr = config
+        .postgresql
+        .connect_address
+        .as_deref()
+        .or(config.postgresql.listen.as_deref());
+    let (host, port) = pg_addr
+        .and_then(split_host_port)
+        .map_or((None, None), |(h, p)| (Some(h), Some(p)));
+    let api = config
+        .restapi
+        .connect_address
+        .as_deref()
+        .or(config.restapi.listen.as_deref());
+    let obs = seen.observation;
+    let role = match (seen.data, obs.and_then(|o| o.role)) {
+        (_, Some(role)) => role,
+        (DataDir::Initialized { .. }, None) => PgRole::Replica,
+        _ => PgRole::Uninitialized,
+    };
+    let state = match (seen.job, seen.state_override) {
+        (Some(Job::Bootstrap), _) => PgRunState::InitializingNewCluster,
+        (Some(Job::Clone), _) => PgRunState::CreatingReplica,
+        (None, Some(s)) => s,
+        (None, None) if !seen.running => PgRunState::Stopped,
+        (None, None) => match obs {
+            Some(o) if o.role == Some(PgRole::Replica) && o.streaming_from.is_some() => PgRunState::Streaming,
+            Some(_) => PgRunState::Running,
+            None => PgRunState::Starting,
+        },
+    };
+    let system_identifier = match seen.data {
+        DataDir::Initialized { system_identifier } => Some(system_identifier.clone()),
+        _ => None,
+    };
+    MemberStatus {
+        name: config.name.clone(),
+        role,
+        state,
+        conn_url: host
+            .as_ref()
+            .zip(port)
+            .map(|(h, p)| format!("postgres://{h}:{p}/postgres")),
+        api_url: api.map(|a| format!("http://{a}/patroni")),
+        host,
+        port,
+        timeline: obs.and_then(|o| o.timeline),
+        received_lsn: obs.and_then(|o| o.received_lsn),
+        replayed_lsn: obs.and_then(|o| o.replayed_lsn),
+        wal_lsn: obs.and_then(|o| o.wal_lsn),
+        replicating_from: if role == PgRole::Replica {
+            seen.following.map(str::to_string)
+        } else {
+            None
+        },
+        tags: config.tags.clone(),
+        pending_restart: obs.is_some_and(|o| o.pending_restart),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        server_version: obs.and_then(|o| o.server_version),
+        system_identifier,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_splitting() {
+        assert_eq!(
+            split_host_port("127.0.0.1:5432"),
+            Some(("127.0.0.1".into(), 5432))
+        );
+        assert_eq!(split_host_port("[::1]:5432"), Some(("::1".into(), 5432)));
+        assert_eq!(split_host_port("nohost"), None);
+    }
+}
