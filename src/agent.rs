@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::Config;
@@ -13,6 +14,7 @@ use crate::grpc::admin_service::AdminGrpc;
 use crate::grpc::pb::admin::admin_server::AdminServer;
 use crate::grpc::pb::raft::raft_service_server::RaftServiceServer;
 use crate::grpc::raft_service::RaftGrpc;
+use crate::ha::OperatorRequest;
 use crate::node::{NodeSettings, RaftNode, StartError};
 
 /// Large enough for a snapshot chunk of a big keyspace.
@@ -43,7 +45,7 @@ pub async fn run(
     // Bind before touching storage: a port conflict is reported without side effects.
     let listener = bind(&settings.self_addr).await?;
     let node = RaftNode::start(settings).await?;
-    serve(node.clone(), listener, shutdown).await?;
+    serve(node.clone(), None, listener, shutdown).await?;
     node.shutdown().await;
     tracing::info!("agent stopped");
     Ok(())
@@ -73,13 +75,14 @@ pub async fn bind(addr: &str) -> Result<TcpListener, AgentError> {
 /// Serve the Raft and admin services on one port (one port per agent to open in a firewall).
 pub async fn serve(
     node: Arc<RaftNode>,
+    operator: Option<mpsc::Sender<OperatorRequest>>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
     let raft = RaftServiceServer::new(RaftGrpc::new(node.raft.clone(), &node.settings.cluster))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let admin = AdminServer::new(AdminGrpc::new(node.clone()));
+    let admin = AdminServer::new(AdminGrpc::new(node.clone(), operator));
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(raft)

@@ -1,7 +1,12 @@
 //! `pgquorumctl`: the operator CLI. Talks gRPC to any agent.
 
 pub mod client;
+mod cluster_read;
+mod config_cmd;
 mod get;
+mod history;
+pub mod list;
+mod operate;
 mod raft_status;
 pub mod table;
 
@@ -45,6 +50,30 @@ pub enum CtlCommand {
         #[command(subcommand)]
         command: RaftCommand,
     },
+    /// The members: host, role, state, timeline, replication lag (like `patronictl list`).
+    #[command(alias = "topology")]
+    List {
+        /// Redraw every SECONDS seconds until interrupted.
+        #[arg(long, short = 'W', value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+        watch: Option<f64>,
+    },
+    /// Reload the configuration of members' agents and PostgreSQL (all members by default).
+    Reload { members: Vec<String> },
+    /// Restart PostgreSQL on members (all members by default).
+    Restart { members: Vec<String> },
+    /// Show the dynamic (cluster-wide) configuration.
+    ShowConfig,
+    /// Change the dynamic configuration (compare-and-set); opens $EDITOR without --set/--pg.
+    EditConfig {
+        /// KEY=VALUE, KEY dotted (`ttl=20`, `postgresql.use_slots=false`); repeatable.
+        #[arg(short = 's', long = "set")]
+        set: Vec<String>,
+        /// PostgreSQL PARAM=VALUE (`work_mem=8MB`); repeatable.
+        #[arg(short = 'p', long = "pg")]
+        pg: Vec<String>,
+    },
+    /// The timeline history.
+    History,
     /// Read a keyspace key (`leader`, `members/node1`, `config`...) for debugging.
     Get {
         /// The key, or with --prefix a key prefix ("" or "members/").
@@ -114,6 +143,16 @@ pub fn rpc_error(endpoint: &str, status: tonic::Status) -> CtlError {
     }
 }
 
+/// The cluster name (`scope`) of the agent at `endpoint`.
+pub async fn scope_of(endpoint: &str) -> Result<String, CtlError> {
+    let mut client = connect(endpoint)?;
+    let reply = client
+        .node_status(crate::grpc::pb::admin::NodeStatusRequest {})
+        .await
+        .map_err(|s| rpc_error(endpoint, s))?;
+    Ok(reply.into_inner().cluster)
+}
+
 /// Run one command; returns what to print on stdout.
 pub async fn run(cli: &Cli) -> Result<String, CtlError> {
     let endpoint = cli.endpoint()?;
@@ -122,5 +161,14 @@ pub async fn run(cli: &Cli) -> Result<String, CtlError> {
             command: RaftCommand::Status,
         } => raft_status::run(&endpoint, cli.json).await,
         CtlCommand::Get { key, prefix, stale } => get::run(&endpoint, key, *prefix, !*stale, cli.json).await,
+        CtlCommand::List { watch } => {
+            let scope = scope_of(&endpoint).await?;
+            list::run(&endpoint, Some(&scope), cli.json, *watch).await
+        }
+        CtlCommand::Reload { members } => operate::run(&endpoint, "reload", members).await,
+        CtlCommand::Restart { members } => operate::run(&endpoint, "restart", members).await,
+        CtlCommand::ShowConfig => config_cmd::show(&endpoint, cli.json).await,
+        CtlCommand::EditConfig { set, pg } => config_cmd::edit(&endpoint, set, pg).await,
+        CtlCommand::History => history::run(&endpoint, cli.json).await,
     }
 }

@@ -2,26 +2,34 @@
 //! and for agents forwarding to the Raft leader.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
 use crate::grpc::pb::admin::admin_server::Admin;
 use crate::grpc::pb::admin::{
-    NodeStatusReply, NodeStatusRequest, RaftStatusReply, RaftStatusRequest, ReadReply, ReadRequest,
-    WriteReply, WriteRequest,
+    NodeStatusReply, NodeStatusRequest, OperateReply, OperateRequest, RaftStatusReply, RaftStatusRequest,
+    ReadReply, ReadRequest, WriteReply, WriteRequest,
 };
+use crate::ha::OperatorRequest;
 use crate::keyspace::Command;
 use crate::node::{error_to_status, RaftNode, ReadQuery};
 
 pub struct AdminGrpc {
     node: Arc<RaftNode>,
+    /// The HA loop's request queue; `None` on a node that manages no PostgreSQL.
+    operator: Option<mpsc::Sender<OperatorRequest>>,
 }
 
 impl AdminGrpc {
-    pub fn new(node: Arc<RaftNode>) -> AdminGrpc {
-        AdminGrpc { node }
+    pub fn new(node: Arc<RaftNode>, operator: Option<mpsc::Sender<OperatorRequest>>) -> AdminGrpc {
+        AdminGrpc { node, operator }
     }
 }
+
+/// How long an operator request may take (a restart waits for PostgreSQL to come up).
+const OPERATE_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[tonic::async_trait]
 impl Admin for AdminGrpc {
@@ -73,5 +81,29 @@ impl Admin for AdminGrpc {
 
     async fn raft_status(&self, _: Request<RaftStatusRequest>) -> Result<Response<RaftStatusReply>, Status> {
         Ok(Response::new(self.node.raft_status().await))
+    }
+
+    async fn operate(&self, request: Request<OperateRequest>) -> Result<Response<OperateReply>, Status> {
+        let Some(operator) = &self.operator else {
+            return Err(Status::unimplemented("this node manages no PostgreSQL"));
+        };
+        let (reply, answer) = oneshot::channel();
+        let req = match request.into_inner().op.as_str() {
+            "reload" => OperatorRequest::Reload { reply },
+            "restart" => OperatorRequest::Restart { reply },
+            other => return Err(Status::invalid_argument(format!("unknown operation {other:?}"))),
+        };
+        operator
+            .send(req)
+            .await
+            .map_err(|_| Status::unavailable("the HA loop is not running"))?;
+        match tokio::time::timeout(OPERATE_TIMEOUT, answer).await {
+            Ok(Ok(Ok(message))) => Ok(Response::new(OperateReply { message })),
+            Ok(Ok(Err(e))) => Err(Status::failed_precondition(e)),
+            Ok(Err(_)) => Err(Status::unavailable("the HA loop dropped the request")),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "no answer within {OPERATE_TIMEOUT:?}"
+            ))),
+        }
     }
 }

@@ -1,0 +1,168 @@
+//! `pgquorumctl list` / `topology`: the members as `patronictl list` shows them.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::cluster_read::cluster_view;
+use super::{table, CtlError};
+use crate::cluster::{ClusterView, MemberStatus, PgRole};
+
+/// One row; field names follow `patronictl list -f json`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ListRow {
+    #[serde(rename = "Cluster")]
+    pub cluster: String,
+    #[serde(rename = "Member")]
+    pub member: String,
+    #[serde(rename = "Host")]
+    pub host: String,
+    #[serde(rename = "Role")]
+    pub role: String,
+    #[serde(rename = "State")]
+    pub state: String,
+    #[serde(rename = "TL")]
+    pub timeline: Option<u64>,
+    #[serde(rename = "Lag in MB")]
+    pub lag_mb: Option<f64>,
+    #[serde(rename = "Pending restart", skip_serializing_if = "String::is_empty")]
+    pub pending_restart: String,
+    #[serde(rename = "Tags", skip_serializing_if = "Option::is_none")]
+    pub tags: Option<serde_json::Value>,
+}
+
+fn role_of(view: &ClusterView, m: &MemberStatus) -> &'static str {
+    if view.leader_name() == Some(m.name.as_str()) {
+        "Leader"
+    } else {
+        match m.role {
+            PgRole::Primary => "Primary (no lease)",
+            PgRole::Replica => "Replica",
+            PgRole::Uninitialized => "Uninitialized",
+        }
+    }
+}
+
+/// The leader's WAL position, the reference for lag.
+fn primary_position(view: &ClusterView) -> Option<u64> {
+    view.leader_name()
+        .and_then(|l| view.member(l))
+        .and_then(|m| m.wal_position())
+        .or(view.last_primary_lsn)
+}
+
+fn non_default_tags(m: &MemberStatus) -> Option<serde_json::Value> {
+    let value = serde_json::to_value(&m.tags).ok()?;
+    let map: serde_json::Map<String, serde_json::Value> = value
+        .as_object()?
+        .iter()
+        .filter(|(_, v)| !matches!(v, serde_json::Value::Null | serde_json::Value::Bool(false)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (!map.is_empty()).then_some(serde_json::Value::Object(map))
+}
+
+pub fn rows(scope: &str, view: &ClusterView) -> Vec<ListRow> {
+    let primary_lsn = primary_position(view);
+    view.members
+        .iter()
+        .map(|m| {
+            let is_leader = view.leader_name() == Some(m.name.as_str());
+            let lag_mb = match (is_leader, primary_lsn, m.received_lsn.or(m.replayed_lsn)) {
+                (false, Some(p), Some(r)) => {
+                    Some(((p.saturating_sub(r)) as f64 / 1_048_576.0 * 10.0).round() / 10.0)
+                }
+                _ => None,
+            };
+            ListRow {
+                cluster: scope.to_string(),
+                member: m.name.clone(),
+                host: match (&m.host, m.port) {
+                    (Some(h), Some(p)) => format!("{h}:{p}"),
+                    _ => String::new(),
+                },
+                role: role_of(view, m).to_string(),
+                state: m.state.as_str().to_string(),
+                timeline: m.timeline,
+                lag_mb,
+                pending_restart: if m.pending_restart {
+                    "*".into()
+                } else {
+                    String::new()
+                },
+                tags: non_default_tags(m),
+            }
+        })
+        .collect()
+}
+
+pub fn render(scope: &str, view: &ClusterView) -> String {
+    let rows = rows(scope, view);
+    let any_pending = rows.iter().any(|r| !r.pending_restart.is_empty());
+    let any_tags = rows.iter().any(|r| r.tags.is_some());
+    let mut header = vec!["Member", "Host", "Role", "State", "TL", "Lag in MB"];
+    if any_pending {
+        header.push("Pending restart");
+    }
+    if any_tags {
+        header.push("Tags");
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut row = vec![
+                r.member.clone(),
+                r.host.clone(),
+                r.role.clone(),
+                r.state.clone(),
+                r.timeline.map_or(String::new(), |t| t.to_string()),
+                r.lag_mb.map_or(String::new(), |l| format!("{l}")),
+            ];
+            if any_pending {
+                row.push(r.pending_restart.clone());
+            }
+            if any_tags {
+                row.push(r.tags.as_ref().map_or(String::new(), |t| t.to_string()));
+            }
+            row
+        })
+        .collect();
+    let sysid = view
+        .initialize
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("uninitialized");
+    let mut out = format!("Cluster: {scope} ({sysid})\n{}", table::render(&header, &cells));
+    if view.paused() {
+        out.push_str("\nMaintenance mode: on");
+    }
+    if view.leader.is_none() {
+        out.push_str("\nWARNING: no member holds the leader lease");
+    }
+    out
+}
+
+pub async fn run(
+    endpoint: &str,
+    scope: Option<&str>,
+    json: bool,
+    watch: Option<f64>,
+) -> Result<String, CtlError> {
+    loop {
+        let view = cluster_view(endpoint).await?;
+        let scope = scope.unwrap_or("cluster");
+        let out = if json {
+            serde_json::to_string_pretty(&rows(scope, &view)).map_err(|e| CtlError::Other(e.to_string()))?
+        } else {
+            render(scope, &view)
+        };
+        match watch {
+            None => return Ok(out),
+            Some(secs) => {
+                // Clear the screen and redraw, like `watch`.
+                print!("\x1b[2J\x1b[H{out}\n");
+                tokio::time::sleep(Duration::from_secs_f64(secs.max(0.5))).await;
+            }
+        }
+    }
+}
