@@ -61,7 +61,7 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     rounds: usize,
     /// Writes in the compaction run.
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, default_value_t = 50_000)]
     writes: u64,
     /// Concurrent writers in the compaction run.
     #[arg(long, default_value_t = 8)]
@@ -604,6 +604,8 @@ struct CompactionResult {
     writes: u64,
     elapsed: Duration,
     failed_writes: u64,
+    /// Elections started while the writes ran: load on a 2-core machine must not cause any.
+    elections_during_run: usize,
     samples: Vec<DiskSample>,
     settled: DiskSample,
 }
@@ -617,6 +619,7 @@ async fn compaction(cluster: &BenchCluster, args: &Args) -> anyhow::Result<Compa
     let issued = Arc::new(AtomicU64::new(0));
     let completed = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    let elections_before: usize = cluster.elections_started().iter().sum();
     let started = Instant::now();
     let writers: Vec<_> = (0..args.writers)
         .map(|w| {
@@ -642,8 +645,9 @@ async fn compaction(cluster: &BenchCluster, args: &Args) -> anyhow::Result<Compa
     }
     let elapsed = started.elapsed();
     let done = completed.load(Ordering::Relaxed);
+    let elections_during_run = cluster.elections_started().iter().sum::<usize>() - elections_before;
     println!(
-        "{done} writes in {:.1} s ({:.0} writes/s), {} failed",
+        "{done} writes in {:.1} s ({:.0} writes/s), {} failed, {elections_during_run} elections started",
         elapsed.as_secs_f64(),
         done as f64 / elapsed.as_secs_f64(),
         failed.load(Ordering::Relaxed)
@@ -660,6 +664,7 @@ async fn compaction(cluster: &BenchCluster, args: &Args) -> anyhow::Result<Compa
         writes: done,
         elapsed,
         failed_writes: failed.load(Ordering::Relaxed),
+        elections_during_run,
         samples,
         settled,
     })
@@ -793,11 +798,12 @@ impl Summary {
 
 fn print_compaction_summary(c: &CompactionResult) {
     println!(
-        "compaction run: {} writes in {:.1} s ({:.0}/s), {} failed",
+        "compaction run: {} writes in {:.1} s ({:.0}/s), {} failed, {} elections started",
         c.writes,
         c.elapsed.as_secs_f64(),
         c.writes as f64 / c.elapsed.as_secs_f64(),
-        c.failed_writes
+        c.failed_writes,
+        c.elections_during_run
     );
     let retained = c.settled.nodes.iter().filter_map(|n| n.retained_entries).max();
     println!(

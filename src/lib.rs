@@ -8,14 +8,16 @@
 #![allow(clippy::result_large_err)]
 
 pub mod agent;
+pub mod cluster;
 pub mod config;
 pub mod ctl;
 pub mod demo;
 pub mod grpc;
+pub mod ha;
 pub mod keyspace;
 pub mod logging;
 pub mod node;
+pub mod postgres;
 pub mod raft;
-pub mod cluster;
-pub mod ha;
+pub mod rest;
 pub mod timefmt;

@@ -155,7 +155,10 @@ async fn lease_renewals_ride_through_a_raft_election() {
         ttl_ms: TTL_MS,
     };
     let (first, _) = client::write(&endpoint, &renew).await.unwrap();
-    let pgquorum::keyspace::CommandOutcome::Applied { revision: first_revision } = first else {
+    let pgquorum::keyspace::CommandOutcome::Applied {
+        revision: first_revision,
+    } = first
+    else {
         panic!("first acquire rejected: {first:?}")
     };
 
@@ -189,6 +192,9 @@ async fn lease_renewals_ride_through_a_raft_election() {
     let entry = &read.entries[0];
     assert_eq!(entry.holder.as_deref(), Some("pg-primary"));
     // The key was never lost and re-created: it is still the one the first renewal created.
-    assert_eq!(entry.created_revision, first_revision, "the lease expired during the election");
+    assert_eq!(
+        entry.created_revision, first_revision,
+        "the lease expired during the election"
+    );
     demo.stop().await;
 }

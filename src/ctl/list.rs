@@ -160,7 +160,7 @@ pub async fn run(
             None => return Ok(out),
             Some(secs) => {
                 // Clear the screen and redraw, like `watch`.
-                print!("\x1b[2J\x1b[H{out}\n");
+                println!("\x1b[2J\x1b[H{out}");
                 tokio::time::sleep(Duration::from_secs_f64(secs.max(0.5))).await;
             }
         }

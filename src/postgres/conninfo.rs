@@ -1,0 +1,73 @@
+//! Where another member's PostgreSQL is, and the libpq connection string a replica uses to
+//! stream from it.
+
+use super::settings::Credentials;
+
+/// Another member's PostgreSQL (a base backup source, a primary to stream from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnTarget {
+    /// Member name, for log lines ("base backup from node1").
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl ConnTarget {
+    pub fn new(name: impl Into<String>, host: impl Into<String>, port: u16) -> Self {
+        ConnTarget {
+            name: name.into(),
+            host: host.into(),
+            port,
+        }
+    }
+
+    /// `host:port` (`[v6]:port` for IPv6), for messages.
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// `primary_conninfo` for a replica of `target`: the replication role's credentials and this
+/// member's name as `application_name`, so the primary's `pg_stat_replication` (and
+/// `synchronous_standby_names`) can tell replicas apart.
+pub fn primary_conninfo(target: &ConnTarget, replication: &Credentials, application_name: &str) -> String {
+    let mut parts = vec![
+        format!("host={}", quote_conninfo_value(&target.host)),
+        format!("port={}", target.port),
+        format!("user={}", quote_conninfo_value(&replication.username)),
+    ];
+    if let Some(password) = &replication.password {
+        parts.push(format!("password={}", quote_conninfo_value(password)));
+    }
+    parts.push(format!(
+        "application_name={}",
+        quote_conninfo_value(application_name)
+    ));
+    parts.push("sslmode=prefer".to_string());
+    parts.join(" ")
+}
+
+/// A libpq keyword value in single quotes, with `\` and `'` backslash-escaped.
+pub fn quote_conninfo_value(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conninfo_quotes_every_value() {
+        let target = ConnTarget::new("node1", "10.0.0.1", 5432);
+        let creds = Credentials::new("repl", Some("it's \\ secret"));
+        assert_eq!(
+            primary_conninfo(&target, &creds, "node 2"),
+            "host='10.0.0.1' port=5432 user='repl' password='it\\'s \\\\ secret' application_name='node 2' sslmode=prefer"
+        );
+        assert_eq!(ConnTarget::new("n", "::1", 5).address(), "[::1]:5");
+    }
+}

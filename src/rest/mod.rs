@@ -1,0 +1,60 @@
+//! The REST API, compatible with Patroni's: same paths, status codes and JSON field names, so
+//! HAProxy health checks, Kubernetes probes, Prometheus scrapes and existing scripts keep
+//! working when Patroni is replaced. `docs/rest-api.md` lists every endpoint and where we differ.
+//!
+//! Everything read-only is answered from the last [`NodeSnapshot`] the HA loop published; the
+//! two mutating calls implemented so far (`POST /reload`, `POST /restart`) are handed to the loop
+//! as [`OperatorRequest`]s, which it answers between cycles.
+
+mod auth;
+mod cluster_json;
+mod epoch;
+mod health;
+mod metrics;
+mod operator;
+mod probes;
+mod query;
+mod restart_conditions;
+mod routes;
+mod status_json;
+mod wal;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::config::BasicAuth;
+use crate::ha::{NodeSnapshot, OperatorRequest};
+
+/// What the REST API answers from and talks to.
+#[derive(Clone)]
+pub struct RestState {
+    /// The HA loop's latest snapshot.
+    pub snapshot: watch::Receiver<Arc<NodeSnapshot>>,
+    /// Where operator requests go (the HA loop).
+    pub requests: mpsc::Sender<OperatorRequest>,
+    /// `restapi.authentication`: required for the mutating endpoints when set.
+    pub auth: Option<BasicAuth>,
+    /// The agent version reported as `patroni.version` and `patroni_version`.
+    pub version: &'static str,
+}
+
+/// The axum router with every endpoint.
+pub fn router(state: RestState) -> axum::Router {
+    routes::router(Arc::new(state))
+}
+
+/// Serve the REST API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: RestState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

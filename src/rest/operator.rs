@@ -1,0 +1,96 @@
+//! `POST /reload` and `POST /restart`: hand the request to the HA loop, which carries it out
+//! between cycles, and wait (bounded) for its answer.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::oneshot;
+
+use super::restart_conditions::{BodyProblem, RestartConditions};
+use super::RestState;
+use crate::ha::OperatorRequest;
+
+/// A reload only re-reads the configuration file; the loop picks requests up between cycles,
+/// so allow a few cycles.
+const RELOAD_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the loop's restart may take on top of waiting for the loop: PostgreSQL's default
+/// `pg_ctl_timeout`.
+const RESTART_DURATION_ALLOWANCE: Duration = Duration::from_secs(60);
+
+/// Patroni answers 202 "reload scheduled"; we wait for the loop and pass its message on.
+pub async fn reload(state: &RestState) -> Response {
+    match ask_loop(
+        state,
+        |reply| OperatorRequest::Reload { reply },
+        RELOAD_REPLY_TIMEOUT,
+    )
+    .await
+    {
+        Ok(message) if message.is_empty() => (StatusCode::ACCEPTED, "reload scheduled").into_response(),
+        Ok(message) => (StatusCode::ACCEPTED, message).into_response(),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error).into_response(),
+    }
+}
+
+/// Patroni's codes: 200 restarted, 503 failed or conditions unmet, 400 bad body.
+pub async fn restart(state: &RestState, body: &[u8]) -> Response {
+    let conditions = match RestartConditions::parse(body) {
+        Ok(conditions) => conditions,
+        Err(BodyProblem::Invalid(message)) => return (StatusCode::BAD_REQUEST, message).into_response(),
+        Err(BodyProblem::Unsupported(message)) => {
+            return (StatusCode::NOT_IMPLEMENTED, message).into_response()
+        }
+    };
+    let (unmet, loop_wait) = {
+        let snapshot = state.snapshot.borrow();
+        (
+            conditions.unmet_by(&snapshot.me),
+            Duration::from_secs(snapshot.loop_wait_secs),
+        )
+    };
+    if let Some(reason) = unmet {
+        tracing::info!(
+            reason,
+            "restart requested over REST API, conditions not satisfied"
+        );
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "restart conditions are not satisfied",
+        )
+            .into_response();
+    }
+    let timeout = loop_wait + RESTART_DURATION_ALLOWANCE;
+    match ask_loop(state, |reply| OperatorRequest::Restart { reply }, timeout).await {
+        Ok(message) if message.is_empty() => (StatusCode::OK, "restarted successfully").into_response(),
+        Ok(message) => (StatusCode::OK, message).into_response(),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error).into_response(),
+    }
+}
+
+/// Send a request and wait for the reply; every way of not getting one becomes an error text.
+async fn ask_loop(
+    state: &RestState,
+    request: impl FnOnce(oneshot::Sender<Result<String, String>>) -> OperatorRequest,
+    timeout: Duration,
+) -> Result<String, String> {
+    let (reply, answer) = oneshot::channel();
+    let exchange = async {
+        state
+            .requests
+            .send(request(reply))
+            .await
+            .map_err(|_| "the HA loop is not running".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the HA loop dropped the request".to_string())?
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(format!(
+            "no answer from the HA loop within {} s",
+            timeout.as_secs()
+        )),
+    }
+}
