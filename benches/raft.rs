@@ -413,13 +413,14 @@ struct Round {
     write_ok_after: Duration,
     new_term: u64,
     winner: usize,
-    failed_write_attempts: usize,
+    write_errors: Vec<String>,
 }
 
 async fn reelection(cluster: &mut BenchCluster, rounds: usize) -> anyhow::Result<ReelectionResult> {
     let mut elected = Vec::new();
     let mut writable = Vec::new();
     let mut elections_on_rejoin = 0;
+    let mut write_errors: std::collections::BTreeMap<String, usize> = Default::default();
     for round in 1..=rounds {
         let r = kill_leader_once(cluster, round)
             .await
@@ -430,10 +431,13 @@ async fn reelection(cluster: &mut BenchCluster, rounds: usize) -> anyhow::Result
             r.new_term,
             ms(r.new_leader_after),
             ms(r.write_ok_after),
-            r.failed_write_attempts
+            r.write_errors.len()
         );
         elected.push(r.new_leader_after);
         writable.push(r.write_ok_after);
+        for e in &r.write_errors {
+            *write_errors.entry(error_kind(e)).or_default() += 1;
+        }
         elections_on_rejoin += restart_and_settle(cluster, r.winner)
             .await
             .with_context(|| format!("round {round}"))?;
@@ -446,6 +450,10 @@ async fn reelection(cluster: &mut BenchCluster, rounds: usize) -> anyhow::Result
     println!("new leader elected:     {}", result.new_leader.line());
     println!("write unavailability:   {}", result.write_unavailable.line());
     println!("elections started while the killed agent rejoined: {elections_on_rejoin}");
+    println!("what the failed writes through a survivor answered (digits masked):");
+    for (kind, count) in &write_errors {
+        println!("  {count:>5} x {kind}");
+    }
     Ok(result)
 }
 
@@ -472,13 +480,13 @@ async fn kill_leader_once(cluster: &mut BenchCluster, round: usize) -> anyhow::R
         .await
         .map_err(|_| anyhow!("no new leader and/or no successful write within 30 s of the kill"))?;
     let (winner, new_term, new_leader_after) = election;
-    let (write_ok_after, failed_write_attempts) = write_result;
+    let (write_ok_after, write_errors) = write_result;
     Ok(Round {
         new_leader_after,
         write_ok_after,
         new_term,
         winner,
-        failed_write_attempts,
+        write_errors,
     })
 }
 
@@ -500,18 +508,27 @@ async fn wait_for_new_leader(
     }
 }
 
-/// Retry a write until one is committed; returns when, and how many attempts failed.
-async fn write_until_ok(client: &AdminClient<Channel>, t0: Instant, round: u64) -> (Duration, usize) {
-    let mut failed = 0;
+/// Retry a write until one is committed; returns when, and the errors of the failed tries.
+async fn write_until_ok(client: &AdminClient<Channel>, t0: Instant, round: u64) -> (Duration, Vec<String>) {
+    let mut errors = Vec::new();
     loop {
         match write(client, &member_put("bench", round, None)).await {
-            Ok(_) => return (t0.elapsed(), failed),
-            Err(_) => {
-                failed += 1;
+            Ok(_) => return (t0.elapsed(), errors),
+            Err(e) => {
+                errors.push(format!("{e:#}"));
                 tokio::time::sleep(POLL_EVERY).await;
             }
         }
     }
+}
+
+/// Error messages with numbers (ports, terms, durations) masked, so alike errors group.
+fn error_kind(message: &str) -> String {
+    let masked: String = message
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '#' } else { c })
+        .collect();
+    masked.chars().take(200).collect()
 }
 
 /// Restart every agent that is down, wait until the group is healthy and every member has

@@ -1,12 +1,13 @@
-//! The agent process: binds the gRPC port, starts the Raft node and serves until told to
-//! stop. (The PostgreSQL side of the agent comes on top of this.)
+//! The agent process: binds its ports, starts the Raft node, and — when the config names a
+//! PostgreSQL data directory — the HA loop and the REST API; then serves until told to stop.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::Config;
@@ -14,62 +15,109 @@ use crate::grpc::admin_service::AdminGrpc;
 use crate::grpc::pb::admin::admin_server::AdminServer;
 use crate::grpc::pb::raft::raft_service_server::RaftServiceServer;
 use crate::grpc::raft_service::RaftGrpc;
-use crate::ha::OperatorRequest;
+use crate::ha::pg_adapter::LocalPostgres;
+use crate::ha::{HaLoop, NodeSnapshot, OperatorRequest};
 use crate::node::{NodeSettings, RaftNode, StartError};
+use crate::postgres::{PgError, Postgres, PostgresSettings};
+use crate::rest::RestState;
 
 /// Large enough for a snapshot chunk of a big keyspace.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("raft.self_addr {addr}: cannot resolve the address: {source}")]
-    Resolve { addr: String, source: std::io::Error },
-    #[error("raft.self_addr {addr}: cannot listen on {socket}: {source} (is another agent or program using this port?)")]
-    Bind {
-        addr: String,
-        socket: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error("{key} {addr}: cannot resolve the address: {source}")]
+    Resolve { key: &'static str, addr: String, source: std::io::Error },
+    #[error("{key} {addr}: cannot listen on {socket}: {source} (is another agent or program using this port?)")]
+    Bind { key: &'static str, addr: String, socket: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Start(#[from] StartError),
+    #[error("postgresql: {0}")]
+    Postgres(#[from] PgError),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
 
-/// Run the agent until `shutdown` completes.
+/// Run the agent until `shutdown` completes. `config_path` is re-read on reload.
 pub async fn run(
     config: Config,
+    config_path: Option<PathBuf>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
     let settings = NodeSettings::from_config(&config);
-    // Bind before touching storage: a port conflict is reported without side effects.
-    let listener = bind(&settings.self_addr).await?;
+    // Bind and check everything before touching storage: a port conflict or a bad
+    // PostgreSQL setting is reported without side effects.
+    let listener = bind("raft.self_addr", &settings.self_addr).await?;
+    let postgres = match &config.postgresql.data_dir {
+        Some(_) => Some(Postgres::new(PostgresSettings::from_config(&config)?)?),
+        None => None,
+    };
+    let rest_listener = match (&postgres, &config.restapi.listen) {
+        (Some(_), Some(addr)) => Some(bind("restapi.listen", addr).await?),
+        _ => None,
+    };
     let node = RaftNode::start(settings).await?;
-    serve(node.clone(), None, listener, shutdown).await?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+
+    let mut operator = None;
+    let mut ha_task = None;
+    if let Some(pg) = postgres {
+        tracing::info!(data_dir = %pg.data_dir().display(), "managing PostgreSQL");
+        let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(NodeSnapshot::starting(&config.scope, &config.name)));
+        let (requests_tx, requests_rx) = mpsc::channel(16);
+        if let Some(listener) = rest_listener {
+            let state = RestState {
+                snapshot: snapshot_rx,
+                requests: requests_tx.clone(),
+                auth: config.restapi.authentication.clone(),
+                version: env!("CARGO_PKG_VERSION"),
+            };
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let until = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = crate::rest::serve(listener, state, until).await {
+                    tracing::error!("REST API stopped: {e}");
+                }
+            });
+        }
+        let ops = Arc::new(LocalPostgres::new(pg, config.clone()));
+        let ha = HaLoop::new(node.clone(), config.clone(), config_path, ops, snapshot_tx, requests_rx);
+        ha_task = Some(tokio::spawn(ha.run(stop_rx.clone())));
+        operator = Some(requests_tx);
+    }
+
+    let mut stop = stop_rx.clone();
+    let until = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    serve(node.clone(), operator, listener, until).await?;
+    if let Some(task) = ha_task {
+        // The loop stops PostgreSQL and gives the lease back before it returns.
+        let _ = task.await;
+    }
     node.shutdown().await;
     tracing::info!("agent stopped");
     Ok(())
 }
 
-pub async fn bind(addr: &str) -> Result<TcpListener, AgentError> {
+pub async fn bind(key: &'static str, addr: &str) -> Result<TcpListener, AgentError> {
     let socket = tokio::net::lookup_host(addr)
         .await
-        .map_err(|source| AgentError::Resolve {
-            addr: addr.to_string(),
-            source,
-        })?
+        .map_err(|source| AgentError::Resolve { key, addr: addr.to_string(), source })?
         .next()
         .ok_or_else(|| AgentError::Resolve {
+            key,
             addr: addr.to_string(),
             source: std::io::Error::other("no address"),
         })?;
-    TcpListener::bind(socket)
-        .await
-        .map_err(|source| AgentError::Bind {
-            addr: addr.to_string(),
-            socket,
-            source,
-        })
+    TcpListener::bind(socket).await.map_err(|source| AgentError::Bind { key, addr: addr.to_string(), socket, source })
 }
 
 /// Serve the Raft and admin services on one port (one port per agent to open in a firewall).

@@ -12,7 +12,7 @@ pub fn init(level: Option<&str>) {
         _ => "info",
     };
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,pgquorum={level},pgquorumctl={level}")));
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,openraft=error,pgquorum={level},pgquorumctl={level}")));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -417,6 +417,32 @@ async fn never_touches_a_directory_that_is_not_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initdb_where_the_postgres_user_cannot_write_is_refused_cleanly() {
+    init_logging();
+    let dir = test_dir();
+    let pg = Postgres::new(settings(&dir.path().join("locked"), "node9", 5718)).unwrap();
+    if !pg.os_user().switch_user {
+        return; // only root can build a directory the PostgreSQL user cannot enter
+    }
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::os::unix::fs::chown(&locked, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    let err = pg.initdb(&initdb_options()).await.unwrap_err();
+    assert!(matches!(err, PgError::NotWritable { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string().split(" (").next().unwrap(),
+        format!(
+            "data directory {} is not writable by OS user postgres",
+            pg.data_dir().display()
+        )
+    );
+    // The directories initdb created on the way are gone again.
+    assert_eq!(std::fs::read_dir(&locked).unwrap().count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_on_a_taken_port_names_the_port() {
     init_logging();
     let dir = test_dir();

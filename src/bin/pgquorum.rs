@@ -94,7 +94,7 @@ async fn agent(path: &std::path::Path) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     tracing::info!(config = %path.display(), name = %loaded.config.name, scope = %loaded.config.scope, "pgquorum agent starting");
-    pgquorum::agent::run(loaded.config, pgquorum::agent::shutdown_signal()).await?;
+    pgquorum::agent::run(loaded.config, Some(path.to_path_buf()), pgquorum::agent::shutdown_signal()).await?;
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 pub mod decide;
 pub mod params;
+pub mod pg_adapter;
 pub mod pg_ops;
 pub mod publish;
 pub mod runner;

@@ -69,11 +69,11 @@ pub fn desired_config(
     } else {
         DEFAULT_HBA.iter().map(|s| s.to_string()).collect()
     };
-    DesiredConfig {
-        parameters,
-        pg_hba,
-        standby,
-    }
+    let primary_slot_name = match &standby {
+        Some(Some(_)) if dynamic.postgresql.use_slots => Some(super::runner::slot_name_for(&config.name)),
+        _ => None,
+    };
+    DesiredConfig { parameters, pg_hba, standby, primary_slot_name }
 }
 
 /// Where to stream from to follow `leader`, from its published member record.

@@ -41,6 +41,8 @@ pub struct DesiredConfig {
     pub pg_hba: Vec<String>,
     /// `Some(None)`: a read-only standby following nobody; `Some(Some(u))`: stream from `u`.
     pub standby: Option<Option<Upstream>>,
+    /// The replication slot a standby streams through (when `use_slots`).
+    pub primary_slot_name: Option<String>,
 }
 
 pub type PgResult<T> = Result<T, String>;

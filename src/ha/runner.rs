@@ -114,6 +114,28 @@ impl<P: PgOps> HaLoop<P> {
         if let Some(job) = self.job.take() {
             job.handle.abort();
         }
+        self.stop_postgres_on_shutdown().await;
+    }
+
+    /// On agent shutdown PostgreSQL stops too (as with Patroni), and a primary gives its
+    /// lease back so a replica can take over at once instead of after `ttl`.
+    async fn stop_postgres_on_shutdown(&mut self) {
+        if !self.pg.postmaster_running() {
+            return;
+        }
+        tracing::info!("agent shutting down: stopping PostgreSQL");
+        if let Err(e) = self.pg.stop().await {
+            tracing::error!("stopping PostgreSQL failed: {e}");
+            return;
+        }
+        if self.lease.deadline_ms.is_some() {
+            self.lease.deadline_ms = None;
+            let cmd = Command::ReleaseLease { key: Key::Leader, holder: self.config.name.clone() };
+            match self.write(cmd).await {
+                Ok(_) => tracing::info!("released the leader lease"),
+                Err(e) => tracing::warn!("could not release the leader lease: {e}"),
+            }
+        }
     }
 
     fn next_wait(&self) -> Duration {
@@ -206,7 +228,13 @@ impl<P: PgOps> HaLoop<P> {
                 break;
             }
         }
-        if outcome.is_ok() && decision.actions.is_empty() && running && self.job.is_none() {
+        // In steady state (nothing but lease upkeep to do), bring the config files in line
+        // with the dynamic configuration: edits reach every node within one loop.
+        let steady = decision
+            .actions
+            .iter()
+            .all(|a| matches!(a, Action::AcquireLease | Action::PublishStatus | Action::SyncSlots));
+        if outcome.is_ok() && steady && running && self.job.is_none() {
             self.apply_dynamic_config(observation.as_ref().and_then(|o| o.role))
                 .await;
         }

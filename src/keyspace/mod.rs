@@ -69,7 +69,10 @@ impl Keyspace {
                 if let Err(rejected) = self.check(key, precondition) {
                     return rejected;
                 }
-                if *key == Key::Initialize && self.entries.contains_key(key) {
+                // `initialize` holds "" while the bootstrap claim is pending, then the
+                // system identifier, which is never overwritten.
+                let settled = |e: &Entry| e.value.as_str() != Some("");
+                if *key == Key::Initialize && self.entries.get(key).is_some_and(settled) {
                     return self.reject(key, "initialize is set once and never overwritten");
                 }
                 self.write(

@@ -83,6 +83,12 @@ fn compare_and_set_table() {
             applied: false,
         },
         Case {
+            name: "a pending bootstrap claim is completed with the system identifier",
+            before: vec![put(Key::Initialize, json!(""), None, Precondition::Absent)],
+            command: put(Key::Initialize, json!("7300000000000000002"), None, Precondition::Revision(1)),
+            applied: true,
+        },
+        Case {
             name: "delete with a stale revision",
             before: vec![cfg(1), cfg(2)],
             command: Command::Delete {

@@ -197,7 +197,10 @@ impl Postgres {
             });
         }
         let explained = explain_failed_start(&log);
-        if log.contains("Address already in use") {
+        // Another server on this port: its TCP port, or its unix socket's lock file.
+        if log.contains("Address already in use")
+            || (log.contains(".s.PGSQL.") && log.contains("already exists"))
+        {
             return Err(PgError::PortInUse {
                 address: self.listen_address(),
                 detail: explained.join("; "),

@@ -67,8 +67,16 @@ impl Postgres {
     /// Checks the settings (programs present, OS user known, socket path short enough); does
     /// not touch the data directory.
     pub fn new(mut settings: PostgresSettings) -> Result<Self, PgError> {
-        settings.data_dir = std::path::absolute(&settings.data_dir)
-            .map_err(|e| PgError::io("resolve", &settings.data_dir, e))?;
+        // Programs run with `/` as working directory, and PostgreSQL would read a relative
+        // socket directory relative to the data directory: resolve everything up front.
+        let absolute = |path: &Path| std::path::absolute(path).map_err(|e| PgError::io("resolve", path, e));
+        settings.data_dir = absolute(&settings.data_dir)?;
+        if let Some(dir) = &settings.socket_dir {
+            settings.socket_dir = Some(absolute(dir)?);
+        }
+        if let Some(file) = &settings.log_file {
+            settings.log_file = Some(absolute(file)?);
+        }
         let user = OsUser::for_agent(settings.run_as.as_deref())?;
         let tools = Tools {
             bin_dir: settings.bin_dir.clone(),

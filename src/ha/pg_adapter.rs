@@ -1,0 +1,192 @@
+//! `PgOps` on the real local PostgreSQL (`crate::postgres::Postgres`).
+
+use std::sync::Arc;
+
+use super::decide::DataDir;
+use super::pg_ops::{Applied, DesiredConfig, PgObservation, PgOps, PgResult, Upstream};
+use super::snapshot::ReplicationRow;
+use crate::cluster::PgRole;
+use crate::config::Config;
+use crate::postgres::{
+    primary_conninfo, ConnTarget, DataDirState, PgConfigFiles, Postgres, StandbyConfig, StopMode,
+};
+
+pub struct LocalPostgres {
+    pg: Postgres,
+    config: Arc<Config>,
+}
+
+impl LocalPostgres {
+    pub fn new(pg: Postgres, config: Config) -> LocalPostgres {
+        LocalPostgres { pg, config: Arc::new(config) }
+    }
+
+    fn files(&self, desired: &DesiredConfig) -> PgConfigFiles {
+        let settings = self.pg.settings();
+        let standby = desired.standby.as_ref().map(|upstream| {
+            let conninfo = match upstream {
+                Some(u) => {
+                    primary_conninfo(&ConnTarget::new(&u.member, &u.host, u.port), &settings.replication, &self.config.name)
+                }
+                // A read-only standby that follows nobody (after a demote with no new primary).
+                None => String::new(),
+            };
+            StandbyConfig::new(conninfo, desired.primary_slot_name.clone())
+        });
+        PgConfigFiles { parameters: desired.parameters.clone(), pg_hba: desired.pg_hba.clone(), standby }
+    }
+
+    /// After a failed bootstrap: stop the server and move the half-made directory aside, so the
+    /// next attempt starts from an empty directory and nothing is deleted.
+    async fn set_failed_bootstrap_aside(&self) {
+        let _ = self.pg.stop(StopMode::Immediate).await;
+        let dir = self.pg.data_dir();
+        if dir.join("PG_VERSION").exists() {
+            let aside = dir.with_extension(format!("failed-bootstrap-{}", crate::node::wall_ms()));
+            match std::fs::rename(dir, &aside) {
+                Ok(()) => tracing::warn!("moved the failed bootstrap's data directory to {}", aside.display()),
+                Err(e) => tracing::error!("could not move {} aside: {e}", dir.display()),
+            }
+        }
+    }
+
+    async fn run_post_bootstrap(&self) -> PgResult<()> {
+        let Some(script) = &self.config.bootstrap.post_bootstrap else { return Ok(()) };
+        let s = self.pg.settings();
+        // Patroni passes a libpq connection string as the only argument.
+        let conn = format!("host={} port={} user={} dbname=postgres", s.connect_host, s.port, s.superuser.username);
+        tracing::info!(%script, "running post_bootstrap");
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c").arg(format!("{script} \"$1\"")).arg("post_bootstrap").arg(&conn);
+        if let Some(pw) = &s.superuser.password {
+            cmd.env("PGPASSWORD", pw);
+        }
+        let out = cmd.output().await.map_err(|e| format!("post_bootstrap {script}: {e}"))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err(format!("post_bootstrap {script} failed ({}): {}", out.status, err.trim()));
+        }
+        Ok(())
+    }
+}
+
+impl PgOps for LocalPostgres {
+    fn data_dir(&self) -> DataDir {
+        match self.pg.data_dir_state() {
+            Ok(DataDirState::Missing | DataDirState::Empty) => DataDir::Empty,
+            Ok(DataDirState::Initialized { system_identifier, .. }) => DataDir::Initialized { system_identifier },
+            Ok(DataDirState::Damaged(why)) => DataDir::Foreign(format!("damaged data directory: {why}")),
+            Ok(DataDirState::NotPostgres(what)) => {
+                DataDir::Foreign(format!("{} is not a PostgreSQL data directory: {what}", self.pg.data_dir().display()))
+            }
+            Err(e) => DataDir::Foreign(e.to_string()),
+        }
+    }
+
+    fn postmaster_running(&self) -> bool {
+        self.pg.postmaster_pid().is_some()
+    }
+
+    async fn observe(&self) -> PgResult<PgObservation> {
+        let st = self.pg.query_state().await.map_err(|e| e.to_string())?;
+        let streaming_from = st
+            .wal_receiver
+            .as_ref()
+            .filter(|w| w.status == "streaming")
+            .and_then(|w| Some(format!("{}:{}", w.sender_host.as_ref()?, w.sender_port?)));
+        Ok(PgObservation {
+            role: Some(if st.in_recovery { PgRole::Replica } else { PgRole::Primary }),
+            timeline: Some(st.timeline),
+            wal_lsn: st.wal_lsn,
+            received_lsn: st.received_lsn,
+            replayed_lsn: st.replayed_lsn,
+            system_identifier: Some(st.system_identifier),
+            server_version: Some(st.server_version_num),
+            pending_restart: !st.pending_restart.is_empty(),
+            streaming_from,
+            replication: st
+                .replication
+                .into_iter()
+                .map(|r| ReplicationRow {
+                    application_name: r.application_name,
+                    client_addr: r.client_addr,
+                    state: r.state.unwrap_or_default(),
+                    sync_state: r.sync_state.unwrap_or_default(),
+                    replay_lsn: r.replay_lsn,
+                })
+                .collect(),
+        })
+    }
+
+    async fn bootstrap(&self, desired: &DesiredConfig) -> PgResult<String> {
+        tracing::info!("initializing a new PostgreSQL cluster (initdb)");
+        self.pg.initdb(&self.config.bootstrap.initdb).await.map_err(|e| e.to_string())?;
+        let result: PgResult<String> = async {
+            self.pg.write_config(&self.files(desired)).await.map_err(|e| e.to_string())?;
+            self.pg.start().await.map_err(|e| e.to_string())?;
+            let s = self.pg.settings();
+            self.pg.create_roles(&s.replication, s.rewind.as_ref()).await.map_err(|e| e.to_string())?;
+            self.run_post_bootstrap().await?;
+            let st = self.pg.query_state().await.map_err(|e| e.to_string())?;
+            Ok(st.system_identifier)
+        }
+        .await;
+        if result.is_err() {
+            self.set_failed_bootstrap_aside().await;
+        }
+        result
+    }
+
+    async fn clone_replica(&self, source: &Upstream) -> PgResult<()> {
+        let target = ConnTarget::new(&source.member, &source.host, source.port);
+        let member = source.member.clone();
+        let progress = move |p: crate::postgres::BackupProgress| {
+            tracing::info!(
+                "base backup from {member}: {}% ({} MB of {} MB)",
+                p.percent,
+                p.done_kb / 1024,
+                p.total_kb / 1024
+            );
+        };
+        self.pg.basebackup(&target, &progress).await.map_err(|e| e.to_string())
+    }
+
+    async fn configure(&self, desired: &DesiredConfig) -> PgResult<Applied> {
+        let change = self.pg.write_config(&self.files(desired)).await.map_err(|e| e.to_string())?;
+        Ok(Applied {
+            changed: change.changed,
+            restart_needed: !change.restart_needed.is_empty() || change.standby_signal_changed,
+        })
+    }
+
+    async fn start(&self) -> PgResult<()> {
+        self.pg.start().await.map_err(|e| e.to_string())
+    }
+
+    async fn stop(&self) -> PgResult<()> {
+        // Fast: open sessions end at once (a smart shutdown would let them keep writing).
+        match self.pg.stop(StopMode::Fast).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::warn!("fast shutdown failed ({e}); stopping immediately");
+                self.pg.stop(StopMode::Immediate).await.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    async fn restart(&self) -> PgResult<()> {
+        self.pg.restart().await.map_err(|e| e.to_string())
+    }
+
+    async fn reload(&self) -> PgResult<()> {
+        self.pg.reload().await.map_err(|e| e.to_string())
+    }
+
+    async fn promote(&self) -> PgResult<()> {
+        self.pg.promote().await.map_err(|e| e.to_string())
+    }
+
+    async fn sync_slots(&self, names: &[String]) -> PgResult<()> {
+        self.pg.sync_replication_slots(names, &[]).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+}
