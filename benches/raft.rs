@@ -132,6 +132,7 @@ impl BenchCluster {
             nodes: 3,
             exe: Some(PathBuf::from(env!("CARGO_BIN_EXE_pgquorum"))),
             extra_config: String::new(),
+            postgres: false,
         };
         println!(
             "\n=== {scenario}: 3 agents on 127.0.0.1:{base_port}.., dir {}",

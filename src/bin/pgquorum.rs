@@ -54,6 +54,7 @@ fn main() -> ExitCode {
                 nodes: 3,
                 exe: None,
                 extra_config: String::new(),
+                postgres: true,
             }))
         }
         (None, Some(path)) => runtime.block_on(agent(path)),
@@ -100,34 +101,26 @@ async fn agent(path: &std::path::Path) -> anyhow::Result<()> {
 
 async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
     let mut demo = Demo::start(&opts).await?;
-    println!("Starting a 3-node pgquorum cluster in {} ...", demo.dir.display());
-    let rows = match demo.wait_healthy(Duration::from_secs(60)).await {
-        Ok(rows) => rows,
+    println!("Starting a 3-node pgquorum cluster (3 agents, 3 PostgreSQL servers) in {} ...", demo.dir.display());
+    let view = match demo.wait_postgres_healthy(Duration::from_secs(180)).await {
+        Ok(view) => view,
         Err(e) => {
             demo.stop().await;
             return Err(e.into());
         }
     };
-    let table = pgquorum::ctl::table::render(
-        &["Member", "Address", "Role", "Term", "Last log"],
-        &rows
-            .iter()
-            .map(|r| {
-                let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
-                vec![
-                    r.member.clone(),
-                    r.address.clone(),
-                    r.role.clone(),
-                    opt(r.term),
-                    opt(r.last_log_index),
-                ]
-            })
-            .collect::<Vec<_>>(),
+    println!("{}", pgquorum::ctl::list::render("demo", &view));
+    let hosts = vec!["127.0.0.1"; opts.nodes].join(",");
+    let ports: Vec<String> = (0..opts.nodes).map(|i| opts.pg_port(i).to_string()).collect();
+    println!(
+        "\nConnect to the primary, wherever it is:\n  psql 'host={hosts} port={} user=postgres password={} dbname=postgres target_session_attrs=read-write'",
+        ports.join(","),
+        pgquorum::demo::DEMO_SUPERUSER_PASSWORD
     );
-    println!("{table}");
-    println!("\nThe cluster is up. Try, in another shell:");
+    println!("\nTry, in another shell:");
+    println!("  pgquorumctl --endpoint {} list", demo.endpoints[0]);
     println!("  pgquorumctl --endpoint {} raft status", demo.endpoints[0]);
-    println!("  pgquorumctl --endpoint {} get --prefix ''", demo.endpoints[1]);
+    println!("  curl -s http://127.0.0.1:{}/patroni", opts.rest_port(0));
     println!("Configs and logs: {}\nPress Ctrl-C to stop.", demo.dir.display());
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     println!("\nStopping ...");

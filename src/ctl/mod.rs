@@ -1,7 +1,7 @@
 //! `pgquorumctl`: the operator CLI. Talks gRPC to any agent.
 
 pub mod client;
-mod cluster_read;
+pub mod cluster_read;
 mod config_cmd;
 mod get;
 mod history;

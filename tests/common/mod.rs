@@ -38,6 +38,7 @@ pub async fn start_cluster(dir: &Path, base_port: u16) -> Demo {
         nodes: 3,
         exe: Some(PathBuf::from(EXE)),
         extra_config: String::new(),
+        postgres: false,
     };
     let mut demo = Demo::start(&opts).await.expect("start agents");
     demo.wait_healthy(Duration::from_secs(60))
