@@ -197,6 +197,19 @@ impl Demo {
         }
     }
 
+    /// Stop agent `i` cleanly (SIGTERM: it stops its PostgreSQL and gives its lease back).
+    pub async fn terminate(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].1.take() {
+            if let Some(pid) = child.id() {
+                // SAFETY: plain kill(2) on a child we started.
+                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            }
+            if tokio::time::timeout(Duration::from_secs(30), child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+        }
+    }
+
     /// The process id of agent `i`, if it runs.
     pub fn pid(&self, i: usize) -> Option<u32> {
         self.children[i].1.as_ref().and_then(|c| c.id())

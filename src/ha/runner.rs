@@ -53,6 +53,7 @@ pub struct HaLoop<P: PgOps> {
     last_reason: String,
     dynamic: DynamicConfig,
     postmaster_start_time: Option<String>,
+    last_observe_error: Option<String>,
 }
 
 impl<P: PgOps> HaLoop<P> {
@@ -82,6 +83,7 @@ impl<P: PgOps> HaLoop<P> {
             last_reason: String::new(),
             dynamic,
             postmaster_start_time: None,
+            last_observe_error: None,
         }
     }
 
@@ -166,11 +168,7 @@ impl<P: PgOps> HaLoop<P> {
         self.reap_job().await;
         let data = self.pg.data_dir();
         let running = self.pg.postmaster_running();
-        let observation = if running && self.job.is_none() {
-            self.pg.observe().await.ok()
-        } else {
-            None
-        };
+        let observation = if running && self.job.is_none() { self.observe().await } else { None };
         if !running
             && self.state_override.is_none()
             && self.job.is_none()
@@ -241,6 +239,24 @@ impl<P: PgOps> HaLoop<P> {
         self.publish_snapshot(me, cluster, observation).await;
         // Taken last, so that our own writes of this cycle do not wake us again.
         self.seen_revisions = watched_revisions(&self.node);
+    }
+
+    /// Query the running server; a failure is logged (once per distinct message) and the
+    /// member is then published as starting rather than as running.
+    async fn observe(&mut self) -> Option<PgObservation> {
+        match self.pg.observe().await {
+            Ok(o) => {
+                self.last_observe_error = None;
+                Some(o)
+            }
+            Err(e) => {
+                if self.last_observe_error.as_deref() != Some(e.as_str()) {
+                    tracing::warn!("cannot query the local PostgreSQL: {e}");
+                    self.last_observe_error = Some(e);
+                }
+                None
+            }
+        }
     }
 
     async fn read_cluster(&self) -> Option<ClusterView> {

@@ -64,3 +64,57 @@ pub async fn leader_index(demo: &Demo, ask: usize) -> Option<usize> {
     let leader = rows.iter().find(|r| r.role == "leader")?;
     demo.endpoints.iter().position(|e| *e == leader.address)
 }
+
+/// Start a 3-agent cluster with PostgreSQL and wait for a primary and two streaming replicas.
+pub async fn start_pg_cluster(dir: &Path, base_port: u16) -> (Demo, DemoOptions) {
+    let opts = DemoOptions {
+        dir: Some(dir.to_path_buf()),
+        base_port,
+        nodes: 3,
+        exe: Some(PathBuf::from(EXE)),
+        extra_config: String::new(),
+        postgres: true,
+    };
+    let mut demo = Demo::start(&opts).await.expect("start agents");
+    demo.wait_postgres_healthy(Duration::from_secs(180)).await.expect("primary and two streaming replicas");
+    (demo, opts)
+}
+
+/// A superuser connection to the PostgreSQL on `port` (the demo's password).
+pub async fn pg_connect(port: u16) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let conninfo = format!(
+        "host=127.0.0.1 port={port} user=postgres password={} dbname=postgres connect_timeout=3",
+        pgquorum::demo::DEMO_SUPERUSER_PASSWORD
+    );
+    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// The first column of the first row of `sql` on `port`, as text.
+pub async fn pg_scalar(port: u16, sql: &str) -> Option<String> {
+    let client = pg_connect(port).await.ok()?;
+    let rows = client.simple_query(sql).await.ok()?;
+    rows.into_iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    })
+}
+
+/// HTTP status of `METHOD path` on 127.0.0.1:`port` (a plain HTTP/1.0 exchange).
+pub async fn http_status(port: u16, method: &str, path: &str, auth: Option<&str>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("REST API reachable");
+    let auth = auth.map(|a| format!("Authorization: Basic {a}\r\n")).unwrap_or_default();
+    let req = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}Content-Length: 0\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// The postmaster pid in `data_dir/postmaster.pid`.
+pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?.lines().next()?.trim().parse().ok()
+}
