@@ -27,9 +27,20 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("{key} {addr}: cannot resolve the address: {source}")]
-    Resolve { key: &'static str, addr: String, source: std::io::Error },
-    #[error("{key} {addr}: cannot listen on {socket}: {source} (is another agent or program using this port?)")]
-    Bind { key: &'static str, addr: String, socket: SocketAddr, source: std::io::Error },
+    Resolve {
+        key: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "{key} {addr}: cannot listen on {socket}: {source} (is another agent or program using this port?)"
+    )]
+    Bind {
+        key: &'static str,
+        addr: String,
+        socket: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Start(#[from] StartError),
     #[error("postgresql: {0}")]
@@ -49,7 +60,11 @@ pub async fn run(
     // PostgreSQL setting is reported without side effects.
     let listener = bind("raft.self_addr", &settings.self_addr).await?;
     let postgres = match &config.postgresql.data_dir {
-        Some(_) => Some(Postgres::new(PostgresSettings::from_config(&config)?)?),
+        Some(_) => {
+            let pg = Postgres::new(PostgresSettings::from_config(&config)?)?;
+            LocalPostgres::prepare_dirs(&pg, &config)?;
+            Some(pg)
+        }
         None => None,
     };
     let rest_listener = match (&postgres, &config.restapi.listen) {
@@ -68,7 +83,8 @@ pub async fn run(
     let mut ha_task = None;
     if let Some(pg) = postgres {
         tracing::info!(data_dir = %pg.data_dir().display(), "managing PostgreSQL");
-        let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(NodeSnapshot::starting(&config.scope, &config.name)));
+        let (snapshot_tx, snapshot_rx) =
+            watch::channel(Arc::new(NodeSnapshot::starting(&config.scope, &config.name)));
         let (requests_tx, requests_rx) = mpsc::channel(16);
         if let Some(listener) = rest_listener {
             let state = RestState {
@@ -88,7 +104,14 @@ pub async fn run(
             });
         }
         let ops = Arc::new(LocalPostgres::new(pg, config.clone()));
-        let ha = HaLoop::new(node.clone(), config.clone(), config_path, ops, snapshot_tx, requests_rx);
+        let ha = HaLoop::new(
+            node.clone(),
+            config.clone(),
+            config_path,
+            ops,
+            snapshot_tx,
+            requests_rx,
+        );
         ha_task = Some(tokio::spawn(ha.run(stop_rx.clone())));
         operator = Some(requests_tx);
     }
@@ -110,14 +133,25 @@ pub async fn run(
 pub async fn bind(key: &'static str, addr: &str) -> Result<TcpListener, AgentError> {
     let socket = tokio::net::lookup_host(addr)
         .await
-        .map_err(|source| AgentError::Resolve { key, addr: addr.to_string(), source })?
+        .map_err(|source| AgentError::Resolve {
+            key,
+            addr: addr.to_string(),
+            source,
+        })?
         .next()
         .ok_or_else(|| AgentError::Resolve {
             key,
             addr: addr.to_string(),
             source: std::io::Error::other("no address"),
         })?;
-    TcpListener::bind(socket).await.map_err(|source| AgentError::Bind { key, addr: addr.to_string(), socket, source })
+    TcpListener::bind(socket)
+        .await
+        .map_err(|source| AgentError::Bind {
+            key,
+            addr: addr.to_string(),
+            socket,
+            source,
+        })
 }
 
 /// Serve the Raft and admin services on one port (one port per agent to open in a firewall).

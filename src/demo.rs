@@ -204,7 +204,10 @@ impl Demo {
                 // SAFETY: plain kill(2) on a child we started.
                 unsafe { libc::kill(pid as i32, libc::SIGTERM) };
             }
-            if tokio::time::timeout(Duration::from_secs(30), child.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(30), child.wait())
+                .await
+                .is_err()
+            {
                 let _ = child.kill().await;
             }
         }
@@ -283,10 +286,18 @@ impl Demo {
     }
 
     fn check_children(&mut self) -> Result<(), DemoError> {
-        for (name, child) in self.children.iter_mut().filter_map(|(n, c)| c.as_mut().map(|c| (n, c))) {
+        for (name, child) in self
+            .children
+            .iter_mut()
+            .filter_map(|(n, c)| c.as_mut().map(|c| (n, c)))
+        {
             if let Ok(Some(status)) = child.try_wait() {
                 let log = self.dir.join(format!("{name}.log"));
-                return Err(DemoError::AgentDied { name: name.clone(), status: status.to_string(), log });
+                return Err(DemoError::AgentDied {
+                    name: name.clone(),
+                    status: status.to_string(),
+                    log,
+                });
             }
         }
         Ok(())

@@ -11,8 +11,11 @@ pub fn init(level: Option<&str>) {
         Some("ERROR") | Some("CRITICAL") | Some("FATAL") => "error",
         _ => "info",
     };
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,openraft=error,pgquorum={level},pgquorumctl={level}")));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "warn,openraft=error,pgquorum={level},pgquorumctl={level}"
+        ))
+    });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

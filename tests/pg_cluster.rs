@@ -32,12 +32,20 @@ async fn bootstrap_replicas_rest_api_and_repairs() {
     let expected: Vec<String> = replicas.iter().map(|i| format!("node{}", i + 1)).collect();
     assert_eq!(streaming.as_deref(), Some(expected.join(",").as_str()));
     for &r in &replicas {
-        assert_eq!(pg_scalar(opts.pg_port(r), "SELECT pg_is_in_recovery()").await.as_deref(), Some("t"));
+        assert_eq!(
+            pg_scalar(opts.pg_port(r), "SELECT pg_is_in_recovery()")
+                .await
+                .as_deref(),
+            Some("t")
+        );
     }
 
     // A row written on the primary is read on both replicas.
     let client = pg_connect(opts.pg_port(primary)).await.unwrap();
-    client.batch_execute("CREATE TABLE t (id int); INSERT INTO t VALUES (42)").await.unwrap();
+    client
+        .batch_execute("CREATE TABLE t (id int); INSERT INTO t VALUES (42)")
+        .await
+        .unwrap();
     for &r in &replicas {
         let port = opts.pg_port(r);
         wait_for("the row on a replica", Duration::from_secs(30), || async move {
@@ -61,12 +69,32 @@ async fn bootstrap_replicas_rest_api_and_repairs() {
         ("/readiness", 200, 200),
         ("/replica?lag=100MB", 503, 200),
     ] {
-        assert_eq!(http_status(p, "GET", path, None).await, on_primary, "GET {path} on the primary");
-        assert_eq!(http_status(r, "GET", path, None).await, on_replica, "GET {path} on a replica");
-        assert_eq!(http_status(r, "HEAD", path, None).await, on_replica, "HEAD {path} on a replica");
+        assert_eq!(
+            http_status(p, "GET", path, None).await,
+            on_primary,
+            "GET {path} on the primary"
+        );
+        assert_eq!(
+            http_status(r, "GET", path, None).await,
+            on_replica,
+            "GET {path} on a replica"
+        );
+        assert_eq!(
+            http_status(r, "HEAD", path, None).await,
+            on_replica,
+            "HEAD {path} on a replica"
+        );
     }
-    assert_eq!(http_status(p, "POST", "/restart", None).await, 401, "mutating calls need authentication");
-    assert_eq!(http_status(p, "POST", "/reload", Some("YWRtaW46d3Jvbmc=")).await, 401, "wrong password");
+    assert_eq!(
+        http_status(p, "POST", "/restart", None).await,
+        401,
+        "mutating calls need authentication"
+    );
+    assert_eq!(
+        http_status(p, "POST", "/reload", Some("YWRtaW46d3Jvbmc=")).await,
+        401,
+        "wrong password"
+    );
 
     // kill -9 of a replica's postmaster is repaired by its agent.
     let victim = replicas[1];
@@ -103,22 +131,42 @@ async fn bootstrap_replicas_rest_api_and_repairs() {
     let replica = replicas[0];
     demo.terminate(replica).await;
     demo.start_node(replica).unwrap();
-    demo.wait_postgres_healthy(Duration::from_secs(120)).await.unwrap();
+    demo.wait_postgres_healthy(Duration::from_secs(120))
+        .await
+        .unwrap();
     assert_eq!(primary_index(&endpoint).await, primary, "the primary changed");
-    assert_eq!(pg_scalar(opts.pg_port(replica), "SELECT id FROM t").await.as_deref(), Some("42"));
+    assert_eq!(
+        pg_scalar(opts.pg_port(replica), "SELECT id FROM t")
+            .await
+            .as_deref(),
+        Some("42")
+    );
 
     // `pgquorumctl list` shows the table; `--json` the same rows.
-    let out = std::process::Command::new(CTL).args(["--endpoint", &endpoint, "list"]).output().unwrap();
+    let out = std::process::Command::new(CTL)
+        .args(["--endpoint", &endpoint, "list"])
+        .output()
+        .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("Leader") && table.matches("streaming").count() == 2, "{table}");
-    let out = std::process::Command::new(CTL).args(["--endpoint", &endpoint, "--json", "list"]).output().unwrap();
+    assert!(
+        table.contains("Leader") && table.matches("streaming").count() == 2,
+        "{table}"
+    );
+    let out = std::process::Command::new(CTL)
+        .args(["--endpoint", &endpoint, "--json", "list"])
+        .output()
+        .unwrap();
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows.as_array().map(Vec::len), Some(3));
 
     demo.stop().await;
     for i in 0..3 {
         let data_dir = dir.path().join(format!("node{}", i + 1)).join("pgdata");
-        assert!(postmaster_pid(&data_dir).is_none(), "node{} PostgreSQL still running after stop", i + 1);
+        assert!(
+            postmaster_pid(&data_dir).is_none(),
+            "node{} PostgreSQL still running after stop",
+            i + 1
+        );
     }
 }
 
@@ -127,7 +175,13 @@ async fn the_demo_command_starts_and_stops_cleanly() {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(EXE)
-        .args(["demo", "--dir", dir.path().to_str().unwrap(), "--base-port", "4511"])
+        .args([
+            "demo",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--base-port",
+            "4511",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -147,14 +201,23 @@ async fn the_demo_command_starts_and_stops_cleanly() {
     })
     .await;
     assert_eq!(ready, Ok(true), "demo did not come up:\n{seen}");
-    assert!(seen.contains("Leader") && seen.contains("target_session_attrs=read-write"), "{seen}");
+    assert!(
+        seen.contains("Leader") && seen.contains("target_session_attrs=read-write"),
+        "{seen}"
+    );
     // SAFETY: kill(2) on the child we started.
     unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
-    let status = tokio::time::timeout(Duration::from_secs(90), child.wait()).await.expect("demo stops").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(90), child.wait())
+        .await
+        .expect("demo stops")
+        .unwrap();
     assert!(status.success(), "demo exited with {status}");
     for n in 1..=3 {
         let data_dir = dir.path().join(format!("node{n}")).join("pgdata");
         assert!(data_dir.join("PG_VERSION").exists(), "data kept");
-        assert!(postmaster_pid(&data_dir).is_none(), "node{n} PostgreSQL left running");
+        assert!(
+            postmaster_pid(&data_dir).is_none(),
+            "node{n} PostgreSQL left running"
+        );
     }
 }

@@ -95,13 +95,21 @@ async fn agent(path: &std::path::Path) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     tracing::info!(config = %path.display(), name = %loaded.config.name, scope = %loaded.config.scope, "pgquorum agent starting");
-    pgquorum::agent::run(loaded.config, Some(path.to_path_buf()), pgquorum::agent::shutdown_signal()).await?;
+    pgquorum::agent::run(
+        loaded.config,
+        Some(path.to_path_buf()),
+        pgquorum::agent::shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }
 
 async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
     let mut demo = Demo::start(&opts).await?;
-    println!("Starting a 3-node pgquorum cluster (3 agents, 3 PostgreSQL servers) in {} ...", demo.dir.display());
+    println!(
+        "Starting a 3-node pgquorum cluster (3 agents, 3 PostgreSQL servers) in {} ...",
+        demo.dir.display()
+    );
     let view = match demo.wait_postgres_healthy(Duration::from_secs(180)).await {
         Ok(view) => view,
         Err(e) => {

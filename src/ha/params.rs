@@ -73,7 +73,12 @@ pub fn desired_config(
         Some(Some(_)) if dynamic.postgresql.use_slots => Some(super::runner::slot_name_for(&config.name)),
         _ => None,
     };
-    DesiredConfig { parameters, pg_hba, standby, primary_slot_name }
+    DesiredConfig {
+        parameters,
+        pg_hba,
+        standby,
+        primary_slot_name,
+    }
 }
 
 /// Where to stream from to follow `leader`, from its published member record.

@@ -18,22 +18,63 @@ pub struct LocalPostgres {
 
 impl LocalPostgres {
     pub fn new(pg: Postgres, config: Config) -> LocalPostgres {
-        LocalPostgres { pg, config: Arc::new(config) }
+        LocalPostgres {
+            pg,
+            config: Arc::new(config),
+        }
+    }
+
+    /// Create the directories PostgreSQL needs before anything else does, owned by its OS
+    /// user: the data directory's parent and the unix socket directories. (Created later by
+    /// root — e.g. as the parent of `raft.data_dir` — they would not be writable by it.)
+    /// Existing directories are left as they are.
+    pub fn prepare_dirs(pg: &Postgres, config: &Config) -> Result<(), crate::postgres::PgError> {
+        let mut dirs = Vec::new();
+        if let Some(parent) = pg.data_dir().parent() {
+            dirs.push(parent.to_path_buf());
+        }
+        if let Some(value) = config.postgresql.parameters.get("unix_socket_directories") {
+            let value = value.to_string();
+            dirs.extend(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|d| d.starts_with('/'))
+                    .map(std::path::PathBuf::from),
+            );
+        }
+        for dir in dirs {
+            if !dir.exists() {
+                pg.os_user().create_dir_all(&dir, 0o755)?;
+                tracing::info!(
+                    "created {} for PostgreSQL (owner {})",
+                    dir.display(),
+                    pg.os_user().name
+                );
+            }
+        }
+        Ok(())
     }
 
     fn files(&self, desired: &DesiredConfig) -> PgConfigFiles {
         let settings = self.pg.settings();
         let standby = desired.standby.as_ref().map(|upstream| {
             let conninfo = match upstream {
-                Some(u) => {
-                    primary_conninfo(&ConnTarget::new(&u.member, &u.host, u.port), &settings.replication, &self.config.name)
-                }
+                Some(u) => primary_conninfo(
+                    &ConnTarget::new(&u.member, &u.host, u.port),
+                    &settings.replication,
+                    &self.config.name,
+                ),
                 // A read-only standby that follows nobody (after a demote with no new primary).
                 None => String::new(),
             };
             StandbyConfig::new(conninfo, desired.primary_slot_name.clone())
         });
-        PgConfigFiles { parameters: desired.parameters.clone(), pg_hba: desired.pg_hba.clone(), standby }
+        PgConfigFiles {
+            parameters: desired.parameters.clone(),
+            pg_hba: desired.pg_hba.clone(),
+            standby,
+        }
     }
 
     /// After a failed bootstrap: stop the server and move the half-made directory aside, so the
@@ -44,27 +85,45 @@ impl LocalPostgres {
         if dir.join("PG_VERSION").exists() {
             let aside = dir.with_extension(format!("failed-bootstrap-{}", crate::node::wall_ms()));
             match std::fs::rename(dir, &aside) {
-                Ok(()) => tracing::warn!("moved the failed bootstrap's data directory to {}", aside.display()),
+                Ok(()) => tracing::warn!(
+                    "moved the failed bootstrap's data directory to {}",
+                    aside.display()
+                ),
                 Err(e) => tracing::error!("could not move {} aside: {e}", dir.display()),
             }
         }
     }
 
     async fn run_post_bootstrap(&self) -> PgResult<()> {
-        let Some(script) = &self.config.bootstrap.post_bootstrap else { return Ok(()) };
+        let Some(script) = &self.config.bootstrap.post_bootstrap else {
+            return Ok(());
+        };
         let s = self.pg.settings();
         // Patroni passes a libpq connection string as the only argument.
-        let conn = format!("host={} port={} user={} dbname=postgres", s.connect_host, s.port, s.superuser.username);
+        let conn = format!(
+            "host={} port={} user={} dbname=postgres",
+            s.connect_host, s.port, s.superuser.username
+        );
         tracing::info!(%script, "running post_bootstrap");
         let mut cmd = tokio::process::Command::new("sh");
-        cmd.arg("-c").arg(format!("{script} \"$1\"")).arg("post_bootstrap").arg(&conn);
+        cmd.arg("-c")
+            .arg(format!("{script} \"$1\""))
+            .arg("post_bootstrap")
+            .arg(&conn);
         if let Some(pw) = &s.superuser.password {
             cmd.env("PGPASSWORD", pw);
         }
-        let out = cmd.output().await.map_err(|e| format!("post_bootstrap {script}: {e}"))?;
+        let out = cmd
+            .output()
+            .await
+            .map_err(|e| format!("post_bootstrap {script}: {e}"))?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
-            return Err(format!("post_bootstrap {script} failed ({}): {}", out.status, err.trim()));
+            return Err(format!(
+                "post_bootstrap {script} failed ({}): {}",
+                out.status,
+                err.trim()
+            ));
         }
         Ok(())
     }
@@ -74,11 +133,14 @@ impl PgOps for LocalPostgres {
     fn data_dir(&self) -> DataDir {
         match self.pg.data_dir_state() {
             Ok(DataDirState::Missing | DataDirState::Empty) => DataDir::Empty,
-            Ok(DataDirState::Initialized { system_identifier, .. }) => DataDir::Initialized { system_identifier },
+            Ok(DataDirState::Initialized {
+                system_identifier, ..
+            }) => DataDir::Initialized { system_identifier },
             Ok(DataDirState::Damaged(why)) => DataDir::Foreign(format!("damaged data directory: {why}")),
-            Ok(DataDirState::NotPostgres(what)) => {
-                DataDir::Foreign(format!("{} is not a PostgreSQL data directory: {what}", self.pg.data_dir().display()))
-            }
+            Ok(DataDirState::NotPostgres(what)) => DataDir::Foreign(format!(
+                "{} is not a PostgreSQL data directory: {what}",
+                self.pg.data_dir().display()
+            )),
             Err(e) => DataDir::Foreign(e.to_string()),
         }
     }
@@ -95,7 +157,11 @@ impl PgOps for LocalPostgres {
             .filter(|w| w.status == "streaming")
             .and_then(|w| Some(format!("{}:{}", w.sender_host.as_ref()?, w.sender_port?)));
         Ok(PgObservation {
-            role: Some(if st.in_recovery { PgRole::Replica } else { PgRole::Primary }),
+            role: Some(if st.in_recovery {
+                PgRole::Replica
+            } else {
+                PgRole::Primary
+            }),
             timeline: Some(st.timeline),
             wal_lsn: st.wal_lsn,
             received_lsn: st.received_lsn,
@@ -120,12 +186,21 @@ impl PgOps for LocalPostgres {
 
     async fn bootstrap(&self, desired: &DesiredConfig) -> PgResult<String> {
         tracing::info!("initializing a new PostgreSQL cluster (initdb)");
-        self.pg.initdb(&self.config.bootstrap.initdb).await.map_err(|e| e.to_string())?;
+        self.pg
+            .initdb(&self.config.bootstrap.initdb)
+            .await
+            .map_err(|e| e.to_string())?;
         let result: PgResult<String> = async {
-            self.pg.write_config(&self.files(desired)).await.map_err(|e| e.to_string())?;
+            self.pg
+                .write_config(&self.files(desired))
+                .await
+                .map_err(|e| e.to_string())?;
             self.pg.start().await.map_err(|e| e.to_string())?;
             let s = self.pg.settings();
-            self.pg.create_roles(&s.replication, s.rewind.as_ref()).await.map_err(|e| e.to_string())?;
+            self.pg
+                .create_roles(&s.replication, s.rewind.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
             self.run_post_bootstrap().await?;
             let st = self.pg.query_state().await.map_err(|e| e.to_string())?;
             Ok(st.system_identifier)
@@ -148,11 +223,18 @@ impl PgOps for LocalPostgres {
                 p.total_kb / 1024
             );
         };
-        self.pg.basebackup(&target, &progress).await.map_err(|e| e.to_string())
+        self.pg
+            .basebackup(&target, &progress)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn configure(&self, desired: &DesiredConfig) -> PgResult<Applied> {
-        let change = self.pg.write_config(&self.files(desired)).await.map_err(|e| e.to_string())?;
+        let change = self
+            .pg
+            .write_config(&self.files(desired))
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(Applied {
             changed: change.changed,
             restart_needed: !change.restart_needed.is_empty() || change.standby_signal_changed,
@@ -187,6 +269,10 @@ impl PgOps for LocalPostgres {
     }
 
     async fn sync_slots(&self, names: &[String]) -> PgResult<()> {
-        self.pg.sync_replication_slots(names, &[]).await.map(|_| ()).map_err(|e| e.to_string())
+        self.pg
+            .sync_replication_slots(names, &[])
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }

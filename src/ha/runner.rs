@@ -132,7 +132,10 @@ impl<P: PgOps> HaLoop<P> {
         }
         if self.lease.deadline_ms.is_some() {
             self.lease.deadline_ms = None;
-            let cmd = Command::ReleaseLease { key: Key::Leader, holder: self.config.name.clone() };
+            let cmd = Command::ReleaseLease {
+                key: Key::Leader,
+                holder: self.config.name.clone(),
+            };
             match self.write(cmd).await {
                 Ok(_) => tracing::info!("released the leader lease"),
                 Err(e) => tracing::warn!("could not release the leader lease: {e}"),
@@ -168,7 +171,11 @@ impl<P: PgOps> HaLoop<P> {
         self.reap_job().await;
         let data = self.pg.data_dir();
         let running = self.pg.postmaster_running();
-        let observation = if running && self.job.is_none() { self.observe().await } else { None };
+        let observation = if running && self.job.is_none() {
+            self.observe().await
+        } else {
+            None
+        };
         if !running
             && self.state_override.is_none()
             && self.job.is_none()
@@ -228,10 +235,12 @@ impl<P: PgOps> HaLoop<P> {
         }
         // In steady state (nothing but lease upkeep to do), bring the config files in line
         // with the dynamic configuration: edits reach every node within one loop.
-        let steady = decision
-            .actions
-            .iter()
-            .all(|a| matches!(a, Action::AcquireLease | Action::PublishStatus | Action::SyncSlots));
+        let steady = decision.actions.iter().all(|a| {
+            matches!(
+                a,
+                Action::AcquireLease | Action::PublishStatus | Action::SyncSlots
+            )
+        });
         if outcome.is_ok() && steady && running && self.job.is_none() {
             self.apply_dynamic_config(observation.as_ref().and_then(|o| o.role))
                 .await;

@@ -85,7 +85,12 @@ fn compare_and_set_table() {
         Case {
             name: "a pending bootstrap claim is completed with the system identifier",
             before: vec![put(Key::Initialize, json!(""), None, Precondition::Absent)],
-            command: put(Key::Initialize, json!("7300000000000000002"), None, Precondition::Revision(1)),
+            command: put(
+                Key::Initialize,
+                json!("7300000000000000002"),
+                None,
+                Precondition::Revision(1),
+            ),
             applied: true,
         },
         Case {

@@ -76,7 +76,9 @@ pub async fn start_pg_cluster(dir: &Path, base_port: u16) -> (Demo, DemoOptions)
         postgres: true,
     };
     let mut demo = Demo::start(&opts).await.expect("start agents");
-    demo.wait_postgres_healthy(Duration::from_secs(180)).await.expect("primary and two streaming replicas");
+    demo.wait_postgres_healthy(Duration::from_secs(180))
+        .await
+        .expect("primary and two streaming replicas");
     (demo, opts)
 }
 
@@ -104,17 +106,30 @@ pub async fn pg_scalar(port: u16, sql: &str) -> Option<String> {
 /// HTTP status of `METHOD path` on 127.0.0.1:`port` (a plain HTTP/1.0 exchange).
 pub async fn http_status(port: u16, method: &str, path: &str, auth: Option<&str>) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("REST API reachable");
-    let auth = auth.map(|a| format!("Authorization: Basic {a}\r\n")).unwrap_or_default();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("REST API reachable");
+    let auth = auth
+        .map(|a| format!("Authorization: Basic {a}\r\n"))
+        .unwrap_or_default();
     let req = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}Content-Length: 0\r\n\r\n");
     stream.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     stream.read_to_end(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf);
-    text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The postmaster pid in `data_dir/postmaster.pid`.
 pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
-    std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?.lines().next()?.trim().parse().ok()
+    std::fs::read_to_string(data_dir.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
