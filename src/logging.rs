@@ -13,7 +13,7 @@ pub fn init(level: Option<&str>) {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "warn,openraft=error,pgquorum={level},pgquorumctl={level}"
+            "warn,openraft=error,openraft::engine::engine_impl=off,pgquorum={level},pgquorumctl={level}"
         ))
     });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

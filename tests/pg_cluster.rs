@@ -113,6 +113,28 @@ async fn bootstrap_replicas_rest_api_and_repairs() {
     })
     .await;
 
+    // kill -9 of the primary's postmaster: restarted in place while it still holds the lease.
+    let data_dir = dir.path().join(format!("node{}", primary + 1)).join("pgdata");
+    let old_pid = postmaster_pid(&data_dir).expect("primary running");
+    // SAFETY: kill(2) on a postmaster this test's cluster started.
+    unsafe { libc::kill(old_pid, libc::SIGKILL) };
+    let port = opts.pg_port(primary);
+    wait_for("the primary restarted in place", Duration::from_secs(60), || {
+        let data_dir = data_dir.clone();
+        async move {
+            let back = postmaster_pid(&data_dir).is_some_and(|p| p != old_pid);
+            (back && pg_scalar(port, "SELECT pg_is_in_recovery()").await.as_deref() == Some("f"))
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        primary_index(&endpoint).await,
+        primary,
+        "crash recovery must not move the primary"
+    );
+    assert_eq!(pg_scalar(port, "SELECT id FROM t").await.as_deref(), Some("42"));
+
     // A dynamic configuration edit reaches every node.
     let out = std::process::Command::new(CTL)
         .args(["--endpoint", &endpoint, "edit-config", "--pg", "work_mem=7MB"])
@@ -135,12 +157,13 @@ async fn bootstrap_replicas_rest_api_and_repairs() {
         .await
         .unwrap();
     assert_eq!(primary_index(&endpoint).await, primary, "the primary changed");
-    assert_eq!(
-        pg_scalar(opts.pg_port(replica), "SELECT id FROM t")
-            .await
-            .as_deref(),
-        Some("42")
-    );
+    let port = opts.pg_port(replica);
+    wait_for(
+        "the restarted replica serving reads",
+        Duration::from_secs(60),
+        || async move { (pg_scalar(port, "SELECT id FROM t").await.as_deref() == Some("42")).then_some(()) },
+    )
+    .await;
 
     // `pgquorumctl list` shows the table; `--json` the same rows.
     let out = std::process::Command::new(CTL)

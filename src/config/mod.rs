@@ -28,9 +28,9 @@ pub use dynamic::{
 };
 pub use env::{variable_for as env_variable_for, ENV_PREFIX};
 pub use types::{
-    BasicAuth, BinNames, BootstrapConfig, Callbacks, Config, LogConfig, ParamValue, PgAuthentication, PgUser,
-    PostgresqlConfig, RaftConfig, RestApiConfig, Tags, ToolOption, WatchdogConfig, WatchdogMode,
-    DEFAULT_ELECTION_TIMEOUT_MS, DEFAULT_HEARTBEAT_INTERVAL_MS,
+    worst_case_election_ms, BasicAuth, BinNames, BootstrapConfig, Callbacks, Config, LogConfig, ParamValue,
+    PgAuthentication, PgUser, PostgresqlConfig, RaftConfig, RestApiConfig, Tags, ToolOption, WatchdogConfig,
+    WatchdogMode, DEFAULT_ELECTION_TIMEOUT_MS, DEFAULT_HEARTBEAT_INTERVAL_MS,
 };
 
 use problem::Problem;
@@ -145,11 +145,13 @@ impl DynamicConfig {
         };
         if let Some(raft) = raft {
             let lease_half_ms = config.ttl * 1000 / 2;
-            if 2 * raft.election_timeout_ms > lease_half_ms {
+            let worst = types::worst_case_election_ms(raft.election_timeout_ms, raft.heartbeat_interval_ms);
+            if worst > lease_half_ms {
                 return Err(vec![format!(
-                    "ttl: {} s is too short for this cluster's raft.election_timeout_ms ({} ms): \
-                     2 × election_timeout_ms must not exceed half of ttl",
-                    config.ttl, raft.election_timeout_ms
+                    "ttl: {} s is too short for this cluster's Raft timings: a re-election can take up to \
+                     {worst} ms (4 × election_timeout_ms + 2 × heartbeat_interval_ms), which must not exceed \
+                     half of ttl",
+                    config.ttl
                 )]);
             }
         }

@@ -136,14 +136,17 @@ fn check_raft_timing(doc: &Doc, out: &mut RuleOutput) {
             ));
         }
     }
-    if let (Some(ttl), Some(election)) = (ttl, election) {
-        // The longest election takes 2 × election_timeout_ms; it must fit in half the lease.
-        if 2 * election > ttl * 1000 / 2 {
+    if let (Some(ttl), Some(election), Some(heartbeat)) = (ttl, election, heartbeat) {
+        // The longest election must fit in half the lease, so a Raft election never costs the
+        // primary its lease (renewals wait for the new Raft leader).
+        let worst = super::types::worst_case_election_ms(election.max(0) as u64, heartbeat.max(0) as u64);
+        if worst as i64 > ttl * 1000 / 2 {
             out.problems.push(Problem::new(
                 "raft.election_timeout_ms",
                 format!(
-                    "{election} ms is too long for ttl {ttl} s: 2 × election_timeout_ms must not exceed half of \
-                     ttl ({} ms)",
+                    "{election} ms is too long for ttl {ttl} s: a re-election can take up to \
+                     4 × election_timeout_ms + 2 × heartbeat_interval_ms ({worst} ms), which must not exceed \
+                     half of ttl ({} ms)",
                     ttl * 1000 / 2
                 ),
             ));

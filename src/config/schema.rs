@@ -253,6 +253,7 @@ pub const FILE_KEYS: &[Key] = &[
     key("postgresql.use_pg_rewind", Kind::Bool),
     key("postgresql.use_unix_socket", Kind::Bool),
     key("postgresql.use_unix_socket_repl", Kind::Bool),
+    extension("postgresql.run_as", Kind::Str),
     key("postgresql.remove_data_directory_on_rewind_failure", Kind::Bool),
     key(
         "postgresql.remove_data_directory_on_diverged_timelines",

@@ -197,8 +197,11 @@ fn raft_timing_must_fit_the_lease() {
     let slow_election = format!("{MINIMAL}  election_timeout_ms: 8000\n");
     assert_eq!(
         problems(&slow_election),
-        ["raft.election_timeout_ms: 8000 ms is too long for ttl 30 s: 2 × election_timeout_ms must not exceed \
-          half of ttl (15000 ms)"]
+        [
+            "raft.election_timeout_ms: 8000 ms is too long for ttl 30 s: a re-election can take up to \
+          4 × election_timeout_ms + 2 × heartbeat_interval_ms (32200 ms), which must not exceed half of ttl \
+          (15000 ms)"
+        ]
     );
     let slow_heartbeat = format!("{MINIMAL}  heartbeat_interval_ms: 250\n");
     assert_eq!(

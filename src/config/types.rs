@@ -14,6 +14,14 @@ use serde::{Deserialize, Serialize};
 use super::dynamic::DynamicConfig;
 
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 100;
+/// The longest a Raft re-election can take with these timings, as measured on openraft 0.9
+/// (`docs/raft-timings.md`): a follower waits out the old leader's lease (the maximum election
+/// timeout, 2 × `election_timeout_ms`) plus its own random timeout (up to 2 × again), checked on
+/// a timer of about 1.5 heartbeats.
+pub const fn worst_case_election_ms(election_timeout_ms: u64, heartbeat_interval_ms: u64) -> u64 {
+    4 * election_timeout_ms + 2 * heartbeat_interval_ms
+}
+
 pub const DEFAULT_ELECTION_TIMEOUT_MS: u64 = 500;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +122,9 @@ pub struct PostgresqlConfig {
     pub use_pg_rewind: Option<bool>,
     pub use_unix_socket: bool,
     pub use_unix_socket_repl: bool,
+    /// pgquorum extension: the OS user PostgreSQL runs as when the agent runs as root
+    /// (default `postgres`); ignored when the agent is not root.
+    pub run_as: Option<String>,
     pub remove_data_directory_on_rewind_failure: bool,
     pub remove_data_directory_on_diverged_timelines: bool,
     pub callbacks: Callbacks,

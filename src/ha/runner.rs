@@ -130,6 +130,20 @@ impl<P: PgOps> HaLoop<P> {
             tracing::error!("stopping PostgreSQL failed: {e}");
             return;
         }
+        // Tell the others at once rather than leaving a "running" record until it expires.
+        let data = self.pg.data_dir();
+        let stopped = member_status(
+            &self.config,
+            &Observed {
+                data: &data,
+                running: false,
+                observation: None,
+                job: None,
+                following: self.following.as_deref(),
+                state_override: Some(PgRunState::Stopped),
+            },
+        );
+        self.publish_member(&stopped).await;
         if self.lease.deadline_ms.is_some() {
             self.lease.deadline_ms = None;
             let cmd = Command::ReleaseLease {

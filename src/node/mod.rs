@@ -60,7 +60,11 @@ impl NodeSettings {
             heartbeat_interval: heartbeat,
             election_timeout: election,
             // Long enough to ride through one election (max timeout is 2x the minimum).
-            request_timeout: election * 3 + Duration::from_millis(500),
+            // Long enough to ride through the slowest Raft re-election (docs/raft-timings.md).
+            request_timeout: Duration::from_millis(crate::config::worst_case_election_ms(
+                config.raft.election_timeout_ms,
+                config.raft.heartbeat_interval_ms,
+            )) + Duration::from_millis(500),
         }
     }
 
@@ -94,7 +98,12 @@ pub enum KeyspaceError {
     #[error("this node is no longer the Raft leader")]
     NotLeader,
     #[error("the Raft leader at {addr} could not be reached: {detail}")]
-    LeaderUnreachable { addr: String, detail: String },
+    LeaderUnreachable {
+        addr: String,
+        detail: String,
+        /// The connection failed before the request went out: it certainly did not apply.
+        not_sent: bool,
+    },
     #[error("not confirmed by a majority within {waited:?}; the outcome is unknown")]
     Unconfirmed { waited: Duration },
     #[error("invalid request: {0}")]
@@ -106,7 +115,10 @@ pub enum KeyspaceError {
 impl KeyspaceError {
     /// Whether retrying cannot apply the command twice.
     pub fn certainly_not_applied(&self) -> bool {
-        matches!(self, KeyspaceError::NoLeader { .. } | KeyspaceError::NotLeader)
+        matches!(
+            self,
+            KeyspaceError::NotLeader | KeyspaceError::LeaderUnreachable { not_sent: true, .. }
+        )
     }
 }
 
@@ -260,9 +272,15 @@ impl RaftNode {
                 self.forward_write(leader, &command, deadline).await
             };
             match result {
-                // Leadership moved before the command was proposed: safe to try again.
-                Err(KeyspaceError::NotLeader) if !forwarded && Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                // The command certainly did not apply (leadership moved before it was
+                // proposed, or the leader we knew is gone): wait for the new leader and retry.
+                Err(e) if !forwarded && e.certainly_not_applied() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(KeyspaceError::Unconfirmed { .. }) => {
+                    return Err(KeyspaceError::Unconfirmed {
+                        waited: started.elapsed(),
+                    })
                 }
                 other => return other,
             }
@@ -307,7 +325,33 @@ impl RaftNode {
         if !query.linearizable {
             return Ok(self.read_local(query));
         }
-        let deadline = Instant::now() + self.settings.request_timeout;
+        let started = Instant::now();
+        let deadline = started + self.settings.request_timeout;
+        loop {
+            let result = self.linearizable_read_once(query, forwarded, deadline).await;
+            match result {
+                // A read changes nothing: retry through an election until the deadline.
+                Err(KeyspaceError::NotLeader | KeyspaceError::LeaderUnreachable { .. })
+                    if !forwarded && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(KeyspaceError::Unconfirmed { .. }) => {
+                    return Err(KeyspaceError::Unconfirmed {
+                        waited: started.elapsed(),
+                    })
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn linearizable_read_once(
+        &self,
+        query: &ReadQuery,
+        forwarded: bool,
+        deadline: Instant,
+    ) -> Result<ReadResult, KeyspaceError> {
         let leader = self.wait_for_leader(deadline).await?;
         if leader != self.id {
             if forwarded {
@@ -459,19 +503,23 @@ pub fn error_to_status(e: &KeyspaceError) -> tonic::Status {
 }
 
 fn status_to_error(addr: &str, s: tonic::Status) -> KeyspaceError {
+    let unreachable = |not_sent: bool, detail: String| KeyspaceError::LeaderUnreachable {
+        addr: addr.to_string(),
+        detail,
+        not_sent,
+    };
     match s.code() {
         tonic::Code::Unavailable if s.message().starts_with("not-leader") => KeyspaceError::NotLeader,
-        tonic::Code::Unavailable => KeyspaceError::LeaderUnreachable {
-            addr: addr.to_string(),
-            detail: s.message().to_string(),
-        },
+        // "error trying to connect: tcp connect error": nothing reached the leader.
+        tonic::Code::Unavailable if s.message().contains("connect") => {
+            unreachable(true, s.message().to_string())
+        }
+        tonic::Code::Unavailable => unreachable(false, s.message().to_string()),
         tonic::Code::InvalidArgument => KeyspaceError::Invalid(s.message().to_string()),
+        // The caller replaces the zero with the time it actually waited.
         tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => KeyspaceError::Unconfirmed {
             waited: Duration::ZERO,
         },
-        _ => KeyspaceError::LeaderUnreachable {
-            addr: addr.to_string(),
-            detail: s.to_string(),
-        },
+        _ => unreachable(false, s.to_string()),
     }
 }

@@ -125,7 +125,7 @@ impl PostgresSettings {
                 .rewind
                 .as_ref()
                 .map(|user| Credentials::from_config(Some(user), "rewind_user")),
-            run_as: None,
+            run_as: pg.run_as.clone(),
             pg_ctl_timeout: pg
                 .pg_ctl_timeout
                 .map(Duration::from_secs)
