@@ -1,7 +1,7 @@
 //! The HA decision: a pure function from what the agent sees to what it should do.
 //!
 //! No I/O here. Every case the loop can meet is a row of the table tests in
-//! `decide_test.rs`; the executor (`executor.rs`) carries the actions out.
+//! `decide_test.rs`; the executor (`runner.rs`) carries the actions out.
 
 use crate::cluster::{ClusterView, MemberStatus, PgRole};
 use crate::config::Tags;
@@ -90,7 +90,8 @@ pub enum Action {
     SyncSlots,
     /// Publish the primary's WAL position (`status`).
     PublishStatus,
-    /// Stop PostgreSQL and refuse to manage it; the reason is in the decision text.
+    /// Leave the data directory alone: never start, configure or remove it. The reason is in
+    /// the decision text (logged every loop) until an operator fixes it.
     Refuse,
 }
 

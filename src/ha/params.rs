@@ -31,11 +31,14 @@ pub const MUST_MATCH_PRIMARY: &[&str] = &[
     "wal_level",
 ];
 
-/// Used when neither the local nor the cluster-wide configuration lists pg_hba lines.
+/// Used when neither the local nor the cluster-wide configuration lists pg_hba lines: local
+/// socket logins only as the same OS user, everything over TCP with a password.
 const DEFAULT_HBA: &[&str] = &[
-    "local all all trust",
+    "local all all peer",
     "host all all 127.0.0.1/32 scram-sha-256",
+    "host all all ::1/128 scram-sha-256",
     "host replication all 127.0.0.1/32 scram-sha-256",
+    "host replication all ::1/128 scram-sha-256",
     "host all all 0.0.0.0/0 scram-sha-256",
     "host replication all 0.0.0.0/0 scram-sha-256",
 ];

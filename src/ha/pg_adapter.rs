@@ -83,7 +83,9 @@ impl LocalPostgres {
         let _ = self.pg.stop(StopMode::Immediate).await;
         let dir = self.pg.data_dir();
         if dir.join("PG_VERSION").exists() {
-            let aside = dir.with_extension(format!("failed-bootstrap-{}", crate::node::wall_ms()));
+            let mut name = dir.file_name().unwrap_or_default().to_os_string();
+            name.push(format!(".failed-bootstrap-{}", crate::node::wall_ms()));
+            let aside = dir.with_file_name(name);
             match std::fs::rename(dir, &aside) {
                 Ok(()) => tracing::warn!(
                     "moved the failed bootstrap's data directory to {}",

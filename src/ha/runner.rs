@@ -606,6 +606,11 @@ impl<P: PgOps> HaLoop<P> {
                 let r = self.reload_config().await;
                 let _ = reply.send(r);
             }
+            OperatorRequest::Restart { reply } if self.job.is_some() => {
+                let _ = reply.send(Err(
+                    "a bootstrap or replica creation is in progress; restart refused".into(),
+                ));
+            }
             OperatorRequest::Restart { reply } => {
                 self.state_override = Some(PgRunState::Restarting);
                 let r = self

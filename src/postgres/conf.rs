@@ -176,11 +176,14 @@ pub fn managed_parameters(
         if let Some(slot) = &standby.primary_slot_name {
             enforced.push(("primary_slot_name", slot.clone()));
         }
-        enforced.push((
-            "recovery_target_timeline",
-            standby.recovery_target_timeline.clone(),
-        ));
     }
+    // Written for a primary too (it is PostgreSQL's default, and ignored outside recovery):
+    // dropping it on promotion would make the new primary report a pending restart.
+    let timeline = desired
+        .standby
+        .as_ref()
+        .map_or("latest".to_string(), |s| s.recovery_target_timeline.clone());
+    enforced.push(("recovery_target_timeline", timeline));
     for (name, value) in enforced {
         if let Some(asked) = managed.get(name) {
             if *asked != value {
@@ -482,6 +485,7 @@ mod tests {
         assert_eq!(managed["hba_file"], "/d/pg_hba.conf");
         assert_eq!(managed["cluster_name"], "demo");
         assert!(!managed.contains_key("primary_conninfo"));
+        assert_eq!(managed["recovery_target_timeline"], "latest");
 
         desired.standby = Some(StandbyConfig::new("host=p", Some("node2".into())));
         let managed = managed_parameters(&settings(Path::new("/d")), &desired).unwrap();
@@ -556,10 +560,7 @@ mod tests {
         let parameters = managed_parameters(&settings(data), &desired).unwrap();
         let written = write_files(data, &parameters, &desired, &user()).unwrap();
         assert!(written.standby_signal_changed && data.join(STANDBY_SIGNAL).exists());
-        assert_eq!(
-            written.changed_parameters,
-            vec!["primary_conninfo", "recovery_target_timeline"]
-        );
+        assert_eq!(written.changed_parameters, vec!["primary_conninfo"]);
         assert!(std::fs::read_to_string(data.join(HBA_FILE))
             .unwrap()
             .contains("local all all trust"));
