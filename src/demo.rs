@@ -224,59 +224,51 @@ impl Demo {
 
     /// Wait until every member answers and one is Raft leader.
     pub async fn wait_healthy(&mut self, timeout: Duration) -> Result<Vec<MemberRow>, DemoError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            for (name, child) in self
-                .children
-                .iter_mut()
-                .filter_map(|(n, c)| c.as_mut().map(|c| (n, c)))
-            {
-                if let Ok(Some(status)) = child.try_wait() {
-                    let log = self.dir.join(format!("{name}.log"));
-                    return Err(DemoError::AgentDied {
-                        name: name.clone(),
-                        status: status.to_string(),
-                        log,
-                    });
-                }
-            }
-            let first_running = self.children.iter().position(|(_, c)| c.is_some()).unwrap_or(0);
-            if let Ok(rows) = fetch_raft_status(&self.endpoints[first_running]).await {
-                let running = self.children.iter().filter(|(_, c)| c.is_some()).count();
-                let healthy = rows.iter().filter(|r| r.error.is_none()).count() == running
-                    && rows.iter().filter(|r| r.role == "leader").count() == 1;
-                if healthy {
-                    return Ok(rows);
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(DemoError::NotHealthy(timeout, self.dir.clone()));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        self.poll_until(timeout, |endpoint, running| async move {
+            let rows = fetch_raft_status(&endpoint).await.ok()?;
+            let healthy = rows.iter().filter(|r| r.error.is_none()).count() == running
+                && rows.iter().filter(|r| r.role == "leader").count() == 1;
+            healthy.then_some(rows)
+        })
+        .await
     }
 
     /// Wait until one member is the primary holding the lease and every running member's
     /// PostgreSQL is up (the replicas streaming from it).
     pub async fn wait_postgres_healthy(&mut self, timeout: Duration) -> Result<ClusterView, DemoError> {
+        self.poll_until(timeout, |endpoint, running| async move {
+            let view = cluster_view(&endpoint).await.ok()?;
+            let leader = view.leader_name()?.to_string();
+            let up = view
+                .members
+                .iter()
+                .filter(|m| match m.name == leader {
+                    true => m.state.is_up() && m.role == PgRole::Primary,
+                    false => m.state == PgRunState::Streaming,
+                })
+                .count();
+            (up == running).then_some(view)
+        })
+        .await
+    }
+
+    /// Ask `probe(endpoint of a running agent, number of running agents)` every 200 ms until
+    /// it answers, an agent dies, or `timeout` passes.
+    async fn poll_until<T, Fut>(
+        &mut self,
+        timeout: Duration,
+        probe: impl Fn(String, usize) -> Fut,
+    ) -> Result<T, DemoError>
+    where
+        Fut: std::future::Future<Output = Option<T>>,
+    {
         let deadline = Instant::now() + timeout;
         loop {
             self.check_children()?;
             let running = self.children.iter().filter(|(_, c)| c.is_some()).count();
             let first_running = self.children.iter().position(|(_, c)| c.is_some()).unwrap_or(0);
-            if let Ok(view) = cluster_view(&self.endpoints[first_running]).await {
-                let leader = view.leader_name().map(str::to_string);
-                let up = view
-                    .members
-                    .iter()
-                    .filter(|m| match &leader {
-                        Some(l) if &m.name == l => m.state.is_up() && m.role == PgRole::Primary,
-                        _ => m.state == PgRunState::Streaming,
-                    })
-                    .count();
-                if leader.is_some() && up == running {
-                    return Ok(view);
-                }
+            if let Some(v) = probe(self.endpoints[first_running].clone(), running).await {
+                return Ok(v);
             }
             if Instant::now() >= deadline {
                 return Err(DemoError::NotHealthy(timeout, self.dir.clone()));

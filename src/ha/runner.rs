@@ -382,14 +382,7 @@ impl<P: PgOps> HaLoop<P> {
                 self.configure(None).await?;
                 self.start().await
             }
-            Action::StartReplica { leader } => {
-                let upstream = leader
-                    .as_deref()
-                    .and_then(|l| cluster.and_then(|c| upstream_of(c, l)));
-                self.configure(Some(upstream)).await?;
-                self.following = leader.clone();
-                self.start().await
-            }
+            Action::StartReplica { leader } => self.start_replica_of(leader.as_deref(), cluster).await,
             Action::Promote => {
                 self.pg.promote().await?;
                 self.following = None;
@@ -401,12 +394,7 @@ impl<P: PgOps> HaLoop<P> {
                 self.pg.stop().await?;
                 self.state_override = None;
                 tracing::info!("demoted: PostgreSQL stopped accepting writes");
-                let upstream = leader
-                    .as_deref()
-                    .and_then(|l| cluster.and_then(|c| upstream_of(c, l)));
-                self.configure(Some(upstream)).await?;
-                self.following = leader.clone();
-                self.start().await
+                self.start_replica_of(leader.as_deref(), cluster).await
             }
             Action::Follow { leader } => {
                 let upstream = cluster.and_then(|c| upstream_of(c, leader));
@@ -439,6 +427,18 @@ impl<P: PgOps> HaLoop<P> {
             Action::PublishStatus => Ok(()), // written with the snapshot (needs the observation)
             Action::Refuse => Ok(()),
         }
+    }
+
+    /// Configure as a standby of `leader` (or of nobody: read-only) and start.
+    async fn start_replica_of(
+        &mut self,
+        leader: Option<&str>,
+        cluster: Option<&ClusterView>,
+    ) -> Result<(), String> {
+        let upstream = leader.and_then(|l| cluster.and_then(|c| upstream_of(c, l)));
+        self.configure(Some(upstream)).await?;
+        self.following = leader.map(str::to_string);
+        self.start().await
     }
 
     async fn acquire_lease(&mut self) -> Result<(), String> {

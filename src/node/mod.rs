@@ -260,21 +260,41 @@ impl RaftNode {
 
     /// Apply a command through Raft, forwarding it to the Raft leader if needed.
     pub async fn write(&self, command: Command, forwarded: bool) -> Result<WriteResult, KeyspaceError> {
+        // Retry only what certainly did not apply (leadership moved before the command was
+        // proposed, or the leader we knew is gone), so a command never applies twice.
+        self.retrying(forwarded, KeyspaceError::certainly_not_applied, |deadline| {
+            let command = command.clone();
+            async move {
+                let leader = self.wait_for_leader(deadline).await?;
+                if leader == self.id {
+                    self.write_as_leader(command, deadline).await
+                } else if forwarded {
+                    Err(KeyspaceError::NotLeader)
+                } else {
+                    self.forward_write(leader, &command, deadline).await
+                }
+            }
+        })
+        .await
+    }
+
+    /// Run `attempt` until it succeeds, fails in a way `retryable` rejects, or the request
+    /// deadline passes (riding through a Raft election). A forwarded request is not retried
+    /// here: the node that forwarded it retries.
+    async fn retrying<T, Fut>(
+        &self,
+        forwarded: bool,
+        retryable: impl Fn(&KeyspaceError) -> bool,
+        attempt: impl Fn(Instant) -> Fut,
+    ) -> Result<T, KeyspaceError>
+    where
+        Fut: std::future::Future<Output = Result<T, KeyspaceError>>,
+    {
         let started = Instant::now();
         let deadline = started + self.settings.request_timeout;
         loop {
-            let leader = self.wait_for_leader(deadline).await?;
-            let result = if leader == self.id {
-                self.write_as_leader(command.clone(), deadline).await
-            } else if forwarded {
-                Err(KeyspaceError::NotLeader)
-            } else {
-                self.forward_write(leader, &command, deadline).await
-            };
-            match result {
-                // The command certainly did not apply (leadership moved before it was
-                // proposed, or the leader we knew is gone): wait for the new leader and retry.
-                Err(e) if !forwarded && e.certainly_not_applied() && Instant::now() < deadline => {
+            match attempt(deadline).await {
+                Err(e) if !forwarded && retryable(&e) && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(KeyspaceError::Unconfirmed { .. }) => {
@@ -325,25 +345,17 @@ impl RaftNode {
         if !query.linearizable {
             return Ok(self.read_local(query));
         }
-        let started = Instant::now();
-        let deadline = started + self.settings.request_timeout;
-        loop {
-            let result = self.linearizable_read_once(query, forwarded, deadline).await;
-            match result {
-                // A read changes nothing: retry through an election until the deadline.
-                Err(KeyspaceError::NotLeader | KeyspaceError::LeaderUnreachable { .. })
-                    if !forwarded && Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(KeyspaceError::Unconfirmed { .. }) => {
-                    return Err(KeyspaceError::Unconfirmed {
-                        waited: started.elapsed(),
-                    })
-                }
-                other => return other,
-            }
-        }
+        // A read changes nothing: retry anything that may succeed under a new leader.
+        let retryable = |e: &KeyspaceError| {
+            matches!(
+                e,
+                KeyspaceError::NotLeader | KeyspaceError::LeaderUnreachable { .. }
+            )
+        };
+        self.retrying(forwarded, retryable, |deadline| {
+            self.linearizable_read_once(query, forwarded, deadline)
+        })
+        .await
     }
 
     async fn linearizable_read_once(

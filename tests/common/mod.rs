@@ -31,16 +31,23 @@ where
     }
 }
 
-pub async fn start_cluster(dir: &Path, base_port: u16) -> Demo {
-    let opts = DemoOptions {
+/// Options for a 3-agent cluster in `dir`, with or without PostgreSQL.
+pub fn cluster_options(dir: &Path, base_port: u16, postgres: bool) -> DemoOptions {
+    DemoOptions {
         dir: Some(dir.to_path_buf()),
         base_port,
         nodes: 3,
         exe: Some(PathBuf::from(EXE)),
         extra_config: String::new(),
-        postgres: false,
-    };
-    let mut demo = Demo::start(&opts).await.expect("start agents");
+        postgres,
+    }
+}
+
+/// Start a 3-agent Raft group (no PostgreSQL) and wait for a leader.
+pub async fn start_cluster(dir: &Path, base_port: u16) -> Demo {
+    let mut demo = Demo::start(&cluster_options(dir, base_port, false))
+        .await
+        .expect("start agents");
     demo.wait_healthy(Duration::from_secs(60))
         .await
         .expect("cluster healthy");
@@ -67,14 +74,7 @@ pub async fn leader_index(demo: &Demo, ask: usize) -> Option<usize> {
 
 /// Start a 3-agent cluster with PostgreSQL and wait for a primary and two streaming replicas.
 pub async fn start_pg_cluster(dir: &Path, base_port: u16) -> (Demo, DemoOptions) {
-    let opts = DemoOptions {
-        dir: Some(dir.to_path_buf()),
-        base_port,
-        nodes: 3,
-        exe: Some(PathBuf::from(EXE)),
-        extra_config: String::new(),
-        postgres: true,
-    };
+    let opts = cluster_options(dir, base_port, true);
     let mut demo = Demo::start(&opts).await.expect("start agents");
     demo.wait_postgres_healthy(Duration::from_secs(180))
         .await
