@@ -174,12 +174,17 @@ pub async fn serve(
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is called (not when
+/// the future is first polled), so a signal that arrives early is not lost to the default
+/// action, which would kill the agent without stopping PostgreSQL.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received: stopping"),
-        _ = term.recv() => tracing::info!("SIGTERM received: stopping"),
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT received: stopping"),
+            _ = term.recv() => tracing::info!("SIGTERM received: stopping"),
+        }
     }
 }

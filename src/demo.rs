@@ -175,7 +175,17 @@ impl Demo {
             path: log_path.clone(),
             source,
         })?;
-        let child = Command::new(&self.exe)
+        let mut command = Command::new(&self.exe);
+        // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent.
+        // If the demo process dies without stopping its agents (kill -9), each agent gets
+        // SIGTERM and stops its PostgreSQL instead of running on as an orphan.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = command
             .arg(&config_path)
             .stdin(Stdio::null())
             .stdout(log)

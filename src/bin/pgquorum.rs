@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pgquorum::config::Config;
 use pgquorum::demo::{Demo, DemoOptions};
@@ -105,16 +104,27 @@ async fn agent(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
+    // Listen for Ctrl-C from the start, so an early one stops the demo cleanly too.
+    let mut interrupted = Box::pin(pgquorum::agent::shutdown_signal());
     let mut demo = Demo::start(&opts).await?;
     println!(
         "Starting a 3-node pgquorum cluster (3 agents, 3 PostgreSQL servers) in {} ...",
         demo.dir.display()
     );
-    let view = match demo.wait_postgres_healthy(Duration::from_secs(180)).await {
-        Ok(view) => view,
-        Err(e) => {
+    let healthy = tokio::select! {
+        r = demo.wait_postgres_healthy(Duration::from_secs(180)) => Some(r),
+        _ = &mut interrupted => None,
+    };
+    let view = match healthy {
+        Some(Ok(view)) => view,
+        Some(Err(e)) => {
             demo.stop().await;
             return Err(e.into());
+        }
+        None => {
+            println!("\nInterrupted: stopping ...");
+            demo.stop().await;
+            return Ok(());
         }
     };
     println!("{}", pgquorum::ctl::list::render("demo", &view));
@@ -130,7 +140,7 @@ async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
     println!("  pgquorumctl --endpoint {} raft status", demo.endpoints[0]);
     println!("  curl -s http://127.0.0.1:{}/patroni", opts.rest_port(0));
     println!("Configs and logs: {}\nPress Ctrl-C to stop.", demo.dir.display());
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    interrupted.await;
     println!("\nStopping ...");
     let dir = demo.dir.clone();
     demo.stop().await;
