@@ -45,6 +45,8 @@ pub enum AgentError {
     Start(#[from] StartError),
     #[error("postgresql: {0}")]
     Postgres(#[from] PgError),
+    #[error("cannot start the fence guard: {0}")]
+    Fence(std::io::Error),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -81,6 +83,7 @@ pub async fn run(
 
     let mut operator = None;
     let mut ha_task = None;
+    let mut guard = None;
     if let Some(pg) = postgres {
         tracing::info!(data_dir = %pg.data_dir().display(), "managing PostgreSQL");
         let (snapshot_tx, snapshot_rx) =
@@ -103,6 +106,9 @@ pub async fn run(
                 }
             });
         }
+        // Armed for the whole time the loop manages PostgreSQL: if this process dies, the
+        // guard kills the postmaster (src/fence.rs).
+        guard = Some(crate::fence::spawn_guard(pg.data_dir()).map_err(AgentError::Fence)?);
         let ops = Arc::new(LocalPostgres::new(pg, config.clone()));
         let ha = HaLoop::new(
             node.clone(),
@@ -125,6 +131,8 @@ pub async fn run(
         // The loop stops PostgreSQL and gives the lease back before it returns.
         let _ = task.await;
     }
+    // PostgreSQL is stopped: disarming is closing the pipe, and the guard exits.
+    drop(guard);
     node.shutdown().await;
     tracing::info!("agent stopped");
     Ok(())

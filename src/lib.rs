@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod ctl;
 pub mod demo;
+pub mod fence;
 pub mod grpc;
 pub mod ha;
 pub mod keyspace;

@@ -27,6 +27,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Internal: the fence guard the agent starts beside PostgreSQL (see src/fence.rs).
+    #[command(hide = true)]
+    FenceGuard { data_dir: PathBuf },
     /// Start a local 3-node cluster on 127.0.0.1 and keep it up until Ctrl-C.
     Demo {
         /// Directory for configs, data and logs (default: a new one under the temp dir).
@@ -43,6 +46,9 @@ fn main() -> ExitCode {
     if let Some(path) = &cli.validate_config {
         return validate(path);
     }
+    if let Some(Cmd::FenceGuard { data_dir }) = &cli.command {
+        return pgquorum::fence::run_guard(data_dir);
+    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = match (&cli.command, &cli.config) {
         (Some(Cmd::Demo { dir, base_port }), _) => {
@@ -56,6 +62,7 @@ fn main() -> ExitCode {
                 postgres: true,
             }))
         }
+        (Some(Cmd::FenceGuard { .. }), _) => unreachable!("handled above"),
         (None, Some(path)) => runtime.block_on(agent(path)),
         (None, None) => {
             eprintln!("usage: pgquorum CONFIG_FILE | pgquorum demo | pgquorum --validate-config FILE");

@@ -44,6 +44,13 @@ enum PidHolder {
     Postmaster,
 }
 
+/// The live postmaster of `data_dir`, by its `postmaster.pid` — for code that has no
+/// [`super::Postgres`] at hand (the fence guard).
+pub fn postmaster_of(data_dir: &Path) -> Option<u32> {
+    let pid = read_pid_file(data_dir)?;
+    (classify_pid(pid, data_dir, "postgres") == PidHolder::Postmaster).then_some(pid)
+}
+
 fn read_pid_file(data_dir: &Path) -> Option<u32> {
     let text = std::fs::read_to_string(data_dir.join(PID_FILE)).ok()?;
     text.lines().next()?.trim().parse().ok().filter(|pid| *pid > 0)

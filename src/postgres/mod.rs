@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 pub use basebackup::{parse_progress, BackupProgress};
 pub use conf::{ConfigChange, PgConfigFiles, StandbyConfig, POSTMASTER_PARAMETERS};
 pub use conninfo::{primary_conninfo, ConnTarget};
-pub use ctl::StopMode;
+pub use ctl::{postmaster_of, StopMode};
 pub use data_dir::DataDirState;
 pub use error::PgError;
 pub use lsn::{format_lsn, parse_lsn};
