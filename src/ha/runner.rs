@@ -54,6 +54,8 @@ pub struct HaLoop<P: PgOps> {
     dynamic: DynamicConfig,
     postmaster_start_time: Option<String>,
     last_observe_error: Option<String>,
+    /// The lease deadline as the lease watchdog sees it (see `lease_watchdog`).
+    deadline_tx: watch::Sender<Option<u64>>,
 }
 
 impl<P: PgOps> HaLoop<P> {
@@ -84,6 +86,7 @@ impl<P: PgOps> HaLoop<P> {
             dynamic,
             postmaster_start_time: None,
             last_observe_error: None,
+            deadline_tx: watch::channel(None).0,
         }
     }
 
@@ -98,6 +101,11 @@ impl<P: PgOps> HaLoop<P> {
 
     /// Run until `shutdown` fires.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let watchdog = tokio::spawn(lease_watchdog(
+            self.pg.clone(),
+            self.clock0,
+            self.deadline_tx.subscribe(),
+        ));
         let mut applied = self.node.subscribe_applied();
         loop {
             self.cycle().await;
@@ -117,6 +125,12 @@ impl<P: PgOps> HaLoop<P> {
             job.handle.abort();
         }
         self.stop_postgres_on_shutdown().await;
+        watchdog.abort();
+    }
+
+    fn set_lease_deadline(&mut self, deadline_ms: Option<u64>) {
+        self.lease.deadline_ms = deadline_ms;
+        self.deadline_tx.send_replace(deadline_ms);
     }
 
     /// On agent shutdown PostgreSQL stops too (as with Patroni), and a primary gives its
@@ -145,7 +159,7 @@ impl<P: PgOps> HaLoop<P> {
         );
         self.publish_member(&stopped).await;
         if self.lease.deadline_ms.is_some() {
-            self.lease.deadline_ms = None;
+            self.set_lease_deadline(None);
             let cmd = Command::ReleaseLease {
                 key: Key::Leader,
                 holder: self.config.name.clone(),
@@ -371,7 +385,7 @@ impl<P: PgOps> HaLoop<P> {
             }
             Action::AcquireLease => self.acquire_lease().await,
             Action::ReleaseLease => {
-                self.lease.deadline_ms = None;
+                self.set_lease_deadline(None);
                 let cmd = Command::ReleaseLease {
                     key: Key::Leader,
                     holder: self.config.name.clone(),
@@ -393,6 +407,7 @@ impl<P: PgOps> HaLoop<P> {
                 self.state_override = Some(PgRunState::Stopping);
                 self.pg.stop().await?;
                 self.state_override = None;
+                self.set_lease_deadline(None);
                 tracing::info!("demoted: PostgreSQL stopped accepting writes");
                 self.start_replica_of(leader.as_deref(), cluster).await
             }
@@ -454,11 +469,11 @@ impl<P: PgOps> HaLoop<P> {
             CommandOutcome::Applied { .. } => {
                 // Valid from when we sent it, not from when it committed: the keyspace may
                 // have stamped it earlier than our reply arrived.
-                self.lease.deadline_ms = Some(sent_at + ttl_ms - MAX_CLOCK_SKEW.as_millis() as u64);
+                self.set_lease_deadline(Some(sent_at + ttl_ms - MAX_CLOCK_SKEW.as_millis() as u64));
                 Ok(())
             }
             CommandOutcome::Rejected { reason, .. } => {
-                self.lease.deadline_ms = None;
+                self.set_lease_deadline(None);
                 Err(format!("could not take the lease: {reason}"))
             }
         }
@@ -673,6 +688,47 @@ impl<P: PgOps> HaLoop<P> {
             ttl_secs: self.dynamic.ttl,
         };
         self.snapshot.send_replace(Arc::new(snapshot));
+    }
+}
+
+/// How long before the lease deadline the watchdog stops PostgreSQL at the latest.
+const WATCHDOG_MARGIN_MS: u64 = 500;
+
+/// The backstop for the lease rule, independent of the loop: the loop normally renews or
+/// demotes well before the deadline, but one cycle can be slow (a keyspace request waiting
+/// out an election, a PostgreSQL query timing out). When the deadline comes within
+/// `WATCHDOG_MARGIN_MS` without a renewal, this task stops PostgreSQL itself (fast shutdown:
+/// open sessions end at once). The loop then sees it stopped and starts it again only after
+/// renewing the lease.
+async fn lease_watchdog<P: PgOps>(pg: Arc<P>, clock0: Instant, mut deadline: watch::Receiver<Option<u64>>) {
+    loop {
+        let current = *deadline.borrow_and_update();
+        let Some(d) = current else {
+            if deadline.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let fire_at = clock0 + Duration::from_millis(d.saturating_sub(WATCHDOG_MARGIN_MS));
+        tokio::select! {
+            changed = deadline.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep_until(fire_at.into()) => {
+                if *deadline.borrow() == current && pg.postmaster_running() {
+                    tracing::error!("the leader lease was not renewed before its deadline: stopping PostgreSQL now");
+                    if let Err(e) = pg.stop().await {
+                        tracing::error!("stopping PostgreSQL at the lease deadline failed: {e}");
+                    }
+                }
+                // Fire once per deadline: wait for the next renewal (or release).
+                if deadline.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
 
