@@ -675,8 +675,7 @@ async fn compaction(cluster: &BenchCluster, args: &Args) -> anyhow::Result<Compa
     samples.push(last);
     // sled writes in the background (flush every 500 ms, segment cleaning); look again once
     // it is quiet so the figure is not a transient.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let settled = disk_sample(cluster, done).await;
+    let settled = settled_disk_sample(cluster, done).await;
     settled.print("settled");
     Ok(CompactionResult {
         writes: done,
@@ -715,6 +714,22 @@ async fn compaction_writer(
             continue;
         }
         completed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A disk sample taken once the on-disk sizes stop changing between two looks 500 ms apart
+/// (sled's background flush and segment cleaning have finished), or after 10 s at most.
+async fn settled_disk_sample(cluster: &BenchCluster, writes: u64) -> DiskSample {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sizes = |s: &DiskSample| s.nodes.iter().map(|n| n.apparent_bytes).collect::<Vec<_>>();
+    let mut previous = disk_sample(cluster, writes).await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let current = disk_sample(cluster, writes).await;
+        if sizes(&current) == sizes(&previous) || Instant::now() >= deadline {
+            return current;
+        }
+        previous = current;
     }
 }
 

@@ -430,23 +430,16 @@ impl RaftNode {
         command: &Command,
         deadline: Instant,
     ) -> Result<WriteResult, KeyspaceError> {
-        let addr = self.addr_of(leader).ok_or(KeyspaceError::NoLeader {
-            waited: Duration::ZERO,
-        })?;
-        let mut client = self.admin_client(&addr)?;
         let body = serde_json::to_vec(command).map_err(|e| KeyspaceError::Invalid(e.to_string()))?;
-        let mut request = tonic::Request::new(WriteRequest {
+        let request = WriteRequest {
             command: body,
             forwarded: true,
-        });
-        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
-        let reply = tokio::time::timeout_at(deadline, client.write(request))
-            .await
-            .map_err(|_| KeyspaceError::Unconfirmed {
-                waited: self.settings.request_timeout,
-            })?
-            .map_err(|s| status_to_error(&addr, s))?
-            .into_inner();
+        };
+        let (addr, reply) = self
+            .call_leader(leader, deadline, request, |mut client, req| async move {
+                client.write(req).await
+            })
+            .await?;
         let outcome = serde_json::from_slice(&reply.outcome)
             .map_err(|e| KeyspaceError::Invalid(format!("bad reply from {addr}: {e}")))?;
         Ok(WriteResult {
@@ -461,24 +454,17 @@ impl RaftNode {
         query: &ReadQuery,
         deadline: Instant,
     ) -> Result<ReadResult, KeyspaceError> {
-        let addr = self.addr_of(leader).ok_or(KeyspaceError::NoLeader {
-            waited: Duration::ZERO,
-        })?;
-        let mut client = self.admin_client(&addr)?;
-        let mut request = tonic::Request::new(ReadRequest {
+        let request = ReadRequest {
             key: query.key.clone(),
             prefix: query.prefix,
             linearizable: true,
             forwarded: true,
-        });
-        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
-        let reply = tokio::time::timeout_at(deadline, client.read(request))
-            .await
-            .map_err(|_| KeyspaceError::Unconfirmed {
-                waited: self.settings.request_timeout,
-            })?
-            .map_err(|s| status_to_error(&addr, s))?
-            .into_inner();
+        };
+        let (addr, reply) = self
+            .call_leader(leader, deadline, request, |mut client, req| async move {
+                client.read(req).await
+            })
+            .await?;
         let entries = reply
             .entries
             .iter()
@@ -491,6 +477,34 @@ impl RaftNode {
             as_of_ms: reply.as_of_ms,
             answered_by: reply.answered_by,
         })
+    }
+
+    /// Send `message` to the Raft leader's admin service with what is left of `deadline`.
+    /// Returns the leader's address (for error messages) and its reply.
+    async fn call_leader<M, R, Fut>(
+        &self,
+        leader: NodeId,
+        deadline: Instant,
+        message: M,
+        call: impl FnOnce(AdminClient<Channel>, tonic::Request<M>) -> Fut,
+    ) -> Result<(String, R), KeyspaceError>
+    where
+        Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        let addr = self.addr_of(leader).ok_or(KeyspaceError::NoLeader {
+            waited: Duration::ZERO,
+        })?;
+        let client = self.admin_client(&addr)?;
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+        let reply = tokio::time::timeout_at(deadline, call(client, request))
+            .await
+            .map_err(|_| KeyspaceError::Unconfirmed {
+                waited: self.settings.request_timeout,
+            })?
+            .map_err(|s| status_to_error(&addr, s))?
+            .into_inner();
+        Ok((addr, reply))
     }
 
     pub async fn shutdown(&self) {

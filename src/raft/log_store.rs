@@ -53,6 +53,19 @@ impl LogStore {
         Ok(())
     }
 
+    /// Remove the log entries whose keys fall in `range`, in one batch.
+    fn remove_entries(&self, range: impl RangeBounds<[u8; 8]>) -> Result<(), StorageIOError<NodeId>> {
+        let mut batch = sled::Batch::default();
+        for item in self.storage.logs.range(range) {
+            let (k, _) = item.map_err(|e| StorageIOError::write_logs(&e))?;
+            batch.remove(k);
+        }
+        self.storage
+            .logs
+            .apply_batch(batch)
+            .map_err(|e| StorageIOError::write_logs(&e))
+    }
+
     async fn flush(&self) -> Result<(), StorageIOError<NodeId>> {
         self.storage
             .db
@@ -160,15 +173,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
         // Remove every entry at or after `log_id.index` (a conflicting suffix).
-        let mut batch = sled::Batch::default();
-        for item in self.storage.logs.range(index_key(log_id.index)..) {
-            let (k, _) = item.map_err(|e| StorageIOError::write_logs(&e))?;
-            batch.remove(k);
-        }
-        self.storage
-            .logs
-            .apply_batch(batch)
-            .map_err(|e| StorageIOError::write_logs(&e))?;
+        self.remove_entries(index_key(log_id.index)..)?;
         self.flush().await?;
         Ok(())
     }
@@ -178,15 +183,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // never a hole.
         self.write_meta(LAST_PURGED, &log_id)?;
         self.flush().await?;
-        let mut batch = sled::Batch::default();
-        for item in self.storage.logs.range(..=index_key(log_id.index)) {
-            let (k, _) = item.map_err(|e| StorageIOError::write_logs(&e))?;
-            batch.remove(k);
-        }
-        self.storage
-            .logs
-            .apply_batch(batch)
-            .map_err(|e| StorageIOError::write_logs(&e))?;
+        self.remove_entries(..=index_key(log_id.index))?;
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ use std::io::Cursor;
 use std::sync::{Arc, RwLock};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::AnyError;
 use openraft::{EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -88,6 +89,37 @@ impl StateMachineStore {
     }
 }
 
+impl StateMachineStore {
+    /// Store `data` as the current snapshot (and `state` as the applied state, when a
+    /// snapshot replaces it), then flush both to disk.
+    async fn save_snapshot(
+        &self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        data: Vec<u8>,
+        state: Option<&AppliedState>,
+    ) -> Result<(), StorageError> {
+        let io_err = |e: AnyError| StorageIOError::write_snapshot(Some(meta.signature()), e);
+        let bytes = serde_json::to_vec(&StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        })
+        .map_err(|e| io_err(AnyError::new(&e)))?;
+        self.storage
+            .state
+            .insert(SNAPSHOT, bytes)
+            .map_err(|e| io_err(AnyError::new(&e)))?;
+        if let Some(state) = state {
+            self.persist(state)?;
+        }
+        self.storage
+            .db
+            .flush_async()
+            .await
+            .map_err(|e| io_err(AnyError::new(&e)))?;
+        Ok(())
+    }
+}
+
 fn read_snapshot(storage: &Storage) -> Result<Option<StoredSnapshot>, StorageError> {
     match storage
         .state
@@ -133,22 +165,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_membership,
             snapshot_id,
         };
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data: data.clone(),
-        };
-        let bytes = serde_json::to_vec(&stored)
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        self.storage
-            .state
-            .insert(SNAPSHOT, bytes)
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         // Flushed: openraft purges the log up to this snapshot once we return.
-        self.storage
-            .db
-            .flush_async()
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.save_snapshot(&meta, data.clone(), None).await?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -212,22 +230,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         let new_state = decode_snapshot(meta, &data)?;
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
-        let bytes = serde_json::to_vec(&stored)
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        self.storage
-            .state
-            .insert(SNAPSHOT, bytes)
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        self.persist(&new_state)?;
-        self.storage
-            .db
-            .flush_async()
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.save_snapshot(meta, data, Some(&new_state)).await?;
         let applied = new_state.last_applied.map_or(0, |l| l.index);
         *self.state.write().expect("state machine lock poisoned") = new_state;
         self.applied_tx.send_replace(applied);
