@@ -2,8 +2,10 @@
 //! one linearizable read of the keyspace shows it. The HA loop decides from a `ClusterView`;
 //! the REST API and `pgquorumctl list` display one.
 
+mod failover;
 mod member;
 mod view;
 
+pub use failover::FailoverRequest;
 pub use member::{MemberStatus, PgRole, PgRunState};
 pub use view::{ClusterView, HistoryEntry, LeaderLease, ViewError};

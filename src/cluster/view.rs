@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::MemberStatus;
+use super::{FailoverRequest, MemberStatus};
 use crate::config::DynamicConfig;
 use crate::keyspace::{Entry, Key};
 
@@ -46,7 +46,9 @@ pub struct ClusterView {
     pub history: Vec<HistoryEntry>,
     /// The primary's last WAL position as it published it (`status` key).
     pub last_primary_lsn: Option<u64>,
-    pub failover: Option<serde_json::Value>,
+    /// A pending switchover / manual failover (`failover` key) and its revision.
+    pub failover: Option<FailoverRequest>,
+    pub failover_revision: Option<u64>,
     /// Keyspace time of the read (the last leader stamp applied).
     pub as_of_ms: u64,
 }
@@ -83,7 +85,10 @@ impl ClusterView {
                     view.history = serde_json::from_value(e.value.clone()).map_err(|x| bad(x.to_string()))?
                 }
                 Key::Status => view.last_primary_lsn = e.value.get("optime").and_then(|v| v.as_u64()),
-                Key::Failover => view.failover = Some(e.value.clone()),
+                Key::Failover => {
+                    view.failover = Some(serde_json::from_value(e.value.clone()).map_err(|x| bad(x.to_string()))?);
+                    view.failover_revision = Some(e.revision);
+                }
                 Key::Sync => {}
             }
         }

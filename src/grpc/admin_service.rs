@@ -91,6 +91,7 @@ impl Admin for AdminGrpc {
         let req = match request.into_inner().op.as_str() {
             "reload" => OperatorRequest::Reload { reply },
             "restart" => OperatorRequest::Restart { reply },
+            "reinit" => OperatorRequest::Reinit { reply },
             other => return Err(Status::invalid_argument(format!("unknown operation {other:?}"))),
         };
         operator

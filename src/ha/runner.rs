@@ -639,6 +639,12 @@ impl<P: PgOps> HaLoop<P> {
                 }
                 let _ = reply.send(r);
             }
+            OperatorRequest::Reinit { reply } => {
+                let _ = reply.send(Err("reinit is not available yet".into()));
+            }
+            OperatorRequest::KeyspaceWrite { command, reply } => {
+                let _ = reply.send(self.write(command).await);
+            }
         }
     }
 

@@ -82,4 +82,15 @@ pub enum OperatorRequest {
     Restart {
         reply: oneshot::Sender<Result<String, String>>,
     },
+    /// Rebuild this replica from the primary: stop PostgreSQL, remove the data directory,
+    /// clone again (`POST /reinit`, `pgquorumctl reinit`). Refused on the primary.
+    Reinit {
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Apply one keyspace command for an operator endpoint (`POST /switchover`, `POST
+    /// /failover`, `DELETE /switchover`): the REST API has no Raft handle of its own.
+    KeyspaceWrite {
+        command: crate::keyspace::Command,
+        reply: oneshot::Sender<Result<crate::keyspace::CommandOutcome, String>>,
+    },
 }

@@ -610,6 +610,11 @@ fn answer_next_request(
                 let _ = reply.send(outcome);
                 "restart"
             }
+            OperatorRequest::Reinit { reply } => {
+                let _ = reply.send(outcome);
+                "reinit"
+            }
+            OperatorRequest::KeyspaceWrite { .. } => "keyspace write",
         };
         (kind, requests)
     })
