@@ -7,16 +7,26 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::types::ParamValue;
 
+/// Default lease length (s).
+pub const DEFAULT_TTL_SECS: f64 = 2.5;
+/// Default HA loop period (s).
+pub const DEFAULT_LOOP_WAIT_SECS: f64 = 0.5;
+/// Default retry timeout (s).
+pub const DEFAULT_RETRY_TIMEOUT_SECS: f64 = 1.0;
+
 /// Patroni's dynamic configuration settings, with Patroni's names, units and defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DynamicConfig {
-    /// Leader lease length, seconds.
-    pub ttl: u64,
-    /// HA loop period, seconds.
-    pub loop_wait: u64,
-    /// Timeout for keyspace and PostgreSQL operation retries, seconds.
-    pub retry_timeout: u64,
+    /// Leader lease length, seconds (fractions allowed: pgquorum's lease is short).
+    #[serde(with = "secs")]
+    pub ttl: f64,
+    /// HA loop period, seconds (fractions allowed).
+    #[serde(with = "secs")]
+    pub loop_wait: f64,
+    /// Timeout for keyspace and PostgreSQL operation retries, seconds (fractions allowed).
+    #[serde(with = "secs")]
+    pub retry_timeout: f64,
     /// Maximum bytes a replica may lag behind the last known primary position to be promoted.
     pub maximum_lag_on_failover: u64,
     /// Maximum bytes a synchronous standby may lag before it is swapped out; ≤ 0 disables.
@@ -51,9 +61,11 @@ pub struct DynamicConfig {
 impl Default for DynamicConfig {
     fn default() -> Self {
         DynamicConfig {
-            ttl: 30,
-            loop_wait: 10,
-            retry_timeout: 10,
+            // Fast by default: see docs/failover.md for the timing formula. A lost primary is
+            // replaced within about ttl + 0.5 s; Patroni's 30 / 10 / 10 would take ~30 s.
+            ttl: DEFAULT_TTL_SECS,
+            loop_wait: DEFAULT_LOOP_WAIT_SECS,
+            retry_timeout: DEFAULT_RETRY_TIMEOUT_SECS,
             maximum_lag_on_failover: 1_048_576,
             maximum_lag_on_syncnode: -1,
             max_timelines_history: 0,
@@ -76,6 +88,21 @@ impl Default for DynamicConfig {
 }
 
 impl DynamicConfig {
+    /// The lease length in ms.
+    pub fn ttl_ms(&self) -> u64 {
+        secs_to_ms(self.ttl).max(1000)
+    }
+
+    /// The loop period in ms.
+    pub fn loop_wait_ms(&self) -> u64 {
+        secs_to_ms(self.loop_wait).max(100)
+    }
+
+    /// The retry timeout in ms.
+    pub fn retry_timeout_ms(&self) -> u64 {
+        secs_to_ms(self.retry_timeout).max(100)
+    }
+
     /// Patroni's test: a standby cluster is configured when `standby_cluster` names a source
     /// (host, port or restore_command); an empty section does not count.
     pub fn is_standby_cluster(&self) -> bool {
@@ -201,4 +228,29 @@ pub struct IgnoreSlot {
     pub slot_type: Option<SlotType>,
     pub database: Option<String>,
     pub plugin: Option<String>,
+}
+
+fn secs_to_ms(secs: f64) -> u64 {
+    if secs.is_finite() && secs > 0.0 {
+        (secs * 1000.0).round() as u64
+    } else {
+        0
+    }
+}
+
+/// Seconds as JSON: whole numbers as integers (as Patroni writes them), fractions as floats.
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if value.fract() == 0.0 && value.abs() < 1e15 {
+            s.serialize_i64(*value as i64)
+        } else {
+            s.serialize_f64(*value)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        f64::deserialize(d)
+    }
 }

@@ -24,6 +24,7 @@ use std::path::Path;
 use serde_yaml_ng::Value as Yaml;
 
 pub use dynamic::{
+    DEFAULT_LOOP_WAIT_SECS, DEFAULT_RETRY_TIMEOUT_SECS, DEFAULT_TTL_SECS,
     DynamicConfig, DynamicPostgresql, IgnoreSlot, PermanentSlot, SlotType, StandbyCluster, SynchronousMode,
 };
 pub use env::{variable_for as env_variable_for, ENV_PREFIX};
@@ -144,7 +145,7 @@ impl DynamicConfig {
             }
         };
         if let Some(raft) = raft {
-            let lease_half_ms = config.ttl * 1000 / 2;
+            let lease_half_ms = config.ttl_ms() / 2;
             let worst = types::worst_case_election_ms(raft.election_timeout_ms, raft.heartbeat_interval_ms);
             if worst > lease_half_ms {
                 return Err(vec![format!(

@@ -11,7 +11,15 @@ use super::types::{DEFAULT_ELECTION_TIMEOUT_MS, DEFAULT_HEARTBEAT_INTERVAL_MS};
 
 /// Patroni's own minimums. Patroni raises smaller values to these; pgquorum's embedded Raft
 /// makes shorter timings workable, so it honours the given value and only warns.
-const PATRONI_MINIMUMS: &[(&str, i64)] = &[("ttl", 20), ("loop_wait", 1), ("retry_timeout", 3)];
+/// Patroni's lower bounds for settings pgquorum allows lower (warned about, not refused). The
+/// lease timings are not here: pgquorum's short lease is deliberate (docs/failover.md).
+const PATRONI_MINIMUMS: &[(&str, i64)] = &[];
+
+/// ms as seconds for messages: `2.5`, `20`.
+fn secs(ms: i64) -> String {
+    let s = ms as f64 / 1000.0;
+    format!("{s}")
+}
 
 /// Problems and warnings found by the cross-key rules.
 #[derive(Debug, Default)]
@@ -41,6 +49,15 @@ impl Doc<'_> {
     }
 
     /// The integer at `path`, the default when absent, `None` when it was invalid.
+    /// A duration in seconds (fractions allowed), as ms.
+    fn ms_or(&self, path: &str, default_secs: f64) -> Option<i64> {
+        if self.is_broken(path) {
+            return None;
+        }
+        let secs = self.get(path).and_then(Json::as_f64).unwrap_or(default_secs);
+        Some((secs * 1000.0).round() as i64)
+    }
+
     fn int_or(&self, path: &str, default: i64) -> Option<i64> {
         if self.is_broken(path) {
             return None;
@@ -60,9 +77,9 @@ pub(crate) fn check_dynamic(root: &Json, dcs: &str, broken: &[Problem], out: &mu
     let path = |key: &str| child_path(dcs, key);
     let defaults = super::dynamic::DynamicConfig::default();
     let timings = (
-        doc.int_or(&path("ttl"), defaults.ttl as i64),
-        doc.int_or(&path("loop_wait"), defaults.loop_wait as i64),
-        doc.int_or(&path("retry_timeout"), defaults.retry_timeout as i64),
+        doc.ms_or(&path("ttl"), defaults.ttl),
+        doc.ms_or(&path("loop_wait"), defaults.loop_wait),
+        doc.ms_or(&path("retry_timeout"), defaults.retry_timeout),
     );
     if let (Some(ttl), Some(loop_wait), Some(retry_timeout)) = timings {
         // Patroni's rule: the primary must be able to finish a loop and retry a failed DCS call
@@ -71,9 +88,12 @@ pub(crate) fn check_dynamic(root: &Json, dcs: &str, broken: &[Problem], out: &mu
             out.problems.push(Problem::new(
                 path("ttl"),
                 format!(
-                    "loop_wait ({loop_wait}) + 2 × retry_timeout ({retry_timeout}) = {} exceeds ttl ({ttl}); \
+                    "loop_wait ({} s) + 2 × retry_timeout ({} s) = {} s exceeds ttl ({} s); \
                      Patroni requires loop_wait + 2 × retry_timeout ≤ ttl",
-                    loop_wait + 2 * retry_timeout
+                    secs(loop_wait),
+                    secs(retry_timeout),
+                    secs(loop_wait + 2 * retry_timeout),
+                    secs(ttl)
                 ),
             ));
         }
@@ -119,10 +139,7 @@ pub(crate) fn check_file(root: &Json, broken: &[Problem]) -> RuleOutput {
 /// itself cost the primary its `leader` key (see DESIGN: "a Raft election must never by itself
 /// cause a PostgreSQL failover").
 fn check_raft_timing(doc: &Doc, out: &mut RuleOutput) {
-    let ttl = doc.int_or(
-        "bootstrap.dcs.ttl",
-        super::dynamic::DynamicConfig::default().ttl as i64,
-    );
+    let ttl = doc.ms_or("bootstrap.dcs.ttl", super::dynamic::DynamicConfig::default().ttl);
     let election = doc.int_or("raft.election_timeout_ms", DEFAULT_ELECTION_TIMEOUT_MS as i64);
     let heartbeat = doc.int_or("raft.heartbeat_interval_ms", DEFAULT_HEARTBEAT_INTERVAL_MS as i64);
     if let (Some(election), Some(heartbeat)) = (election, heartbeat) {
@@ -140,14 +157,15 @@ fn check_raft_timing(doc: &Doc, out: &mut RuleOutput) {
         // The longest election must fit in half the lease, so a Raft election never costs the
         // primary its lease (renewals wait for the new Raft leader).
         let worst = super::types::worst_case_election_ms(election.max(0) as u64, heartbeat.max(0) as u64);
-        if worst as i64 > ttl * 1000 / 2 {
+        if worst as i64 > ttl / 2 {
             out.problems.push(Problem::new(
                 "raft.election_timeout_ms",
                 format!(
-                    "{election} ms is too long for ttl {ttl} s: a re-election can take up to \
+                    "{election} ms is too long for ttl {} s: a re-election can take up to \
                      4 × election_timeout_ms + 2 × heartbeat_interval_ms ({worst} ms), which must not exceed \
                      half of ttl ({} ms)",
-                    ttl * 1000 / 2
+                    secs(ttl),
+                    ttl / 2
                 ),
             ));
         }
@@ -201,10 +219,9 @@ fn check_watchdog(doc: &Doc, out: &mut RuleOutput) {
     if doc.str("watchdog.mode") == Some("off") {
         return;
     }
-    let ttl = doc.int_or(
-        "bootstrap.dcs.ttl",
-        super::dynamic::DynamicConfig::default().ttl as i64,
-    );
+    let ttl = doc
+        .ms_or("bootstrap.dcs.ttl", super::dynamic::DynamicConfig::default().ttl)
+        .map(|ms| ms / 1000);
     let margin = doc.get("watchdog.safety_margin").and_then(Json::as_i64);
     if let (Some(ttl), Some(margin)) = (ttl, margin) {
         if margin >= ttl {

@@ -36,6 +36,11 @@ pub enum Kind {
     Seconds {
         min: i64,
     },
+    /// A duration in seconds that may be fractional (`2.5`, `"500ms"`): the lease timings,
+    /// which pgquorum runs far shorter than Patroni's whole seconds allow. At least `min_ms`.
+    FracSeconds {
+        min_ms: u64,
+    },
     /// One of a fixed set of words (compared case-insensitively, stored as listed here).
     Enum(&'static [&'static str]),
     /// `host:port` other nodes connect to.
@@ -194,6 +199,7 @@ pub const FILE_KEYS: &[Key] = &[
     not_implemented("raft.password", Kind::Str),
     extension("raft.heartbeat_interval_ms", int(1)),
     extension("raft.election_timeout_ms", int(1)),
+    extension("raft.max_clock_skew_ms", int(0)),
     // --- other Patroni DCS back-ends: pgquorum is its own DCS ---
     not_implemented("etcd", Kind::Any),
     not_implemented("etcd3", Kind::Any),
@@ -289,9 +295,9 @@ pub const FILE_KEYS: &[Key] = &[
 /// Keys of the dynamic (cluster-wide) configuration: `bootstrap.dcs` in the file, and the
 /// replicated `config` key once the cluster exists. Paths are relative to that section.
 pub const DYNAMIC_KEYS: &[Key] = &[
-    key("ttl", int(1)),
-    key("loop_wait", int(1)),
-    key("retry_timeout", int(1)),
+    key("ttl", Kind::FracSeconds { min_ms: 1000 }),
+    key("loop_wait", Kind::FracSeconds { min_ms: 100 }),
+    key("retry_timeout", Kind::FracSeconds { min_ms: 100 }),
     key("maximum_lag_on_failover", int(0)),
     key("maximum_lag_on_syncnode", int(-1)),
     key("max_timelines_history", int(0)),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dynamic::DynamicConfig;
 
-pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 100;
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 50;
 /// The longest a Raft re-election can take with these timings, as measured on openraft 0.9
 /// (`docs/raft-timings.md`): a follower waits out the old leader's lease (the maximum election
 /// timeout, 2 × `election_timeout_ms`) plus its own random timeout (up to 2 × again), checked on
@@ -22,7 +22,11 @@ pub const fn worst_case_election_ms(election_timeout_ms: u64, heartbeat_interval
     4 * election_timeout_ms + 2 * heartbeat_interval_ms
 }
 
-pub const DEFAULT_ELECTION_TIMEOUT_MS: u64 = 500;
+pub const DEFAULT_ELECTION_TIMEOUT_MS: u64 = 250;
+/// Largest wall-clock difference between agents the lease rule tolerates (DESIGN.md,
+/// "Safety"): a lease is judged by the Raft leader's clock, and after a Raft leader change by
+/// a different machine's clock. NTP on a LAN keeps this to milliseconds.
+pub const DEFAULT_MAX_CLOCK_SKEW_MS: u64 = 250;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
@@ -61,6 +65,13 @@ pub struct RaftConfig {
     /// pgquorum extension: minimum Raft election timeout in milliseconds (max is twice this).
     #[serde(default = "default_election_ms")]
     pub election_timeout_ms: u64,
+    /// pgquorum extension: the clock difference between agents the lease rule tolerates (ms).
+    #[serde(default = "default_skew_ms")]
+    pub max_clock_skew_ms: u64,
+}
+
+fn default_skew_ms() -> u64 {
+    DEFAULT_MAX_CLOCK_SKEW_MS
 }
 
 fn default_heartbeat_ms() -> u64 {

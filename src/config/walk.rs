@@ -234,6 +234,13 @@ impl Walker<'_> {
             Kind::Seconds { min } => seconds(value)
                 .and_then(|n| in_range(n, min, i64::MAX))
                 .map(Json::from),
+            Kind::FracSeconds { min_ms } => frac_seconds(value).and_then(|secs| {
+                if secs * 1000.0 + 1e-6 < min_ms as f64 {
+                    Err(format!("{secs} s is too small (minimum {} s)", min_ms as f64 / 1000.0))
+                } else {
+                    Ok(seconds_json(secs))
+                }
+            }),
             Kind::Enum(options) => one_of(value, options).map(|s| Json::String(s.to_string())),
             Kind::ConnectAddr => address(value, AddressUse::Connect).map(Json::String),
             Kind::ListenAddr => address(value, AddressUse::Listen).map(Json::String),
@@ -614,6 +621,40 @@ fn seconds(value: &Yaml) -> Result<i64, String> {
             "expected a duration in seconds, found {}",
             describe(other)
         )),
+    }
+}
+
+/// Seconds that may be fractional: a number, or a string with a unit (`500ms`, `2.5s`).
+fn frac_seconds(value: &Yaml) -> Result<f64, String> {
+    let secs = match value {
+        Yaml::Number(n) => n.as_f64().ok_or_else(|| format!("{n} is not a number of seconds"))?,
+        Yaml::String(s) => {
+            let t = s.trim();
+            let (number, scale) = if let Some(ms) = t.strip_suffix("ms") {
+                (ms, 0.001)
+            } else if let Some(sec) = t.strip_suffix('s') {
+                (sec, 1.0)
+            } else {
+                (t, 1.0)
+            };
+            number.trim().parse::<f64>().map(|n| n * scale).map_err(|_| {
+                format!("\"{s}\" is not a duration (use seconds, e.g. 2.5, or a number with unit ms or s)")
+            })?
+        }
+        other => return Err(format!("expected a duration in seconds, found {}", describe(other))),
+    };
+    if !secs.is_finite() {
+        return Err(format!("{secs} is not a valid number of seconds"));
+    }
+    Ok(secs)
+}
+
+/// Whole seconds stay integers in JSON (what Patroni tools expect); fractions stay fractions.
+fn seconds_json(secs: f64) -> Json {
+    if secs.fract() == 0.0 && secs < 1e15 {
+        Json::from(secs as i64)
+    } else {
+        Json::from(secs)
     }
 }
 

@@ -20,8 +20,9 @@ use crate::config::{Config, DynamicConfig};
 use crate::keyspace::{Command, CommandOutcome, Key, Precondition};
 use crate::node::{RaftNode, ReadQuery};
 
-/// Largest clock drift between agents the lease rule tolerates (DESIGN.md, "Safety").
-pub const MAX_CLOCK_SKEW: Duration = Duration::from_millis(1000);
+/// Member keys live at least this long: with the short default lease, a member busy with a
+/// long action (a restart, a rewind) must not vanish from `list` between two of its loops.
+const MEMBER_KEY_MIN_TTL_MS: u64 = 10_000;
 
 enum JobResult {
     Bootstrapped { system_identifier: String },
@@ -172,7 +173,7 @@ impl<P: PgOps> HaLoop<P> {
     }
 
     fn next_wait(&self) -> Duration {
-        let tick = Duration::from_secs(self.dynamic.loop_wait.max(1));
+        let tick = Duration::from_millis(self.dynamic.loop_wait_ms());
         match self.lease.deadline_ms {
             // Wake in time to renew or demote before the lease deadline.
             Some(deadline) => {
@@ -322,7 +323,7 @@ impl<P: PgOps> HaLoop<P> {
             return;
         };
         let value = serde_json::to_value(me).unwrap_or_default();
-        let ttl_ms = Some(self.dynamic.ttl.max(1) * 1000);
+        let ttl_ms = Some(self.dynamic.ttl_ms().max(MEMBER_KEY_MIN_TTL_MS));
         let cmd = Command::Put {
             key,
             value,
@@ -458,7 +459,7 @@ impl<P: PgOps> HaLoop<P> {
 
     async fn acquire_lease(&mut self) -> Result<(), String> {
         let sent_at = self.now_ms();
-        let ttl_ms = self.dynamic.ttl.max(1) * 1000;
+        let ttl_ms = self.dynamic.ttl_ms();
         let cmd = Command::AcquireLease {
             key: Key::Leader,
             holder: self.config.name.clone(),
@@ -469,7 +470,7 @@ impl<P: PgOps> HaLoop<P> {
             CommandOutcome::Applied { .. } => {
                 // Valid from when we sent it, not from when it committed: the keyspace may
                 // have stamped it earlier than our reply arrived.
-                self.set_lease_deadline(Some(sent_at + ttl_ms - MAX_CLOCK_SKEW.as_millis() as u64));
+                self.set_lease_deadline(Some((sent_at + ttl_ms).saturating_sub(self.config.raft.max_clock_skew_ms)));
                 Ok(())
             }
             CommandOutcome::Rejected { reason, .. } => {

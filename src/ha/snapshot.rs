@@ -42,8 +42,8 @@ pub struct NodeSnapshot {
     /// `pg_stat_replication` on the primary.
     pub replication: Vec<ReplicationRow>,
     /// `loop_wait` and `ttl` in force (seconds), for liveness thresholds.
-    pub loop_wait_secs: u64,
-    pub ttl_secs: u64,
+    pub loop_wait_secs: f64,
+    pub ttl_secs: f64,
 }
 
 impl NodeSnapshot {
@@ -64,8 +64,8 @@ impl NodeSnapshot {
             last_decision: "starting".to_string(),
             postmaster_start_time: None,
             replication: Vec::new(),
-            loop_wait_secs: 10,
-            ttl_secs: 30,
+            loop_wait_secs: crate::config::DEFAULT_LOOP_WAIT_SECS,
+            ttl_secs: crate::config::DEFAULT_TTL_SECS,
         }
     }
 }

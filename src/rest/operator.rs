@@ -47,7 +47,7 @@ pub async fn restart(state: &RestState, body: &[u8]) -> Response {
         let snapshot = state.snapshot.borrow();
         (
             conditions.unmet_by(&snapshot.me),
-            Duration::from_secs(snapshot.loop_wait_secs),
+            Duration::from_secs_f64(snapshot.loop_wait_secs),
         )
     };
     if let Some(reason) = unmet {

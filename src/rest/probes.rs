@@ -19,7 +19,7 @@ pub fn is_alive(snapshot: &NodeSnapshot, now: Instant) -> bool {
     let me = &snapshot.me;
     let running_primary = me.role == PgRole::Primary && me.state.is_up();
     let ttl_multiple = if running_primary { 1 } else { 2 };
-    let allowed = Duration::from_secs(snapshot.loop_wait_secs + snapshot.ttl_secs * ttl_multiple);
+    let allowed = Duration::from_secs_f64(snapshot.loop_wait_secs + snapshot.ttl_secs * ttl_multiple as f64);
     now.saturating_duration_since(snapshot.last_cycle) < allowed
 }
 
