@@ -97,9 +97,49 @@ pub enum PgError {
     #[error("pg_basebackup from {source_addr} failed: {detail}")]
     Basebackup { source_addr: String, detail: String },
 
+    /// pg_rewind failed. `target_modified`: it had started changing the data directory, which
+    /// is then unusable until rewound successfully or replaced by a new base backup.
+    #[error("pg_rewind from {source_addr} failed: {detail}{}", damage_note(*.target_modified))]
+    Rewind {
+        source_addr: String,
+        detail: String,
+        target_modified: bool,
+    },
+
+    /// An operation that needs PostgreSQL stopped (pg_rewind, removing the data directory).
+    #[error(
+        "{operation} refused: PostgreSQL (pid {pid}) is running on data directory {path}; stop it first"
+    )]
+    Running {
+        operation: &'static str,
+        path: PathBuf,
+        pid: u32,
+    },
+
+    /// Asked to delete a directory that is not a PostgreSQL data directory.
+    #[error("{operation} refused: {path} is not a PostgreSQL data directory ({reason}); the agent never deletes it")]
+    NotPostgres {
+        operation: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+
+    /// A timeline history file in pg_wal is missing or unreadable.
+    #[error("timeline history file {path}: {detail}")]
+    TimelineHistory { path: PathBuf, detail: String },
+
     /// A parameter name or value that cannot be written safely into postgresql.conf.
     #[error("invalid PostgreSQL parameter {name}: {reason}")]
     InvalidParameter { name: String, reason: String },
+}
+
+/// What a failed pg_rewind left behind, when that matters to the operator.
+fn damage_note(target_modified: bool) -> &'static str {
+    if target_modified {
+        "; it had begun rewriting the data directory, which cannot be started until a rewind succeeds or a new base backup replaces it"
+    } else {
+        ""
+    }
 }
 
 impl PgError {

@@ -93,19 +93,35 @@ impl Drop for FreshDataDir {
 
 /// Removes everything inside `dir` (only called on a directory this code found empty).
 fn clear_directory(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.filter_map(Result::ok) {
+    // Failures are logged by remove_contents; the undo carries on regardless.
+    let _ = remove_contents(dir);
+}
+
+/// Removes everything inside `dir`, keeping `dir` itself (its owner and mode stay as they
+/// are). Symbolic links are removed, never followed, so nothing outside `dir` is deleted.
+/// Carries on past a failure to remove as much as it can, then returns the first failure.
+pub(crate) fn remove_contents(dir: &Path) -> Result<(), PgError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| PgError::io("list", dir, e))?;
+    let mut first_failure = None;
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                first_failure.get_or_insert(PgError::io("list", dir, e));
+                continue;
+            }
+        };
         let path = entry.path();
         let removed = match entry.file_type() {
             Ok(kind) if kind.is_dir() => std::fs::remove_dir_all(&path),
             _ => std::fs::remove_file(&path),
         };
         if let Err(e) = removed {
-            tracing::warn!(path = %path.display(), error = %e, "could not clean up after a failed operation");
+            tracing::warn!(path = %path.display(), error = %e, "could not remove from the data directory");
+            first_failure.get_or_insert(PgError::io("remove", path, e));
         }
     }
+    first_failure.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]
@@ -151,6 +167,28 @@ mod tests {
         std::fs::write(target.join("PG_VERSION"), "15").unwrap();
         fresh.commit();
         assert!(target.join("PG_VERSION").exists());
+    }
+
+    #[test]
+    fn remove_contents_keeps_the_directory_and_does_not_follow_links() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("data");
+        let elsewhere = root.path().join("wal");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("000000010000000000000001"), "wal").unwrap();
+        std::fs::create_dir_all(target.join("base").join("1")).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(target.join("PG_VERSION"), "15\n").unwrap();
+        std::fs::write(target.join("base").join("1").join("1259"), "x").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, target.join("pg_wal")).unwrap();
+
+        remove_contents(&target).unwrap();
+        assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+        assert_eq!(std::fs::metadata(&target).unwrap().mode() & 0o777, 0o700);
+        assert!(elsewhere.join("000000010000000000000001").exists());
+
+        let err = remove_contents(&root.path().join("nope")).unwrap_err();
+        assert!(err.to_string().starts_with("cannot list"), "{err}");
     }
 
     #[test]

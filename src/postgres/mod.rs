@@ -1,9 +1,9 @@
 //! Everything the agent does to its local PostgreSQL: the executor's toolbox.
 //!
 //! No HA decisions are made here; the HA loop decides and calls these. Programs (initdb,
-//! pg_ctl, pg_basebackup, pg_controldata) run through `tokio::process` as the PostgreSQL OS
-//! user (see `os_user`: when the agent is root it switches to `postgres` or the configured
-//! user), SQL goes through `tokio-postgres` as the superuser.
+//! pg_ctl, pg_basebackup, pg_controldata, pg_rewind) run through `tokio::process` as the
+//! PostgreSQL OS user (see `os_user`: when the agent is root it switches to `postgres` or the
+//! configured user), SQL goes through `tokio-postgres` as the superuser.
 //!
 //! Modules, one job each:
 //! - `settings`: [`PostgresSettings`] from the agent's config;
@@ -11,6 +11,10 @@
 //! - `tool`: starting a PostgreSQL program with a clean environment;
 //! - `data_dir`: [`DataDirState`] (pg_controldata); `fresh_dir`: undoable preparation of an
 //!   empty data directory;
+//! - `control_data`: [`ControlData`] (what a member's control file says about its past) and
+//!   timeline history files;
+//! - `rewind`: rejoining a former primary (pg_rewind, or emptying the data directory for a
+//!   new base backup);
 //! - `initdb`, `basebackup`, `ctl` (pg_ctl start/stop/reload/promote, postmaster.pid);
 //! - `conf`: postgresql.conf / pg_hba.conf / standby.signal;
 //! - `query`: connecting, [`PgState`], roles; `slots`: replication slots;
@@ -19,6 +23,7 @@
 mod basebackup;
 mod conf;
 mod conninfo;
+mod control_data;
 mod ctl;
 mod data_dir;
 mod error;
@@ -27,6 +32,7 @@ mod initdb;
 mod lsn;
 mod os_user;
 mod query;
+mod rewind;
 mod secret_file;
 mod settings;
 mod slots;
@@ -37,12 +43,16 @@ use std::path::{Path, PathBuf};
 pub use basebackup::{parse_progress, BackupProgress};
 pub use conf::{ConfigChange, PgConfigFiles, StandbyConfig, POSTMASTER_PARAMETERS};
 pub use conninfo::{primary_conninfo, ConnTarget};
+pub use control_data::{
+    parse_control_data, parse_timeline_history, ClusterState, ControlData, TimelineSwitch,
+};
 pub use ctl::{postmaster_of, StopMode};
 pub use data_dir::DataDirState;
 pub use error::PgError;
 pub use lsn::{format_lsn, parse_lsn};
 pub use os_user::{OsUser, DEFAULT_RUN_AS};
 pub use query::{PgState, ReplicationPeer, WalReceiver};
+pub use rewind::{RewindOutcome, RewindSource};
 pub use settings::{detect_bin_dir, Credentials, PostgresSettings, DEFAULT_PG_CTL_TIMEOUT};
 pub use slots::{slot_name_for, SlotSync};
 
