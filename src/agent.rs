@@ -82,8 +82,8 @@ pub async fn run(
     });
 
     let mut operator = None;
+    let mut position = None;
     let mut ha_task = None;
-    let mut guard = None;
     if let Some(pg) = postgres {
         tracing::info!(data_dir = %pg.data_dir().display(), "managing PostgreSQL");
         let (snapshot_tx, snapshot_rx) =
@@ -108,8 +108,9 @@ pub async fn run(
         }
         // Armed for the whole time the loop manages PostgreSQL: if this process dies, the
         // guard kills the postmaster (src/fence.rs).
-        guard = Some(crate::fence::spawn_guard(pg.data_dir()).map_err(AgentError::Fence)?);
+        let guard = crate::fence::spawn_guard(pg.data_dir()).map_err(AgentError::Fence)?;
         let ops = Arc::new(LocalPostgres::new(pg, config.clone()));
+        position = Some(crate::ha::position_probe(ops.clone()));
         let ha = HaLoop::new(
             node.clone(),
             config.clone(),
@@ -117,7 +118,8 @@ pub async fn run(
             ops,
             snapshot_tx,
             requests_rx,
-        );
+        )
+        .with_fence(guard);
         ha_task = Some(tokio::spawn(ha.run(stop_rx.clone())));
         operator = Some(requests_tx);
     }
@@ -126,13 +128,11 @@ pub async fn run(
     let until = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    serve(node.clone(), operator, listener, until).await?;
+    serve(node.clone(), operator, position, listener, until).await?;
     if let Some(task) = ha_task {
         // The loop stops PostgreSQL and gives the lease back before it returns.
         let _ = task.await;
     }
-    // PostgreSQL is stopped: disarming is closing the pipe, and the guard exits.
-    drop(guard);
     node.shutdown().await;
     tracing::info!("agent stopped");
     Ok(())
@@ -166,13 +166,14 @@ pub async fn bind(key: &'static str, addr: &str) -> Result<TcpListener, AgentErr
 pub async fn serve(
     node: Arc<RaftNode>,
     operator: Option<mpsc::Sender<OperatorRequest>>,
+    position: Option<crate::ha::PositionProbe>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
     let raft = RaftServiceServer::new(RaftGrpc::new(node.raft.clone(), &node.settings.cluster))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let admin = AdminServer::new(AdminGrpc::new(node.clone(), operator));
+    let admin = AdminServer::new(AdminGrpc::new(node.clone(), operator, position));
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(raft)

@@ -86,8 +86,8 @@ fn node_config(opts: &DemoOptions, i: usize, dir: &Path, port: u16, partners: &[
         yaml.push_str(&format!(
             "restapi:\n  listen: 127.0.0.1:{rest}\n  connect_address: 127.0.0.1:{rest}\n  \
              authentication: {{username: admin, password: demo-admin}}\n\
-             bootstrap:\n  dcs:\n    ttl: 30\n    loop_wait: 2\n    retry_timeout: 10\n    \
-             postgresql:\n      use_slots: true\n      parameters:\n        max_connections: 50\n        \
+             bootstrap:\n  dcs:\n    \
+             postgresql:\n      use_slots: true\n      use_pg_rewind: true\n      parameters:\n        max_connections: 50\n        \
              shared_buffers: 32MB\n  initdb:\n  - encoding: UTF8\n  - data-checksums\n\
              postgresql:\n  listen: 127.0.0.1:{pg}\n  connect_address: 127.0.0.1:{pg}\n  data_dir: {pgdata}\n  \
              authentication:\n    superuser: {{username: postgres, password: {DEMO_SUPERUSER_PASSWORD}}}\n    \

@@ -22,3 +22,4 @@ pub mod postgres;
 pub mod raft;
 pub mod rest;
 pub mod timefmt;
+pub mod watchdog;

@@ -49,6 +49,9 @@ pub enum PgRunState {
     StartFailed,
     #[serde(rename = "crashed")]
     Crashed,
+    /// A former primary checking / rewinding its timeline before it rejoins.
+    #[serde(rename = "rewinding")]
+    Rewinding,
 }
 
 impl PgRunState {
@@ -64,6 +67,7 @@ impl PgRunState {
             PgRunState::InitializingNewCluster => "initializing new cluster",
             PgRunState::StartFailed => "start failed",
             PgRunState::Crashed => "crashed",
+            PgRunState::Rewinding => "rewinding",
         }
     }
 
@@ -84,6 +88,9 @@ pub struct MemberStatus {
     pub conn_url: Option<String>,
     /// `http://host:port/patroni`.
     pub api_url: Option<String>,
+    /// The agent's gRPC address (`raft.self_addr`): where other agents ask for fresh figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raft_addr: Option<String>,
     /// PostgreSQL host and port clients use (`postgresql.connect_address`).
     pub host: Option<String>,
     pub port: Option<u16>,

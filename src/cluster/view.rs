@@ -86,7 +86,8 @@ impl ClusterView {
                 }
                 Key::Status => view.last_primary_lsn = e.value.get("optime").and_then(|v| v.as_u64()),
                 Key::Failover => {
-                    view.failover = Some(serde_json::from_value(e.value.clone()).map_err(|x| bad(x.to_string()))?);
+                    view.failover =
+                        Some(serde_json::from_value(e.value.clone()).map_err(|x| bad(x.to_string()))?);
                     view.failover_revision = Some(e.revision);
                 }
                 Key::Sync => {}

@@ -174,7 +174,9 @@ pub struct DynamicPostgresql {
 impl Default for DynamicPostgresql {
     fn default() -> Self {
         DynamicPostgresql {
-            use_pg_rewind: false,
+            // Patroni's default is false; pgquorum's bootstrap always enables wal_log_hints,
+            // so a diverged former primary can always be rewound rather than left stopped.
+            use_pg_rewind: true,
             use_slots: true,
             parameters: BTreeMap::new(),
             recovery_conf: BTreeMap::new(),

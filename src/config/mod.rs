@@ -24,8 +24,8 @@ use std::path::Path;
 use serde_yaml_ng::Value as Yaml;
 
 pub use dynamic::{
-    DEFAULT_LOOP_WAIT_SECS, DEFAULT_RETRY_TIMEOUT_SECS, DEFAULT_TTL_SECS,
     DynamicConfig, DynamicPostgresql, IgnoreSlot, PermanentSlot, SlotType, StandbyCluster, SynchronousMode,
+    DEFAULT_LOOP_WAIT_SECS, DEFAULT_RETRY_TIMEOUT_SECS, DEFAULT_TTL_SECS,
 };
 pub use env::{variable_for as env_variable_for, ENV_PREFIX};
 pub use types::{

@@ -486,10 +486,12 @@ fn dynamic_config_edits_are_validated() {
              Patroni requires loop_wait + 2 × retry_timeout ≤ ttl",
         ]
     );
-    let raft = load(&format!("{MINIMAL}  election_timeout_ms: 3000\nbootstrap:\n  dcs:\n    ttl: 30\n"))
-        .expect("valid")
-        .config
-        .raft;
+    let raft = load(&format!(
+        "{MINIMAL}  election_timeout_ms: 3000\nbootstrap:\n  dcs:\n    ttl: 30\n"
+    ))
+    .expect("valid")
+    .config
+    .raft;
     let short_lease = serde_json::json!({"ttl": 10, "loop_wait": 2, "retry_timeout": 3});
     let problems = DynamicConfig::from_json(&short_lease, Some(&raft)).expect_err("too short for raft");
     assert_eq!(problems.len(), 1);

@@ -236,7 +236,10 @@ impl Walker<'_> {
                 .map(Json::from),
             Kind::FracSeconds { min_ms } => frac_seconds(value).and_then(|secs| {
                 if secs * 1000.0 + 1e-6 < min_ms as f64 {
-                    Err(format!("{secs} s is too small (minimum {} s)", min_ms as f64 / 1000.0))
+                    Err(format!(
+                        "{secs} s is too small (minimum {} s)",
+                        min_ms as f64 / 1000.0
+                    ))
                 } else {
                     Ok(seconds_json(secs))
                 }
@@ -627,7 +630,9 @@ fn seconds(value: &Yaml) -> Result<i64, String> {
 /// Seconds that may be fractional: a number, or a string with a unit (`500ms`, `2.5s`).
 fn frac_seconds(value: &Yaml) -> Result<f64, String> {
     let secs = match value {
-        Yaml::Number(n) => n.as_f64().ok_or_else(|| format!("{n} is not a number of seconds"))?,
+        Yaml::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| format!("{n} is not a number of seconds"))?,
         Yaml::String(s) => {
             let t = s.trim();
             let (number, scale) = if let Some(ms) = t.strip_suffix("ms") {
@@ -641,7 +646,12 @@ fn frac_seconds(value: &Yaml) -> Result<f64, String> {
                 format!("\"{s}\" is not a duration (use seconds, e.g. 2.5, or a number with unit ms or s)")
             })?
         }
-        other => return Err(format!("expected a duration in seconds, found {}", describe(other))),
+        other => {
+            return Err(format!(
+                "expected a duration in seconds, found {}",
+                describe(other)
+            ))
+        }
     };
     if !secs.is_finite() {
         return Err(format!("{secs} is not a valid number of seconds"));

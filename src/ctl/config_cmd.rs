@@ -10,7 +10,7 @@ use crate::config::DynamicConfig;
 use crate::keyspace::{Command, CommandOutcome, Key, Precondition};
 
 /// The stored config and its revision (`None`: never written; the defaults apply).
-async fn current(endpoint: &str) -> Result<(Value, Option<u64>), CtlError> {
+pub(super) async fn current(endpoint: &str) -> Result<(Value, Option<u64>), CtlError> {
     let read = client::read(endpoint, "config", false, true).await?;
     Ok(match read.entries.first() {
         Some(e) => (e.value.clone(), Some(e.revision)),
@@ -130,7 +130,27 @@ pub async fn edit(endpoint: &str, sets: &[String], pgs: &[String]) -> Result<Str
     if after == before {
         return Ok("Not changed".into());
     }
-    let (validated, warnings) = DynamicConfig::from_json(&after, None).map_err(|problems| {
+    let stored = store(endpoint, &after, revision).await?;
+    let mut out = diff(&to_yaml(&before)?, &to_yaml(&stored.config.to_json())?);
+    for w in stored.warnings {
+        out.push_str(&format!("\nwarning: {w}"));
+    }
+    out.push_str("\nConfiguration changed");
+    Ok(out)
+}
+
+/// A configuration written by [`store`].
+pub(super) struct Stored {
+    pub config: DynamicConfig,
+    pub warnings: Vec<String>,
+    /// The log index the write was committed at (the `config` key's new revision).
+    pub revision: u64,
+}
+
+/// Validate `after` like `bootstrap.dcs` and write it compare-and-set against `revision`
+/// (the one `after` was derived from; `None`: the key must still be absent).
+pub(super) async fn store(endpoint: &str, after: &Value, revision: Option<u64>) -> Result<Stored, CtlError> {
+    let (validated, warnings) = DynamicConfig::from_json(after, None).map_err(|problems| {
         CtlError::Other(format!(
             "the new configuration is invalid, nothing changed:\n  - {}",
             problems.join("\n  - ")
@@ -144,14 +164,11 @@ pub async fn edit(endpoint: &str, sets: &[String], pgs: &[String]) -> Result<Str
         precondition,
     };
     match client::write(endpoint, &cmd).await?.0 {
-        CommandOutcome::Applied { .. } => {
-            let mut out = diff(&to_yaml(&before)?, &to_yaml(&validated.to_json())?);
-            for w in warnings {
-                out.push_str(&format!("\nwarning: {w}"));
-            }
-            out.push_str("\nConfiguration changed");
-            Ok(out)
-        }
+        CommandOutcome::Applied { revision } => Ok(Stored {
+            config: validated,
+            warnings,
+            revision,
+        }),
         CommandOutcome::Rejected { .. } => Err(CtlError::Other(
             "the configuration was changed by someone else meanwhile; nothing changed — run the edit again"
                 .into(),

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::cluster_read::cluster_view;
 use super::{table, CtlError};
-use crate::cluster::{ClusterView, MemberStatus, PgRole};
+use crate::cluster::{ClusterView, FailoverRequest, MemberStatus, PgRole};
 
 /// One row; field names follow `patronictl list -f json`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -133,13 +133,58 @@ pub fn render(scope: &str, view: &ClusterView) -> String {
         .filter(|s| !s.is_empty())
         .unwrap_or("uninitialized");
     let mut out = format!("Cluster: {scope} ({sysid})\n{}", table::render(&header, &cells));
+    if let Some(request) = &view.failover {
+        out.push('\n');
+        out.push_str(&failover_footer(request));
+    }
     if view.paused() {
-        out.push_str("\nMaintenance mode: on");
+        out.push_str("\n Maintenance mode: on");
     }
     if view.leader.is_none() {
         out.push_str("\nWARNING: no member holds the leader lease");
     }
     out
+}
+
+/// A pending `failover` key below the table. A scheduled switchover is shown as
+/// `patronictl list` shows it:
+///
+/// ```text
+///  Switchover scheduled at: 2030-01-31T22:00:00+01:00
+///                     from: node1
+///                       to: node2
+/// ```
+pub fn failover_footer(request: &FailoverRequest) -> String {
+    const HEAD: &str = " Switchover scheduled at:";
+    let width = HEAD.len();
+    match &request.scheduled_at {
+        Some(at) => {
+            let mut lines = vec![format!("{HEAD} {at}")];
+            if let Some(leader) = &request.leader {
+                lines.push(format!("{:>width$} {leader}", "from:"));
+            }
+            if let Some(member) = &request.member {
+                lines.push(format!("{:>width$} {member}", "to:"));
+            }
+            lines.join("\n")
+        }
+        None => {
+            let what = if request.is_switchover() {
+                "Switchover"
+            } else {
+                "Failover"
+            };
+            let mut line = format!(" {what} in progress:");
+            if let Some(leader) = &request.leader {
+                line.push_str(&format!(" from {leader}"));
+            }
+            line.push_str(&format!(
+                " to {}",
+                request.member.as_deref().unwrap_or("the best replica")
+            ));
+            line
+        }
+    }
 }
 
 pub async fn run(
@@ -164,5 +209,71 @@ pub async fn run(
                 tokio::time::sleep(Duration::from_secs_f64(secs.max(0.5))).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{LeaderLease, PgRunState};
+
+    fn view() -> ClusterView {
+        ClusterView {
+            initialize: Some("7268616322854375442".into()),
+            leader: Some(LeaderLease {
+                holder: "node1".into(),
+                revision: 3,
+                expires_at_ms: u64::MAX,
+            }),
+            members: vec![MemberStatus {
+                name: "node1".into(),
+                role: PgRole::Primary,
+                state: PgRunState::Running,
+                timeline: Some(1),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn footer_shows_maintenance_mode_and_a_scheduled_switchover_like_patronictl() {
+        let mut v = view();
+        v.config.pause = true;
+        v.failover = Some(FailoverRequest {
+            leader: Some("node1".into()),
+            member: Some("node2".into()),
+            scheduled_at: Some("2030-01-31T22:00:00+01:00".into()),
+            scheduled_at_ms: Some(1_896_210_000_000),
+        });
+        let out = render("demo", &v);
+        let footer: Vec<&str> = out.lines().skip_while(|l| !l.starts_with(" ")).collect();
+        assert_eq!(
+            footer,
+            [
+                " Switchover scheduled at: 2030-01-31T22:00:00+01:00",
+                "                    from: node1",
+                "                      to: node2",
+                " Maintenance mode: on",
+            ]
+        );
+    }
+
+    #[test]
+    fn footer_for_requests_being_carried_out() {
+        let switchover = FailoverRequest {
+            leader: Some("node1".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            failover_footer(&switchover),
+            " Switchover in progress: from node1 to the best replica"
+        );
+        let failover = FailoverRequest {
+            member: Some("node3".into()),
+            ..Default::default()
+        };
+        assert_eq!(failover_footer(&failover), " Failover in progress: to node3");
+        assert!(!render("demo", &view()).contains("progress"));
     }
 }

@@ -6,14 +6,16 @@ mod config_cmd;
 mod get;
 mod history;
 pub mod list;
+mod maintenance;
 mod operate;
 mod raft_status;
+pub mod switchover;
 pub mod table;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use tonic::transport::Channel;
 
 use crate::config::Config;
@@ -36,7 +38,7 @@ pub struct Cli {
     /// Agent gRPC endpoint (HOST:PORT, the agent's `raft.self_addr`); overrides -c.
     #[arg(short = 'e', long, global = true, env = "PGQUORUMCTL_ENDPOINT")]
     pub endpoint: Option<String>,
-    /// Print JSON instead of a table.
+    /// Print JSON instead of a table (questions and progress lines then go to stderr).
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
@@ -74,6 +76,70 @@ pub enum CtlCommand {
     },
     /// The timeline history.
     History,
+    /// Hand the primary role to a replica in a planned way (like `patronictl switchover`).
+    ///
+    /// Checks the request like the REST API does, writes the `failover` key (refused while
+    /// another request is pending), then follows the HA loop: prints a line whenever the state
+    /// changes and, once the new primary holds the lease and runs as primary, the member table.
+    /// Gives up after 60 s. Without --force it asks for what is missing and for confirmation
+    /// (refusing when stdin is not a terminal).
+    Switchover {
+        /// The current primary (default: the lease holder); refused if it is not.
+        #[arg(long, visible_alias = "primary")]
+        leader: Option<String>,
+        /// The member to promote (default: the most up-to-date eligible replica).
+        #[arg(long)]
+        candidate: Option<String>,
+        /// When: RFC 3339 / ISO 8601 with an offset (`2030-01-31T22:00+01:00`, `...Z`), or
+        /// `now` (default). A scheduled switchover is recorded and the command returns.
+        #[arg(long, value_name = "TIME")]
+        scheduled: Option<String>,
+        /// No questions, no confirmation.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Promote a named replica whatever the current primary's state (like `patronictl failover`).
+    ///
+    /// Works without a primary and in maintenance mode. Follows the takeover like
+    /// `switchover` (60 s).
+    Failover {
+        /// The member to promote (asked for without --force).
+        #[arg(long)]
+        candidate: Option<String>,
+        /// No questions, no confirmation.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Cancel a pending request: `flush switchover` deletes the `failover` key (scheduled or
+    /// not yet carried out), compare-and-set on the revision read.
+    Flush {
+        #[arg(value_enum)]
+        target: FlushTarget,
+    },
+    /// Maintenance mode on: the agents take no automatic action on PostgreSQL (no failover,
+    /// no demotion); sets `pause: true` in the dynamic configuration (compare-and-set, as edit-config).
+    Pause {
+        /// Also wait until every member's agent has run an HA cycle since the change (its
+        /// member key was rewritten after the change was committed, so its loop read it).
+        /// Agents that are down are not waited for once their member key expired (ttl).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Maintenance mode off: removes `pause` from the dynamic configuration.
+    Resume {
+        /// As for `pause`: wait until every member's agent has run a cycle since the change.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Rebuild a replica from the primary: its agent stops PostgreSQL, removes the data
+    /// directory and clones again. Waits (up to 30 min) until it runs as a replica again,
+    /// printing each state it goes through. Refused on the primary.
+    Reinit {
+        member: String,
+        /// No confirmation.
+        #[arg(long)]
+        force: bool,
+    },
     /// Read a keyspace key (`leader`, `members/node1`, `config`...) for debugging.
     Get {
         /// The key, or with --prefix a key prefix ("" or "members/").
@@ -86,6 +152,13 @@ pub enum CtlCommand {
         #[arg(long)]
         stale: bool,
     },
+}
+
+/// What `flush` cancels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlushTarget {
+    /// A pending switchover or manual failover (the `failover` key).
+    Switchover,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,5 +243,34 @@ pub async fn run(cli: &Cli) -> Result<String, CtlError> {
         CtlCommand::ShowConfig => config_cmd::show(&endpoint, cli.json).await,
         CtlCommand::EditConfig { set, pg } => config_cmd::edit(&endpoint, set, pg).await,
         CtlCommand::History => history::run(&endpoint, cli.json).await,
+        CtlCommand::Switchover {
+            leader,
+            candidate,
+            scheduled,
+            force,
+        } => {
+            let scope = scope_of(&endpoint).await?;
+            let args = switchover::SwitchoverArgs {
+                leader: leader.clone(),
+                candidate: candidate.clone(),
+                scheduled: scheduled.clone(),
+                force: *force,
+                json: cli.json,
+            };
+            switchover::switchover(&endpoint, &scope, &args).await
+        }
+        CtlCommand::Failover { candidate, force } => {
+            let scope = scope_of(&endpoint).await?;
+            switchover::failover(&endpoint, &scope, candidate.as_deref(), *force, cli.json).await
+        }
+        CtlCommand::Flush {
+            target: FlushTarget::Switchover,
+        } => switchover::flush_switchover(&endpoint, cli.json).await,
+        CtlCommand::Pause { wait } => maintenance::set_pause(&endpoint, true, *wait, cli.json).await,
+        CtlCommand::Resume { wait } => maintenance::set_pause(&endpoint, false, *wait, cli.json).await,
+        CtlCommand::Reinit { member, force } => {
+            let scope = scope_of(&endpoint).await?;
+            maintenance::reinit(&endpoint, &scope, member, *force, cli.json).await
+        }
     }
 }

@@ -10,9 +10,10 @@ use tonic::{Request, Response, Status};
 use crate::grpc::pb::admin::admin_server::Admin;
 use crate::grpc::pb::admin::{
     NodeStatusReply, NodeStatusRequest, OperateReply, OperateRequest, RaftStatusReply, RaftStatusRequest,
-    ReadReply, ReadRequest, WriteReply, WriteRequest,
+    ReadReply, ReadRequest, WalPositionReply, WalPositionRequest, WriteReply, WriteRequest,
 };
 use crate::ha::OperatorRequest;
+use crate::ha::PositionProbe;
 use crate::keyspace::Command;
 use crate::node::{error_to_status, RaftNode, ReadQuery};
 
@@ -20,11 +21,21 @@ pub struct AdminGrpc {
     node: Arc<RaftNode>,
     /// The HA loop's request queue; `None` on a node that manages no PostgreSQL.
     operator: Option<mpsc::Sender<OperatorRequest>>,
+    /// Live WAL position of the local PostgreSQL; `None` on a node without one.
+    position: Option<PositionProbe>,
 }
 
 impl AdminGrpc {
-    pub fn new(node: Arc<RaftNode>, operator: Option<mpsc::Sender<OperatorRequest>>) -> AdminGrpc {
-        AdminGrpc { node, operator }
+    pub fn new(
+        node: Arc<RaftNode>,
+        operator: Option<mpsc::Sender<OperatorRequest>>,
+        position: Option<PositionProbe>,
+    ) -> AdminGrpc {
+        AdminGrpc {
+            node,
+            operator,
+            position,
+        }
     }
 }
 
@@ -81,6 +92,27 @@ impl Admin for AdminGrpc {
 
     async fn raft_status(&self, _: Request<RaftStatusRequest>) -> Result<Response<RaftStatusReply>, Status> {
         Ok(Response::new(self.node.raft_status().await))
+    }
+
+    async fn wal_position(
+        &self,
+        _request: Request<WalPositionRequest>,
+    ) -> Result<Response<WalPositionReply>, Status> {
+        let Some(probe) = &self.position else {
+            return Err(Status::unimplemented("this node manages no PostgreSQL"));
+        };
+        let reply = match probe().await {
+            Ok(p) => WalPositionReply {
+                timeline: p.timeline,
+                lsn: p.lsn,
+                error: String::new(),
+            },
+            Err(e) => WalPositionReply {
+                error: e,
+                ..Default::default()
+            },
+        };
+        Ok(Response::new(reply))
     }
 
     async fn operate(&self, request: Request<OperateRequest>) -> Result<Response<OperateReply>, Status> {

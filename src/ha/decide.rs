@@ -3,7 +3,9 @@
 //! No I/O here. Every case the loop can meet is a row of the table tests in
 //! `decide_test.rs`; the executor (`runner.rs`) carries the actions out.
 
-use crate::cluster::{ClusterView, MemberStatus, PgRole};
+use std::collections::BTreeMap;
+
+use crate::cluster::{ClusterView, FailoverRequest, MemberStatus, PgRole};
 use crate::config::Tags;
 
 /// What the agent knows about its local data directory.
@@ -27,14 +29,31 @@ pub struct LocalPg {
     pub role: Option<PgRole>,
     /// The member this replica is configured to stream from (what the agent last wrote).
     pub following: Option<String>,
-    /// A background job (bootstrap, clone) is running: nothing else may touch PostgreSQL.
+    /// A background job (bootstrap, clone, rejoin) is running: nothing else may touch PostgreSQL.
     pub job: Option<Job>,
+    /// PostgreSQL is stopped and its data directory last ran as a primary that has not been
+    /// checked against the current primary's timeline: it must go through `Rejoin` (pg_rewind)
+    /// before it may stream from anyone, or it could replay WAL the new primary never had.
+    pub needs_rejoin: bool,
+    /// Local time (ms) since which PostgreSQL has been down while this node holds the lease.
+    pub down_since_ms: Option<u64>,
+    /// Why the agent must leave the data directory alone until an operator acts (a rewind
+    /// that failed or is not allowed). Cleared by `reinit` or an agent restart.
+    pub blocked: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
     Bootstrap,
     Clone,
+    Rejoin,
+}
+
+/// A member's WAL position as a leader race compares them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct WalPosition {
+    pub timeline: u64,
+    pub lsn: u64,
 }
 
 /// This agent's own view of the leader lease it may hold (local monotonic clock, ms).
@@ -59,6 +78,12 @@ pub struct Inputs<'a> {
     pub now_ms: u64,
     /// Demote this long before the lease deadline at the latest (covers one loop of delay).
     pub demote_margin_ms: u64,
+    /// This node's own WAL position, observed this cycle (`None`: PostgreSQL not queryable).
+    pub my_position: Option<WalPosition>,
+    /// The other members' positions asked for directly at decision time (gathered only when no
+    /// primary holds the lease). `None`: not gathered, the member keys' figures count; a member
+    /// missing from the map did not answer and takes no part in the race.
+    pub fresh: Option<&'a BTreeMap<String, WalPosition>>,
 }
 
 /// One thing to do. The executor runs them in order and stops at the first failure.
@@ -81,9 +106,17 @@ pub enum Action {
     StartReplica { leader: Option<String> },
     /// `pg_ctl promote`.
     Promote,
-    /// Stop accepting writes at once: fast shutdown, then start as a read-only replica of
-    /// `leader` (or of nobody).
-    Demote { leader: Option<String> },
+    /// Stop accepting writes at once: fast shutdown (open sessions end at once). The next
+    /// cycles rejoin the new primary (`Rejoin`, then `StartReplica`).
+    Demote,
+    /// Planned hand-over (switchover): stop cleanly so every WAL record reaches the standbys,
+    /// publish the final WAL position in `status`, then release the lease for `candidate`.
+    HandOver { candidate: String },
+    /// Check this former primary's timeline against `leader` with pg_rewind (rewind it when it
+    /// diverged, or re-clone / refuse as the configuration says). Runs in the background.
+    Rejoin { leader: String },
+    /// Remove the `failover` key (done, stale, or impossible).
+    ClearFailover,
     /// Re-point a running replica at `leader` (reload, or restart if PostgreSQL needs it).
     Follow { leader: String },
     /// Keep replication slots for the other members (primary only).
@@ -113,7 +146,8 @@ fn decision(actions: Vec<Action>, reason: impl Into<String>) -> Decision {
 pub fn decide(input: &Inputs<'_>) -> Decision {
     let d = decide_unpaused(input);
     match input.cluster {
-        Some(c) if c.paused() => paused(input, d),
+        // An operator's explicit switchover / failover proceeds in maintenance mode too.
+        Some(c) if c.paused() && c.failover.is_none() => paused(input, d),
         _ => d,
     }
 }
@@ -141,6 +175,7 @@ fn decide_unpaused(input: &Inputs<'_>) -> Decision {
         let what = match job {
             Job::Bootstrap => "bootstrapping a new cluster",
             Job::Clone => "creating a replica",
+            Job::Rejoin => "checking my timeline against the primary's (pg_rewind)",
         };
         return decision(vec![], format!("{what}: in progress"));
     }
@@ -149,6 +184,9 @@ fn decide_unpaused(input: &Inputs<'_>) -> Decision {
             vec![Action::Refuse],
             format!("refusing to manage the data directory: {why}"),
         );
+    }
+    if let Some(why) = &pg.blocked {
+        return decision(vec![Action::Refuse], why.clone());
     }
 
     let Some(cluster) = input.cluster else {
@@ -161,7 +199,7 @@ fn decide_unpaused(input: &Inputs<'_>) -> Decision {
         if let Some(deadline) = input.lease.deadline_ms {
             if input.now_ms + input.demote_margin_ms >= deadline {
                 return decision(
-                    vec![Action::Demote { leader: None }, Action::ReleaseLease],
+                    vec![Action::Demote, Action::ReleaseLease],
                     "lease renew failed before its deadline: demoting",
                 );
             }
@@ -184,7 +222,7 @@ fn keyspace_unreachable(input: &Inputs<'_>) -> Decision {
         // We cannot renew the lease, so we cannot know that nobody else took it: stop
         // accepting writes now rather than at the deadline (Patroni does the same).
         return decision(
-            vec![Action::Demote { leader: None }],
+            vec![Action::Demote],
             "cannot confirm the keyspace (no majority reachable) and I was the primary: demoting",
         );
     }
@@ -230,25 +268,39 @@ fn initialized_cluster(input: &Inputs<'_>, cluster: &ClusterView, sysid: &str) -
     }
 
     match cluster.leader_name() {
-        Some(holder) if holder == input.me => lease_holder(input),
-        Some(holder) => follower_of(input, holder),
+        Some(holder) if holder == input.me => lease_holder(input, cluster),
+        Some(holder) => follower_of(input, cluster, holder),
         None => no_leader(input, cluster),
     }
 }
 
+/// A member with no data directory clones: from a running member tagged `clonefrom` if there
+/// is one (to spare the primary), otherwise from the primary.
 fn new_replica(input: &Inputs<'_>, cluster: &ClusterView) -> Decision {
-    match cluster.leader_name() {
-        Some(leader) if leader != input.me && member_is_up(cluster, leader) => decision(
+    let clonefrom = cluster
+        .members
+        .iter()
+        .filter(|m| m.name != input.me && m.tags.clonefrom && m.state.is_up())
+        .map(|m| m.name.as_str())
+        .next();
+    match (cluster.leader_name(), clonefrom) {
+        (Some(leader), Some(source)) if leader != input.me => decision(
+            vec![Action::Clone {
+                source: source.to_string(),
+            }],
+            format!("no data directory: cloning from {source} (tagged clonefrom; the primary is {leader})"),
+        ),
+        (Some(leader), None) if leader != input.me && member_is_up(cluster, leader) => decision(
             vec![Action::Clone {
                 source: leader.to_string(),
             }],
             format!("no data directory: cloning from primary {leader}"),
         ),
-        Some(leader) => decision(
+        (Some(leader), _) => decision(
             vec![],
             format!("no data directory: waiting for primary {leader} to be up"),
         ),
-        None => decision(vec![], "no data directory and no primary to clone from: waiting"),
+        (None, _) => decision(vec![], "no data directory and no primary to clone from: waiting"),
     }
 }
 
@@ -256,33 +308,162 @@ fn member_is_up(cluster: &ClusterView, name: &str) -> bool {
     cluster.member(name).is_some_and(|m| m.state.is_up())
 }
 
-fn lease_holder(input: &Inputs<'_>) -> Decision {
+/// The pending `failover` request, if it is due by keyspace time.
+fn due_failover(cluster: &ClusterView) -> Option<&FailoverRequest> {
+    cluster.failover.as_ref().filter(|f| f.is_due(cluster.as_of_ms))
+}
+
+const KEEP_LEASE: [Action; 3] = [Action::AcquireLease, Action::PublishStatus, Action::SyncSlots];
+
+fn lease_holder(input: &Inputs<'_>, cluster: &ClusterView) -> Decision {
     let pg = input.pg;
     match (pg.running, pg.role) {
-        (true, Some(PgRole::Primary)) => decision(
-            vec![Action::AcquireLease, Action::PublishStatus, Action::SyncSlots],
-            "no action: I am the primary and hold the lease",
-        ),
+        (true, Some(PgRole::Primary)) => primary_with_lease(input, cluster),
         (true, _) => decision(
             vec![Action::AcquireLease, Action::Promote],
             "I hold the lease but PostgreSQL runs as a replica: promoting",
         ),
-        (false, _) => decision(
-            vec![Action::AcquireLease, Action::StartPrimary],
-            "I hold the lease and PostgreSQL is not running: starting it as primary (crash recovery)",
+        (false, _) => {
+            let timeout_ms = cluster.config.primary_start_timeout.saturating_mul(1000);
+            let down_for = pg.down_since_ms.map(|t| input.now_ms.saturating_sub(t));
+            match down_for {
+                Some(down) if down >= timeout_ms => decision(
+                    vec![Action::ReleaseLease],
+                    format!(
+                        "PostgreSQL has been down {:.1} s, primary_start_timeout is {} s: releasing the lease \
+                         so a replica takes over",
+                        down as f64 / 1000.0,
+                        cluster.config.primary_start_timeout
+                    ),
+                ),
+                _ => decision(
+                    vec![Action::AcquireLease, Action::StartPrimary],
+                    "I hold the lease and PostgreSQL is not running: starting it as primary (crash recovery)",
+                ),
+            }
+        }
+    }
+}
+
+/// The healthy primary: keep the lease, and carry out a due switchover request.
+fn primary_with_lease(input: &Inputs<'_>, cluster: &ClusterView) -> Decision {
+    let keep = |extra: Option<Action>, reason: String| {
+        let mut actions = KEEP_LEASE.to_vec();
+        actions.extend(extra);
+        decision(actions, reason)
+    };
+    let Some(req) = cluster.failover.as_ref() else {
+        return keep(None, "no action: I am the primary and hold the lease".into());
+    };
+    if req.member.as_deref() == Some(input.me) {
+        return keep(
+            Some(Action::ClearFailover),
+            "I am the primary the switchover asked for: removing the request".into(),
+        );
+    }
+    if let Some(leader) = req.leader.as_deref().filter(|l| *l != input.me) {
+        return keep(
+            Some(Action::ClearFailover),
+            format!("a switchover away from {leader} is pending, but I am the primary: removing the stale request"),
+        );
+    }
+    if !req.is_due(cluster.as_of_ms) {
+        return keep(
+            None,
+            format!(
+                "no action: I am the primary; switchover scheduled at {}",
+                req.scheduled_at.as_deref().unwrap_or("?")
+            ),
+        );
+    }
+    match switchover_target(input, cluster, req) {
+        Ok(candidate) => decision(
+            vec![Action::HandOver {
+                candidate: candidate.clone(),
+            }],
+            format!("switchover to {candidate}: shutting down cleanly and handing the lease over"),
+        ),
+        Err(why) => keep(
+            Some(Action::ClearFailover),
+            format!("switchover requested but not possible ({why}): cancelling it"),
         ),
     }
 }
 
-fn follower_of(input: &Inputs<'_>, leader: &str) -> Decision {
+/// The member a switchover hands over to: the one asked for, or the best eligible replica.
+fn switchover_target(
+    input: &Inputs<'_>,
+    cluster: &ClusterView,
+    req: &FailoverRequest,
+) -> Result<String, String> {
+    let my_lsn = input.my_position.map_or(0, |p| p.lsn);
+    let max_lag = cluster.config.maximum_lag_on_failover;
+    let eligible = |m: &MemberStatus| -> Result<(), String> {
+        if !m.tags.may_become_primary() {
+            return Err(format!("{} is tagged nofailover", m.name));
+        }
+        if !m.state.is_up() {
+            return Err(format!("{} is not running ({})", m.name, m.state.as_str()));
+        }
+        let lag = my_lsn.saturating_sub(m.wal_position().unwrap_or(0));
+        if lag > max_lag {
+            return Err(format!(
+                "{} lags {lag} bytes behind, more than maximum_lag_on_failover ({max_lag})",
+                m.name
+            ));
+        }
+        Ok(())
+    };
+    match req.member.as_deref() {
+        Some(name) => {
+            let m = cluster
+                .member(name)
+                .ok_or_else(|| format!("{name} is not a member"))?;
+            eligible(m).map(|()| name.to_string())
+        }
+        None => cluster
+            .members
+            .iter()
+            .filter(|m| m.name != input.me && eligible(m).is_ok())
+            .max_by(|a, b| {
+                let rank = |m: &MemberStatus| {
+                    (
+                        m.wal_position().unwrap_or(0),
+                        m.tags.effective_failover_priority(),
+                    )
+                };
+                rank(a).cmp(&rank(b)).then_with(|| b.name.cmp(&a.name))
+            })
+            .map(|m| m.name.clone())
+            .ok_or_else(|| "no replica is running and eligible".to_string()),
+    }
+}
+
+fn follower_of(input: &Inputs<'_>, cluster: &ClusterView, leader: &str) -> Decision {
     let pg = input.pg;
-    match (pg.running, pg.role) {
-        (true, Some(PgRole::Primary)) => decision(
-            vec![Action::Demote {
-                leader: Some(leader.to_string()),
-            }],
+    if pg.running && pg.role == Some(PgRole::Primary) {
+        return decision(
+            vec![Action::Demote],
             format!("{leader} holds the lease but I run as a primary: demoting"),
-        ),
+        );
+    }
+    if pg.needs_rejoin {
+        if !member_is_up(cluster, leader) {
+            return decision(
+                vec![],
+                format!("I was a primary; waiting for the new primary {leader} to be up before rejoining"),
+            );
+        }
+        return decision(
+            vec![Action::Rejoin {
+                leader: leader.to_string(),
+            }],
+            format!(
+                "I was a primary: checking my timeline against {leader}'s with pg_rewind before following it"
+            ),
+        );
+    }
+    match (pg.running, pg.role) {
         (true, _) if pg.following.as_deref() == Some(leader) => {
             decision(vec![], format!("following primary {leader}"))
         }
@@ -301,34 +482,59 @@ fn follower_of(input: &Inputs<'_>, leader: &str) -> Decision {
     }
 }
 
+/// What a member that stays out of the race does with its PostgreSQL: a primary demotes, a
+/// stopped server starts read-only (unless it was a primary that must rejoin first).
+fn stay_out(input: &Inputs<'_>, reason: String) -> Decision {
+    let pg = input.pg;
+    let actions = match (pg.running, pg.role) {
+        (true, Some(PgRole::Primary)) => vec![Action::Demote],
+        (false, _) if !pg.needs_rejoin => vec![Action::StartReplica { leader: None }],
+        _ => vec![],
+    };
+    decision(actions, reason)
+}
+
 /// Nobody holds the lease. The healthiest eligible member takes it; the rest wait.
 fn no_leader(input: &Inputs<'_>, cluster: &ClusterView) -> Decision {
     let pg = input.pg;
-    if !input.tags.may_become_primary() {
-        return match (pg.running, pg.role) {
-            (true, Some(PgRole::Primary)) => decision(
-                vec![Action::Demote { leader: None }],
-                "no primary holds the lease and I am tagged nofailover: demoting",
-            ),
-            (false, _) => decision(
-                vec![Action::StartReplica { leader: None }],
-                "no primary and tagged nofailover: starting PostgreSQL read-only",
-            ),
-            _ => decision(vec![], "no primary holds the lease; tagged nofailover: waiting"),
-        };
-    }
-    match best_candidate(input.me, cluster) {
-        Some(best) if best != input.me => {
-            let actions = match (pg.running, pg.role) {
-                (true, Some(PgRole::Primary)) => vec![Action::Demote { leader: None }],
-                (false, _) => vec![Action::StartReplica { leader: None }],
-                _ => vec![],
-            };
-            decision(
-                actions,
-                format!("no primary holds the lease: {best} is ahead of me, leaving the race to it"),
-            )
+    let request = due_failover(cluster);
+    if let Some(req) = request {
+        if req.leader.as_deref() == Some(input.me) {
+            return stay_out(
+                input,
+                format!(
+                    "handing over to {}: not taking part in the race",
+                    req.member.as_deref().unwrap_or("the best replica")
+                ),
+            );
         }
+        if let Some(candidate) = req.member.as_deref() {
+            if candidate == input.me {
+                return requested_candidate(input, cluster, req);
+            }
+            if member_is_up(cluster, candidate) {
+                return stay_out(
+                    input,
+                    format!("a switchover / failover to {candidate} is in progress: leaving the race to it"),
+                );
+            }
+        }
+    }
+    if !input.tags.may_become_primary() {
+        return stay_out(
+            input,
+            "no primary holds the lease and I am tagged nofailover".into(),
+        );
+    }
+    if let Err(why) = eligible_to_race(input, cluster) {
+        return stay_out(input, format!("no primary holds the lease; {why}"));
+    }
+    let exclude = request.and_then(|r| r.leader.as_deref());
+    match best_candidate(input, cluster, exclude) {
+        Some(best) if best != input.me => stay_out(
+            input,
+            format!("no primary holds the lease: {best} is ahead of me, leaving the race to it"),
+        ),
         _ => {
             let mut actions = vec![Action::AcquireLease];
             actions.push(match (pg.running, pg.role) {
@@ -344,22 +550,106 @@ fn no_leader(input: &Inputs<'_>, cluster: &ClusterView) -> Decision {
     }
 }
 
-/// The member that should win a leader race: eligible (may become primary, running), on the
-/// newest timeline, with the highest WAL position; ties go to the higher failover priority,
-/// then the name. `me` always counts as a candidate so that a lone node can win.
-pub fn best_candidate<'a>(me: &'a str, cluster: &'a ClusterView) -> Option<&'a str> {
-    let rank = |m: &MemberStatus| {
-        (
-            m.timeline.unwrap_or(0),
-            m.wal_position().unwrap_or(0),
-            m.tags.effective_failover_priority(),
-        )
+/// This node is the candidate of a switchover or manual failover and nobody holds the lease.
+fn requested_candidate(input: &Inputs<'_>, cluster: &ClusterView, req: &FailoverRequest) -> Decision {
+    let pg = input.pg;
+    if !(pg.running && pg.role == Some(PgRole::Replica)) {
+        return decision(
+            vec![],
+            "I am the switchover / failover candidate but PostgreSQL is not running as a replica: waiting",
+        );
+    }
+    if req.is_switchover() {
+        // No committed write may be lost: the old primary published its final WAL position
+        // after its clean shutdown; promote only once everything up to it arrived.
+        let have = input.my_position.map_or(0, |p| p.lsn);
+        if let Some(want) = cluster.last_primary_lsn.filter(|want| have < *want) {
+            return decision(
+                vec![],
+                format!("switchover: waiting to receive WAL up to {want:X} (have {have:X})"),
+            );
+        }
+    }
+    let kind = if req.is_switchover() {
+        "switchover"
+    } else {
+        "manual failover"
+    };
+    decision(
+        vec![Action::AcquireLease, Action::Promote],
+        format!("{kind} to me: taking the lease and promoting"),
+    )
+}
+
+/// The rules that keep a member out of an automatic leader race by its own figures:
+/// `maximum_lag_on_failover` behind the last primary position, and `check_timeline`.
+fn eligible_to_race(input: &Inputs<'_>, cluster: &ClusterView) -> Result<(), String> {
+    let me = input.my_position;
+    if let (Some(last), Some(me)) = (cluster.last_primary_lsn, me) {
+        let lag = last.saturating_sub(me.lsn);
+        if lag > cluster.config.maximum_lag_on_failover {
+            return Err(format!(
+                "I am {lag} bytes behind the last known primary position, more than \
+                 maximum_lag_on_failover ({}): not taking part in the race",
+                cluster.config.maximum_lag_on_failover
+            ));
+        }
+    }
+    if cluster.config.check_timeline {
+        let newest = cluster.history.iter().map(|h| h.timeline + 1).max().unwrap_or(1);
+        if let Some(me) = me.filter(|p| p.timeline < newest) {
+            return Err(format!(
+                "my timeline {} is older than the cluster's {newest} (check_timeline): not taking part in the race",
+                me.timeline
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The member that should win a leader race: eligible (may become primary, up, within the
+/// lag limit, not `exclude`), on the newest timeline, with the highest WAL position; ties go to
+/// the higher failover priority, then the name. Positions come from the fresh figures when
+/// they were gathered (a member that did not answer is out), else from the member keys. `me`
+/// always counts so that a lone node can win.
+pub fn best_candidate<'a>(
+    input: &Inputs<'a>,
+    cluster: &'a ClusterView,
+    exclude: Option<&str>,
+) -> Option<&'a str> {
+    let me = input.me;
+    let max_lag = cluster.config.maximum_lag_on_failover;
+    let position = |m: &MemberStatus| -> Option<WalPosition> {
+        if m.name == me {
+            return Some(input.my_position.unwrap_or_default());
+        }
+        match input.fresh {
+            Some(fresh) => fresh.get(&m.name).copied(),
+            None => Some(WalPosition {
+                timeline: m.timeline.unwrap_or(0),
+                lsn: m.wal_position().unwrap_or(0),
+            }),
+        }
+    };
+    let within_lag = |p: &WalPosition| {
+        cluster
+            .last_primary_lsn
+            .is_none_or(|last| last.saturating_sub(p.lsn) <= max_lag)
     };
     cluster
         .members
         .iter()
-        .filter(|m| m.name == me || (m.tags.may_become_primary() && m.state.is_up()))
-        .max_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| b.name.cmp(&a.name)))
-        .map(|m| m.name.as_str())
+        .filter(|m| {
+            m.name == me
+                || (m.tags.may_become_primary() && m.state.is_up() && Some(m.name.as_str()) != exclude)
+        })
+        .filter_map(|m| position(m).map(|p| (m, p)))
+        .filter(|(m, p)| m.name == me || within_lag(p))
+        .max_by(|(a, pa), (b, pb)| {
+            (pa, a.tags.effective_failover_priority())
+                .cmp(&(pb, b.tags.effective_failover_priority()))
+                .then_with(|| b.name.cmp(&a.name))
+        })
+        .map(|(m, _)| m.name.as_str())
         .or(Some(me))
 }

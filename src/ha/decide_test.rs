@@ -1,7 +1,9 @@
 //! Table-driven tests of `decide`: one row per situation the loop can meet.
 
+use std::collections::BTreeMap;
+
 use super::decide::*;
-use crate::cluster::{ClusterView, LeaderLease, MemberStatus, PgRole, PgRunState};
+use crate::cluster::{ClusterView, FailoverRequest, LeaderLease, MemberStatus, PgRole, PgRunState};
 use crate::config::Tags;
 
 const SYSID: &str = "7300000000000000001";
@@ -37,6 +39,9 @@ fn pg(data: DataDir, running: bool, role: Option<PgRole>, following: Option<&str
         role,
         following: following.map(str::to_string),
         job: None,
+        needs_rejoin: false,
+        down_since_ms: None,
+        blocked: None,
     }
 }
 
@@ -52,6 +57,9 @@ struct Row {
     pg: LocalPg,
     tags: Tags,
     lease: LeaseClock,
+    /// My own position; by default the figures of my member entry when PostgreSQL runs.
+    my_position: Option<WalPosition>,
+    fresh: Option<BTreeMap<String, WalPosition>>,
     want: Vec<Action>,
     reason_has: &'static str,
 }
@@ -69,9 +77,23 @@ fn row(
         pg,
         tags: Tags::default(),
         lease: LeaseClock::default(),
+        my_position: None,
+        fresh: None,
         want,
         reason_has,
     }
+}
+
+/// My (node2's) position as my member entry shows it, when PostgreSQL runs.
+fn position_from_entry(r: &Row) -> Option<WalPosition> {
+    if !r.pg.running {
+        return None;
+    }
+    let me = r.cluster.as_ref()?.member("node2")?;
+    Some(WalPosition {
+        timeline: me.timeline.unwrap_or(0),
+        lsn: me.wal_position().unwrap_or(0),
+    })
 }
 
 fn nofailover() -> Tags {
@@ -246,16 +268,14 @@ fn decision_table() {
             "another member holds the lease while I am primary: demote",
             Some(cluster(Some(SYSID), Some("node1"), three(PgRunState::Running))),
             pg(ours(), true, primary, None),
-            vec![Demote {
-                leader: Some("node1".into()),
-            }],
+            vec![Demote],
             "demoting",
         ),
         row(
             "keyspace unreachable as primary: demote",
             None,
             pg(ours(), true, primary, None),
-            vec![Demote { leader: None }],
+            vec![Demote],
             "cannot confirm the keyspace",
         ),
         row(
@@ -273,7 +293,7 @@ fn decision_table() {
                 "lease deadline near: demote and release",
                 Some(cluster(Some(SYSID), Some("node2"), three(PgRunState::Running))),
                 pg(ours(), true, primary, None),
-                vec![Demote { leader: None }, ReleaseLease],
+                vec![Demote, ReleaseLease],
                 "lease renew failed",
             )
         },
@@ -399,12 +419,16 @@ fn decision_table() {
                     vec![member("node2", PgRunState::Running, 1, 999)],
                 )),
                 pg(ours(), true, primary, None),
-                vec![Demote { leader: None }],
+                vec![Demote],
                 "nofailover",
             )
         },
     ];
 
+    check_rows(rows);
+}
+
+fn check_rows(rows: Vec<Row>) {
     for r in rows {
         let input = Inputs {
             me: "node2",
@@ -414,6 +438,8 @@ fn decision_table() {
             lease: r.lease,
             now_ms: 10_000,
             demote_margin_ms: 1_000,
+            my_position: r.my_position.or_else(|| position_from_entry(&r)),
+            fresh: r.fresh.as_ref(),
         };
         let d = decide(&input);
         assert_eq!(d.actions, r.want, "{}: {}", r.name, d.reason);
@@ -446,6 +472,8 @@ fn pause_blocks_everything_but_keeping_the_lease() {
         lease: LeaseClock::default(),
         now_ms: 0,
         demote_margin_ms: 0,
+        my_position: None,
+        fresh: None,
     };
     let d = decide(&input);
     assert!(d.actions.is_empty(), "{d:?}");
@@ -465,9 +493,437 @@ fn pause_blocks_everything_but_keeping_the_lease() {
         lease: LeaseClock::default(),
         now_ms: 0,
         demote_margin_ms: 0,
+        my_position: None,
+        fresh: None,
     };
     assert_eq!(
         decide(&input).actions,
         vec![Action::AcquireLease, Action::PublishStatus, Action::SyncSlots]
     );
+}
+
+fn with_lsn(mut c: ClusterView, last_primary_lsn: u64) -> ClusterView {
+    c.last_primary_lsn = Some(last_primary_lsn);
+    c
+}
+
+fn with_failover(
+    mut c: ClusterView,
+    leader: Option<&str>,
+    member: Option<&str>,
+    at: Option<u64>,
+) -> ClusterView {
+    c.failover = Some(FailoverRequest {
+        leader: leader.map(str::to_string),
+        member: member.map(str::to_string),
+        scheduled_at: at.map(|_| "2026-11-22T03:00:00+00:00".to_string()),
+        scheduled_at_ms: at,
+    });
+    c.failover_revision = Some(7);
+    c
+}
+
+fn pos(timeline: u64, lsn: u64) -> WalPosition {
+    WalPosition { timeline, lsn }
+}
+
+#[test]
+fn failover_rejoin_and_crash_table() {
+    use Action::*;
+    let primary = Some(PgRole::Primary);
+    let replica = Some(PgRole::Replica);
+    let race = |members: Vec<MemberStatus>| cluster(Some(SYSID), None, members);
+    let mut start_timeout_zero = cluster(Some(SYSID), Some("node2"), three(PgRunState::Crashed));
+    start_timeout_zero.config.primary_start_timeout = 0;
+    let mut start_timeout_five = cluster(Some(SYSID), Some("node2"), three(PgRunState::Crashed));
+    start_timeout_five.config.primary_start_timeout = 5;
+    let mut check_timeline = race(vec![
+        member("node2", PgRunState::Streaming, 1, 500),
+        member("node3", PgRunState::Streaming, 2, 10),
+    ]);
+    check_timeline.config.check_timeline = true;
+    check_timeline.history = vec![crate::cluster::HistoryEntry {
+        timeline: 1,
+        switch_lsn: 5,
+        reason: "test".into(),
+        time: String::new(),
+        new_leader: Some("node3".into()),
+    }];
+    let mut clonefrom_members = three(PgRunState::Stopped);
+    clonefrom_members[2].tags.clonefrom = true;
+    clonefrom_members[2].state = PgRunState::Stopped;
+    let mut nofailover_three = three(PgRunState::Running);
+    nofailover_three[2].tags.nofailover = Some(true);
+    let mut paused_switchover = with_failover(
+        cluster(Some(SYSID), Some("node2"), three(PgRunState::Running)),
+        Some("node2"),
+        Some("node3"),
+        None,
+    );
+    paused_switchover.config.pause = true;
+
+    let rows =
+        vec![
+        // --- primary crash with the agent alive (primary_start_timeout) ---
+        row(
+            "postmaster down 2 s, primary_start_timeout 300 s: restart in place",
+            Some(cluster(Some(SYSID), Some("node2"), three(PgRunState::Crashed))),
+            LocalPg {
+                down_since_ms: Some(8_000),
+                ..pg(ours(), false, None, None)
+            },
+            vec![AcquireLease, StartPrimary],
+            "crash recovery",
+        ),
+        row(
+            "postmaster down 10 s, past primary_start_timeout 5 s: release the lease",
+            Some(start_timeout_five),
+            LocalPg {
+                down_since_ms: Some(0),
+                ..pg(ours(), false, None, None)
+            },
+            vec![ReleaseLease],
+            "down 10.0 s, primary_start_timeout is 5 s",
+        ),
+        row(
+            "primary_start_timeout 0: fail over at once",
+            Some(start_timeout_zero),
+            LocalPg {
+                down_since_ms: Some(10_000),
+                ..pg(ours(), false, None, None)
+            },
+            vec![ReleaseLease],
+            "primary_start_timeout is 0 s",
+        ),
+        // --- rejoin of a former primary ---
+        row(
+            "former primary, new primary up: rejoin check (pg_rewind)",
+            Some(cluster(Some(SYSID), Some("node1"), three(PgRunState::Stopped))),
+            LocalPg {
+                needs_rejoin: true,
+                ..pg(ours(), false, None, None)
+            },
+            vec![Rejoin {
+                leader: "node1".into(),
+            }],
+            "pg_rewind",
+        ),
+        row(
+            "former primary, new primary not up yet: wait stopped",
+            Some(cluster(
+                Some(SYSID),
+                Some("node1"),
+                vec![member("node1", PgRunState::Starting, 2, 0)],
+            )),
+            LocalPg {
+                needs_rejoin: true,
+                ..pg(ours(), false, None, None)
+            },
+            vec![],
+            "before rejoining",
+        ),
+        row(
+            "rejoin job running: hands off",
+            Some(cluster(Some(SYSID), Some("node1"), three(PgRunState::Stopped))),
+            LocalPg {
+                job: Some(Job::Rejoin),
+                ..pg(ours(), false, None, None)
+            },
+            vec![],
+            "pg_rewind",
+        ),
+        row(
+            "rewind impossible: refuse and say why",
+            Some(cluster(Some(SYSID), Some("node1"), three(PgRunState::Stopped))),
+            LocalPg {
+                blocked: Some("pg_rewind is not allowed; run pgquorumctl reinit".into()),
+                ..pg(ours(), false, None, None)
+            },
+            vec![Refuse],
+            "reinit",
+        ),
+        row(
+            "no leader, former primary behind the others: stays stopped (no read-only start before rejoin)",
+            Some(race(vec![
+                member("node2", PgRunState::Stopped, 1, 50),
+                member("node3", PgRunState::Streaming, 2, 100),
+            ])),
+            LocalPg {
+                needs_rejoin: true,
+                ..pg(ours(), false, None, None)
+            },
+            vec![],
+            "node3 is ahead",
+        ),
+        // --- leader race rules ---
+        row(
+            "no leader, I lag more than maximum_lag_on_failover: stay out",
+            Some(with_lsn(
+                race(vec![member("node2", PgRunState::Streaming, 1, 100)]),
+                100 + 2 * 1_048_576,
+            )),
+            pg(ours(), true, replica, None),
+            vec![],
+            "maximum_lag_on_failover",
+        ),
+        row(
+            "no leader, within maximum_lag_on_failover: take the lease",
+            Some(with_lsn(
+                race(vec![member("node2", PgRunState::Streaming, 1, 100)]),
+                1000,
+            )),
+            pg(ours(), true, replica, None),
+            vec![AcquireLease, Promote],
+            "most up-to-date",
+        ),
+        Row {
+            fresh: Some(BTreeMap::from([("node3".to_string(), pos(1, 500))])),
+            ..row(
+                "no leader, fresh figures show node3 ahead though its member key is stale",
+                Some(race(vec![
+                    member("node2", PgRunState::Streaming, 1, 300),
+                    member("node3", PgRunState::Streaming, 1, 100),
+                ])),
+                pg(ours(), true, replica, None),
+                vec![],
+                "node3 is ahead",
+            )
+        },
+        Row {
+            fresh: Some(BTreeMap::new()),
+            ..row(
+                "no leader, node3 did not answer: it takes no part",
+                Some(race(vec![
+                    member("node2", PgRunState::Streaming, 1, 100),
+                    member("node3", PgRunState::Streaming, 1, 900),
+                ])),
+                pg(ours(), true, replica, None),
+                vec![AcquireLease, Promote],
+                "most up-to-date",
+            )
+        },
+        row(
+            "no leader, check_timeline: my timeline is older than the cluster's",
+            Some(check_timeline),
+            pg(ours(), true, replica, None),
+            vec![],
+            "check_timeline",
+        ),
+        row(
+            "no leader, equal positions: the higher failover_priority wins",
+            Some(race(vec![
+                member("node2", PgRunState::Streaming, 1, 100),
+                MemberStatus {
+                    tags: Tags {
+                        failover_priority: Some(5),
+                        ..Default::default()
+                    },
+                    ..member("node3", PgRunState::Streaming, 1, 100)
+                },
+            ])),
+            pg(ours(), true, replica, None),
+            vec![],
+            "node3 is ahead",
+        ),
+        // --- switchover, primary side ---
+        row(
+            "switchover due: hand over to the candidate",
+            Some(with_failover(
+                cluster(Some(SYSID), Some("node2"), three(PgRunState::Running)),
+                Some("node2"),
+                Some("node3"),
+                None,
+            )),
+            pg(ours(), true, primary, None),
+            vec![HandOver {
+                candidate: "node3".into(),
+            }],
+            "switchover to node3",
+        ),
+        row(
+            "switchover without a candidate: the best replica",
+            Some(with_failover(
+                cluster(Some(SYSID), Some("node2"), three(PgRunState::Running)),
+                Some("node2"),
+                None,
+                None,
+            )),
+            pg(ours(), true, primary, None),
+            vec![HandOver {
+                candidate: "node1".into(),
+            }],
+            "switchover to node1",
+        ),
+        row(
+            "switchover scheduled later: keep the lease",
+            Some(with_failover(
+                cluster(Some(SYSID), Some("node2"), three(PgRunState::Running)),
+                Some("node2"),
+                Some("node3"),
+                Some(u64::MAX / 2),
+            )),
+            pg(ours(), true, primary, None),
+            vec![AcquireLease, PublishStatus, SyncSlots],
+            "scheduled at",
+        ),
+        row(
+            "switchover to a nofailover member: cancelled, never promoted",
+            Some(with_failover(
+                cluster(Some(SYSID), Some("node2"), nofailover_three),
+                Some("node2"),
+                Some("node3"),
+                None,
+            )),
+            pg(ours(), true, primary, None),
+            vec![AcquireLease, PublishStatus, SyncSlots, ClearFailover],
+            "nofailover",
+        ),
+        row(
+            "stale switchover away from another member: removed",
+            Some(with_failover(
+                cluster(Some(SYSID), Some("node2"), three(PgRunState::Running)),
+                Some("node1"),
+                Some("node3"),
+                None,
+            )),
+            pg(ours(), true, primary, None),
+            vec![AcquireLease, PublishStatus, SyncSlots, ClearFailover],
+            "stale",
+        ),
+        row(
+            "the candidate became primary: removes the request",
+            Some(with_failover(
+                cluster(Some(SYSID), Some("node2"), three(PgRunState::Running)),
+                Some("node1"),
+                Some("node2"),
+                None,
+            )),
+            pg(ours(), true, primary, None),
+            vec![AcquireLease, PublishStatus, SyncSlots, ClearFailover],
+            "removing the request",
+        ),
+        row(
+            "switchover in maintenance mode still proceeds (explicit operator request)",
+            Some(paused_switchover),
+            pg(ours(), true, primary, None),
+            vec![HandOver {
+                candidate: "node3".into(),
+            }],
+            "switchover to node3",
+        ),
+        // --- switchover / failover, the others ---
+        row(
+            "old primary after handing over: stays out of the race",
+            Some(with_failover(
+                race(three(PgRunState::Stopped)),
+                Some("node2"),
+                Some("node3"),
+                None,
+            )),
+            LocalPg {
+                needs_rejoin: true,
+                ..pg(ours(), false, None, None)
+            },
+            vec![],
+            "handing over to node3",
+        ),
+        Row {
+            my_position: Some(pos(1, 90)),
+            ..row(
+                "candidate has not received the old primary's last WAL: wait",
+                Some(with_lsn(
+                    with_failover(race(three(PgRunState::Streaming)), Some("node1"), Some("node2"), None),
+                    100,
+                )),
+                pg(ours(), true, replica, Some("node1")),
+                vec![],
+                "waiting to receive WAL up to 64",
+            )
+        },
+        Row {
+            my_position: Some(pos(1, 100)),
+            ..row(
+                "candidate has everything: take the lease and promote",
+                Some(with_lsn(
+                    with_failover(race(three(PgRunState::Streaming)), Some("node1"), Some("node2"), None),
+                    100,
+                )),
+                pg(ours(), true, replica, Some("node1")),
+                vec![AcquireLease, Promote],
+                "switchover to me",
+            )
+        },
+        Row {
+            my_position: Some(pos(1, 10)),
+            ..row(
+                "manual failover to me although another replica is ahead",
+                Some(with_failover(
+                    race(vec![
+                        member("node2", PgRunState::Streaming, 1, 10),
+                        member("node3", PgRunState::Streaming, 1, 900),
+                    ]),
+                    None,
+                    Some("node2"),
+                    None,
+                )),
+                pg(ours(), true, replica, None),
+                vec![AcquireLease, Promote],
+                "manual failover to me",
+            )
+        },
+        row(
+            "failover to node3 in progress: I stay out though I am ahead",
+            Some(with_failover(
+                race(vec![
+                    member("node2", PgRunState::Streaming, 1, 900),
+                    member("node3", PgRunState::Streaming, 1, 10),
+                ]),
+                None,
+                Some("node3"),
+                None,
+            )),
+            pg(ours(), true, replica, None),
+            vec![],
+            "leaving the race to it",
+        ),
+        row(
+            "failover candidate node3 is down: normal race",
+            Some(with_failover(
+                race(vec![
+                    member("node2", PgRunState::Streaming, 1, 900),
+                    member("node3", PgRunState::Stopped, 1, 10),
+                ]),
+                None,
+                Some("node3"),
+                None,
+            )),
+            pg(ours(), true, replica, None),
+            vec![AcquireLease, Promote],
+            "most up-to-date",
+        ),
+        // --- tags ---
+        row(
+            "new replica clones from a member tagged clonefrom",
+            Some(cluster(Some(SYSID), Some("node1"), {
+                let mut m = clonefrom_members.clone();
+                m[2].state = PgRunState::Streaming;
+                m
+            })),
+            pg(DataDir::Empty, false, None, None),
+            vec![Clone {
+                source: "node3".into(),
+            }],
+            "clonefrom",
+        ),
+        row(
+            "clonefrom member down: clone from the primary",
+            Some(cluster(Some(SYSID), Some("node1"), clonefrom_members)),
+            pg(DataDir::Empty, false, None, None),
+            vec![Clone {
+                source: "node1".into(),
+            }],
+            "cloning from primary node1",
+        ),
+    ];
+    check_rows(rows);
 }

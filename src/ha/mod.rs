@@ -1,5 +1,6 @@
 //! The HA loop: decide (pure) and act (executor).
 
+pub mod callbacks;
 pub mod decide;
 pub mod params;
 pub mod pg_adapter;
@@ -7,10 +8,11 @@ pub mod pg_ops;
 pub mod publish;
 pub mod runner;
 pub mod snapshot;
+pub mod switchover;
 
 #[cfg(test)]
 mod decide_test;
 
-pub use decide::{decide, Action, DataDir, Decision, Inputs, Job, LeaseClock, LocalPg};
-pub use runner::HaLoop;
+pub use decide::{decide, Action, DataDir, Decision, Inputs, Job, LeaseClock, LocalPg, WalPosition};
+pub use runner::{position_probe, HaLoop, PositionProbe};
 pub use snapshot::{NodeSnapshot, OperatorRequest, ReplicationRow};

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use super::decide::DataDir;
-use super::pg_ops::{Applied, DesiredConfig, PgObservation, PgOps, PgResult, Upstream};
+use super::pg_ops::{Applied, DesiredConfig, PgObservation, PgOps, PgResult, Rewind, Upstream};
 use super::snapshot::ReplicationRow;
 use crate::cluster::PgRole;
 use crate::config::Config;
 use crate::postgres::{
-    primary_conninfo, ConnTarget, DataDirState, PgConfigFiles, Postgres, StandbyConfig, StopMode,
+    primary_conninfo, ConnTarget, DataDirState, PgConfigFiles, Postgres, RewindOutcome, RewindSource,
+    StandbyConfig, StopMode,
 };
 
 pub struct LocalPostgres {
@@ -267,7 +268,15 @@ impl PgOps for LocalPostgres {
     }
 
     async fn promote(&self) -> PgResult<()> {
-        self.pg.promote().await.map_err(|e| e.to_string())
+        self.replay_received_wal().await;
+        self.pg.promote().await.map_err(|e| e.to_string())?;
+        // PostgreSQL only requests a spread checkpoint after a promotion; until one completes
+        // its control file still shows the old timeline, and pg_rewind of the old primary
+        // against it would wrongly find nothing to rewind. Writes are already accepted here.
+        if let Err(e) = self.pg.execute("CHECKPOINT").await {
+            tracing::warn!("checkpoint after promotion failed: {e}");
+        }
+        Ok(())
     }
 
     async fn sync_slots(&self, names: &[String]) -> PgResult<()> {
@@ -276,5 +285,79 @@ impl PgOps for LocalPostgres {
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+
+    fn former_primary(&self) -> bool {
+        // A directory set up as a standby (a fresh clone, a rewound or demoted member the agent
+        // configured) carries standby.signal; its control file may still say "in production"
+        // (a base backup copies the primary's), which does not make it a former primary.
+        let dir = self.pg.data_dir();
+        if dir.join("standby.signal").exists() || dir.join("backup_label").exists() {
+            return false;
+        }
+        match self.pg.control_data() {
+            Ok(c) => c.last_ran_as_primary(),
+            Err(e) => {
+                tracing::warn!("cannot read the control file: {e}");
+                false
+            }
+        }
+    }
+
+    fn final_lsn(&self) -> PgResult<u64> {
+        self.pg
+            .control_data()
+            .map(|c| c.checkpoint_lsn)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn rewind(&self, source: &Upstream, dry_run: bool) -> PgResult<Rewind> {
+        let settings = self.pg.settings();
+        let credentials = settings.rewind.as_ref().unwrap_or(&settings.superuser);
+        let from = RewindSource::new(&source.host, source.port, credentials);
+        match self.pg.rewind(&from, dry_run).await {
+            Ok(RewindOutcome::NotNeeded) => Ok(Rewind::NotNeeded),
+            Ok(RewindOutcome::Needed) => Ok(Rewind::Needed),
+            Ok(RewindOutcome::Rewound) => Ok(Rewind::Rewound),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn remove_data_dir(&self) -> PgResult<()> {
+        self.pg.remove_data_dir().await.map_err(|e| e.to_string())
+    }
+
+    fn timeline_switch(&self, timeline: u64) -> PgResult<Option<(u64, u64, String)>> {
+        let history = self.pg.timeline_history(timeline).map_err(|e| e.to_string())?;
+        Ok(history
+            .last()
+            .map(|s| (s.parent_timeline, s.switch_lsn, s.reason.clone())))
+    }
+}
+
+impl LocalPostgres {
+    /// Before a promotion, let the replica replay the WAL it already received, so nothing
+    /// that reached this node is left behind (PostgreSQL replays what is in pg_wal at
+    /// promotion anyway; waiting here makes it visible in the log). Bounded: a replica that
+    /// cannot catch up in a few seconds is promoted with what it replayed.
+    async fn replay_received_wal(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let Ok(st) = self.pg.query_state().await else {
+                return;
+            };
+            match (st.received_lsn, st.replayed_lsn) {
+                (Some(received), Some(replayed)) if replayed < received => {
+                    if std::time::Instant::now() >= deadline {
+                        tracing::warn!(
+                            "promoting with WAL replayed up to {replayed:X} of {received:X} received"
+                        );
+                        return;
+                    }
+                }
+                _ => return,
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }

@@ -75,4 +75,26 @@ pub trait PgOps: Send + Sync + 'static {
     fn reload(&self) -> impl Future<Output = PgResult<()>> + Send;
     fn promote(&self) -> impl Future<Output = PgResult<()>> + Send;
     fn sync_slots(&self, names: &[String]) -> impl Future<Output = PgResult<()>> + Send;
+    /// The stopped data directory last ran as a primary and is not set up as a standby: it
+    /// may hold WAL the current primary never had.
+    fn former_primary(&self) -> bool;
+    /// The last WAL position of a cleanly stopped server (its shutdown checkpoint).
+    fn final_lsn(&self) -> PgResult<u64>;
+    /// pg_rewind the stopped data directory from `source` (or only check, with `dry_run`).
+    fn rewind(&self, source: &Upstream, dry_run: bool) -> impl Future<Output = PgResult<Rewind>> + Send;
+    /// Remove the stopped data directory's contents (to clone it again).
+    fn remove_data_dir(&self) -> impl Future<Output = PgResult<()>> + Send;
+    /// Where timeline `timeline` branched off its parent: (parent timeline, switch LSN, reason).
+    fn timeline_switch(&self, timeline: u64) -> PgResult<Option<(u64, u64, String)>>;
+}
+
+/// What a rewind check or run found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewind {
+    /// The timelines did not diverge: the server can stream from the source as it is.
+    NotNeeded,
+    /// Dry run: the server diverged and needs a rewind.
+    Needed,
+    /// The server was rewound.
+    Rewound,
 }

@@ -46,6 +46,7 @@ pub fn member_status(config: &Config, seen: &Observed<'_>) -> MemberStatus {
     let state = match (seen.job, seen.state_override) {
         (Some(Job::Bootstrap), _) => PgRunState::InitializingNewCluster,
         (Some(Job::Clone), _) => PgRunState::CreatingReplica,
+        (Some(Job::Rejoin), _) => PgRunState::Rewinding,
         (None, Some(s)) => s,
         (None, None) if !seen.running => PgRunState::Stopped,
         (None, None) => match obs {
@@ -67,6 +68,7 @@ pub fn member_status(config: &Config, seen: &Observed<'_>) -> MemberStatus {
             .zip(port)
             .map(|(h, p)| format!("postgres://{h}:{p}/postgres")),
         api_url: api.map(|a| format!("http://{a}/patroni")),
+        raft_addr: Some(config.raft.self_addr.clone()),
         host,
         port,
         timeline: obs.and_then(|o| o.timeline),

@@ -3,6 +3,7 @@
 //! observes PostgreSQL, publishes this member, reads the cluster linearizably, decides, and
 //! carries the decision out. One INFO line per cycle says what was decided and why.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,9 +11,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
-use super::decide::{decide, Action, DataDir, Inputs, Job, LeaseClock, LocalPg};
+use super::callbacks::{role, CallbackEvent, CallbackRunner};
+use super::decide::{decide, Action, DataDir, Inputs, Job, LeaseClock, LocalPg, WalPosition};
 use super::params::{desired_config, upstream_of};
-use super::pg_ops::{Applied, PgObservation, PgOps};
+use super::pg_ops::{Applied, PgObservation, PgOps, Rewind};
 use super::publish::{member_status, Observed};
 use super::snapshot::{NodeSnapshot, OperatorRequest};
 use crate::cluster::{ClusterView, PgRole, PgRunState};
@@ -25,8 +27,14 @@ use crate::node::{RaftNode, ReadQuery};
 const MEMBER_KEY_MIN_TTL_MS: u64 = 10_000;
 
 enum JobResult {
-    Bootstrapped { system_identifier: String },
+    Bootstrapped {
+        system_identifier: String,
+    },
     Cloned,
+    /// The former primary may follow the new one now (rewound, or no rewind needed).
+    Rejoined,
+    /// The data directory was removed (diverged and not rewindable): clone again.
+    Removed,
 }
 
 struct RunningJob {
@@ -57,6 +65,29 @@ pub struct HaLoop<P: PgOps> {
     last_observe_error: Option<String>,
     /// The lease deadline as the lease watchdog sees it (see `lease_watchdog`).
     deadline_tx: watch::Sender<Option<u64>>,
+    /// A former primary passed its rejoin check against the current primary.
+    rejoined: bool,
+    /// Why the data directory must be left alone until an operator acts.
+    blocked: Option<String>,
+    /// Since when (local ms) PostgreSQL has been down while this node holds the lease.
+    down_since_ms: Option<u64>,
+    /// Why this node was last promoted, for the `history` key.
+    promote_reason: Option<String>,
+    /// Woken when the postmaster exits (see `postmaster_watch`).
+    postmaster_exit: Arc<Notify>,
+    /// Run the next cycle at once (a demote or a job left the next step ready).
+    again: bool,
+    /// The last cluster view read, and when (for timed wake-ups).
+    last_view: Option<ClusterView>,
+    last_view_at: Option<Instant>,
+    /// When the decision was last logged at INFO.
+    last_logged: Option<Instant>,
+    /// The fence guard beside PostgreSQL (src/fence.rs), told every lease deadline.
+    fence: Option<crate::fence::FenceGuard>,
+    /// `postgresql.callbacks`, run without waiting on starts, stops and role changes.
+    callbacks: CallbackRunner,
+    /// The watchdog device, armed while this node holds the lease (`watchdog` section).
+    watchdog: Option<crate::watchdog::Watchdog>,
 }
 
 impl<P: PgOps> HaLoop<P> {
@@ -69,6 +100,7 @@ impl<P: PgOps> HaLoop<P> {
         requests: mpsc::Receiver<OperatorRequest>,
     ) -> HaLoop<P> {
         let dynamic = config.bootstrap.dcs.clone();
+        let callbacks = CallbackRunner::new(&config.postgresql.callbacks, &config.scope);
         HaLoop {
             node,
             config,
@@ -88,7 +120,26 @@ impl<P: PgOps> HaLoop<P> {
             postmaster_start_time: None,
             last_observe_error: None,
             deadline_tx: watch::channel(None).0,
+            rejoined: false,
+            blocked: None,
+            down_since_ms: None,
+            promote_reason: None,
+            postmaster_exit: Arc::new(Notify::new()),
+            again: false,
+            last_view: None,
+            last_view_at: None,
+            last_logged: None,
+            fence: None,
+            callbacks,
+            watchdog: None,
         }
+    }
+
+    /// Hand the fence guard to the loop: it forwards every lease deadline to it, so a stalled
+    /// agent's PostgreSQL is killed at the deadline.
+    pub fn with_fence(mut self, guard: crate::fence::FenceGuard) -> HaLoop<P> {
+        self.fence = Some(guard);
+        self
     }
 
     fn now_ms(&self) -> u64 {
@@ -96,8 +147,9 @@ impl<P: PgOps> HaLoop<P> {
     }
 
     fn demote_margin_ms(&self) -> u64 {
-        // Enough to stop PostgreSQL before the deadline even if the loop wakes a bit late.
-        1_500
+        // The loop demotes in an orderly way a little before the lease watchdog would stop
+        // PostgreSQL itself (WATCHDOG_MARGIN_MS before the deadline).
+        WATCHDOG_MARGIN_MS + 100
     }
 
     /// Run until `shutdown` fires.
@@ -107,13 +159,24 @@ impl<P: PgOps> HaLoop<P> {
             self.clock0,
             self.deadline_tx.subscribe(),
         ));
+        let postmaster_watch = tokio::spawn(postmaster_watch(self.pg.clone(), self.postmaster_exit.clone()));
+        let fence = self
+            .fence
+            .take()
+            .map(|guard| tokio::spawn(fence_forward(guard, self.clock0, self.deadline_tx.subscribe())));
         let mut applied = self.node.subscribe_applied();
         loop {
             self.cycle().await;
+            if std::mem::take(&mut self.again) {
+                continue;
+            }
             let wait = self.next_wait();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.job_done.notified() => {}
+                _ = self.postmaster_exit.notified() => {
+                    tracing::info!("the postmaster exited: acting at once");
+                }
                 Some(req) = self.requests.recv() => self.handle_request(req).await,
                 _ = Self::relevant_change(&self.node, &mut applied, &self.seen_revisions) => {}
                 _ = shutdown.changed() => break,
@@ -125,8 +188,13 @@ impl<P: PgOps> HaLoop<P> {
         if let Some(job) = self.job.take() {
             job.handle.abort();
         }
+        postmaster_watch.abort();
         self.stop_postgres_on_shutdown().await;
         watchdog.abort();
+        // PostgreSQL is stopped: dropping the guard (closing its pipe) lets it exit.
+        if let Some(task) = fence {
+            task.abort();
+        }
     }
 
     fn set_lease_deadline(&mut self, deadline_ms: Option<u64>) {
@@ -145,6 +213,7 @@ impl<P: PgOps> HaLoop<P> {
             tracing::error!("stopping PostgreSQL failed: {e}");
             return;
         }
+        self.callbacks.fire(CallbackEvent::OnStop, self.callback_role());
         // Tell the others at once rather than leaving a "running" record until it expires.
         let data = self.pg.data_dir();
         let stopped = member_status(
@@ -161,6 +230,7 @@ impl<P: PgOps> HaLoop<P> {
         self.publish_member(&stopped).await;
         if self.lease.deadline_ms.is_some() {
             self.set_lease_deadline(None);
+            self.disarm_watchdog();
             let cmd = Command::ReleaseLease {
                 key: Key::Leader,
                 holder: self.config.name.clone(),
@@ -235,12 +305,36 @@ impl<P: PgOps> HaLoop<P> {
             };
         }
 
+        let role = observation.as_ref().and_then(|o| o.role);
+        if role == Some(PgRole::Primary) {
+            // Running as a primary again: any earlier rejoin check no longer holds.
+            self.rejoined = false;
+        }
+        let i_hold = cluster.as_ref().and_then(|c| c.leader_name()) == Some(self.config.name.as_str());
+        self.down_since_ms = match (i_hold && !running && self.job.is_none(), self.down_since_ms) {
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(self.now_ms()),
+            (false, _) => None,
+        };
+        let needs_rejoin = !running
+            && self.job.is_none()
+            && !self.rejoined
+            && matches!(data, DataDir::Initialized { .. })
+            && self.pg.former_primary();
+        let my_position = observation.as_ref().and_then(position_of);
+        let fresh = match &cluster {
+            Some(c) if self.should_gather_positions(c) => Some(self.gather_positions(c).await),
+            _ => None,
+        };
         let local = LocalPg {
             data: data.clone(),
             running,
-            role: observation.as_ref().and_then(|o| o.role),
+            role,
             following: self.following.clone(),
             job: self.job.as_ref().map(|j| j.kind),
+            needs_rejoin,
+            down_since_ms: self.down_since_ms,
+            blocked: self.blocked.clone(),
         };
         let decision = decide(&Inputs {
             me: &self.config.name,
@@ -250,8 +344,22 @@ impl<P: PgOps> HaLoop<P> {
             lease: self.lease,
             now_ms: self.now_ms(),
             demote_margin_ms: self.demote_margin_ms(),
+            my_position,
+            fresh: fresh.as_ref(),
         });
-        tracing::info!("{}", decision.reason);
+        if cluster.is_some() {
+            self.last_view = cluster.clone();
+            self.last_view_at = Some(Instant::now());
+        }
+        // One INFO line when the decision changes, and a reminder every REPEAT_LOG_EVERY while
+        // it stays the same (the loop runs twice a second: every cycle would drown the log).
+        let repeat_due = self.last_logged.is_none_or(|t| t.elapsed() >= REPEAT_LOG_EVERY);
+        if decision.reason != self.last_reason || repeat_due {
+            tracing::info!("{}", decision.reason);
+            self.last_logged = Some(Instant::now());
+        } else {
+            tracing::debug!("{}", decision.reason);
+        }
         self.last_reason = decision.reason.clone();
 
         let mut outcome = Ok(());
@@ -271,8 +379,7 @@ impl<P: PgOps> HaLoop<P> {
             )
         });
         if outcome.is_ok() && steady && running && self.job.is_none() {
-            self.apply_dynamic_config(observation.as_ref().and_then(|o| o.role))
-                .await;
+            self.apply_dynamic_config(role).await;
         }
         self.publish_snapshot(me, cluster, observation).await;
         // Taken last, so that our own writes of this cycle do not wake us again.
@@ -295,6 +402,50 @@ impl<P: PgOps> HaLoop<P> {
                 None
             }
         }
+    }
+
+    /// Fresh figures are worth a round trip only when a leader race is on: nobody holds the
+    /// lease and this member could take it.
+    fn should_gather_positions(&self, cluster: &ClusterView) -> bool {
+        cluster.leader.is_none()
+            && self.config.tags.may_become_primary()
+            && cluster.initialize.as_deref().is_some_and(|s| !s.is_empty())
+    }
+
+    /// Ask every other running member for its WAL position, all at once; a member that does
+    /// not answer within `POSITION_TIMEOUT` is left out of the race (as in Patroni).
+    async fn gather_positions(&self, cluster: &ClusterView) -> BTreeMap<String, WalPosition> {
+        let asks = cluster
+            .members
+            .iter()
+            .filter(|m| m.name != self.config.name && m.state.is_up())
+            .filter_map(|m| Some((m.name.clone(), m.raft_addr.clone()?)))
+            .map(|(name, addr)| async move {
+                let ask = async {
+                    let mut client = crate::ctl::connect(&addr).ok()?;
+                    let reply = client
+                        .wal_position(crate::grpc::pb::admin::WalPositionRequest {})
+                        .await
+                        .ok()?
+                        .into_inner();
+                    reply.error.is_empty().then_some(WalPosition {
+                        timeline: reply.timeline,
+                        lsn: reply.lsn,
+                    })
+                };
+                let answer = tokio::time::timeout(POSITION_TIMEOUT, ask).await.ok().flatten();
+                if answer.is_none() {
+                    tracing::info!(
+                        "member {name} did not report its WAL position: leaving it out of the race"
+                    );
+                }
+                answer.map(|p| (name, p))
+            });
+        futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     async fn read_cluster(&self) -> Option<ClusterView> {
@@ -387,6 +538,7 @@ impl<P: PgOps> HaLoop<P> {
             Action::AcquireLease => self.acquire_lease().await,
             Action::ReleaseLease => {
                 self.set_lease_deadline(None);
+                self.disarm_watchdog();
                 let cmd = Command::ReleaseLease {
                     key: Key::Leader,
                     holder: self.config.name.clone(),
@@ -401,22 +553,48 @@ impl<P: PgOps> HaLoop<P> {
             Action::Promote => {
                 self.pg.promote().await?;
                 self.following = None;
+                self.promote_reason = Some(promotion_reason(cluster));
                 tracing::info!("promoted: PostgreSQL now accepts writes");
+                self.callbacks.fire(CallbackEvent::OnRoleChange, role::PRIMARY);
                 Ok(())
             }
-            Action::Demote { leader } => {
+            Action::Demote => {
                 self.state_override = Some(PgRunState::Stopping);
-                self.pg.stop().await?;
+                let stopped = self.pg.stop().await;
                 self.state_override = None;
+                stopped?;
                 self.set_lease_deadline(None);
-                tracing::info!("demoted: PostgreSQL stopped accepting writes");
-                self.start_replica_of(leader.as_deref(), cluster).await
+                self.disarm_watchdog();
+                self.rejoined = false;
+                self.again = true;
+                tracing::info!("demoted: PostgreSQL stopped accepting writes; it rejoins as a replica next");
+                self.callbacks.fire(CallbackEvent::OnRoleChange, role::DEMOTED);
+                Ok(())
+            }
+            Action::HandOver { candidate } => self.hand_over(candidate).await,
+            Action::Rejoin { leader } => {
+                let upstream = cluster
+                    .and_then(|c| upstream_of(c, leader))
+                    .ok_or_else(|| format!("primary {leader} publishes no PostgreSQL address yet"))?;
+                self.start_rejoin(upstream);
+                Ok(())
+            }
+            Action::ClearFailover => {
+                let Some(revision) = cluster.and_then(|c| c.failover_revision) else {
+                    return Ok(());
+                };
+                let cmd = Command::Delete {
+                    key: Key::Failover,
+                    precondition: Precondition::Revision(revision),
+                };
+                self.write(cmd).await.map(|_| ())
             }
             Action::Follow { leader } => {
                 let upstream = cluster.and_then(|c| upstream_of(c, leader));
                 if upstream.is_none() {
                     return Err(format!("primary {leader} publishes no PostgreSQL address yet"));
                 }
+                let upstream = upstream.filter(|_| !self.config.tags.nostream);
                 let applied = self.configure(Some(upstream)).await?;
                 self.following = Some(leader.clone());
                 if applied.restart_needed {
@@ -445,13 +623,76 @@ impl<P: PgOps> HaLoop<P> {
         }
     }
 
+    /// Switchover, old primary's side: a clean (fast) shutdown makes PostgreSQL send every
+    /// WAL record, up to its shutdown checkpoint, to the connected standbys before it exits;
+    /// then publish that final position, so the candidate promotes only once it has all of it,
+    /// and give the lease up for it.
+    async fn hand_over(&mut self, candidate: &str) -> Result<(), String> {
+        tracing::info!("switchover to {candidate}: stopping PostgreSQL (fast shutdown)");
+        self.state_override = Some(PgRunState::Stopping);
+        let stopped = self.pg.stop().await;
+        self.state_override = None;
+        stopped?;
+        self.rejoined = false;
+        let final_lsn = self.pg.final_lsn()?;
+        let cmd = Command::Put {
+            key: Key::Status,
+            value: serde_json::json!({ "optime": final_lsn }),
+            ttl_ms: None,
+            precondition: Precondition::Any,
+        };
+        self.write(cmd).await?;
+        self.set_lease_deadline(None);
+        self.disarm_watchdog();
+        self.callbacks.fire(CallbackEvent::OnRoleChange, role::DEMOTED);
+        let cmd = Command::ReleaseLease {
+            key: Key::Leader,
+            holder: self.config.name.clone(),
+        };
+        self.write(cmd).await?;
+        tracing::info!(
+            "switchover to {candidate}: stopped at WAL {final_lsn:X} and released the lease; rejoining as a replica"
+        );
+        self.again = true;
+        Ok(())
+    }
+
+    /// Rejoin check of a former primary, in the background: pg_rewind `--dry-run` says whether
+    /// its timeline diverged from the new primary's; if so, rewind when `use_pg_rewind`
+    /// allows, else remove the directory (to clone again) when
+    /// `remove_data_directory_on_diverged_timelines` allows, else refuse with what to do.
+    fn start_rejoin(&mut self, upstream: super::pg_ops::Upstream) {
+        let pg = self.pg.clone();
+        let done = self.job_done.clone();
+        let local = &self.config.postgresql;
+        let cluster = &self.dynamic.postgresql;
+        let use_rewind = local.use_pg_rewind.unwrap_or(cluster.use_pg_rewind);
+        let remove_diverged = local.remove_data_directory_on_diverged_timelines
+            || cluster.remove_data_directory_on_diverged_timelines;
+        let remove_on_failure =
+            local.remove_data_directory_on_rewind_failure || cluster.remove_data_directory_on_rewind_failure;
+        let handle = tokio::spawn(async move {
+            let r = rejoin(&*pg, &upstream, use_rewind, remove_diverged, remove_on_failure).await;
+            done.notify_one();
+            r
+        });
+        self.job = Some(RunningJob {
+            kind: Job::Rejoin,
+            handle,
+            claim_revision: None,
+        });
+    }
+
     /// Configure as a standby of `leader` (or of nobody: read-only) and start.
     async fn start_replica_of(
         &mut self,
         leader: Option<&str>,
         cluster: Option<&ClusterView>,
     ) -> Result<(), String> {
-        let upstream = leader.and_then(|l| cluster.and_then(|c| upstream_of(c, l)));
+        // `nostream`: a standby that never streams (it replays archived WAL only).
+        let upstream = leader
+            .filter(|_| !self.config.tags.nostream)
+            .and_then(|l| cluster.and_then(|c| upstream_of(c, l)));
         self.configure(Some(upstream)).await?;
         self.following = leader.map(str::to_string);
         self.start().await
@@ -468,14 +709,65 @@ impl<P: PgOps> HaLoop<P> {
         };
         match self.write(cmd).await? {
             CommandOutcome::Applied { .. } => {
+                self.keep_watchdog_alive()?;
                 // Valid from when we sent it, not from when it committed: the keyspace may
                 // have stamped it earlier than our reply arrived.
-                self.set_lease_deadline(Some((sent_at + ttl_ms).saturating_sub(self.config.raft.max_clock_skew_ms)));
+                self.set_lease_deadline(Some(
+                    (sent_at + ttl_ms).saturating_sub(self.config.raft.max_clock_skew_ms),
+                ));
                 Ok(())
             }
             CommandOutcome::Rejected { reason, .. } => {
                 self.set_lease_deadline(None);
                 Err(format!("could not take the lease: {reason}"))
+            }
+        }
+    }
+
+    /// The role callbacks are told about: primary while holding the lease.
+    fn callback_role(&self) -> &'static str {
+        if self.lease.deadline_ms.is_some() {
+            role::PRIMARY
+        } else {
+            role::REPLICA
+        }
+    }
+
+    /// Arm the watchdog device on the first renewal (Patroni arms it when it becomes the
+    /// leader) and keep it alive on every renewal after. With `mode: required` a node whose
+    /// watchdog cannot be armed must not act as primary: the error stops this cycle's actions
+    /// before any promotion.
+    fn keep_watchdog_alive(&mut self) -> Result<(), String> {
+        if self.watchdog.is_none() {
+            let ttl_secs = self.dynamic.ttl.floor() as u64;
+            match crate::watchdog::Watchdog::open(&self.config.watchdog, ttl_secs) {
+                Ok(Some(w)) => {
+                    tracing::info!("watchdog armed: {}", w.describe());
+                    self.watchdog = Some(w);
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    self.set_lease_deadline(None);
+                    return Err(format!(
+                        "watchdog mode is required but the watchdog cannot be armed: {e}"
+                    ));
+                }
+            }
+        }
+        if let Some(w) = &self.watchdog {
+            if let Err(e) = w.keepalive() {
+                tracing::error!("watchdog keepalive failed: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Disarm the watchdog (magic close) once this node no longer holds the lease.
+    fn disarm_watchdog(&mut self) {
+        if let Some(w) = self.watchdog.take() {
+            match w.disable() {
+                Ok(()) => tracing::info!("watchdog disarmed"),
+                Err(e) => tracing::warn!("disarming the watchdog failed: {e}"),
             }
         }
     }
@@ -497,6 +789,12 @@ impl<P: PgOps> HaLoop<P> {
         };
         if r.is_ok() {
             self.postmaster_start_time = Some(crate::timefmt::rfc3339_now());
+            let as_role = if self.following.is_some() || self.lease.deadline_ms.is_none() {
+                role::REPLICA
+            } else {
+                role::PRIMARY
+            };
+            self.callbacks.fire(CallbackEvent::OnStart, as_role);
         }
         r
     }
@@ -574,7 +872,21 @@ impl<P: PgOps> HaLoop<P> {
                     tracing::error!("bootstrap: {e}");
                 }
             }
-            (Job::Clone, Ok(_)) => tracing::info!("replica created; starting it"),
+            (Job::Clone, Ok(_)) => {
+                // A fresh copy of the primary never needs a rejoin check (its control file
+                // still says "in production": it was copied from a primary).
+                self.rejoined = true;
+                tracing::info!("replica created; starting it");
+            }
+            (Job::Rejoin, Ok(JobResult::Rejoined)) => {
+                self.rejoined = true;
+                self.again = true;
+            }
+            (Job::Rejoin, Ok(_)) => self.again = true,
+            (Job::Rejoin, Err(e)) => {
+                tracing::error!("{e}");
+                self.blocked = Some(e);
+            }
             (Job::Bootstrap, Err(e)) => {
                 tracing::error!("bootstrap failed: {e}; giving the bootstrap claim back");
                 if let Some(rev) = job.claim_revision {
@@ -637,16 +949,56 @@ impl<P: PgOps> HaLoop<P> {
                 self.state_override = None;
                 if r.is_ok() {
                     self.postmaster_start_time = Some(crate::timefmt::rfc3339_now());
+                    self.callbacks
+                        .fire(CallbackEvent::OnRestart, self.callback_role());
                 }
                 let _ = reply.send(r);
             }
             OperatorRequest::Reinit { reply } => {
-                let _ = reply.send(Err("reinit is not available yet".into()));
+                let r = self.reinit().await;
+                let _ = reply.send(r);
             }
             OperatorRequest::KeyspaceWrite { command, reply } => {
                 let _ = reply.send(self.write(command).await);
             }
         }
+    }
+
+    /// Rebuild this replica: stop PostgreSQL, empty the data directory; the next cycle
+    /// clones it again from the primary. Never on the primary.
+    async fn reinit(&mut self) -> Result<String, String> {
+        if self.job.is_some() {
+            return Err("a bootstrap, clone or rejoin is in progress; reinit refused".into());
+        }
+        let view = self
+            .read_cluster()
+            .await
+            .ok_or("cannot confirm the keyspace: reinit refused")?;
+        let me = self.config.name.as_str();
+        if view.leader_name() == Some(me) || self.lease.deadline_ms.is_some() {
+            return Err(format!(
+                "{me} is the primary (holds the leader lease): reinit refused"
+            ));
+        }
+        let Some(leader) = view.leader_name() else {
+            return Err("no primary holds the lease: nothing to clone from, reinit refused".into());
+        };
+        tracing::info!(
+            "reinit requested: stopping PostgreSQL and removing the data directory to clone it from {leader}"
+        );
+        if self.pg.postmaster_running() {
+            self.state_override = Some(PgRunState::Stopping);
+            let stopped = self.pg.stop().await;
+            self.state_override = None;
+            stopped?;
+        }
+        self.pg.remove_data_dir().await?;
+        self.blocked = None;
+        self.rejoined = false;
+        self.following = None;
+        self.postmaster_start_time = None;
+        self.again = true;
+        Ok(format!("reinitialize started: cloning from {leader}"))
     }
 
     async fn reload_config(&mut self) -> Result<String, String> {
@@ -656,8 +1008,54 @@ impl<P: PgOps> HaLoop<P> {
         }
         if self.pg.postmaster_running() {
             self.pg.reload().await?;
+            self.callbacks.fire(CallbackEvent::OnReload, self.callback_role());
         }
         Ok("reload scheduled".to_string())
+    }
+
+    /// After a promotion, the new primary appends the timeline it left to the `history` key
+    /// (timeline, switch LSN from PostgreSQL's own history file, reason, time, new leader),
+    /// keeping `max_timelines_history` entries. Idempotent: done when the entry is there.
+    async fn record_history(&mut self, view: &ClusterView, timeline: u64) {
+        if timeline <= 1 || view.history.iter().any(|h| h.timeline == timeline - 1) {
+            return;
+        }
+        let (parent, switch_lsn) = match self.pg.timeline_switch(timeline) {
+            Ok(Some((parent, lsn, _))) => (parent, lsn),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!("cannot read the history of timeline {timeline}: {e}");
+                return;
+            }
+        };
+        let reason = self
+            .promote_reason
+            .take()
+            .unwrap_or_else(|| "promoted (reason not recorded: the agent restarted)".to_string());
+        let mut history = view.history.clone();
+        history.push(crate::cluster::HistoryEntry {
+            timeline: parent,
+            switch_lsn,
+            reason,
+            time: crate::timefmt::rfc3339_now(),
+            new_leader: Some(self.config.name.clone()),
+        });
+        let keep = self.dynamic.max_timelines_history as usize;
+        if keep > 0 && history.len() > keep {
+            history.drain(..history.len() - keep);
+        }
+        let cmd = Command::Put {
+            key: Key::History,
+            value: serde_json::to_value(&history).unwrap_or_default(),
+            ttl_ms: None,
+            precondition: Precondition::Any,
+        };
+        match self.write(cmd).await {
+            Ok(_) => tracing::info!(
+                "history: timeline {parent} ended at {switch_lsn:X}; I lead timeline {timeline}"
+            ),
+            Err(e) => tracing::warn!("could not record the timeline history: {e}"),
+        }
     }
 
     async fn publish_snapshot(
@@ -678,6 +1076,10 @@ impl<P: PgOps> HaLoop<P> {
                 };
                 let _ = self.write(cmd).await;
             }
+            if let (Some(view), Some(tl)) = (cluster.as_ref(), observation.as_ref().and_then(|o| o.timeline))
+            {
+                self.record_history(view, tl).await;
+            }
         }
         let snapshot = NodeSnapshot {
             scope: self.config.scope.clone(),
@@ -695,6 +1097,112 @@ impl<P: PgOps> HaLoop<P> {
             ttl_secs: self.dynamic.ttl,
         };
         self.snapshot.send_replace(Arc::new(snapshot));
+    }
+}
+
+/// Why this promotion happened, in the words the `history` key keeps.
+fn promotion_reason(cluster: Option<&ClusterView>) -> String {
+    match cluster.and_then(|c| c.failover.as_ref()) {
+        Some(f) if f.is_switchover() => format!(
+            "switchover from {}",
+            f.leader.as_deref().unwrap_or("the old primary")
+        ),
+        Some(_) => "manual failover".to_string(),
+        None => "automatic failover: no primary held the lease".to_string(),
+    }
+}
+
+/// The rejoin job's body (see `HaLoop::start_rejoin`).
+async fn rejoin<P: PgOps>(
+    pg: &P,
+    upstream: &super::pg_ops::Upstream,
+    use_rewind: bool,
+    remove_diverged: bool,
+    remove_on_failure: bool,
+) -> Result<JobResult, String> {
+    let leader = &upstream.member;
+    if use_rewind {
+        // A real run, not a dry run first: only a real run can do the crash recovery a
+        // primary that died needs before its timeline can be compared (PostgreSQL >= 13).
+        tracing::info!(
+            "rejoin: comparing my timeline with {leader}'s and rewinding if it diverged (pg_rewind)"
+        );
+        return match pg.rewind(upstream, false).await {
+            Ok(Rewind::NotNeeded) => {
+                tracing::info!("rejoin: my WAL is part of {leader}'s history; no rewind needed");
+                Ok(JobResult::Rejoined)
+            }
+            Ok(_) => {
+                tracing::info!("rejoin: pg_rewind done; starting as a replica of {leader}");
+                Ok(JobResult::Rejoined)
+            }
+            Err(e) => rewind_failed(pg, leader, &e, remove_on_failure).await,
+        };
+    }
+    tracing::info!(
+        "rejoin: comparing my timeline with {leader}'s (pg_rewind --dry-run; use_pg_rewind is off)"
+    );
+    let diverged = match pg.rewind(upstream, true).await {
+        Ok(Rewind::NotNeeded) => {
+            tracing::info!("rejoin: my WAL is part of {leader}'s history; no rewind needed");
+            return Ok(JobResult::Rejoined);
+        }
+        Ok(_) => "my timeline diverged from {leader}'s".replace("{leader}", leader),
+        Err(e) => format!("cannot tell whether my timeline diverged from {leader}'s ({e})"),
+    };
+    if remove_diverged {
+        tracing::warn!(
+            "rejoin: {diverged} and use_pg_rewind is off; remove_data_directory_on_diverged_timelines is on: \
+             removing the data directory to clone again"
+        );
+        pg.remove_data_dir().await?;
+        return Ok(JobResult::Removed);
+    }
+    Err(format!(
+        "{diverged}, and pg_rewind is not allowed (use_pg_rewind: false); leaving the data directory alone. \
+         To rejoin: enable use_pg_rewind, or set remove_data_directory_on_diverged_timelines, or run \
+         `pgquorumctl reinit <this member>`"
+    ))
+}
+
+async fn rewind_failed<P: PgOps>(
+    pg: &P,
+    leader: &str,
+    error: &str,
+    remove_on_failure: bool,
+) -> Result<JobResult, String> {
+    if remove_on_failure {
+        tracing::warn!(
+            "rejoin: pg_rewind from {leader} failed ({error}); remove_data_directory_on_rewind_failure is on: \
+             removing the data directory to clone again"
+        );
+        pg.remove_data_dir().await?;
+        return Ok(JobResult::Removed);
+    }
+    Err(format!(
+        "pg_rewind from {leader} failed: {error}. Leaving the data directory alone. To rejoin: fix the cause and \
+         restart the agent, set remove_data_directory_on_rewind_failure, or run `pgquorumctl reinit <this member>`"
+    ))
+}
+
+/// Forward each lease deadline to the fence guard. A write error means the guard is gone:
+/// the loop's own lease watchdog still holds, so say it loudly and carry on.
+async fn fence_forward(
+    mut guard: crate::fence::FenceGuard,
+    clock0: Instant,
+    mut deadline: watch::Receiver<Option<u64>>,
+) {
+    loop {
+        let at = deadline
+            .borrow_and_update()
+            .map(|ms| clock0 + Duration::from_millis(ms));
+        if let Err(e) = guard.set_deadline(at).await {
+            tracing::error!("the fence guard does not take deadlines any more: {e}");
+            std::future::pending::<()>().await;
+        }
+        if deadline.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -736,6 +1244,56 @@ async fn lease_watchdog<P: PgOps>(pg: Arc<P>, clock0: Instant, mut deadline: wat
                 }
             }
         }
+    }
+}
+
+/// A live query of the local PostgreSQL's WAL position, served to other agents over gRPC.
+pub type PositionProbe =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<WalPosition, String>> + Send + Sync>;
+
+pub fn position_probe<P: PgOps>(pg: Arc<P>) -> PositionProbe {
+    Arc::new(move || {
+        let pg = pg.clone();
+        Box::pin(async move {
+            if !pg.postmaster_running() {
+                return Err("PostgreSQL is not running".to_string());
+            }
+            let o = pg.observe().await?;
+            position_of(&o).ok_or_else(|| "PostgreSQL reports no WAL position".to_string())
+        })
+    })
+}
+
+/// The position a leader race compares: the timeline, and the furthest WAL this server has
+/// (a primary's written position; a replica's received or replayed, whichever is further).
+fn position_of(o: &PgObservation) -> Option<WalPosition> {
+    let lsn = [o.wal_lsn, o.received_lsn, o.replayed_lsn]
+        .into_iter()
+        .flatten()
+        .max()?;
+    Some(WalPosition {
+        timeline: o.timeline.unwrap_or(0),
+        lsn,
+    })
+}
+
+/// An unchanged decision is logged at INFO again after this long.
+const REPEAT_LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// How long a member may take to report its WAL position in a leader race.
+const POSITION_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Watch the postmaster between cycles, so its exit (a crash, an OOM kill) starts the reaction
+/// at once instead of at the next loop tick.
+async fn postmaster_watch<P: PgOps>(pg: Arc<P>, exited: Arc<Notify>) {
+    let mut was_running = pg.postmaster_running();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let running = pg.postmaster_running();
+        if was_running && !running {
+            exited.notify_one();
+        }
+        was_running = running;
     }
 }
 

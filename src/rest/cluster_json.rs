@@ -16,6 +16,18 @@ pub struct ClusterJson {
     pub scope: String,
     #[serde(skip_serializing_if = "Not::not")]
     pub pause: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled_switchover: Option<ScheduledSwitchover>,
+}
+
+/// A pending scheduled switchover, as Patroni shows it in `/cluster`.
+#[derive(Debug, Serialize)]
+pub struct ScheduledSwitchover {
+    pub at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -53,6 +65,13 @@ pub fn cluster_json(view: &ClusterView, scope: &str, reference_lsn: Option<u64>)
         members,
         scope: scope.to_string(),
         pause: view.paused(),
+        scheduled_switchover: view.failover.as_ref().and_then(|f| {
+            Some(ScheduledSwitchover {
+                at: f.scheduled_at.clone()?,
+                from: f.leader.clone(),
+                to: f.member.clone(),
+            })
+        }),
     }
 }
 

@@ -179,7 +179,8 @@ fn postgres_state_value(state: PgRunState) -> u8 {
         PgRunState::StartFailed => 8,
         PgRunState::Restarting => 9,
         PgRunState::Stopping => 11,
-        PgRunState::Stopped => 12,
+        // Patroni has no rewinding state; it reports a member running pg_rewind as stopped.
+        PgRunState::Stopped | PgRunState::Rewinding => 12,
         PgRunState::Crashed => 14,
     }
 }

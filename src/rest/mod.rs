@@ -3,8 +3,9 @@
 //! working when Patroni is replaced. `docs/rest-api.md` lists every endpoint and where we differ.
 //!
 //! Everything read-only is answered from the last [`NodeSnapshot`] the HA loop published; the
-//! two mutating calls implemented so far (`POST /reload`, `POST /restart`) are handed to the loop
-//! as [`OperatorRequest`]s, which it answers between cycles.
+//! mutating calls (`POST /reload`, `/restart`, `/reinitialize`, and the `failover` key writes of
+//! `POST /switchover`, `POST /failover`, `DELETE /switchover`) are handed to the loop as
+//! [`OperatorRequest`]s, which it answers between cycles.
 
 mod auth;
 mod cluster_json;
@@ -17,6 +18,7 @@ mod query;
 mod restart_conditions;
 mod routes;
 mod status_json;
+mod switchover;
 mod wal;
 
 #[cfg(test)]

@@ -16,7 +16,8 @@ use super::cluster_json::{cluster_json, history_json};
 use super::health::HealthCheck;
 use super::query::QueryParams;
 use super::wal::cluster_wal_position;
-use super::{auth, metrics, operator, probes, status_json, RestState};
+use super::{auth, metrics, operator, probes, status_json, switchover as handover, RestState};
+use crate::ha::switchover::Operation;
 use crate::ha::NodeSnapshot;
 
 type Shared = Arc<RestState>;
@@ -36,6 +37,10 @@ pub fn router(state: Shared) -> Router {
         .route("/metrics", any(metrics))
         .route("/reload", any(reload))
         .route("/restart", any(restart))
+        .route("/switchover", any(switchover))
+        .route("/failover", any(failover))
+        .route("/reinitialize", any(reinitialize))
+        .route("/reinit", any(reinitialize))
         .fallback(not_found)
         .with_state(state)
 }
@@ -213,9 +218,53 @@ async fn restart(State(state): State<Shared>, method: Method, headers: HeaderMap
     operator::restart(&state, &body).await
 }
 
-/// Includes the mutating endpoints pgquorum does not implement yet (`/switchover`, `/failover`,
-/// `/reinitialize`, `PATCH /config` is a 501 on the known `/config` path): better unknown than
-/// pretending to work.
+/// `POST` requests a switchover, `DELETE` cancels a scheduled one.
+async fn switchover(
+    State(state): State<Shared>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if method != Method::POST && method != Method::DELETE {
+        return unsupported_method(&method);
+    }
+    if let Err(challenge) = auth::authorize(state.auth.as_ref(), &headers) {
+        return *challenge;
+    }
+    if method == Method::DELETE {
+        return handover::cancel(&state).await;
+    }
+    handover::request(&state, &body, Operation::Switchover).await
+}
+
+async fn failover(State(state): State<Shared>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+    if method != Method::POST {
+        return unsupported_method(&method);
+    }
+    if let Err(challenge) = auth::authorize(state.auth.as_ref(), &headers) {
+        return *challenge;
+    }
+    handover::request(&state, &body, Operation::Failover).await
+}
+
+/// Patroni's path is `/reinitialize`; `/reinit` is the same.
+async fn reinitialize(
+    State(state): State<Shared>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if method != Method::POST {
+        return unsupported_method(&method);
+    }
+    if let Err(challenge) = auth::authorize(state.auth.as_ref(), &headers) {
+        return *challenge;
+    }
+    operator::reinitialize(&state, &body).await
+}
+
+/// Includes the endpoints pgquorum does not implement (`/failsafe`, `/mpp`; `PATCH /config` is
+/// a 501 on the known `/config` path): better unknown than pretending to work.
 async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "Not Found").into_response()
 }

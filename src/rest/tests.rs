@@ -14,9 +14,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{serve, RestState};
-use crate::cluster::{ClusterView, HistoryEntry, LeaderLease, MemberStatus, PgRole, PgRunState};
+use crate::cluster::{
+    ClusterView, FailoverRequest, HistoryEntry, LeaderLease, MemberStatus, PgRole, PgRunState,
+};
 use crate::config::BasicAuth;
 use crate::ha::{NodeSnapshot, OperatorRequest, ReplicationRow};
+use crate::keyspace::{Command, CommandOutcome, Key, Precondition};
 
 const VERSION: &str = "0.1.0";
 const PRIMARY_LSN: u64 = 0x5000_0000;
@@ -174,7 +177,7 @@ fn ago(secs: u64) -> Instant {
 struct TestServer {
     addr: SocketAddr,
     requests: mpsc::Receiver<OperatorRequest>,
-    _snapshots: watch::Sender<Arc<NodeSnapshot>>,
+    snapshots: watch::Sender<Arc<NodeSnapshot>>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -196,7 +199,7 @@ async fn start(snapshot: NodeSnapshot, auth: Option<BasicAuth>) -> TestServer {
     TestServer {
         addr,
         requests,
-        _snapshots: snapshots,
+        snapshots,
         _stop: stop,
     }
 }
@@ -326,7 +329,9 @@ async fn liveness_allows_ttl_on_a_primary_and_twice_ttl_elsewhere() {
     replica.last_cycle = ago(45);
     let mut stale_replica = replica_streaming();
     stale_replica.last_cycle = ago(75);
-    for (snapshot, want) in [(primary, 503), (replica, 200), (stale_replica, 503)] {
+    for (mut snapshot, want) in [(primary, 503), (replica, 200), (stale_replica, 503)] {
+        snapshot.loop_wait_secs = 10.0;
+        snapshot.ttl_secs = 30.0;
         let server = start(snapshot, None).await;
         assert_eq!(get(server.addr, "/liveness").await.status, want);
     }
@@ -522,8 +527,8 @@ async fn history_and_config_documents() {
     let config = get(server.addr, "/config").await;
     assert_eq!(config.status, 200);
     let config = config.json();
-    assert_eq!(config["ttl"], 30);
-    assert_eq!(config["loop_wait"], 10);
+    assert_eq!(config["ttl"], crate::config::DEFAULT_TTL_SECS);
+    assert_eq!(config["loop_wait"], crate::config::DEFAULT_LOOP_WAIT_SECS);
     assert_eq!(config["maximum_lag_on_failover"], 1_048_576);
 }
 
@@ -620,18 +625,44 @@ fn answer_next_request(
     })
 }
 
+/// Play the HA loop for a keyspace write: answer the next request, which must be one, with
+/// `outcome`; the task hands back the command and the queue.
+fn answer_next_write(
+    server: &mut TestServer,
+    outcome: Result<CommandOutcome, &'static str>,
+) -> tokio::task::JoinHandle<(Command, mpsc::Receiver<OperatorRequest>)> {
+    let mut requests = std::mem::replace(&mut server.requests, mpsc::channel(1).1);
+    tokio::spawn(async move {
+        match requests.recv().await.expect("a request") {
+            OperatorRequest::KeyspaceWrite { command, reply } => {
+                let _ = reply.send(outcome.map_err(String::from));
+                (command, requests)
+            }
+            other => panic!("expected a keyspace write, got {other:?}"),
+        }
+    })
+}
+
 #[tokio::test]
 async fn mutating_endpoints_require_the_configured_credentials() {
     let mut server = start(primary_with_lease(), Some(admin())).await;
-    for path in ["/reload", "/restart"] {
-        let missing = call(server.addr, "POST", path, &[], "").await;
+    for (method, path) in [
+        ("POST", "/reload"),
+        ("POST", "/restart"),
+        ("POST", "/switchover"),
+        ("DELETE", "/switchover"),
+        ("POST", "/failover"),
+        ("POST", "/reinitialize"),
+        ("POST", "/reinit"),
+    ] {
+        let missing = call(server.addr, method, path, &[], "").await;
         assert_eq!(missing.status, 401, "{path} without credentials");
         assert_eq!(
             missing.header("www-authenticate"),
             Some("Basic realm=\"pgquorum\"")
         );
         let wrong = basic("admin", "guess");
-        let wrong = call(server.addr, "POST", path, &[("Authorization", &wrong)], "").await;
+        let wrong = call(server.addr, method, path, &[("Authorization", &wrong)], "").await;
         assert_eq!(wrong.status, 401, "{path} with a wrong password");
     }
     assert!(server.requests.try_recv().is_err(), "nothing reached the loop");
@@ -712,9 +743,13 @@ async fn unknown_paths_404_and_unsupported_methods_501() {
     let server = start(primary_with_lease(), None).await;
     for (method, path, want) in [
         ("GET", "/nonexistent", 404),
-        ("POST", "/switchover", 404),
-        ("POST", "/failover", 404),
-        ("POST", "/reinitialize", 404),
+        ("POST", "/failsafe", 404),
+        ("GET", "/switchover", 501),
+        ("PUT", "/switchover", 501),
+        ("GET", "/failover", 501),
+        ("DELETE", "/failover", 501),
+        ("GET", "/reinitialize", 501),
+        ("GET", "/reinit", 501),
         ("PATCH", "/config", 501),
         ("PUT", "/patroni", 501),
         ("POST", "/primary", 501),
@@ -728,4 +763,448 @@ async fn unknown_paths_404_and_unsupported_methods_501() {
         let reply = call(server.addr, method, path, &[], "").await;
         assert_eq!(reply.status, want, "{method} {path}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Switchover, failover, reinitialize
+
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+/// node1 primary with the lease, node2 and node3 streaming, seen from node1.
+fn three_members() -> NodeSnapshot {
+    let mut snapshot = primary_with_lease();
+    let view = snapshot.cluster.as_mut().unwrap();
+    view.members.push(replica_member("node3", PRIMARY_LSN));
+    view.as_of_ms = crate::timefmt::now_ms();
+    snapshot
+}
+
+fn with_view(mut snapshot: NodeSnapshot, f: impl FnOnce(&mut ClusterView)) -> NodeSnapshot {
+    f(snapshot.cluster.as_mut().unwrap());
+    snapshot
+}
+
+/// What node1 sees once `holder` holds the lease.
+fn after_handover(holder: &str) -> NodeSnapshot {
+    with_view(three_members(), |view| {
+        view.leader.as_mut().unwrap().holder = holder.to_string();
+    })
+}
+
+#[tokio::test]
+async fn refused_switchovers_never_reach_the_loop() {
+    let tomorrow = crate::timefmt::rfc3339(crate::timefmt::now_ms() + 86_400_000);
+    let paused = with_view(three_members(), |v| v.config.pause = true);
+    let pending = with_view(three_members(), |v| {
+        v.failover = Some(FailoverRequest {
+            leader: Some("node1".into()),
+            member: Some("node3".into()),
+            ..Default::default()
+        });
+        v.failover_revision = Some(12);
+    });
+    let nofailover = with_view(three_members(), |v| {
+        v.members[1].tags.nofailover = Some(true);
+    });
+    #[rustfmt::skip]
+    let table: Vec<(NodeSnapshot, &str, String, u16, &str)> = vec![
+        (three_members(), "/switchover", "".into(), 400, "the body must be a JSON object"),
+        (three_members(), "/switchover", "[]".into(), 400, "the body must be a JSON object"),
+        (three_members(), "/switchover", r#"{"leader": 1}"#.into(), 400, "leader must be a string"),
+        (three_members(), "/switchover", r#"{"candidate": "node2"}"#.into(), 400,
+            "Switchover could be performed only from a specific leader"),
+        (three_members(), "/switchover", r#"{"leader": "node2", "candidate": "node3"}"#.into(), 412,
+            "leader name does not match"),
+        (three_members(), "/switchover", r#"{"leader": "node1", "candidate": "node1"}"#.into(), 400,
+            "Switchover target and source are the same"),
+        (three_members(), "/switchover", r#"{"leader": "node1", "candidate": "node9"}"#.into(), 412,
+            "candidate node9 does not exist"),
+        (nofailover, "/switchover", r#"{"leader": "node1", "candidate": "node2"}"#.into(), 412,
+            "candidate node2 is tagged nofailover"),
+        (three_members(), "/switchover", r#"{"leader": "node1", "scheduled_at": "2020-01-01T00:00:00+00:00"}"#.into(), 422,
+            "Cannot schedule switchover in the past"),
+        (three_members(), "/switchover", r#"{"leader": "node1", "scheduled_at": "soon"}"#.into(), 422,
+            "Unable to parse scheduled timestamp. It should be in an unambiguous format, e.g. ISO 8601"),
+        (three_members(), "/switchover", r#"{"leader": "node1", "scheduled_at": "2099-01-01T10:00"}"#.into(), 400,
+            "Timezone information is mandatory for the scheduled switchover"),
+        (paused.clone(), "/switchover", format!(r#"{{"leader": "node1", "candidate": "node2", "scheduled_at": "{tomorrow}"}}"#), 400,
+            "Can't schedule switchover in the paused state"),
+        (paused, "/switchover", r#"{"leader": "node1"}"#.into(), 400,
+            "Switchover is possible only to a specific candidate in a paused state"),
+        (pending, "/switchover", r#"{"leader": "node1", "candidate": "node2"}"#.into(), 409,
+            "another switchover from node1 to node3 is already pending; cancel it first (`pgquorumctl flush switchover`, DELETE /switchover)"),
+        (three_members(), "/failover", r#"{"leader": "node1"}"#.into(), 400,
+            "Failover could be performed only to a specific candidate"),
+        (three_members(), "/failover", format!(r#"{{"candidate": "node2", "scheduled_at": "{tomorrow}"}}"#), 400,
+            "Failover can't be scheduled"),
+        (three_members(), "/failover", r#"{"candidate": "node1"}"#.into(), 412,
+            "candidate node1 already holds the leader lease"),
+        (three_members(), "/failover", r#"{"leader": "node3", "candidate": "node2"}"#.into(), 412,
+            "leader name does not match"),
+    ];
+    for (snapshot, path, body, status, message) in table {
+        let mut server = start(snapshot, None).await;
+        let reply = call(server.addr, "POST", path, &[JSON], &body).await;
+        assert_eq!(reply.status, status, "{path} {body}: {}", reply.body);
+        // Exact texts, except that a body that is not JSON also says why.
+        let exact = reply.body == message;
+        let explained = body.is_empty() && reply.body.starts_with(&format!("{message}: "));
+        assert!(exact || explained, "{path} {body}: {:?}", reply.body);
+        assert!(
+            server.requests.try_recv().is_err(),
+            "{path} {body} reached the loop"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_keyspace_is_503() {
+    let mut snapshot = three_members();
+    snapshot.keyspace_reachable = false;
+    let mut server = start(snapshot, None).await;
+    for (method, path, body) in [
+        ("POST", "/switchover", r#"{"leader": "node1"}"#),
+        ("POST", "/failover", r#"{"candidate": "node2"}"#),
+        ("DELETE", "/switchover", ""),
+    ] {
+        let reply = call(server.addr, method, path, &[JSON], body).await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (
+                503,
+                "the keyspace is not reachable from this member: ask another one"
+            ),
+            "{method} {path}"
+        );
+    }
+    let server2 = start(NodeSnapshot::starting("demo", "node1"), None).await;
+    let reply = call(
+        server2.addr,
+        "POST",
+        "/switchover",
+        &[JSON],
+        r#"{"leader": "node1"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 503, "no view read yet");
+    assert!(server.requests.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn scheduled_switchover_is_recorded_and_answered_202() {
+    let mut server = start(three_members(), None).await;
+    let at = "2099-01-31T22:00:00+01:00";
+    let loop_task = answer_next_write(&mut server, Ok(CommandOutcome::Applied { revision: 40 }));
+    let body = format!(r#"{{"leader": "node1", "member": "node2", "scheduled_at": "{at}"}}"#);
+    let reply = call(server.addr, "POST", "/switchover", &[JSON], &body).await;
+    assert_eq!((reply.status, reply.body.as_str()), (202, "Switchover scheduled"));
+    let (command, _) = loop_task.await.unwrap();
+    let expected = FailoverRequest {
+        leader: Some("node1".into()),
+        member: Some("node2".into()),
+        scheduled_at: Some(at.into()),
+        scheduled_at_ms: crate::timefmt::parse_rfc3339(at),
+    };
+    assert_eq!(
+        command,
+        Command::Put {
+            key: Key::Failover,
+            value: serde_json::to_value(&expected).unwrap(),
+            ttl_ms: None,
+            precondition: Precondition::Absent,
+        }
+    );
+    assert!(expected.scheduled_at_ms.is_some());
+}
+
+fn command_value(command: &Command) -> &Value {
+    match command {
+        Command::Put { value, .. } => value,
+        other => panic!("not a put: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn immediate_switchover_waits_for_the_new_leader() {
+    let mut server = start(three_members(), None).await;
+    let loop_task = answer_next_write(&mut server, Ok(CommandOutcome::Applied { revision: 41 }));
+    let addr = server.addr;
+    let request = tokio::spawn(async move {
+        call(
+            addr,
+            "POST",
+            "/switchover",
+            &[JSON],
+            r#"{"leader": "node1", "candidate": "node2"}"#,
+        )
+        .await
+    });
+    let (command, _) = loop_task.await.unwrap();
+    assert_eq!(
+        command_value(&command),
+        &serde_json::json!({"leader": "node1", "member": "node2"})
+    );
+    // The loop's next snapshot still shows node1 with the request pending, then node2.
+    let pending = with_view(three_members(), |v| {
+        v.failover = Some(FailoverRequest::default());
+        v.failover_revision = Some(41);
+    });
+    server.snapshots.send(Arc::new(pending)).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    server.snapshots.send(Arc::new(after_handover("node2"))).unwrap();
+    let reply = request.await.unwrap();
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "Successfully switched over to \"node2\"")
+    );
+}
+
+#[tokio::test]
+async fn switchover_to_the_best_replica_reports_who_took_over() {
+    let mut server = start(three_members(), None).await;
+    let loop_task = answer_next_write(&mut server, Ok(CommandOutcome::Applied { revision: 5 }));
+    let addr = server.addr;
+    let request =
+        tokio::spawn(
+            async move { call(addr, "POST", "/switchover", &[JSON], r#"{"leader": "node1"}"#).await },
+        );
+    let (command, _) = loop_task.await.unwrap();
+    assert_eq!(command_value(&command), &serde_json::json!({"leader": "node1"}));
+    server.snapshots.send(Arc::new(after_handover("node3"))).unwrap();
+    let reply = request.await.unwrap();
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "Successfully switched over to \"node3\"")
+    );
+}
+
+#[tokio::test]
+async fn a_switchover_the_loop_gave_up_on_is_503() {
+    let mut server = start(three_members(), None).await;
+    let loop_task = answer_next_write(&mut server, Ok(CommandOutcome::Applied { revision: 41 }));
+    let addr = server.addr;
+    let request = tokio::spawn(async move {
+        call(
+            addr,
+            "POST",
+            "/switchover",
+            &[JSON],
+            r#"{"leader": "node1", "candidate": "node2"}"#,
+        )
+        .await
+    });
+    loop_task.await.unwrap();
+    let pending = with_view(three_members(), |v| {
+        v.failover = Some(FailoverRequest::default());
+        v.failover_revision = Some(41);
+    });
+    server.snapshots.send(Arc::new(pending)).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The key is gone and node1 still holds the lease.
+    server.snapshots.send(Arc::new(three_members())).unwrap();
+    let reply = request.await.unwrap();
+    assert_eq!((reply.status, reply.body.as_str()), (503, "Switchover failed"));
+}
+
+#[tokio::test]
+async fn failover_with_a_leader_is_a_switchover_and_without_one_names_no_leader() {
+    // With a leader named: recorded as a switchover (Patroni's rule).
+    let mut server = start(three_members(), None).await;
+    let loop_task = answer_next_write(&mut server, Ok(CommandOutcome::Applied { revision: 8 }));
+    let addr = server.addr;
+    let request = tokio::spawn(async move {
+        call(
+            addr,
+            "POST",
+            "/failover",
+            &[JSON],
+            r#"{"leader": "node1", "candidate": "node3"}"#,
+        )
+        .await
+    });
+    let (command, _) = loop_task.await.unwrap();
+    assert_eq!(
+        command_value(&command),
+        &serde_json::json!({"leader": "node1", "member": "node3"})
+    );
+    server.snapshots.send(Arc::new(after_handover("node3"))).unwrap();
+    assert_eq!(
+        request.await.unwrap().body,
+        "Successfully switched over to \"node3\""
+    );
+
+    // The primary is gone: a manual failover to node2.
+    let no_primary = with_view(three_members(), |v| {
+        v.leader = None;
+        v.members[0].state = PgRunState::Crashed;
+    });
+    let mut server = start(no_primary, None).await;
+    let loop_task = answer_next_write(&mut server, Ok(CommandOutcome::Applied { revision: 9 }));
+    let addr = server.addr;
+    let request =
+        tokio::spawn(
+            async move { call(addr, "POST", "/failover", &[JSON], r#"{"candidate": "node2"}"#).await },
+        );
+    let (command, _) = loop_task.await.unwrap();
+    assert_eq!(command_value(&command), &serde_json::json!({"member": "node2"}));
+    server.snapshots.send(Arc::new(after_handover("node2"))).unwrap();
+    let reply = request.await.unwrap();
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "Successfully failed over to \"node2\"")
+    );
+}
+
+#[tokio::test]
+async fn write_failures_and_races() {
+    let mut server = start(three_members(), None).await;
+    let loop_task = answer_next_write(&mut server, Err("no Raft leader"));
+    let reply = call(
+        server.addr,
+        "POST",
+        "/switchover",
+        &[JSON],
+        r#"{"leader": "node1"}"#,
+    )
+    .await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (503, "failed to write failover key into DCS: no Raft leader")
+    );
+    server.requests = loop_task.await.unwrap().1;
+
+    // Someone else's request got in between the check and the write.
+    let theirs = crate::keyspace::Entry {
+        key: Key::Failover,
+        value: serde_json::json!({"member": "node3"}),
+        revision: 50,
+        created_revision: 50,
+        updated_ms: 0,
+        expires_at_ms: None,
+        holder: None,
+    };
+    let loop_task = answer_next_write(
+        &mut server,
+        Ok(CommandOutcome::Rejected {
+            reason: "failover: key exists".into(),
+            current: Some(Box::new(theirs)),
+        }),
+    );
+    let reply = call(
+        server.addr,
+        "POST",
+        "/switchover",
+        &[JSON],
+        r#"{"leader": "node1"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 409);
+    assert!(
+        reply
+            .body
+            .starts_with("another failover to node3 is already pending"),
+        "{}",
+        reply.body
+    );
+    loop_task.await.unwrap();
+}
+
+#[tokio::test]
+async fn deleting_a_scheduled_switchover() {
+    let server = start(three_members(), None).await;
+    let reply = call(server.addr, "DELETE", "/switchover", &[], "").await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (404, "no switchover is scheduled")
+    );
+
+    let scheduled = with_view(three_members(), |v| {
+        v.failover = Some(FailoverRequest {
+            leader: Some("node1".into()),
+            scheduled_at: Some("2099-01-01T00:00:00+00:00".into()),
+            scheduled_at_ms: Some(4_070_908_800_000),
+            ..Default::default()
+        });
+        v.failover_revision = Some(33);
+    });
+    let mut server = start(scheduled.clone(), None).await;
+    let loop_task = answer_next_write(&mut server, Ok(CommandOutcome::Applied { revision: 34 }));
+    let reply = call(server.addr, "DELETE", "/switchover", &[], "").await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "scheduled switchover deleted")
+    );
+    let (command, requests) = loop_task.await.unwrap();
+    assert_eq!(
+        command,
+        Command::Delete {
+            key: Key::Failover,
+            precondition: Precondition::Revision(33),
+        }
+    );
+    server.requests = requests;
+
+    let loop_task = answer_next_write(
+        &mut server,
+        Ok(CommandOutcome::Rejected {
+            reason: "failover: revision is 35, expected 33".into(),
+            current: None,
+        }),
+    );
+    let reply = call(server.addr, "DELETE", "/switchover", &[], "").await;
+    assert_eq!(reply.status, 409);
+    loop_task.await.unwrap();
+
+    // /cluster shows it as Patroni does.
+    let doc = get(server.addr, "/cluster").await.json();
+    assert_eq!(
+        doc["scheduled_switchover"],
+        serde_json::json!({"at": "2099-01-01T00:00:00+00:00", "from": "node1"})
+    );
+    let plain = start(three_members(), None).await;
+    assert!(get(plain.addr, "/cluster")
+        .await
+        .json()
+        .get("scheduled_switchover")
+        .is_none());
+}
+
+#[tokio::test]
+async fn reinitialize() {
+    let server = start(primary_with_lease(), None).await;
+    let reply = call(server.addr, "POST", "/reinitialize", &[], "").await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (503, "I am the leader, can not reinitialize")
+    );
+
+    let mut server = start(replica_streaming(), None).await;
+    for (path, body) in [("/reinitialize", ""), ("/reinit", r#"{"force": true}"#)] {
+        let loop_task = answer_next_request(&mut server, Ok(""));
+        let reply = call(server.addr, "POST", path, &[JSON], body).await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, "reinitialize started"),
+            "{path}"
+        );
+        let (kind, requests) = loop_task.await.unwrap();
+        assert_eq!(kind, "reinit");
+        server.requests = requests;
+    }
+    let loop_task = answer_next_request(&mut server, Err("reinit is not available yet"));
+    let reply = call(server.addr, "POST", "/reinitialize", &[], "{}").await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (503, "reinit is not available yet")
+    );
+    server.requests = loop_task.await.unwrap().1;
+
+    for body in ["{oops", "[]", r#"{"force": "yes"}"#] {
+        let reply = call(server.addr, "POST", "/reinitialize", &[JSON], body).await;
+        assert_eq!(reply.status, 400, "{body}");
+    }
+    assert!(
+        server.requests.try_recv().is_err(),
+        "bad bodies never reach the loop"
+    );
 }

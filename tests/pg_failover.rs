@@ -1,0 +1,534 @@
+//! Failover, switchover and rejoin with real agents and real PostgreSQL servers on loopback.
+//!
+//! Every scenario runs under a split-brain monitor that asks every server, many times a
+//! second, whether it accepts writes (`pg_is_in_recovery()` false): at no sample may two
+//! servers say yes. Writers insert through a multi-host `target_session_attrs=read-write`
+//! connection and record what was acknowledged; after a switchover every acknowledged row
+//! must be on the new primary.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use pgquorum::demo::{Demo, DemoOptions};
+use tokio::task::JoinHandle;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------- the invariant monitor
+
+/// Samples every server's `pg_is_in_recovery()` until stopped; records any sample where two
+/// servers accepted writes, and which servers were ever writable.
+struct SplitBrainMonitor {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: JoinHandle<(Vec<String>, BTreeSet<usize>)>,
+}
+
+impl SplitBrainMonitor {
+    fn start(ports: Vec<u16>) -> SplitBrainMonitor {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut clients: Vec<Option<tokio_postgres::Client>> = ports.iter().map(|_| None).collect();
+            let mut violations = Vec::new();
+            let mut ever = BTreeSet::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut writable = Vec::new();
+                for (i, port) in ports.iter().enumerate() {
+                    if clients[i].as_ref().is_none_or(|c| c.is_closed()) {
+                        clients[i] = tokio::time::timeout(Duration::from_millis(300), pg_connect(*port))
+                            .await
+                            .ok()
+                            .and_then(Result::ok);
+                    }
+                    let Some(client) = &clients[i] else { continue };
+                    let answer = tokio::time::timeout(
+                        Duration::from_millis(300),
+                        client.query_one("SELECT pg_is_in_recovery()", &[]),
+                    )
+                    .await;
+                    match answer {
+                        Ok(Ok(row)) if !row.get::<_, bool>(0) => writable.push(i),
+                        Ok(Ok(_)) => {}
+                        _ => clients[i] = None,
+                    }
+                }
+                ever.extend(writable.iter().copied());
+                if writable.len() > 1 {
+                    violations.push(format!("servers {writable:?} accepted writes at the same time"));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (violations, ever)
+        });
+        SplitBrainMonitor { stop, task }
+    }
+
+    /// Stop, assert no violation, and return the set of servers that were ever writable.
+    async fn finish(self) -> BTreeSet<usize> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (violations, ever) = self.task.await.expect("monitor task");
+        assert!(violations.is_empty(), "split brain: {violations:?}");
+        ever
+    }
+}
+
+// ---------------------------------------------------------------- the writer
+
+/// Inserts a row every few ms through a multi-host read-write connection; keeps the ids
+/// PostgreSQL acknowledged.
+struct Writer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    acked: Arc<Mutex<Vec<i64>>>,
+    task: JoinHandle<()>,
+}
+
+fn multi_host(opts: &DemoOptions) -> String {
+    let ports: Vec<String> = (0..3).map(|i| opts.pg_port(i).to_string()).collect();
+    format!(
+        "host=127.0.0.1,127.0.0.1,127.0.0.1 port={} user=postgres password={} dbname=postgres \
+         target_session_attrs=read-write connect_timeout=2",
+        ports.join(","),
+        pgquorum::demo::DEMO_SUPERUSER_PASSWORD
+    )
+}
+
+impl Writer {
+    async fn start(opts: &DemoOptions) -> Writer {
+        let conninfo = multi_host(opts);
+        let client = connect(&conninfo).await.expect("writer connects");
+        client
+            .batch_execute("CREATE TABLE IF NOT EXISTS acked (id bigint PRIMARY KEY)")
+            .await
+            .expect("create table");
+        drop(client);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let (flag, list) = (stop.clone(), acked.clone());
+        let task = tokio::spawn(async move {
+            let mut client: Option<tokio_postgres::Client> = None;
+            let mut id = 0i64;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if client.as_ref().is_none_or(|c| c.is_closed()) {
+                    client = connect(&conninfo).await.ok();
+                }
+                if let Some(c) = &client {
+                    id += 1;
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
+                    let insert = c.execute("INSERT INTO acked VALUES ($1) ON CONFLICT DO NOTHING", &params);
+                    match tokio::time::timeout(Duration::from_secs(2), insert).await {
+                        Ok(Ok(_)) => list.lock().unwrap().push(id),
+                        _ => client = None,
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        Writer { stop, acked, task }
+    }
+
+    fn acked_count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    async fn finish(self) -> Vec<i64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.expect("writer task");
+        let acked = self.acked.lock().unwrap().clone();
+        acked
+    }
+}
+
+async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// Wait until the writer has `more` acknowledged rows beyond what it has now.
+async fn writes_progress(writer: &Writer, more: usize, what: &str) {
+    let target = writer.acked_count() + more;
+    wait_for(what, TIMEOUT, || async {
+        (writer.acked_count() >= target).then_some(())
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------- cluster probes
+
+fn names() -> [&'static str; 3] {
+    ["node1", "node2", "node3"]
+}
+
+fn index_of(name: &str) -> usize {
+    names().iter().position(|n| *n == name).expect("a node name")
+}
+
+/// The member holding the leader lease and running as a writable primary.
+async fn primary(demo: &Demo, opts: &DemoOptions) -> Option<usize> {
+    let view = cluster_view(demo).await?;
+    let leader = index_of(view.leader_name()?);
+    let writable = pg_scalar(opts.pg_port(leader), "SELECT NOT pg_is_in_recovery()").await;
+    (writable.as_deref() == Some("t")).then_some(leader)
+}
+
+async fn cluster_view(demo: &Demo) -> Option<pgquorum::cluster::ClusterView> {
+    for endpoint in &demo.endpoints {
+        if let Ok(view) = pgquorum::ctl::cluster_read::cluster_view(endpoint).await {
+            return Some(view);
+        }
+    }
+    None
+}
+
+/// Member `i` runs as a replica streaming from the current primary.
+async fn streams(demo: &Demo, i: usize) -> bool {
+    let Some(view) = cluster_view(demo).await else {
+        return false;
+    };
+    view.member(names()[i])
+        .is_some_and(|m| m.state == pgquorum::cluster::PgRunState::Streaming)
+}
+
+async fn wait_primary(demo: &Demo, opts: &DemoOptions, what: &str) -> usize {
+    wait_for(what, TIMEOUT, || primary(demo, opts)).await
+}
+
+fn data_dir(dir: &Path, i: usize) -> std::path::PathBuf {
+    dir.join(names()[i]).join("pgdata")
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) on a process this test started (or its postmaster / walreceiver).
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// kill -9 of a whole node: the agent and its postmaster (the machine is gone).
+async fn kill_node(demo: &mut Demo, dir: &Path, i: usize) {
+    let postmaster = postmaster_pid(&data_dir(dir, i));
+    demo.kill9(i).await;
+    if let Some(pid) = postmaster {
+        signal(pid, libc::SIGKILL);
+    }
+}
+
+/// Run pgquorumctl against a node whose agent is running.
+fn ctl(demo: &Demo, args: &[&str]) -> std::process::Output {
+    let live = (0..3).find(|i| demo.pid(*i).is_some()).expect("a running agent");
+    std::process::Command::new(CTL)
+        .arg("--endpoint")
+        .arg(&demo.endpoints[live])
+        .args(args)
+        .output()
+        .expect("run pgquorumctl")
+}
+
+fn ctl_ok(demo: &Demo, args: &[&str]) -> String {
+    let out = ctl(demo, args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "pgquorumctl {args:?} failed: {text}");
+    text
+}
+
+/// POST `body` to the REST API of node `i` (the demo's admin credentials); returns the status.
+async fn rest_post(opts: &DemoOptions, i: usize, path: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", opts.rest_port(i)))
+        .await
+        .expect("REST API reachable");
+    let auth = base64_basic("admin", "demo-admin");
+    let req = format!(
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
+}
+
+fn base64_basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
+/// Every acknowledged id is on the server at `port`.
+async fn assert_no_acked_row_lost(port: u16, acked: &[i64], what: &str) {
+    let client = pg_connect(port).await.expect("connect to the primary");
+    let rows = client.query("SELECT id FROM acked", &[]).await.expect("read ids");
+    let present: BTreeSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let lost: Vec<i64> = acked.iter().filter(|id| !present.contains(id)).copied().collect();
+    assert!(
+        lost.is_empty(),
+        "{what}: {} acknowledged rows lost: {lost:?}",
+        lost.len()
+    );
+}
+
+/// Tag member `i` nofailover through its config file and a reload, and wait until the
+/// keyspace shows it.
+async fn tag_nofailover(demo: &Demo, dir: &Path, i: usize) {
+    let path = dir.join(format!("{}.yml", names()[i]));
+    let mut text = std::fs::read_to_string(&path).expect("node config");
+    text.push_str("tags:\n  nofailover: true\n");
+    std::fs::write(&path, text).expect("write node config");
+    ctl_ok(demo, &["reload", names()[i]]);
+    wait_for("the nofailover tag in the keyspace", TIMEOUT, || async {
+        let view = cluster_view(demo).await?;
+        (!view.member(names()[i])?.tags.may_become_primary()).then_some(())
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------- scenarios
+
+/// Postmaster crash (restart in place), switchover by CLI and by REST, manual failover,
+/// kill -9 of the whole primary node and its rejoin; a nofailover member is never promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn switchover_failover_and_crashes_keep_one_primary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (mut demo, opts) = start_pg_cluster(dir, 4541).await;
+    let p0 = wait_primary(&demo, &opts, "a primary").await;
+    let never = (p0 + 2) % 3; // tagged nofailover: must never become primary
+    let other = (p0 + 1) % 3;
+    tag_nofailover(&demo, dir, never).await;
+
+    let monitor = SplitBrainMonitor::start((0..3).map(|i| opts.pg_port(i)).collect());
+    let writer = Writer::start(&opts).await;
+    writes_progress(&writer, 50, "writes before any fault").await;
+
+    // 1. The primary's postmaster dies: the agent restarts it in place, same primary.
+    let pid = postmaster_pid(&data_dir(dir, p0)).expect("primary postmaster pid");
+    signal(pid, libc::SIGKILL);
+    wait_for("the primary's postmaster restarted", TIMEOUT, || async {
+        postmaster_pid(&data_dir(dir, p0)).filter(|p| *p != pid)
+    })
+    .await;
+    writes_progress(&writer, 50, "writes after the postmaster crash").await;
+    assert_eq!(
+        wait_primary(&demo, &opts, "primary after crash").await,
+        p0,
+        "restarted in place"
+    );
+
+    // 2. Switchover by CLI: no acknowledged row lost.
+    let out = ctl_ok(
+        &demo,
+        &[
+            "switchover",
+            "--leader",
+            names()[p0],
+            "--candidate",
+            names()[other],
+            "--force",
+        ],
+    );
+    assert!(out.contains(names()[other]), "{out}");
+    wait_for("the candidate is primary", TIMEOUT, || async {
+        (primary(&demo, &opts).await == Some(other)).then_some(())
+    })
+    .await;
+    writes_progress(&writer, 50, "writes after the CLI switchover").await;
+    let acked = writer.acked.lock().unwrap().clone();
+    assert_no_acked_row_lost(opts.pg_port(other), &acked, "CLI switchover").await;
+    wait_for("the old primary streams from the new one", TIMEOUT, || async {
+        streams(&demo, p0).await.then_some(())
+    })
+    .await;
+
+    // 3. Switchover back by REST.
+    let body = format!(
+        r#"{{"leader": "{}", "candidate": "{}"}}"#,
+        names()[other],
+        names()[p0]
+    );
+    let (code, text) = rest_post(&opts, other, "/switchover", &body).await;
+    assert_eq!(code, 200, "{text}");
+    wait_for("the REST candidate is primary", TIMEOUT, || async {
+        (primary(&demo, &opts).await == Some(p0)).then_some(())
+    })
+    .await;
+    writes_progress(&writer, 50, "writes after the REST switchover").await;
+    let acked = writer.acked.lock().unwrap().clone();
+    assert_no_acked_row_lost(opts.pg_port(p0), &acked, "REST switchover").await;
+    wait_for("the old primary streams again", TIMEOUT, || async {
+        streams(&demo, other).await.then_some(())
+    })
+    .await;
+
+    // 4. Manual failover by CLI.
+    ctl_ok(&demo, &["failover", "--candidate", names()[other], "--force"]);
+    wait_for("the failover candidate is primary", TIMEOUT, || async {
+        (primary(&demo, &opts).await == Some(other)).then_some(())
+    })
+    .await;
+    writes_progress(&writer, 50, "writes after the manual failover").await;
+    wait_for("the former primary streams", TIMEOUT, || async {
+        streams(&demo, p0).await.then_some(())
+    })
+    .await;
+
+    // 5. kill -9 of the whole primary node: the only other eligible member takes over
+    //    (never the nofailover one), and the killed node rejoins when it comes back.
+    kill_node(&mut demo, dir, other).await;
+    wait_for("a new primary after the node loss", TIMEOUT, || async {
+        (primary(&demo, &opts).await == Some(p0)).then_some(())
+    })
+    .await;
+    writes_progress(&writer, 50, "writes after the node loss").await;
+    demo.start_node(other).expect("restart the lost node");
+    wait_for("the lost node rejoins as a replica", TIMEOUT, || async {
+        streams(&demo, other).await.then_some(())
+    })
+    .await;
+
+    let acked = writer.finish().await;
+    let ever = monitor.finish().await;
+    assert!(
+        !ever.contains(&never),
+        "the nofailover member was writable: {ever:?}"
+    );
+    assert!(acked.len() > 250, "the writer made progress: {}", acked.len());
+    let history = ctl_ok(&demo, &["history"]);
+    assert!(
+        history.contains("switchover"),
+        "history records the switchovers: {history}"
+    );
+    demo.stop().await;
+}
+
+/// A stalled (SIGSTOP) primary agent is fenced by its guard before anyone else promotes,
+/// and writes nothing after SIGCONT; a primary whose WAL diverged rejoins with pg_rewind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stalled_agent_is_fenced_and_diverged_primary_rewinds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (mut demo, opts) = start_pg_cluster(dir, 4551).await;
+    let p0 = wait_primary(&demo, &opts, "a primary").await;
+    let monitor = SplitBrainMonitor::start((0..3).map(|i| opts.pg_port(i)).collect());
+
+    // 1. Stall the primary's agent for longer than ttl.
+    let agent = demo.pid(p0).expect("agent pid") as i32;
+    let postmaster = postmaster_pid(&data_dir(dir, p0)).expect("postmaster pid");
+    signal(agent, libc::SIGSTOP);
+    let p1 = wait_for(
+        "another member promoted while the agent is stalled",
+        TIMEOUT,
+        || async { primary(&demo, &opts).await.filter(|p| *p != p0) },
+    )
+    .await;
+    // The guard killed the stalled node's PostgreSQL (the monitor proves it happened before
+    // the promotion: never two writable servers).
+    let alive = unsafe { libc::kill(postmaster, 0) } == 0;
+    assert!(!alive, "the stalled primary's postmaster must be fenced");
+    signal(agent, libc::SIGCONT);
+    wait_for("the stalled primary rejoins as a replica", TIMEOUT, || async {
+        streams(&demo, p0).await.then_some(())
+    })
+    .await;
+
+    // 2. Diverge: freeze the primary's WAL senders (nothing more reaches the replicas), write
+    //    on the primary, then lose the whole node.
+    let senders: Vec<i32> = wait_for("two WAL senders", TIMEOUT, || async {
+        let client = pg_connect(opts.pg_port(p1)).await.ok()?;
+        let rows = client
+            .query("SELECT pid FROM pg_stat_replication", &[])
+            .await
+            .ok()?;
+        let pids: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+        (pids.len() == 2).then_some(pids)
+    })
+    .await;
+    for &pid in &senders {
+        signal(pid, libc::SIGSTOP);
+    }
+    let client = pg_connect(opts.pg_port(p1)).await.expect("connect to primary");
+    client
+        .batch_execute("CREATE TABLE diverged (id int); INSERT INTO diverged SELECT generate_series(1, 100)")
+        .await
+        .expect("diverging writes");
+    drop(client);
+    kill_node(&mut demo, dir, p1).await;
+    for pid in senders {
+        // Stopped processes do not notice their postmaster's death: end them too, or their
+        // shared memory would keep the old primary from starting again.
+        signal(pid, libc::SIGKILL);
+    }
+    let p2 = wait_for("a new primary", TIMEOUT, || async {
+        primary(&demo, &opts).await.filter(|p| *p != p1)
+    })
+    .await;
+    assert_eq!(
+        pg_scalar(opts.pg_port(p2), "SELECT to_regclass('diverged') IS NULL")
+            .await
+            .as_deref(),
+        Some("t"),
+        "the new primary never saw the diverged writes"
+    );
+
+    // 3. The old primary comes back: pg_rewind, then it streams from the new primary.
+    demo.start_node(p1).expect("restart the old primary");
+    wait_for("the diverged primary rejoins as a replica", TIMEOUT, || async {
+        streams(&demo, p1).await.then_some(())
+    })
+    .await;
+    let log = std::fs::read_to_string(dir.join(format!("{}.log", names()[p1]))).unwrap_or_default();
+    assert!(log.contains("pg_rewind done"), "the old primary was rewound");
+    assert_eq!(
+        pg_scalar(opts.pg_port(p1), "SELECT to_regclass('diverged') IS NULL")
+            .await
+            .as_deref(),
+        Some("t"),
+        "the rewound member dropped its diverged writes"
+    );
+    monitor.finish().await;
+    demo.stop().await;
+}
+
+/// Maintenance mode: no automatic failover while paused; resuming lets it happen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pause_blocks_failover_until_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (mut demo, opts) = start_pg_cluster(dir, 4561).await;
+    let p0 = wait_primary(&demo, &opts, "a primary").await;
+    ctl_ok(&demo, &["pause"]);
+    let list = ctl_ok(&demo, &["list"]);
+    assert!(list.contains("Maintenance mode: on"), "{list}");
+
+    kill_node(&mut demo, dir, p0).await;
+    // Three leases long, nobody may take over.
+    let quiet_until = tokio::time::Instant::now() + Duration::from_secs(8);
+    while tokio::time::Instant::now() < quiet_until {
+        for i in (0..3).filter(|i| *i != p0) {
+            let writable = pg_scalar(opts.pg_port(i), "SELECT NOT pg_is_in_recovery()").await;
+            assert_ne!(
+                writable.as_deref(),
+                Some("t"),
+                "node{} promoted while paused",
+                i + 1
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ctl_ok(&demo, &["resume"]);
+    let p1 = wait_primary(&demo, &opts, "a new primary after resume").await;
+    assert_ne!(p1, p0);
+    demo.stop().await;
+}
