@@ -17,7 +17,7 @@ async fn primary_index(endpoint: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_replicas_rest_api_and_repairs() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let (mut demo, opts) = start_pg_cluster(dir.path(), 4501).await;
     let endpoint = demo.endpoints[0].clone();
     let primary = primary_index(&endpoint).await;
@@ -196,7 +196,7 @@ async fn bootstrap_replicas_rest_api_and_repairs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_command_starts_and_stops_cleanly() {
     use tokio::io::{AsyncBufReadExt, BufReader};
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let mut child = tokio::process::Command::new(EXE)
         .args([
             "demo",

@@ -168,10 +168,14 @@ fn index_of(name: &str) -> usize {
     names().iter().position(|n| *n == name).expect("a node name")
 }
 
-/// The member holding the leader lease and running as a writable primary.
+/// The member holding the leader lease, published as running, and a writable primary.
 async fn primary(demo: &Demo, opts: &DemoOptions) -> Option<usize> {
     let view = cluster_view(demo).await?;
-    let leader = index_of(view.leader_name()?);
+    let name = view.leader_name()?;
+    let leader = index_of(name);
+    if view.member(name)?.state != pgquorum::cluster::PgRunState::Running {
+        return None;
+    }
     let writable = pg_scalar(opts.pg_port(leader), "SELECT NOT pg_is_in_recovery()").await;
     (writable.as_deref() == Some("t")).then_some(leader)
 }
@@ -301,7 +305,7 @@ async fn tag_nofailover(demo: &Demo, dir: &Path, i: usize) {
 /// kill -9 of the whole primary node and its rejoin; a nofailover member is never promoted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn switchover_failover_and_crashes_keep_one_primary() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = TestDir::new();
     let dir = tmp.path();
     let (mut demo, opts) = start_pg_cluster(dir, 4541).await;
     let p0 = wait_primary(&demo, &opts, "a primary").await;
@@ -417,7 +421,7 @@ async fn switchover_failover_and_crashes_keep_one_primary() {
 /// and writes nothing after SIGCONT; a primary whose WAL diverged rejoins with pg_rewind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stalled_agent_is_fenced_and_diverged_primary_rewinds() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = TestDir::new();
     let dir = tmp.path();
     let (mut demo, opts) = start_pg_cluster(dir, 4551).await;
     let p0 = wait_primary(&demo, &opts, "a primary").await;
@@ -504,7 +508,7 @@ async fn stalled_agent_is_fenced_and_diverged_primary_rewinds() {
 /// Maintenance mode: no automatic failover while paused; resuming lets it happen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pause_blocks_failover_until_resume() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = TestDir::new();
     let dir = tmp.path();
     let (mut demo, opts) = start_pg_cluster(dir, 4561).await;
     let p0 = wait_primary(&demo, &opts, "a primary").await;

@@ -49,6 +49,8 @@ pub struct ClusterView {
     /// A pending switchover / manual failover (`failover` key) and its revision.
     pub failover: Option<FailoverRequest>,
     pub failover_revision: Option<u64>,
+    /// Keyspace time the `failover` key was written.
+    pub failover_since_ms: Option<u64>,
     /// Keyspace time of the read (the last leader stamp applied).
     pub as_of_ms: u64,
 }
@@ -89,6 +91,7 @@ impl ClusterView {
                     view.failover =
                         Some(serde_json::from_value(e.value.clone()).map_err(|x| bad(x.to_string()))?);
                     view.failover_revision = Some(e.revision);
+                    view.failover_since_ms = Some(e.updated_ms);
                 }
                 Key::Sync => {}
             }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::cluster::{ClusterView, FailoverRequest, MemberStatus, PgRole};
+use crate::cluster::{ClusterView, FailoverRequest, MemberStatus, PgRole, PgRunState};
 use crate::config::Tags;
 
 /// What the agent knows about its local data directory.
@@ -40,7 +40,19 @@ pub struct LocalPg {
     /// Why the agent must leave the data directory alone until an operator acts (a rewind
     /// that failed or is not allowed). Cleared by `reinit` or an agent restart.
     pub blocked: Option<String>,
+    /// Local time (ms) this node handed its lease over in a switchover, while no one has
+    /// taken it yet.
+    pub handed_over_at_ms: Option<u64>,
 }
+
+/// How long a switchover candidate has to take the lease once the old primary handed it
+/// over. Normally well under a second; if the candidate cannot (it lacks WAL, it died), the
+/// old primary — which has every committed write — takes the lease back.
+pub const HANDOVER_TIMEOUT_MS: u64 = 5_000;
+
+/// How long a due switchover waits for its candidate to stream (it may be reconnecting after
+/// a restart of the primary) before it is cancelled.
+pub const CANDIDATE_WAIT_MS: u64 = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
@@ -377,17 +389,30 @@ fn primary_with_lease(input: &Inputs<'_>, cluster: &ClusterView) -> Decision {
         );
     }
     match switchover_target(input, cluster, req) {
+        Err(Unfit::NotStreaming(why))
+            if cluster
+                .failover_since_ms
+                .is_some_and(|t| cluster.as_of_ms.saturating_sub(t) < CANDIDATE_WAIT_MS) =>
+        {
+            keep(None, format!("switchover pending: {why}; waiting for it"))
+        }
         Ok(candidate) => decision(
             vec![Action::HandOver {
                 candidate: candidate.clone(),
             }],
             format!("switchover to {candidate}: shutting down cleanly and handing the lease over"),
         ),
-        Err(why) => keep(
+        Err(Unfit::NotStreaming(why) | Unfit::Never(why)) => keep(
             Some(Action::ClearFailover),
             format!("switchover requested but not possible ({why}): cancelling it"),
         ),
     }
+}
+
+/// Why a member cannot take a switchover now: maybe later (not streaming yet), or never.
+enum Unfit {
+    NotStreaming(String),
+    Never(String),
 }
 
 /// The member a switchover hands over to: the one asked for, or the best eligible replica.
@@ -395,22 +420,28 @@ fn switchover_target(
     input: &Inputs<'_>,
     cluster: &ClusterView,
     req: &FailoverRequest,
-) -> Result<String, String> {
+) -> Result<String, Unfit> {
     let my_lsn = input.my_position.map_or(0, |p| p.lsn);
     let max_lag = cluster.config.maximum_lag_on_failover;
-    let eligible = |m: &MemberStatus| -> Result<(), String> {
+    let eligible = |m: &MemberStatus| -> Result<(), Unfit> {
         if !m.tags.may_become_primary() {
-            return Err(format!("{} is tagged nofailover", m.name));
+            return Err(Unfit::Never(format!("{} is tagged nofailover", m.name)));
         }
-        if !m.state.is_up() {
-            return Err(format!("{} is not running ({})", m.name, m.state.as_str()));
+        // Streaming, not just running: the old primary's last WAL must be able to reach it
+        // before the old primary's shutdown completes.
+        if m.state != PgRunState::Streaming {
+            return Err(Unfit::NotStreaming(format!(
+                "{} is not streaming ({})",
+                m.name,
+                m.state.as_str()
+            )));
         }
         let lag = my_lsn.saturating_sub(m.wal_position().unwrap_or(0));
         if lag > max_lag {
-            return Err(format!(
+            return Err(Unfit::Never(format!(
                 "{} lags {lag} bytes behind, more than maximum_lag_on_failover ({max_lag})",
                 m.name
-            ));
+            )));
         }
         Ok(())
     };
@@ -418,7 +449,7 @@ fn switchover_target(
         Some(name) => {
             let m = cluster
                 .member(name)
-                .ok_or_else(|| format!("{name} is not a member"))?;
+                .ok_or_else(|| Unfit::Never(format!("{name} is not a member")))?;
             eligible(m).map(|()| name.to_string())
         }
         None => cluster
@@ -435,7 +466,7 @@ fn switchover_target(
                 rank(a).cmp(&rank(b)).then_with(|| b.name.cmp(&a.name))
             })
             .map(|m| m.name.clone())
-            .ok_or_else(|| "no replica is running and eligible".to_string()),
+            .ok_or_else(|| Unfit::NotStreaming("no eligible replica is streaming".to_string())),
     }
 }
 
@@ -500,6 +531,18 @@ fn no_leader(input: &Inputs<'_>, cluster: &ClusterView) -> Decision {
     let request = due_failover(cluster);
     if let Some(req) = request {
         if req.leader.as_deref() == Some(input.me) {
+            let waited = pg.handed_over_at_ms.map(|t| input.now_ms.saturating_sub(t));
+            if waited.is_some_and(|w| w >= HANDOVER_TIMEOUT_MS) && !pg.running {
+                return decision(
+                    vec![Action::AcquireLease, Action::StartPrimary, Action::ClearFailover],
+                    format!(
+                        "switchover to {} did not complete within {} s: I have every committed write, taking \
+                         the lease back",
+                        req.member.as_deref().unwrap_or("the best replica"),
+                        HANDOVER_TIMEOUT_MS / 1000
+                    ),
+                );
+            }
             return stay_out(
                 input,
                 format!(

@@ -42,6 +42,7 @@ fn pg(data: DataDir, running: bool, role: Option<PgRole>, following: Option<&str
         needs_rejoin: false,
         down_since_ms: None,
         blocked: None,
+        handed_over_at_ms: None,
     }
 }
 
@@ -749,10 +750,11 @@ fn failover_rejoin_and_crash_table() {
                 None,
             )),
             pg(ours(), true, primary, None),
+            // node1 runs but does not stream: node3 is the only eligible one.
             vec![HandOver {
-                candidate: "node1".into(),
+                candidate: "node3".into(),
             }],
-            "switchover to node1",
+            "switchover to node3",
         ),
         row(
             "switchover scheduled later: keep the lease",
@@ -812,6 +814,55 @@ fn failover_rejoin_and_crash_table() {
             "switchover to node3",
         ),
         // --- switchover / failover, the others ---
+        row(
+            "old primary, candidate never took the lease: takes it back",
+            Some(with_failover(
+                race(three(PgRunState::Streaming)),
+                Some("node2"),
+                Some("node3"),
+                None,
+            )),
+            LocalPg {
+                needs_rejoin: true,
+                handed_over_at_ms: Some(10_000 - HANDOVER_TIMEOUT_MS),
+                ..pg(ours(), false, None, None)
+            },
+            vec![AcquireLease, StartPrimary, ClearFailover],
+            "taking the lease back",
+        ),
+        row(
+            "switchover to a running but not yet streaming replica: wait a little",
+            Some({
+                let mut c = with_failover(
+                    cluster(Some(SYSID), Some("node2"), three(PgRunState::Running)),
+                    Some("node2"),
+                    Some("node1"),
+                    None,
+                );
+                c.failover_since_ms = Some(0);
+                c.as_of_ms = CANDIDATE_WAIT_MS - 1;
+                c
+            }),
+            pg(ours(), true, primary, None),
+            vec![AcquireLease, PublishStatus, SyncSlots],
+            "waiting for it",
+        ),
+        row(
+            "switchover to a running but not streaming replica: cancelled after a while",
+            Some(with_failover(
+                cluster(Some(SYSID), Some("node2"), {
+                    let mut m = three(PgRunState::Running);
+                    m[2].state = PgRunState::Running;
+                    m
+                }),
+                Some("node2"),
+                Some("node3"),
+                None,
+            )),
+            pg(ours(), true, primary, None),
+            vec![AcquireLease, PublishStatus, SyncSlots, ClearFailover],
+            "node3 is not streaming",
+        ),
         row(
             "old primary after handing over: stays out of the race",
             Some(with_failover(

@@ -15,6 +15,9 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("max_wal_senders", "10"),
     ("max_replication_slots", "10"),
     ("wal_keep_size", "128MB"),
+    // A replica that lost its primary retries every 5 s by default: too slow to re-attach
+    // after a fast failover or a primary restart.
+    ("wal_retrieve_retry_interval", "1s"),
     // pg_rewind needs it unless data checksums are on; cheap to have.
     ("wal_log_hints", "on"),
 ];

@@ -82,6 +82,8 @@ pub struct HaLoop<P: PgOps> {
     last_view_at: Option<Instant>,
     /// When the decision was last logged at INFO.
     last_logged: Option<Instant>,
+    /// When this node handed its lease over in a switchover (local ms), until someone takes it.
+    handed_over_at_ms: Option<u64>,
     /// The fence guard beside PostgreSQL (src/fence.rs), told every lease deadline.
     fence: Option<crate::fence::FenceGuard>,
     /// `postgresql.callbacks`, run without waiting on starts, stops and role changes.
@@ -129,6 +131,7 @@ impl<P: PgOps> HaLoop<P> {
             last_view: None,
             last_view_at: None,
             last_logged: None,
+            handed_over_at_ms: None,
             fence: None,
             callbacks,
             watchdog: None,
@@ -311,6 +314,13 @@ impl<P: PgOps> HaLoop<P> {
             self.rejoined = false;
         }
         let i_hold = cluster.as_ref().and_then(|c| c.leader_name()) == Some(self.config.name.as_str());
+        if cluster
+            .as_ref()
+            .is_some_and(|c| c.leader.is_some() || c.failover.is_none())
+        {
+            // Someone took the lease (or the request is gone): the hand-over is over.
+            self.handed_over_at_ms = None;
+        }
         self.down_since_ms = match (i_hold && !running && self.job.is_none(), self.down_since_ms) {
             (true, Some(t)) => Some(t),
             (true, None) => Some(self.now_ms()),
@@ -335,6 +345,7 @@ impl<P: PgOps> HaLoop<P> {
             needs_rejoin,
             down_since_ms: self.down_since_ms,
             blocked: self.blocked.clone(),
+            handed_over_at_ms: self.handed_over_at_ms,
         };
         let decision = decide(&Inputs {
             me: &self.config.name,
@@ -554,6 +565,7 @@ impl<P: PgOps> HaLoop<P> {
                 self.pg.promote().await?;
                 self.following = None;
                 self.promote_reason = Some(promotion_reason(cluster));
+                self.again = true;
                 tracing::info!("promoted: PostgreSQL now accepts writes");
                 self.callbacks.fire(CallbackEvent::OnRoleChange, role::PRIMARY);
                 Ok(())
@@ -650,6 +662,7 @@ impl<P: PgOps> HaLoop<P> {
             holder: self.config.name.clone(),
         };
         self.write(cmd).await?;
+        self.handed_over_at_ms = Some(self.now_ms());
         tracing::info!(
             "switchover to {candidate}: stopped at WAL {final_lsn:X} and released the lease; rejoining as a replica"
         );
@@ -724,6 +737,27 @@ impl<P: PgOps> HaLoop<P> {
         }
     }
 
+    /// Run a long PostgreSQL operation (crash recovery, a restart) while renewing the lease
+    /// every loop, so that a primary restarting in place keeps its lease for as long as
+    /// `primary_start_timeout` allows instead of losing it after `ttl`. A failed renewal
+    /// just drops the local deadline: the lease watchdog and the fence then act as usual.
+    async fn keeping_lease<T>(&mut self, work: impl std::future::Future<Output = T>) -> T {
+        tokio::pin!(work);
+        loop {
+            let tick = tokio::time::sleep(Duration::from_millis(self.dynamic.loop_wait_ms()));
+            tokio::select! {
+                out = &mut work => return out,
+                _ = tick => {
+                    if self.lease.deadline_ms.is_some() {
+                        if let Err(e) = self.acquire_lease().await {
+                            tracing::warn!("renewing the lease during a restart failed: {e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The role callbacks are told about: primary while holding the lease.
     fn callback_role(&self) -> &'static str {
         if self.lease.deadline_ms.is_some() {
@@ -781,7 +815,8 @@ impl<P: PgOps> HaLoop<P> {
 
     async fn start(&mut self) -> Result<(), String> {
         self.state_override = Some(PgRunState::Starting);
-        let r = self.pg.start().await;
+        let pg = self.pg.clone();
+        let r = self.keeping_lease(pg.start()).await;
         self.state_override = if r.is_ok() {
             None
         } else {
@@ -789,6 +824,8 @@ impl<P: PgOps> HaLoop<P> {
         };
         if r.is_ok() {
             self.postmaster_start_time = Some(crate::timefmt::rfc3339_now());
+            // Publish the running state at once rather than a loop later.
+            self.again = true;
             let as_role = if self.following.is_some() || self.lease.deadline_ms.is_none() {
                 role::REPLICA
             } else {
@@ -941,9 +978,9 @@ impl<P: PgOps> HaLoop<P> {
             }
             OperatorRequest::Restart { reply } => {
                 self.state_override = Some(PgRunState::Restarting);
+                let pg = self.pg.clone();
                 let r = self
-                    .pg
-                    .restart()
+                    .keeping_lease(pg.restart())
                     .await
                     .map(|_| "restarted successfully".to_string());
                 self.state_override = None;

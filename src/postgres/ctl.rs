@@ -3,7 +3,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::error::PgError;
 use super::os_user::OsUser;
@@ -54,6 +54,20 @@ pub fn postmaster_of(data_dir: &Path) -> Option<u32> {
 fn read_pid_file(data_dir: &Path) -> Option<u32> {
     let text = std::fs::read_to_string(data_dir.join(PID_FILE)).ok()?;
     text.lines().next()?.trim().parse().ok().filter(|pid| *pid > 0)
+}
+
+/// Where PostgreSQL from Debian's packages puts its sockets when not configured.
+const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
+
+/// The pid on the first line of a lock file.
+fn read_first_line_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn classify_pid(pid: u32, data_dir: &Path, postgres_program: &str) -> PidHolder {
@@ -175,6 +189,7 @@ impl Postgres {
         }
         self.check_data_dir_ownership()?;
         self.prepare_socket_dir()?;
+        self.remove_stale_socket_lock();
         let log_offset = self.prepare_log_file()?;
 
         tracing::info!(data_dir = %data_dir.display(), address = %self.listen_address(), "starting PostgreSQL");
@@ -370,6 +385,33 @@ impl Postgres {
             });
         }
         Ok(())
+    }
+
+    /// After a `kill -9` of the postmaster its socket lock file stays behind, naming the dead
+    /// postmaster. PostgreSQL removes such a file itself, unless the pid still answers
+    /// `kill(pid, 0)` — which an unreaped zombie does (a container whose init does not reap
+    /// orphans): the restart would then fail with "lock file already exists" until the zombie
+    /// is reaped. A lock file whose pid is dead or a zombie is stale: remove it.
+    fn remove_stale_socket_lock(&self) {
+        let dir = self
+            .settings
+            .socket_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_DIR));
+        let socket = dir.join(format!(".s.PGSQL.{}", self.settings.port));
+        let lock = dir.join(format!(".s.PGSQL.{}.lock", self.settings.port));
+        let Some(pid) = read_first_line_pid(&lock) else {
+            return;
+        };
+        if classify_pid(pid, &self.settings.data_dir, "postgres") == PidHolder::Dead {
+            tracing::warn!(
+                pid,
+                "removing stale socket lock file {}: process {pid} is not running",
+                lock.display()
+            );
+            let _ = std::fs::remove_file(&lock);
+            let _ = std::fs::remove_file(&socket);
+        }
     }
 
     fn prepare_socket_dir(&self) -> Result<(), PgError> {

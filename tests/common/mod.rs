@@ -133,3 +133,27 @@ pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
         .parse()
         .ok()
 }
+
+/// A temp dir that is kept (and named on stderr) when the test fails, for the agents' logs.
+pub struct TestDir(Option<tempfile::TempDir>);
+
+impl TestDir {
+    pub fn new() -> TestDir {
+        TestDir(Some(
+            tempfile::Builder::new().prefix("pgq-test-").tempdir().unwrap(),
+        ))
+    }
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().unwrap().path()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(dir) = self.0.take() {
+                eprintln!("test failed: logs kept in {}", dir.keep().display());
+            }
+        }
+    }
+}
