@@ -90,6 +90,8 @@ pub struct HaLoop<P: PgOps> {
     callbacks: CallbackRunner,
     /// The watchdog device, armed while this node holds the lease (`watchdog` section).
     watchdog: Option<crate::watchdog::Watchdog>,
+    /// `mode: required` and arming or a keepalive failed (reported by `GET /patroni`).
+    watchdog_failed: bool,
 }
 
 impl<P: PgOps> HaLoop<P> {
@@ -135,6 +137,7 @@ impl<P: PgOps> HaLoop<P> {
             fence: None,
             callbacks,
             watchdog: None,
+            watchdog_failed: false,
         }
     }
 
@@ -776,11 +779,13 @@ impl<P: PgOps> HaLoop<P> {
             let ttl_secs = self.dynamic.ttl.floor() as u64;
             match crate::watchdog::Watchdog::open(&self.config.watchdog, ttl_secs) {
                 Ok(Some(w)) => {
+                    self.watchdog_failed = false;
                     tracing::info!("watchdog armed: {}", w.describe());
                     self.watchdog = Some(w);
                 }
                 Ok(None) => return Ok(()),
                 Err(e) => {
+                    self.watchdog_failed = true;
                     self.set_lease_deadline(None);
                     return Err(format!(
                         "watchdog mode is required but the watchdog cannot be armed: {e}"
@@ -791,6 +796,7 @@ impl<P: PgOps> HaLoop<P> {
         if let Some(w) = &self.watchdog {
             if let Err(e) = w.keepalive() {
                 tracing::error!("watchdog keepalive failed: {e}");
+                self.watchdog_failed = self.config.watchdog.mode == crate::config::WatchdogMode::Required;
             }
         }
         Ok(())
@@ -1132,6 +1138,7 @@ impl<P: PgOps> HaLoop<P> {
             replication: observation.map(|o| o.replication).unwrap_or_default(),
             loop_wait_secs: self.dynamic.loop_wait,
             ttl_secs: self.dynamic.ttl,
+            watchdog_failed: self.watchdog_failed,
         };
         self.snapshot.send_replace(Arc::new(snapshot));
     }

@@ -44,6 +44,8 @@ pub struct NodeSnapshot {
     /// `loop_wait` and `ttl` in force (seconds), for liveness thresholds.
     pub loop_wait_secs: f64,
     pub ttl_secs: f64,
+    /// `watchdog.mode: required` and the device could not be armed or kept alive.
+    pub watchdog_failed: bool,
 }
 
 impl NodeSnapshot {
@@ -66,6 +68,7 @@ impl NodeSnapshot {
             replication: Vec::new(),
             loop_wait_secs: crate::config::DEFAULT_LOOP_WAIT_SECS,
             ttl_secs: crate::config::DEFAULT_TTL_SECS,
+            watchdog_failed: false,
         }
     }
 }

@@ -41,6 +41,9 @@ pub struct MemberStatusJson {
     pub database_system_identifier: Option<String>,
     #[serde(skip_serializing_if = "Not::not")]
     pub pending_restart: bool,
+    /// `watchdog.mode: required` and the device cannot be armed or kept alive.
+    #[serde(skip_serializing_if = "Not::not")]
+    pub watchdog_failed: bool,
     pub patroni: PatroniJson,
 }
 
@@ -111,6 +114,7 @@ pub fn member_status(snapshot: &NodeSnapshot, version: &'static str) -> MemberSt
         tags: tags_json(&me.tags),
         database_system_identifier: me.system_identifier.clone(),
         pending_restart: me.pending_restart,
+        watchdog_failed: snapshot.watchdog_failed,
         patroni: PatroniJson {
             version,
             scope: snapshot.scope.clone(),
