@@ -10,7 +10,7 @@ use super::conninfo::ConnTarget;
 use super::error::PgError;
 use super::fresh_dir::FreshDataDir;
 use super::initdb::option_args;
-use super::secret_file::{pgpass_line, SecretFile};
+use super::secret_file::SecretFile;
 use super::tool::{last_meaningful_line, Program};
 use super::Postgres;
 
@@ -84,14 +84,7 @@ impl Postgres {
         }
         let fresh = FreshDataDir::prepare(data_dir, self.data_dir_state()?, user, "base backup")?;
         let replication = &self.settings.replication;
-        let pgpass = match &replication.password {
-            Some(password) => Some(SecretFile::create(
-                user,
-                "pgpass",
-                &pgpass_line(&replication.username, password),
-            )?),
-            None => None,
-        };
+        let pgpass = SecretFile::pgpass(user, &replication.username, replication.password.as_deref())?;
 
         let mut command = self.tools.command(Program::PgBasebackup);
         command

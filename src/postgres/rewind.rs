@@ -11,7 +11,7 @@ use super::conninfo::quote_conninfo_value;
 use super::data_dir::DataDirState;
 use super::error::PgError;
 use super::fresh_dir::remove_contents;
-use super::secret_file::{pgpass_line, SecretFile};
+use super::secret_file::SecretFile;
 use super::settings::Credentials;
 use super::tool::{last_meaningful_line, Program};
 use super::Postgres;
@@ -218,14 +218,7 @@ impl Postgres {
         // pg_rewind runs as the PostgreSQL user and rewrites files throughout the directory.
         self.check_data_dir_ownership()?;
         let user = &self.tools.user;
-        let pgpass = match &source.password {
-            Some(password) => Some(SecretFile::create(
-                user,
-                "pgpass",
-                &pgpass_line(&source.user, password),
-            )?),
-            None => None,
-        };
+        let pgpass = SecretFile::pgpass(user, &source.user, source.password.as_deref())?;
 
         let mut command = self.tools.command(Program::PgRewind);
         command

@@ -41,6 +41,13 @@ impl SecretFile {
         Ok(secret)
     }
 
+    /// A pgpass file for `username` when there is a password to pass (`None` otherwise).
+    pub fn pgpass(user: &OsUser, username: &str, password: Option<&str>) -> Result<Option<Self>, PgError> {
+        password
+            .map(|p| SecretFile::create(user, "pgpass", &pgpass_line(username, p)))
+            .transpose()
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
