@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("pgquorum-jepsen: being written");
+}
