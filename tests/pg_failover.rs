@@ -206,6 +206,27 @@ fn data_dir(dir: &Path, i: usize) -> std::path::PathBuf {
     dir.join(names()[i]).join("pgdata")
 }
 
+/// The process exists and is not a zombie (a killed postmaster whose parent has not reaped it
+/// yet still answers kill(pid, 0)).
+fn process_alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !stat.is_empty() && !matches!(state, Some('Z') | Some('X'))
+}
+
+/// Wait until no `failover` key is pending (the new primary removes it).
+async fn failover_key_cleared(demo: &Demo) {
+    wait_for("the failover key removed", TIMEOUT, || async {
+        cluster_view(demo)
+            .await
+            .filter(|v| v.failover.is_none())
+            .map(|_| ())
+    })
+    .await;
+}
+
 fn signal(pid: i32, sig: i32) {
     // SAFETY: kill(2) on a process this test started (or its postmaster / walreceiver).
     unsafe { libc::kill(pid, sig) };
@@ -348,6 +369,7 @@ async fn switchover_failover_and_crashes_keep_one_primary() {
         (primary(&demo, &opts).await == Some(other)).then_some(())
     })
     .await;
+    failover_key_cleared(&demo).await;
     writes_progress(&writer, 50, "writes after the CLI switchover").await;
     let acked = writer.acked.lock().unwrap().clone();
     assert_no_acked_row_lost(opts.pg_port(other), &acked, "CLI switchover").await;
@@ -368,6 +390,7 @@ async fn switchover_failover_and_crashes_keep_one_primary() {
         (primary(&demo, &opts).await == Some(p0)).then_some(())
     })
     .await;
+    failover_key_cleared(&demo).await;
     writes_progress(&writer, 50, "writes after the REST switchover").await;
     let acked = writer.acked.lock().unwrap().clone();
     assert_no_acked_row_lost(opts.pg_port(p0), &acked, "REST switchover").await;
@@ -382,6 +405,7 @@ async fn switchover_failover_and_crashes_keep_one_primary() {
         (primary(&demo, &opts).await == Some(other)).then_some(())
     })
     .await;
+    failover_key_cleared(&demo).await;
     writes_progress(&writer, 50, "writes after the manual failover").await;
     wait_for("the former primary streams", TIMEOUT, || async {
         streams(&demo, p0).await.then_some(())
@@ -439,8 +463,10 @@ async fn stalled_agent_is_fenced_and_diverged_primary_rewinds() {
     .await;
     // The guard killed the stalled node's PostgreSQL (the monitor proves it happened before
     // the promotion: never two writable servers).
-    let alive = unsafe { libc::kill(postmaster, 0) } == 0;
-    assert!(!alive, "the stalled primary's postmaster must be fenced");
+    assert!(
+        !process_alive(postmaster),
+        "the stalled primary's postmaster must be fenced"
+    );
     signal(agent, libc::SIGCONT);
     wait_for("the stalled primary rejoins as a replica", TIMEOUT, || async {
         streams(&demo, p0).await.then_some(())
@@ -534,5 +560,22 @@ async fn pause_blocks_failover_until_resume() {
     ctl_ok(&demo, &["resume"]);
     let p1 = wait_primary(&demo, &opts, "a new primary after resume").await;
     assert_ne!(p1, p0);
+
+    // reinit rebuilds a replica from the new primary; it is refused on the primary.
+    let replica = (0..3).find(|i| *i != p0 && *i != p1).expect("the third member");
+    wait_for("the replica follows the new primary", TIMEOUT, || async {
+        streams(&demo, replica).await.then_some(())
+    })
+    .await;
+    let refused = ctl(&demo, &["reinit", names()[p1], "--force"]);
+    assert!(!refused.status.success(), "reinit of the primary must be refused");
+    let marker = data_dir(dir, replica).join("pgquorum-reinit-marker");
+    std::fs::write(&marker, "left by the test").unwrap();
+    ctl_ok(&demo, &["reinit", names()[replica], "--force"]);
+    assert!(!marker.exists(), "reinit emptied the data directory");
+    wait_for("the reinitialised replica streams", TIMEOUT, || async {
+        streams(&demo, replica).await.then_some(())
+    })
+    .await;
     demo.stop().await;
 }

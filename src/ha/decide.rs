@@ -619,7 +619,9 @@ fn requested_candidate(input: &Inputs<'_>, cluster: &ClusterView, req: &Failover
         "manual failover"
     };
     decision(
-        vec![Action::AcquireLease, Action::Promote],
+        // The request is done once this node promoted: remove it in the same cycle, so the
+        // operator can ask for the next one at once.
+        vec![Action::AcquireLease, Action::Promote, Action::ClearFailover],
         format!("{kind} to me: taking the lease and promoting"),
     )
 }

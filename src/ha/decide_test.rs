@@ -900,7 +900,7 @@ fn failover_rejoin_and_crash_table() {
                     100,
                 )),
                 pg(ours(), true, replica, Some("node1")),
-                vec![AcquireLease, Promote],
+                vec![AcquireLease, Promote, ClearFailover],
                 "switchover to me",
             )
         },
@@ -918,7 +918,7 @@ fn failover_rejoin_and_crash_table() {
                     None,
                 )),
                 pg(ours(), true, replica, None),
-                vec![AcquireLease, Promote],
+                vec![AcquireLease, Promote, ClearFailover],
                 "manual failover to me",
             )
         },
