@@ -412,6 +412,31 @@ async fn switchover_failover_and_crashes_keep_one_primary() {
     })
     .await;
 
+    // 4b. Manual failover back by REST.
+    let body = format!(r#"{{"candidate": "{}"}}"#, names()[p0]);
+    let (code, text) = rest_post(&opts, p0, "/failover", &body).await;
+    assert_eq!(code, 200, "{text}");
+    wait_for("the REST failover candidate is primary", TIMEOUT, || async {
+        (primary(&demo, &opts).await == Some(p0)).then_some(())
+    })
+    .await;
+    failover_key_cleared(&demo).await;
+    wait_for("the other member streams from it", TIMEOUT, || async {
+        streams(&demo, other).await.then_some(())
+    })
+    .await;
+    // And once more to `other` by CLI, so that the node loss below hits `other`.
+    ctl_ok(&demo, &["failover", "--candidate", names()[other], "--force"]);
+    wait_for("the failover candidate is primary again", TIMEOUT, || async {
+        (primary(&demo, &opts).await == Some(other)).then_some(())
+    })
+    .await;
+    failover_key_cleared(&demo).await;
+    wait_for("the former primary streams again", TIMEOUT, || async {
+        streams(&demo, p0).await.then_some(())
+    })
+    .await;
+
     // 5. kill -9 of the whole primary node: the only other eligible member takes over
     //    (never the nofailover one), and the killed node rejoins when it comes back.
     kill_node(&mut demo, dir, other).await;
