@@ -57,6 +57,13 @@ async fn bootstrap_replicas_rest_api_and_repairs() {
     // Patroni's status codes per role.
     let p = opts.rest_port(primary);
     let r = opts.rest_port(replicas[0]);
+    // Readiness includes replication lag, which can spike for up to a loop right after the
+    // cluster forms (the second base backup switches WAL segments: the primary's position
+    // jumps 16 MB before the first replica has replayed the switch). Wait for it once.
+    wait_for("the replica ready", Duration::from_secs(30), || async move {
+        (http_status(r, "GET", "/readiness", None).await == 200).then_some(())
+    })
+    .await;
     for (path, on_primary, on_replica) in [
         ("/primary", 200, 503),
         ("/leader", 200, 503),

@@ -35,6 +35,8 @@ pub struct LocalPg {
     /// checked against the current primary's timeline: it must go through `Rejoin` (pg_rewind)
     /// before it may stream from anyone, or it could replay WAL the new primary never had.
     pub needs_rejoin: bool,
+    /// The data directory is set up as a standby (`standby.signal`): it was a replica.
+    pub standby: bool,
     /// Local time (ms) since which PostgreSQL has been down while this node holds the lease.
     pub down_since_ms: Option<u64>,
     /// Why the agent must leave the data directory alone until an operator acts (a rewind
@@ -348,6 +350,13 @@ fn lease_holder(input: &Inputs<'_>, cluster: &ClusterView) -> Decision {
                         cluster.config.primary_start_timeout
                     ),
                 ),
+                // A replica's directory never starts as a primary directly: that would accept
+                // writes on the old timeline. Start it read-only; the next cycle promotes it.
+                _ if pg.standby => decision(
+                    vec![Action::AcquireLease, Action::StartReplica { leader: None }],
+                    "I hold the lease and my stopped PostgreSQL is a replica: starting it read-only, \
+                     then promoting",
+                ),
                 _ => decision(
                     vec![Action::AcquireLease, Action::StartPrimary],
                     "I hold the lease and PostgreSQL is not running: starting it as primary (crash recovery)",
@@ -517,9 +526,12 @@ fn follower_of(input: &Inputs<'_>, cluster: &ClusterView, leader: &str) -> Decis
 /// stopped server starts read-only (unless it was a primary that must rejoin first).
 fn stay_out(input: &Inputs<'_>, reason: String) -> Decision {
     let pg = input.pg;
+    // A stopped server starts read-only, following nobody, so that its real WAL position
+    // takes part in the race (a former primary too: the rejoin check is latched and still
+    // runs before it follows anyone).
     let actions = match (pg.running, pg.role) {
         (true, Some(PgRole::Primary)) => vec![Action::Demote],
-        (false, _) if !pg.needs_rejoin => vec![Action::StartReplica { leader: None }],
+        (false, _) => vec![Action::StartReplica { leader: None }],
         _ => vec![],
     };
     decision(actions, reason)
@@ -543,8 +555,10 @@ fn no_leader(input: &Inputs<'_>, cluster: &ClusterView) -> Decision {
                     ),
                 );
             }
-            return stay_out(
-                input,
+            // Stay stopped: the candidate promotes in a moment, and this node may need to take
+            // the lease back as it is (it has every committed write).
+            return decision(
+                vec![],
                 format!(
                     "handing over to {}: not taking part in the race",
                     req.member.as_deref().unwrap_or("the best replica")
@@ -579,16 +593,24 @@ fn no_leader(input: &Inputs<'_>, cluster: &ClusterView) -> Decision {
             format!("no primary holds the lease: {best} is ahead of me, leaving the race to it"),
         ),
         _ => {
-            let mut actions = vec![Action::AcquireLease];
-            actions.push(match (pg.running, pg.role) {
-                (true, Some(PgRole::Primary)) => Action::PublishStatus,
-                (true, _) => Action::Promote,
-                (false, _) => Action::StartPrimary,
-            });
-            decision(
-                actions,
-                "no primary holds the lease and I am the most up-to-date member: taking the lease",
-            )
+            match (pg.running, pg.role) {
+                // Not running: its WAL position is unknown to the others and to me. Start
+                // read-only first; the race is decided once every candidate runs (a stopped
+                // server never becomes primary on its old timeline).
+                (false, _) => decision(
+                    vec![Action::StartReplica { leader: None }],
+                    "no primary holds the lease and PostgreSQL is stopped: starting it read-only to take \
+                     part in the race",
+                ),
+                (true, Some(PgRole::Primary)) => decision(
+                    vec![Action::AcquireLease, Action::PublishStatus],
+                    "no primary holds the lease and I am the most up-to-date member: taking the lease",
+                ),
+                (true, _) => decision(
+                    vec![Action::AcquireLease, Action::Promote],
+                    "no primary holds the lease and I am the most up-to-date member: taking the lease",
+                ),
+            }
         }
     }
 }

@@ -40,6 +40,7 @@ fn pg(data: DataDir, running: bool, role: Option<PgRole>, following: Option<&str
         following: following.map(str::to_string),
         job: None,
         needs_rejoin: false,
+        standby: false,
         down_since_ms: None,
         blocked: None,
         handed_over_at_ms: None,
@@ -369,7 +370,7 @@ fn decision_table() {
             "taking the lease",
         ),
         row(
-            "no leader, all stopped after a full restart, I am ahead: start as primary",
+            "no leader, all stopped after a full restart: start read-only first, race once running",
             Some(cluster(
                 Some(SYSID),
                 None,
@@ -379,8 +380,8 @@ fn decision_table() {
                 ],
             )),
             pg(ours(), false, None, None),
-            vec![AcquireLease, StartPrimary],
-            "taking the lease",
+            vec![StartReplica { leader: None }],
+            "starting it read-only to take part in the race",
         ),
         row(
             "no leader, others ahead, stopped: start read-only",
@@ -644,7 +645,7 @@ fn failover_rejoin_and_crash_table() {
             "reinit",
         ),
         row(
-            "no leader, former primary behind the others: stays stopped (no read-only start before rejoin)",
+"no leader, former primary behind the others: starts read-only (the rejoin check stays latched)",
             Some(race(vec![
                 member("node2", PgRunState::Stopped, 1, 50),
                 member("node3", PgRunState::Streaming, 2, 100),
@@ -653,8 +654,31 @@ fn failover_rejoin_and_crash_table() {
                 needs_rejoin: true,
                 ..pg(ours(), false, None, None)
             },
-            vec![],
+            vec![StartReplica { leader: None }],
             "node3 is ahead",
+        ),
+        row(
+            "I hold the lease but my stopped directory is a replica's: start read-only, promote next",
+            Some(cluster(Some(SYSID), Some("node2"), three(PgRunState::Stopped))),
+            LocalPg {
+                standby: true,
+                ..pg(ours(), false, None, None)
+            },
+            vec![AcquireLease, StartReplica { leader: None }],
+            "then promoting",
+        ),
+        row(
+            "former primary started read-only, someone else took the lease: rejoin check first",
+            Some(cluster(Some(SYSID), Some("node1"), three(PgRunState::Running))),
+            LocalPg {
+                needs_rejoin: true,
+                standby: true,
+                ..pg(ours(), true, Some(PgRole::Replica), None)
+            },
+            vec![Rejoin {
+                leader: "node1".into(),
+            }],
+            "pg_rewind",
         ),
         // --- leader race rules ---
         row(

@@ -304,6 +304,10 @@ impl PgOps for LocalPostgres {
         }
     }
 
+    fn is_standby_dir(&self) -> bool {
+        self.pg.data_dir().join("standby.signal").exists()
+    }
+
     fn final_lsn(&self) -> PgResult<u64> {
         self.pg
             .control_data()

@@ -78,6 +78,9 @@ pub trait PgOps: Send + Sync + 'static {
     /// The stopped data directory last ran as a primary and is not set up as a standby: it
     /// may hold WAL the current primary never had.
     fn former_primary(&self) -> bool;
+    /// The data directory is set up as a standby (`standby.signal`): starting it brings up a
+    /// read-only server, never a primary.
+    fn is_standby_dir(&self) -> bool;
     /// The last WAL position of a cleanly stopped server (its shutdown checkpoint).
     fn final_lsn(&self) -> PgResult<u64>;
     /// pg_rewind the stopped data directory from `source` (or only check, with `dry_run`).

@@ -67,6 +67,9 @@ pub struct HaLoop<P: PgOps> {
     deadline_tx: watch::Sender<Option<u64>>,
     /// A former primary passed its rejoin check against the current primary.
     rejoined: bool,
+    /// The data directory last ran as a primary and has not passed a rejoin check since
+    /// (latched: see `cycle`).
+    former_primary: bool,
     /// Why the data directory must be left alone until an operator acts.
     blocked: Option<String>,
     /// Since when (local ms) PostgreSQL has been down while this node holds the lease.
@@ -125,6 +128,7 @@ impl<P: PgOps> HaLoop<P> {
             last_observe_error: None,
             deadline_tx: watch::channel(None).0,
             rejoined: false,
+            former_primary: false,
             blocked: None,
             down_since_ms: None,
             promote_reason: None,
@@ -313,8 +317,10 @@ impl<P: PgOps> HaLoop<P> {
 
         let role = observation.as_ref().and_then(|o| o.role);
         if role == Some(PgRole::Primary) {
-            // Running as a primary again: any earlier rejoin check no longer holds.
+            // Running as a primary again: any earlier rejoin check no longer holds, and the
+            // directory is a primary's again (nothing to latch).
             self.rejoined = false;
+            self.former_primary = false;
         }
         let i_hold = cluster.as_ref().and_then(|c| c.leader_name()) == Some(self.config.name.as_str());
         if cluster
@@ -329,11 +335,19 @@ impl<P: PgOps> HaLoop<P> {
             (true, None) => Some(self.now_ms()),
             (false, _) => None,
         };
-        let needs_rejoin = !running
+        // Latched: a former primary may be started read-only (to take part in a leader race
+        // with its real WAL position) and then looks like a standby on disk; it must still go
+        // through the rejoin check before it streams from anyone else.
+        if !running
             && self.job.is_none()
             && !self.rejoined
             && matches!(data, DataDir::Initialized { .. })
-            && self.pg.former_primary();
+            && self.pg.former_primary()
+        {
+            self.former_primary = true;
+        }
+        let needs_rejoin = self.former_primary && !self.rejoined && self.job.is_none();
+        let standby = matches!(data, DataDir::Initialized { .. }) && self.pg.is_standby_dir();
         let my_position = observation.as_ref().and_then(position_of);
         let fresh = match &cluster {
             Some(c) if self.should_gather_positions(c) => Some(self.gather_positions(c).await),
@@ -346,6 +360,7 @@ impl<P: PgOps> HaLoop<P> {
             following: self.following.clone(),
             job: self.job.as_ref().map(|j| j.kind),
             needs_rejoin,
+            standby,
             down_since_ms: self.down_since_ms,
             blocked: self.blocked.clone(),
             handed_over_at_ms: self.handed_over_at_ms,
@@ -923,9 +938,13 @@ impl<P: PgOps> HaLoop<P> {
             }
             (Job::Rejoin, Ok(JobResult::Rejoined)) => {
                 self.rejoined = true;
+                self.former_primary = false;
                 self.again = true;
             }
-            (Job::Rejoin, Ok(_)) => self.again = true,
+            (Job::Rejoin, Ok(_)) => {
+                self.former_primary = false;
+                self.again = true;
+            }
             (Job::Rejoin, Err(e)) => {
                 tracing::error!("{e}");
                 self.blocked = Some(e);
@@ -1038,6 +1057,7 @@ impl<P: PgOps> HaLoop<P> {
         self.pg.remove_data_dir().await?;
         self.blocked = None;
         self.rejoined = false;
+        self.former_primary = false;
         self.following = None;
         self.postmaster_start_time = None;
         self.again = true;
@@ -1165,6 +1185,11 @@ async fn rejoin<P: PgOps>(
     remove_on_failure: bool,
 ) -> Result<JobResult, String> {
     let leader = &upstream.member;
+    if pg.postmaster_running() {
+        // A former primary started read-only for a leader race: pg_rewind needs it stopped.
+        tracing::info!("rejoin: stopping PostgreSQL (read-only former primary) before checking it");
+        pg.stop().await?;
+    }
     if use_rewind {
         // A real run, not a dry run first: only a real run can do the crash recovery a
         // primary that died needs before its timeline can be compared (PostgreSQL >= 13).
