@@ -488,7 +488,13 @@ fn follower_of(input: &Inputs<'_>, cluster: &ClusterView, leader: &str) -> Decis
         );
     }
     if pg.needs_rejoin {
-        if !member_is_up(cluster, leader) {
+        // The new primary must have promoted (and checkpointed: its control file names the new
+        // timeline) before pg_rewind compares against it; a lease holder still starting up or
+        // still read-only would look "on the same timeline" and hide a divergence.
+        let promoted = cluster
+            .member(leader)
+            .is_some_and(|m| m.state.is_up() && m.role == PgRole::Primary);
+        if !promoted {
             return decision(
                 vec![],
                 format!("I was a primary; waiting for the new primary {leader} to be up before rejoining"),

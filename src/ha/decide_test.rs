@@ -525,6 +525,15 @@ fn with_failover(
     c
 }
 
+/// `members` with `name` running as the primary.
+fn primary_is(mut members: Vec<MemberStatus>, name: &str) -> Vec<MemberStatus> {
+    for m in members.iter_mut().filter(|m| m.name == name) {
+        m.role = PgRole::Primary;
+        m.state = PgRunState::Running;
+    }
+    members
+}
+
 fn pos(timeline: u64, lsn: u64) -> WalPosition {
     WalPosition { timeline, lsn }
 }
@@ -600,7 +609,7 @@ fn failover_rejoin_and_crash_table() {
         // --- rejoin of a former primary ---
         row(
             "former primary, new primary up: rejoin check (pg_rewind)",
-            Some(cluster(Some(SYSID), Some("node1"), three(PgRunState::Stopped))),
+            Some(cluster(Some(SYSID), Some("node1"), primary_is(three(PgRunState::Stopped), "node1"))),
             LocalPg {
                 needs_rejoin: true,
                 ..pg(ours(), false, None, None)
@@ -611,11 +620,25 @@ fn failover_rejoin_and_crash_table() {
             "pg_rewind",
         ),
         row(
-            "former primary, new primary not up yet: wait stopped",
+"former primary, new primary not up yet: wait stopped",
             Some(cluster(
                 Some(SYSID),
                 Some("node1"),
                 vec![member("node1", PgRunState::Starting, 2, 0)],
+            )),
+            LocalPg {
+                needs_rejoin: true,
+                ..pg(ours(), false, None, None)
+            },
+            vec![],
+            "before rejoining",
+        ),
+        row(
+            "former primary, the lease holder has not promoted yet: wait (pg_rewind would see no divergence)",
+            Some(cluster(
+                Some(SYSID),
+                Some("node1"),
+                vec![member("node1", PgRunState::Running, 1, 100)],
             )),
             LocalPg {
                 needs_rejoin: true,
@@ -669,7 +692,7 @@ fn failover_rejoin_and_crash_table() {
         ),
         row(
             "former primary started read-only, someone else took the lease: rejoin check first",
-            Some(cluster(Some(SYSID), Some("node1"), three(PgRunState::Running))),
+            Some(cluster(Some(SYSID), Some("node1"), primary_is(three(PgRunState::Running), "node1"))),
             LocalPg {
                 needs_rejoin: true,
                 standby: true,

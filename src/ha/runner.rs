@@ -591,7 +591,8 @@ impl<P: PgOps> HaLoop<P> {
             Action::Demote => {
                 self.state_override = Some(PgRunState::Stopping);
                 let stopped = self.pg.stop().await;
-                self.state_override = None;
+                // Stopped on purpose: published as `stopped`, not taken for a crash.
+                self.state_override = stopped.is_ok().then_some(PgRunState::Stopped);
                 stopped?;
                 self.set_lease_deadline(None);
                 self.disarm_watchdog();
@@ -661,7 +662,7 @@ impl<P: PgOps> HaLoop<P> {
         tracing::info!("switchover to {candidate}: stopping PostgreSQL (fast shutdown)");
         self.state_override = Some(PgRunState::Stopping);
         let stopped = self.pg.stop().await;
-        self.state_override = None;
+        self.state_override = stopped.is_ok().then_some(PgRunState::Stopped);
         stopped?;
         self.rejoined = false;
         let final_lsn = self.pg.final_lsn()?;
