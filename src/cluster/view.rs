@@ -46,6 +46,11 @@ pub struct ClusterView {
     pub history: Vec<HistoryEntry>,
     /// The primary's last WAL position as it published it (`status` key).
     pub last_primary_lsn: Option<u64>,
+    /// The last primary shut down cleanly (its agent was stopped) at `last_primary_lsn`: no
+    /// member with less WAL may take over automatically (it would drop acknowledged writes
+    /// the old primary still has).
+    #[serde(default)]
+    pub last_primary_clean_shutdown: bool,
     /// A pending switchover / manual failover (`failover` key) and its revision.
     pub failover: Option<FailoverRequest>,
     pub failover_revision: Option<u64>,
@@ -86,7 +91,14 @@ impl ClusterView {
                 Key::History => {
                     view.history = serde_json::from_value(e.value.clone()).map_err(|x| bad(x.to_string()))?
                 }
-                Key::Status => view.last_primary_lsn = e.value.get("optime").and_then(|v| v.as_u64()),
+                Key::Status => {
+                    view.last_primary_lsn = e.value.get("optime").and_then(|v| v.as_u64());
+                    view.last_primary_clean_shutdown = e
+                        .value
+                        .get("clean_shutdown")
+                        .and_then(|v| v.as_bool())
+                        .unwrap_or(false);
+                }
                 Key::Failover => {
                     view.failover =
                         Some(serde_json::from_value(e.value.clone()).map_err(|x| bad(x.to_string()))?);

@@ -658,6 +658,18 @@ fn requested_candidate(input: &Inputs<'_>, cluster: &ClusterView, req: &Failover
 /// `maximum_lag_on_failover` behind the last primary position, and `check_timeline`.
 fn eligible_to_race(input: &Inputs<'_>, cluster: &ClusterView) -> Result<(), String> {
     let me = input.my_position;
+    if let Some(last) = cluster
+        .last_primary_lsn
+        .filter(|_| cluster.last_primary_clean_shutdown)
+    {
+        let have = me.map_or(0, |p| p.lsn);
+        if have < last {
+            return Err(format!(
+                "the last primary shut down cleanly at WAL {last:X} and I have only {have:X}: waiting for a \
+                 member with all of it (the old primary) — `pgquorumctl failover` overrides"
+            ));
+        }
+    }
     if let (Some(last), Some(me)) = (cluster.last_primary_lsn, me) {
         let lag = last.saturating_sub(me.lsn);
         if lag > cluster.config.maximum_lag_on_failover {

@@ -715,6 +715,28 @@ fn failover_rejoin_and_crash_table() {
             "maximum_lag_on_failover",
         ),
         row(
+            "no leader, the last primary shut down cleanly with more WAL than I have: wait for it",
+            Some({
+                let mut c = with_lsn(race(vec![member("node2", PgRunState::Streaming, 1, 100)]), 120);
+                c.last_primary_clean_shutdown = true;
+                c
+            }),
+            pg(ours(), true, replica, None),
+            vec![],
+            "shut down cleanly",
+        ),
+        row(
+            "no leader, the last primary shut down cleanly and I have all of its WAL: take the lease",
+            Some({
+                let mut c = with_lsn(race(vec![member("node2", PgRunState::Streaming, 1, 120)]), 120);
+                c.last_primary_clean_shutdown = true;
+                c
+            }),
+            pg(ours(), true, replica, None),
+            vec![AcquireLease, Promote],
+            "most up-to-date",
+        ),
+        row(
             "no leader, within maximum_lag_on_failover: take the lease",
             Some(with_lsn(
                 race(vec![member("node2", PgRunState::Streaming, 1, 100)]),

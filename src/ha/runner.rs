@@ -67,9 +67,10 @@ pub struct HaLoop<P: PgOps> {
     deadline_tx: watch::Sender<Option<u64>>,
     /// A former primary passed its rejoin check against the current primary.
     rejoined: bool,
-    /// The data directory last ran as a primary and has not passed a rejoin check since
-    /// (latched: see `cycle`).
-    former_primary: bool,
+    /// The data directory must pass a rejoin check (pg_rewind) before it streams from anyone:
+    /// it last ran as a primary, or its WAL went past the new primary's fork (latched: see
+    /// `cycle` and `start_replica_of`).
+    must_rejoin: bool,
     /// Why the data directory must be left alone until an operator acts.
     blocked: Option<String>,
     /// Since when (local ms) PostgreSQL has been down while this node holds the lease.
@@ -128,7 +129,7 @@ impl<P: PgOps> HaLoop<P> {
             last_observe_error: None,
             deadline_tx: watch::channel(None).0,
             rejoined: false,
-            former_primary: false,
+            must_rejoin: false,
             blocked: None,
             down_since_ms: None,
             promote_reason: None,
@@ -239,6 +240,20 @@ impl<P: PgOps> HaLoop<P> {
         );
         self.publish_member(&stopped).await;
         if self.lease.deadline_ms.is_some() {
+            // The final position of a cleanly stopped primary: after a full-cluster restart
+            // only a member with all of it may take over (the others stop their servers at the
+            // same time and may have missed the last WAL).
+            if let Ok(final_lsn) = self.pg.final_lsn() {
+                let cmd = Command::Put {
+                    key: Key::Status,
+                    value: serde_json::json!({ "optime": final_lsn, "clean_shutdown": true }),
+                    ttl_ms: None,
+                    precondition: Precondition::Any,
+                };
+                if let Err(e) = self.write(cmd).await {
+                    tracing::warn!("could not publish the final WAL position: {e}");
+                }
+            }
             self.set_lease_deadline(None);
             self.disarm_watchdog();
             let cmd = Command::ReleaseLease {
@@ -320,7 +335,7 @@ impl<P: PgOps> HaLoop<P> {
             // Running as a primary again: any earlier rejoin check no longer holds, and the
             // directory is a primary's again (nothing to latch).
             self.rejoined = false;
-            self.former_primary = false;
+            self.must_rejoin = false;
         }
         let i_hold = cluster.as_ref().and_then(|c| c.leader_name()) == Some(self.config.name.as_str());
         if cluster
@@ -344,9 +359,9 @@ impl<P: PgOps> HaLoop<P> {
             && matches!(data, DataDir::Initialized { .. })
             && self.pg.former_primary()
         {
-            self.former_primary = true;
+            self.must_rejoin = true;
         }
-        let needs_rejoin = self.former_primary && !self.rejoined && self.job.is_none();
+        let needs_rejoin = self.must_rejoin && !self.rejoined && self.job.is_none();
         let standby = matches!(data, DataDir::Initialized { .. }) && self.pg.is_standby_dir();
         let my_position = observation.as_ref().and_then(position_of);
         let fresh = match &cluster {
@@ -727,7 +742,22 @@ impl<P: PgOps> HaLoop<P> {
             .and_then(|l| cluster.and_then(|c| upstream_of(c, l)));
         self.configure(Some(upstream)).await?;
         self.following = leader.map(str::to_string);
-        self.start().await
+        let started = self.start().await;
+        if let Err(e) = &started {
+            if leader.is_some() && diverged_from_upstream(e) {
+                // This replica holds WAL past the point where the new primary's timeline
+                // branched off (it received more than the member that won the race). It cannot
+                // stream until pg_rewind takes it back to the fork: the same rejoin check a
+                // former primary goes through (found by the jepsen restart-cluster scenario).
+                tracing::warn!(
+                    "my WAL diverged from the new primary's timeline: a rejoin check (pg_rewind) comes next"
+                );
+                self.must_rejoin = true;
+                self.rejoined = false;
+                self.state_override = Some(PgRunState::Stopped);
+            }
+        }
+        started
     }
 
     async fn acquire_lease(&mut self) -> Result<(), String> {
@@ -939,11 +969,11 @@ impl<P: PgOps> HaLoop<P> {
             }
             (Job::Rejoin, Ok(JobResult::Rejoined)) => {
                 self.rejoined = true;
-                self.former_primary = false;
+                self.must_rejoin = false;
                 self.again = true;
             }
             (Job::Rejoin, Ok(_)) => {
-                self.former_primary = false;
+                self.must_rejoin = false;
                 self.again = true;
             }
             (Job::Rejoin, Err(e)) => {
@@ -1058,7 +1088,7 @@ impl<P: PgOps> HaLoop<P> {
         self.pg.remove_data_dir().await?;
         self.blocked = None;
         self.rejoined = false;
-        self.former_primary = false;
+        self.must_rejoin = false;
         self.following = None;
         self.postmaster_start_time = None;
         self.again = true;
@@ -1163,6 +1193,13 @@ impl<P: PgOps> HaLoop<P> {
         };
         self.snapshot.send_replace(Arc::new(snapshot));
     }
+}
+
+/// PostgreSQL's start-up errors for a standby whose own WAL went past the new primary's
+/// timeline switch.
+fn diverged_from_upstream(error: &str) -> bool {
+    error.contains("is not a child of this server's history")
+        || error.contains("does not contain minimum recovery point")
 }
 
 /// Why this promotion happened, in the words the `history` key keeps.
