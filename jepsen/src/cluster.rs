@@ -1,1 +1,601 @@
-//! (being written)
+//! The cluster under test: one `pgquorum` agent (and the PostgreSQL server it manages) in each
+//! host namespace, with the configuration a deployment would have — the demo's shape, on the
+//! test network's addresses, default timings.
+//!
+//! Everything here runs from the client namespace (the jepsen process has moved there): agents
+//! are started with `ip netns exec pgqj-nX`, PostgreSQL is probed over the test network.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Child;
+use tokio::time::Instant;
+
+use crate::net;
+
+/// The superuser's password (the workload and the monitors log in with it).
+pub const SUPERUSER_PASSWORD: &str = "jepsen-super";
+/// PostgreSQL's port on every host.
+pub const PG_PORT: u16 = 5432;
+/// Raft/gRPC port on every host.
+pub const RAFT_PORT: u16 = 7400;
+/// REST API port on every host.
+pub const REST_PORT: u16 = 8008;
+/// The lease ttl the agents run with (the default).
+pub const TTL_MS: u64 = 2500;
+/// `maximum_lag_on_failover` in force (the default).
+pub const MAXIMUM_LAG_ON_FAILOVER: u64 = 1_048_576;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "the agent binary {0} does not exist; build it with `cargo build --bins` (or pass --agent PATH)"
+    )]
+    NoAgent(PathBuf),
+    #[error("cannot start the agent of {node}: {source}")]
+    Spawn { node: String, source: std::io::Error },
+    #[error(
+        "the cluster was not healthy within {timeout:?} (one primary, every other node streaming): {last}"
+    )]
+    NotHealthy { timeout: Duration, last: String },
+    #[error("SQL on {node}: {message}")]
+    Sql { node: String, message: String },
+}
+
+/// How the cluster is set up.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub nodes: usize,
+    /// The `pgquorum` executable.
+    pub agent: PathBuf,
+    /// Per-run temp directory (configs, data, logs).
+    pub dir: PathBuf,
+    /// `bootstrap.dcs.synchronous_mode`.
+    pub synchronous_mode: bool,
+}
+
+/// One host's agent process.
+#[derive(Debug)]
+struct Agent {
+    child: Option<Child>,
+    stopped: bool,
+}
+
+#[derive(Debug)]
+pub struct Cluster {
+    config: ClusterConfig,
+    agents: Vec<Agent>,
+}
+
+/// Node name of host `i` (0-based): `node1`...
+pub fn node_name(i: usize) -> String {
+    format!("node{}", i + 1)
+}
+
+/// Host index of a PostgreSQL server address, by the address plan.
+pub fn node_of_addr(addr: &str) -> Option<usize> {
+    let last: u8 = addr
+        .trim()
+        .strip_prefix("10.177.0.")?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()?;
+    (11..11 + net::MAX_NODES as u8)
+        .contains(&last)
+        .then(|| (last - 11) as usize)
+}
+
+/// A single-host conninfo for host `i`.
+pub fn conninfo(i: usize, connect_timeout_s: u32) -> String {
+    format!(
+        "host={} port={PG_PORT} user=postgres password={SUPERUSER_PASSWORD} dbname=postgres \
+         connect_timeout={connect_timeout_s} application_name=jepsen",
+        net::host_addr(i)
+    )
+}
+
+/// The clients' multi-host conninfo: libpq tries the hosts in order and keeps the first that
+/// accepts writes.
+pub fn multi_host_conninfo(nodes: usize, connect_timeout_s: u32) -> String {
+    let hosts: Vec<String> = (0..nodes).map(|i| net::host_addr(i).to_string()).collect();
+    format!(
+        "host={} port={PG_PORT} user=postgres password={SUPERUSER_PASSWORD} dbname=postgres \
+         target_session_attrs=read-write connect_timeout={connect_timeout_s} application_name=jepsen",
+        hosts.join(",")
+    )
+}
+
+/// Connect with an overall deadline; the connection task is spawned.
+pub async fn connect(conninfo: &str, timeout: Duration) -> Result<tokio_postgres::Client, String> {
+    match tokio::time::timeout(timeout, tokio_postgres::connect(conninfo, tokio_postgres::NoTls)).await {
+        Ok(Ok((client, connection))) => {
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            Ok(client)
+        }
+        Ok(Err(e)) => Err(short_error(&e)),
+        Err(_) => Err(format!("connect timed out after {timeout:?}")),
+    }
+}
+
+/// A one-line rendering of a tokio-postgres error (with the server's message when there is one).
+pub fn short_error(e: &tokio_postgres::Error) -> String {
+    let text = match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => {
+            let mut s = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(inner) = source {
+                s.push_str(": ");
+                s.push_str(&inner.to_string());
+                source = inner.source();
+            }
+            s
+        }
+    };
+    text.chars().take(200).collect()
+}
+
+/// What a node's PostgreSQL says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgState {
+    pub primary: bool,
+    pub timeline: Option<u64>,
+}
+
+/// `pg_is_in_recovery()` and the timeline the server writes (primary: from the name of the
+/// current WAL file; replica: the timeline its WAL receiver streams, else its last checkpoint's).
+pub async fn pg_state(client: &tokio_postgres::Client) -> Result<PgState, tokio_postgres::Error> {
+    let in_recovery: bool = client.query_one("SELECT pg_is_in_recovery()", &[]).await?.get(0);
+    if !in_recovery {
+        let row = client
+            .query_one("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)", &[])
+            .await?;
+        let hex: String = row.get(0);
+        return Ok(PgState {
+            primary: true,
+            timeline: u64::from_str_radix(&hex, 16).ok(),
+        });
+    }
+    let row = client
+        .query_one(
+            "SELECT coalesce((SELECT received_tli FROM pg_stat_wal_receiver WHERE received_tli > 0), \
+             (SELECT timeline_id FROM pg_control_checkpoint()))::bigint",
+            &[],
+        )
+        .await?;
+    let tli: Option<i64> = row.get(0);
+    Ok(PgState {
+        primary: false,
+        timeline: tli.map(|t| t as u64),
+    })
+}
+
+/// An `LSN` in PostgreSQL's text form (`16/B374D848`) as a number.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.trim().split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+impl Cluster {
+    /// Write the configuration of every node. Nothing is started yet.
+    pub fn new(config: ClusterConfig) -> Result<Cluster, ClusterError> {
+        if !config.agent.is_file() {
+            return Err(ClusterError::NoAgent(config.agent.clone()));
+        }
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ClusterError::Io { path, source }
+        };
+        std::fs::create_dir_all(&config.dir).map_err(io(&config.dir))?;
+        for i in 0..config.nodes {
+            let path = config.dir.join(format!("{}.yml", node_name(i)));
+            std::fs::write(&path, node_yaml(&config, i)).map_err(io(&path))?;
+        }
+        let agents = (0..config.nodes)
+            .map(|_| Agent {
+                child: None,
+                stopped: false,
+            })
+            .collect();
+        Ok(Cluster { config, agents })
+    }
+
+    pub fn nodes(&self) -> usize {
+        self.config.nodes
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.config.dir
+    }
+
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.config.dir.join(format!("{}.log", node_name(i)))
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.config.dir.join(node_name(i)).join("pgdata")
+    }
+
+    /// Start the agent of node `i` in its namespace (no-op if it runs); output appended to
+    /// `<dir>/nodeN.log`.
+    pub fn start_agent(&mut self, i: usize) -> Result<(), ClusterError> {
+        if self.agent_running(i) {
+            return Ok(());
+        }
+        let name = node_name(i);
+        let log_path = self.log_path(i);
+        let open = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .map_err(|source| ClusterError::Io {
+                    path: log_path.clone(),
+                    source,
+                })
+        };
+        let (out, err) = (open()?, open()?);
+        let mut cmd = net::exec_in_async(&net::host_ns(i), &self.config.agent);
+        cmd.arg(self.config.dir.join(format!("{name}.yml")))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            // Its own process group: a Ctrl-C in the terminal reaches the jepsen process only,
+            // which then tears the cluster down in order.
+            .process_group(0)
+            .kill_on_drop(true);
+        // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent. If the
+        // jepsen process dies without tearing down (kill -9), the agent dies with it (and its
+        // fence guard then stops PostgreSQL); `ip netns exec` passes the setting on to the
+        // agent it executes.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|source| ClusterError::Spawn { node: name, source })?;
+        self.agents[i] = Agent {
+            child: Some(child),
+            stopped: false,
+        };
+        Ok(())
+    }
+
+    pub fn start_all(&mut self) -> Result<(), ClusterError> {
+        for i in 0..self.config.nodes {
+            self.start_agent(i)?;
+        }
+        Ok(())
+    }
+
+    /// Whether node `i`'s agent process is alive (reaping it if it exited).
+    pub fn agent_running(&mut self, i: usize) -> bool {
+        let agent = &mut self.agents[i];
+        match agent.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(None)) => true,
+            Some(_) => {
+                agent.child = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub fn agent_pid(&self, i: usize) -> Option<i32> {
+        self.agents[i]
+            .child
+            .as_ref()
+            .and_then(|c| c.id())
+            .map(|p| p as i32)
+    }
+
+    /// The postmaster's pid from `postmaster.pid`, if that process exists.
+    pub fn postmaster_pid(&self, i: usize) -> Option<i32> {
+        let text = std::fs::read_to_string(self.data_dir(i).join("postmaster.pid")).ok()?;
+        let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+        // SAFETY: kill(pid, 0) only checks that the process exists.
+        (pid > 0 && unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
+    }
+
+    /// `kill -9` node `i`'s agent and reap it. (Its fence guard then stops PostgreSQL.)
+    pub async fn kill_agent(&mut self, i: usize) -> bool {
+        let Some(mut child) = self.agents[i].child.take() else {
+            return false;
+        };
+        let _ = child.kill().await;
+        self.agents[i].stopped = false;
+        true
+    }
+
+    /// `kill -9` node `i`'s postmaster (only the postmaster: its backends are orphaned, as
+    /// after a real crash of that process). Returns the pid killed.
+    pub fn kill_postmaster(&self, i: usize) -> Option<i32> {
+        let pid = self.postmaster_pid(i)?;
+        signal(pid, libc::SIGKILL);
+        Some(pid)
+    }
+
+    /// The whole host is lost: agent, fence guard, postmaster and every backend, at once.
+    pub async fn kill_node(&mut self, i: usize) {
+        if let Some(pid) = self.postmaster_pid(i) {
+            // The postmaster leads its process group (pg_ctl starts it so).
+            signal(-pid, libc::SIGKILL);
+        }
+        if let Some(pid) = self.agent_pid(i) {
+            signal(pid, libc::SIGKILL);
+        }
+        net::kill_all_in(&net::host_ns(i));
+        if let Some(mut child) = self.agents[i].child.take() {
+            let _ = child.wait().await;
+        }
+        self.agents[i].stopped = false;
+    }
+
+    /// SIGSTOP node `i`'s agent (a long pause, like a stop-the-world GC or a frozen VM thread).
+    pub fn stall_agent(&mut self, i: usize) -> bool {
+        match self.agent_pid(i) {
+            Some(pid) => {
+                signal(pid, libc::SIGSTOP);
+                self.agents[i].stopped = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// SIGCONT node `i`'s agent.
+    pub fn resume_agent(&mut self, i: usize) {
+        if let Some(pid) = self.agent_pid(i) {
+            signal(pid, libc::SIGCONT);
+        }
+        self.agents[i].stopped = false;
+    }
+
+    /// Stop every agent cleanly (SIGTERM: it stops PostgreSQL and gives its lease back), in
+    /// parallel; SIGKILL what is still up after `timeout`.
+    pub async fn stop_all(&mut self, timeout: Duration) {
+        for i in 0..self.config.nodes {
+            if self.agents[i].stopped {
+                self.resume_agent(i);
+            }
+            if let Some(pid) = self.agent_pid(i) {
+                signal(pid, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        for i in 0..self.config.nodes {
+            let Some(mut child) = self.agents[i].child.take() else {
+                continue;
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(left, child.wait()).await.is_err() {
+                tracing::warn!(
+                    "{}: agent did not stop within {timeout:?}; killing it",
+                    node_name(i)
+                );
+                let _ = child.kill().await;
+            }
+        }
+    }
+
+    /// Wait until exactly one node is a writable primary and every other node streams from
+    /// it on its timeline; returns the primary. Probed by SQL over the test network.
+    pub async fn wait_healthy(&self, timeout: Duration) -> Result<usize, ClusterError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match self.health().await {
+                Ok(primary) => return Ok(primary),
+                Err(why) => why,
+            };
+            if Instant::now() >= deadline {
+                return Err(ClusterError::NotHealthy { timeout, last });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// One probe of [`Cluster::wait_healthy`]: `Ok(primary)` or why not.
+    pub async fn health(&self) -> Result<usize, String> {
+        let n = self.config.nodes;
+        let probes = futures::future::join_all((0..n).map(|i| async move {
+            let client = connect(&conninfo(i, 1), Duration::from_millis(1500)).await?;
+            let state = tokio::time::timeout(Duration::from_secs(1), pg_state(&client))
+                .await
+                .map_err(|_| "timed out".to_string())?
+                .map_err(|e| short_error(&e))?;
+            Ok::<_, String>((client, state))
+        }))
+        .await;
+        let mut primaries = Vec::new();
+        for (i, p) in probes.iter().enumerate() {
+            match p {
+                Ok((_, state)) if state.primary => primaries.push(i),
+                Ok(_) => {}
+                Err(e) => return Err(format!("{}: {e}", node_name(i))),
+            }
+        }
+        let [primary] = primaries[..] else {
+            return Err(format!("primaries: {primaries:?}"));
+        };
+        let Ok((client, _)) = &probes[primary] else {
+            unreachable!("the primary answered")
+        };
+        let rows = client
+            .query(
+                "SELECT host(client_addr) FROM pg_stat_replication WHERE state = 'streaming'",
+                &[],
+            )
+            .await
+            .map_err(|e| short_error(&e))?;
+        let streaming: Vec<usize> = rows
+            .iter()
+            .filter_map(|r| r.get::<_, Option<String>>(0))
+            .filter_map(|a| node_of_addr(&a))
+            .collect();
+        // Streaming, and on the primary's timeline: a replica that could not follow a
+        // promotion can still show up in pg_stat_replication (streaming the old timeline).
+        let primary_tli = probes[primary].as_ref().ok().and_then(|(_, s)| s.timeline);
+        let missing: Vec<String> = (0..n)
+            .filter(|i| *i != primary)
+            .filter(|i| {
+                let tli = probes[*i].as_ref().ok().and_then(|(_, s)| s.timeline);
+                !streaming.contains(i) || tli != primary_tli
+            })
+            .map(node_name)
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "primary {}; not streaming on its timeline: {}",
+                node_name(primary),
+                missing.join(", ")
+            ));
+        }
+        Ok(primary)
+    }
+
+    /// The node whose PostgreSQL currently says it is a primary, if exactly one does.
+    pub async fn current_primary(&self) -> Option<usize> {
+        let n = self.config.nodes;
+        let states = futures::future::join_all((0..n).map(|i| async move {
+            let client = connect(&conninfo(i, 1), Duration::from_millis(1000)).await.ok()?;
+            tokio::time::timeout(Duration::from_millis(800), pg_state(&client))
+                .await
+                .ok()?
+                .ok()
+        }))
+        .await;
+        let primaries: Vec<usize> = (0..n).filter(|i| states[*i].is_some_and(|s| s.primary)).collect();
+        match primaries[..] {
+            [p] => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Run `sql` on node `i`.
+    pub async fn execute(&self, i: usize, sql: &str) -> Result<(), ClusterError> {
+        let err = |message: String| ClusterError::Sql {
+            node: node_name(i),
+            message,
+        };
+        let client = connect(&conninfo(i, 2), Duration::from_secs(3))
+            .await
+            .map_err(err)?;
+        tokio::time::timeout(Duration::from_secs(10), client.batch_execute(sql))
+            .await
+            .map_err(|_| err("timed out".into()))?
+            .map_err(|e| err(short_error(&e)))
+    }
+
+    /// Kill everything still running (on the error and interrupt paths).
+    pub fn kill_everything(&mut self) {
+        for i in 0..self.config.nodes {
+            if let Some(pid) = self.postmaster_pid(i) {
+                signal(-pid, libc::SIGKILL);
+            }
+            if let Some(child) = self.agents[i].child.as_mut() {
+                let _ = child.start_kill();
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Agents are killed by kill_on_drop; make sure no postmaster outlives the run.
+        for i in 0..self.config.nodes {
+            if let Some(pid) = self.postmaster_pid(i) {
+                signal(-pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) has no memory effects; the targets are processes of our test hosts.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// The YAML configuration of node `i`.
+fn node_yaml(config: &ClusterConfig, i: usize) -> String {
+    let name = node_name(i);
+    let addr = net::host_addr(i);
+    let node_dir = config.dir.join(&name);
+    let partners: String = (0..config.nodes)
+        .filter(|j| *j != i)
+        .map(|j| format!("  - {}:{RAFT_PORT}\n", net::host_addr(j)))
+        .collect();
+    format!(
+        "# Generated by pgquorum-jepsen.\n\
+         scope: jepsen\n\
+         name: {name}\n\
+         log:\n  level: INFO\n\
+         raft:\n  self_addr: {addr}:{RAFT_PORT}\n  data_dir: {raft}\n  partner_addrs:\n{partners}\
+         restapi:\n  listen: {addr}:{REST_PORT}\n  connect_address: {addr}:{REST_PORT}\n  \
+         authentication: {{username: admin, password: jepsen-admin}}\n\
+         bootstrap:\n  dcs:\n    synchronous_mode: {sync}\n    \
+         postgresql:\n      use_slots: true\n      use_pg_rewind: true\n      parameters:\n        \
+         max_connections: 50\n        shared_buffers: 32MB\n  \
+         initdb:\n  - encoding: UTF8\n  - data-checksums\n\
+         postgresql:\n  listen: {addr}:{PG_PORT}\n  connect_address: {addr}:{PG_PORT}\n  data_dir: {pgdata}\n  \
+         parameters:\n    unix_socket_directories: {sock}\n  \
+         pg_hba:\n  - local all all peer\n  - host all all {subnet} scram-sha-256\n  \
+         - host replication all {subnet} scram-sha-256\n  \
+         authentication:\n    superuser: {{username: postgres, password: {SUPERUSER_PASSWORD}}}\n    \
+         replication: {{username: replicator, password: jepsen-repl}}\n    \
+         rewind: {{username: rewinder, password: jepsen-rewind}}\n",
+        raft = node_dir.join("raft").display(),
+        pgdata = node_dir.join("pgdata").display(),
+        sock = node_dir.join("sock").display(),
+        sync = config.synchronous_mode,
+        subnet = net::SUBNET,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_map_to_nodes() {
+        assert_eq!(node_of_addr("10.177.0.11"), Some(0));
+        assert_eq!(node_of_addr("10.177.0.13/32"), Some(2));
+        assert_eq!(node_of_addr("10.177.0.100"), None);
+        assert_eq!(node_of_addr("127.0.0.1"), None);
+    }
+
+    #[test]
+    fn lsn_text() {
+        assert_eq!(parse_lsn("0/3000060"), Some(0x3000060));
+        assert_eq!(parse_lsn("16/B374D848"), Some((0x16 << 32) | 0xB374D848));
+        assert_eq!(parse_lsn("nonsense"), None);
+    }
+
+    #[test]
+    fn config_parses_as_an_agent_config() {
+        let config = ClusterConfig {
+            nodes: 3,
+            agent: PathBuf::from("/nonexistent"),
+            dir: PathBuf::from("/tmp/pgqj-0-test"),
+            synchronous_mode: true,
+        };
+        let yaml = node_yaml(&config, 1);
+        let parsed =
+            pgquorum::config::Config::from_yaml_str(&yaml, "node2.yml", Vec::<(String, String)>::new())
+                .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        assert_eq!(parsed.config.name, "node2");
+        assert!(yaml.contains("self_addr: 10.177.0.12:7400"), "{yaml}");
+        assert!(
+            yaml.contains("- 10.177.0.11:7400\n  - 10.177.0.13:7400"),
+            "{yaml}"
+        );
+    }
+}
