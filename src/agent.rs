@@ -83,6 +83,7 @@ pub async fn run(
 
     let mut operator = None;
     let mut position = None;
+    let ha_done = Arc::new(tokio::sync::Notify::new());
     let mut ha_task = None;
     if let Some(pg) = postgres {
         tracing::info!(data_dir = %pg.data_dir().display(), "managing PostgreSQL");
@@ -120,17 +121,28 @@ pub async fn run(
             requests_rx,
         )
         .with_fence(guard);
-        ha_task = Some(tokio::spawn(ha.run(stop_rx.clone())));
+        let done = ha_done.clone();
+        let stop = stop_rx.clone();
+        ha_task = Some(tokio::spawn(async move {
+            ha.run(stop).await;
+            done.notify_one();
+        }));
         operator = Some(requests_tx);
+    } else {
+        ha_done.notify_one();
     }
 
+    // The Raft/admin server stays up until the HA loop has finished its shutdown (stopped
+    // PostgreSQL, published its final WAL position, released the lease): in a whole-cluster
+    // stop the other agents' Raft must still answer those writes.
     let mut stop = stop_rx.clone();
+    let done = ha_done.clone();
     let until = async move {
         let _ = stop.wait_for(|s| *s).await;
+        done.notified().await;
     };
     serve(node.clone(), operator, position, listener, until).await?;
     if let Some(task) = ha_task {
-        // The loop stops PostgreSQL and gives the lease back before it returns.
         let _ = task.await;
     }
     node.shutdown().await;

@@ -220,6 +220,14 @@ impl<P: PgOps> HaLoop<P> {
             return;
         }
         tracing::info!("agent shutting down: stopping PostgreSQL");
+        if self.lease.deadline_ms.is_some() {
+            // Publish the position now, while the other agents' Raft is surely still up (in a
+            // whole-cluster stop they shut down at the same moment); the exact final position
+            // follows after the stop if the keyspace still answers.
+            if let Some(lsn) = self.pg.observe().await.ok().and_then(|o| o.wal_lsn) {
+                self.publish_clean_shutdown(lsn).await;
+            }
+        }
         if let Err(e) = self.pg.stop().await {
             tracing::error!("stopping PostgreSQL failed: {e}");
             return;
@@ -244,15 +252,7 @@ impl<P: PgOps> HaLoop<P> {
             // only a member with all of it may take over (the others stop their servers at the
             // same time and may have missed the last WAL).
             if let Ok(final_lsn) = self.pg.final_lsn() {
-                let cmd = Command::Put {
-                    key: Key::Status,
-                    value: serde_json::json!({ "optime": final_lsn, "clean_shutdown": true }),
-                    ttl_ms: None,
-                    precondition: Precondition::Any,
-                };
-                if let Err(e) = self.write(cmd).await {
-                    tracing::warn!("could not publish the final WAL position: {e}");
-                }
+                self.publish_clean_shutdown(final_lsn).await;
             }
             self.set_lease_deadline(None);
             self.disarm_watchdog();
@@ -264,6 +264,20 @@ impl<P: PgOps> HaLoop<P> {
                 Ok(_) => tracing::info!("released the leader lease"),
                 Err(e) => tracing::warn!("could not release the leader lease: {e}"),
             }
+        }
+    }
+
+    /// `status` for a primary stopping cleanly: its WAL position and the mark that only a
+    /// member with all of it may take over automatically.
+    async fn publish_clean_shutdown(&self, lsn: u64) {
+        let cmd = Command::Put {
+            key: Key::Status,
+            value: serde_json::json!({ "optime": lsn, "clean_shutdown": true }),
+            ttl_ms: None,
+            precondition: Precondition::Any,
+        };
+        if let Err(e) = self.write(cmd).await {
+            tracing::warn!("could not publish the final WAL position: {e}");
         }
     }
 
