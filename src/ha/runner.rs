@@ -88,6 +88,10 @@ pub struct HaLoop<P: PgOps> {
     last_logged: Option<Instant>,
     /// When this node handed its lease over in a switchover (local ms), until someone takes it.
     handed_over_at_ms: Option<u64>,
+    /// Since when this replica has not streamed from the running primary it follows.
+    not_streaming_since: Option<Instant>,
+    /// When a stalled replica last got a rejoin check.
+    last_stream_recheck: Option<Instant>,
     /// The fence guard beside PostgreSQL (src/fence.rs), told every lease deadline.
     fence: Option<crate::fence::FenceGuard>,
     /// `postgresql.callbacks`, run without waiting on starts, stops and role changes.
@@ -139,6 +143,8 @@ impl<P: PgOps> HaLoop<P> {
             last_view_at: None,
             last_logged: None,
             handed_over_at_ms: None,
+            not_streaming_since: None,
+            last_stream_recheck: None,
             fence: None,
             callbacks,
             watchdog: None,
@@ -267,6 +273,45 @@ impl<P: PgOps> HaLoop<P> {
         }
     }
 
+    /// A running replica that follows the primary but has not streamed for `STREAM_STALL`
+    /// while that primary runs may hold WAL past the primary's timeline switch (PostgreSQL keeps
+    /// running and retries the connection forever: "requested starting point is ahead of the
+    /// WAL flush position", "highest timeline of the primary is behind"). Latch the rejoin
+    /// check: pg_rewind takes it back to the fork (or finds nothing to do), at most once per
+    /// `STREAM_STALL_RECHECK` (found by jepsen restart-cluster).
+    fn watch_streaming(&mut self, cluster: &ClusterView, observation: Option<&PgObservation>) {
+        let following = self.following.as_deref();
+        let leader_primary = following.is_some_and(|l| {
+            cluster.leader_name() == Some(l)
+                && cluster
+                    .member(l)
+                    .is_some_and(|m| m.role == PgRole::Primary && m.state.is_up())
+        });
+        let stalled_replica = observation
+            .is_some_and(|o| o.role == Some(PgRole::Replica) && o.streaming_from.is_none())
+            && leader_primary
+            && !self.config.tags.nostream;
+        if !stalled_replica {
+            self.not_streaming_since = None;
+            return;
+        }
+        let since = *self.not_streaming_since.get_or_insert_with(Instant::now);
+        let recheck_due = self
+            .last_stream_recheck
+            .is_none_or(|t| t.elapsed() >= STREAM_STALL_RECHECK);
+        if since.elapsed() >= STREAM_STALL && recheck_due {
+            tracing::warn!(
+                "not streaming from {} for {} s although it runs as primary: checking my timeline with pg_rewind",
+                following.unwrap_or("?"),
+                STREAM_STALL.as_secs()
+            );
+            self.must_rejoin = true;
+            self.rejoined = false;
+            self.not_streaming_since = None;
+            self.last_stream_recheck = Some(Instant::now());
+        }
+    }
+
     /// `status` for a primary stopping cleanly: its WAL position and the mark that only a
     /// member with all of it may take over automatically.
     async fn publish_clean_shutdown(&self, lsn: u64) {
@@ -374,6 +419,9 @@ impl<P: PgOps> HaLoop<P> {
             && self.pg.former_primary()
         {
             self.must_rejoin = true;
+        }
+        if let Some(c) = &cluster {
+            self.watch_streaming(c, observation.as_ref());
         }
         let needs_rejoin = self.must_rejoin && !self.rejoined && self.job.is_none();
         let standby = matches!(data, DataDir::Initialized { .. }) && self.pg.is_standby_dir();
@@ -1397,6 +1445,11 @@ fn position_of(o: &PgObservation) -> Option<WalPosition> {
         lsn,
     })
 }
+
+/// A replica not streaming from a running primary this long gets a rejoin check.
+const STREAM_STALL: Duration = Duration::from_secs(10);
+/// At most one such check per this long.
+const STREAM_STALL_RECHECK: Duration = Duration::from_secs(60);
 
 /// An unchanged decision is logged at INFO again after this long.
 const REPEAT_LOG_EVERY: Duration = Duration::from_secs(30);
