@@ -92,6 +92,8 @@ pub struct HaLoop<P: PgOps> {
     not_streaming_since: Option<Instant>,
     /// When a stalled replica last got a rejoin check.
     last_stream_recheck: Option<Instant>,
+    /// PostgreSQL's role as this cycle observed it.
+    last_role: Option<PgRole>,
     /// The fence guard beside PostgreSQL (src/fence.rs), told every lease deadline.
     fence: Option<crate::fence::FenceGuard>,
     /// `postgresql.callbacks`, run without waiting on starts, stops and role changes.
@@ -145,6 +147,7 @@ impl<P: PgOps> HaLoop<P> {
             handed_over_at_ms: None,
             not_streaming_since: None,
             last_stream_recheck: None,
+            last_role: None,
             fence: None,
             callbacks,
             watchdog: None,
@@ -390,6 +393,7 @@ impl<P: PgOps> HaLoop<P> {
         }
 
         let role = observation.as_ref().and_then(|o| o.role);
+        self.last_role = role;
         if role == Some(PgRole::Primary) {
             // Running as a primary again: any earlier rejoin check no longer holds, and the
             // directory is a primary's again (nothing to latch).
@@ -833,13 +837,25 @@ impl<P: PgOps> HaLoop<P> {
         };
         match self.write(cmd).await? {
             CommandOutcome::Applied { .. } => {
-                self.keep_watchdog_alive()?;
                 // Valid from when we sent it, not from when it committed: the keyspace may
-                // have stamped it earlier than our reply arrived.
+                // have stamped it earlier than our reply arrived. Set before anything else can
+                // fail: the lease is ours in the keyspace, so the deadline (and the fence
+                // guard's copy of it) must be in force.
                 self.set_lease_deadline(Some(
                     (sent_at + ttl_ms).saturating_sub(self.config.raft.max_clock_skew_ms),
                 ));
-                Ok(())
+                let armed = self.keep_watchdog_alive();
+                if armed.is_err() && self.last_role != Some(PgRole::Primary) {
+                    // Not primary yet and not allowed to become one: give the lease back so
+                    // another member can take over instead of nobody.
+                    self.set_lease_deadline(None);
+                    let cmd = Command::ReleaseLease {
+                        key: Key::Leader,
+                        holder: self.config.name.clone(),
+                    };
+                    let _ = self.write(cmd).await;
+                }
+                armed
             }
             CommandOutcome::Rejected { reason, .. } => {
                 self.set_lease_deadline(None);
@@ -894,7 +910,6 @@ impl<P: PgOps> HaLoop<P> {
                 Ok(None) => return Ok(()),
                 Err(e) => {
                     self.watchdog_failed = true;
-                    self.set_lease_deadline(None);
                     return Err(format!(
                         "watchdog mode is required but the watchdog cannot be armed: {e}"
                     ));
