@@ -352,6 +352,31 @@ async fn switchover_failover_and_crashes_keep_one_primary() {
         "restarted in place"
     );
 
+    // patronictl's words for requests it refuses itself (scripts match on them).
+    let stderr = |args: &[&str]| {
+        let out = ctl(&demo, args);
+        assert!(!out.status.success(), "{args:?} must be refused");
+        String::from_utf8_lossy(&out.stderr).trim().to_string()
+    };
+    assert_eq!(
+        stderr(&["switchover", "--candidate", names()[never], "--force"]),
+        format!(
+            "Error: Member {} does not exist in cluster demo or is tagged as nofailover",
+            names()[never]
+        )
+    );
+    assert_eq!(
+        stderr(&["switchover", "--leader", names()[other], "--force"]),
+        format!(
+            "Error: Member {} is not the leader of cluster demo",
+            names()[other]
+        )
+    );
+    assert_eq!(
+        stderr(&["failover", "--force"]),
+        "Error: Failover could be performed only to a specific candidate"
+    );
+
     // 2. Switchover by CLI: no acknowledged row lost.
     let out = ctl_ok(
         &demo,

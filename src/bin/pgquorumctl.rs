@@ -15,7 +15,8 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("pgquorumctl: {e}");
+            // patronictl's (click's) form, which scripts match on.
+            eprintln!("Error: {e}");
             ExitCode::FAILURE
         }
     }

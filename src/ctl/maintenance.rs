@@ -170,7 +170,7 @@ pub async fn reinit(
     let console = Console::new(json, force);
     let view = cluster_view(endpoint).await?;
     if view.member(member).is_none() {
-        return Err(CtlError::Other(format!("no member named {member:?}")));
+        return Err(CtlError::Other(format!("{member} is not a member of cluster")));
     }
     if view.leader_name() == Some(member) {
         return Err(CtlError::Other(format!(
@@ -179,9 +179,10 @@ pub async fn reinit(
     }
     if console.interactive()? {
         console.say(&list::render(scope, &view));
-        console.confirm(&format!(
-            "Are you sure you want to reinitialize members {member}?"
-        ))?;
+        console.confirm(
+            &format!("Are you sure you want to reinitialize members {member}?"),
+            "Aborted reinitialize",
+        )?;
     }
     let status = fetch_raft_status(endpoint).await?;
     let address = status

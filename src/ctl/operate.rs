@@ -12,7 +12,7 @@ pub async fn run(endpoint: &str, op: &str, members: &[String]) -> Result<String,
         .collect();
     for m in members {
         if !status.iter().any(|r| &r.member == m) {
-            return Err(CtlError::Other(format!("no member named {m:?}")));
+            return Err(CtlError::Other(format!("{m} is not a member of cluster")));
         }
     }
     let mut out = Vec::new();
@@ -20,10 +20,15 @@ pub async fn run(endpoint: &str, op: &str, members: &[String]) -> Result<String,
     for t in targets {
         let mut client = connect(&t.address)?;
         match client.operate(OperateRequest { op: op.to_string() }).await {
-            Ok(reply) => out.push(format!("{}: {}", t.member, reply.into_inner().message)),
+            Ok(reply) => out.push(success_line(op, &t.member, &reply.into_inner().message)),
             Err(status) => {
                 failed = true;
-                out.push(format!("{}: FAILED: {}", t.member, rpc_error(&t.address, status)));
+                out.push(format!(
+                    "Failed: {op} for member {}, status code={}, ({})",
+                    t.member,
+                    status.code() as i32,
+                    rpc_error(&t.address, status)
+                ));
             }
         }
     }
@@ -32,5 +37,34 @@ pub async fn run(endpoint: &str, op: &str, members: &[String]) -> Result<String,
         Err(CtlError::Other(text))
     } else {
         Ok(text)
+    }
+}
+
+/// patronictl's lines for a member that did it (scripts match on their start); the agent's own
+/// message follows, since pgquorum's reload and restart are done by the time it answers.
+fn success_line(op: &str, member: &str, message: &str) -> String {
+    let head = match op {
+        "reload" => format!("Reload request received for member {member}"),
+        "restart" => format!("Success: restart on member {member}"),
+        _ => format!("Success: {op} for member {member}"),
+    };
+    if message.is_empty() {
+        head
+    } else {
+        format!("{head}: {message}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::success_line;
+
+    #[test]
+    fn lines_start_as_patronictls_do() {
+        assert_eq!(
+            success_line("restart", "node2", "restarted successfully"),
+            "Success: restart on member node2: restarted successfully"
+        );
+        assert!(success_line("reload", "node1", "").starts_with("Reload request received for member node1"));
     }
 }

@@ -84,11 +84,13 @@ impl Console {
         Ok(line.trim().to_string())
     }
 
-    pub fn confirm(&self, question: &str) -> Result<(), CtlError> {
+    /// Ask a yes/no question; a "no" fails with `aborted` (patronictl's words, e.g.
+    /// `Aborting switchover`, `Aborted reinitialize`).
+    pub fn confirm(&self, question: &str, aborted: &str) -> Result<(), CtlError> {
         if is_yes(&self.ask(&format!("{question} [y/N]: "))?) {
             Ok(())
         } else {
-            Err(CtlError::Other("Aborted".into()))
+            Err(CtlError::Other(aborted.into()))
         }
     }
 }
@@ -143,18 +145,68 @@ fn candidate_names<'a>(view: &'a ClusterView, leader: Option<&str>) -> Vec<&'a s
         .collect()
 }
 
-/// The validation error, with what Patroni's terse message leaves out.
-fn refused(e: SwitchoverError) -> CtlError {
-    match &e {
-        SwitchoverError::LeaderMismatch { given, actual } => {
-            CtlError::Other(format!("{e}: {actual} holds the leader lease, not {given}"))
+/// patronictl's own checks, in its order and with its words, made before the request goes
+/// through the validation shared with the REST API: scripts written for patronictl match on
+/// these lines (`Error: No candidates found to switchover to`, …).
+pub(super) fn patronictl_checks(
+    view: &ClusterView,
+    scope: &str,
+    operation: Operation,
+    leader: Option<&str>,
+    candidate: Option<&str>,
+) -> Result<(), CtlError> {
+    let refuse = |text: String| Err(CtlError::Other(text));
+    let holder = view.leader_name();
+    if operation == Operation::Switchover {
+        let Some(holder) = holder else {
+            return refuse("This cluster has no leader".into());
+        };
+        if let Some(given) = leader.filter(|l| !l.is_empty() && *l != holder) {
+            return refuse(format!("Member {given} is not the leader of cluster {scope}"));
         }
-        SwitchoverError::NoLeader | SwitchoverError::NoLeaderGiven => CtlError::Other(format!(
+    }
+    // patronictl offers every member but the leader and those tagged nofailover.
+    let candidates: Vec<&str> = view
+        .members
+        .iter()
+        .filter(|m| Some(m.name.as_str()) != holder && m.tags.may_become_primary())
+        .map(|m| m.name.as_str())
+        .collect();
+    if candidates.is_empty() {
+        return refuse(format!("No candidates found to {operation} to"));
+    }
+    let candidate = candidate.filter(|c| !c.is_empty());
+    if operation == Operation::Failover && candidate.is_none() {
+        return refuse(SwitchoverError::NoCandidateGiven.to_string());
+    }
+    match candidate {
+        Some(c) if !candidates.contains(&c) && Some(c) == holder => {
+            refuse(format!("Member {c} is already the leader of cluster {scope}"))
+        }
+        Some(c) if !candidates.contains(&c) => refuse(format!(
+            "Member {c} does not exist in cluster {scope} or is tagged as nofailover"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A refusal past patronictl's own checks: patronictl prints the REST API's answer as
+/// `Switchover failed, details: 412, …`; the same line here (with the HTTP code the REST API
+/// gives for it), plus what Patroni's terse message leaves out.
+fn refused(operation: Operation, e: SwitchoverError) -> CtlError {
+    let mut op = operation.to_string();
+    op[..1].make_ascii_uppercase();
+    let detail = match &e {
+        SwitchoverError::LeaderMismatch { actual, .. } => {
+            format!("{e}: {actual} holds the leader lease")
+        }
+        SwitchoverError::NoLeader | SwitchoverError::NoLeaderGiven => format!(
             "{e}: no member holds the leader lease, so there is nothing to switch over from; \
              `pgquorumctl failover --candidate NAME` promotes a replica"
-        )),
-        _ => CtlError::Other(e.to_string()),
-    }
+        ),
+        _ => e.to_string(),
+    };
+    CtlError::Other(format!("{op} failed, details: {}, {detail}", e.http_status()))
 }
 
 pub async fn switchover(endpoint: &str, scope: &str, args: &SwitchoverArgs) -> Result<String, CtlError> {
@@ -186,6 +238,13 @@ pub async fn switchover(endpoint: &str, scope: &str, args: &SwitchoverArgs) -> R
     } else if leader.is_none() {
         leader = current;
     }
+    patronictl_checks(
+        &view,
+        scope,
+        Operation::Switchover,
+        leader.as_deref(),
+        candidate.as_deref(),
+    )?;
     let request = validate_switchover(
         &view,
         leader.as_deref(),
@@ -193,7 +252,7 @@ pub async fn switchover(endpoint: &str, scope: &str, args: &SwitchoverArgs) -> R
         scheduled.as_deref(),
         now_ms(&view),
     )
-    .map_err(refused)?;
+    .map_err(|e| refused(Operation::Switchover, e))?;
     let from = request.leader.clone().unwrap_or_default();
     if interactive {
         console.say("Current cluster topology");
@@ -203,9 +262,9 @@ pub async fn switchover(endpoint: &str, scope: &str, args: &SwitchoverArgs) -> R
                 "Are you sure you want to schedule switchover of cluster {scope} at {at}, demoting current leader {from}?"
             ),
             None => format!("Are you sure you want to switchover cluster {scope}, demoting current leader {from}?"),
-        })?;
+        }, if request.scheduled_at.is_some() { "Aborting scheduled switchover" } else { "Aborting switchover" })?;
     }
-    write_request(endpoint, &request).await?;
+    write_request(endpoint, Operation::Switchover, &request).await?;
 
     if request.scheduled_at.is_some() {
         let view = cluster_view(endpoint).await?;
@@ -258,19 +317,24 @@ pub async fn failover(
         let answer = console.ask(&format!("Candidate {names:?} []: "))?;
         candidate = (!answer.is_empty()).then_some(answer);
     }
-    let request = validate_failover(&view, candidate.as_deref()).map_err(refused)?;
+    patronictl_checks(&view, scope, Operation::Failover, None, candidate.as_deref())?;
+    let request =
+        validate_failover(&view, candidate.as_deref()).map_err(|e| refused(Operation::Failover, e))?;
     let old_leader = view.leader_name().map(str::to_string);
     if interactive {
         console.say("Current cluster topology");
         console.say(&list::render(scope, &view));
-        console.confirm(&match &old_leader {
-            Some(l) => {
-                format!("Are you sure you want to failover cluster {scope}, demoting current leader {l}?")
-            }
-            None => format!("Are you sure you want to failover cluster {scope}?"),
-        })?;
+        console.confirm(
+            &match &old_leader {
+                Some(l) => {
+                    format!("Are you sure you want to failover cluster {scope}, demoting current leader {l}?")
+                }
+                None => format!("Are you sure you want to failover cluster {scope}?"),
+            },
+            "Aborting failover",
+        )?;
     }
-    write_request(endpoint, &request).await?;
+    write_request(endpoint, Operation::Failover, &request).await?;
     let (view, new_leader) = follow(
         endpoint,
         &console,
@@ -340,7 +404,11 @@ fn outcome_line(operation: Operation, candidate: Option<&str>, new_leader: &str)
 }
 
 /// Write the `failover` key, only if none is there.
-async fn write_request(endpoint: &str, request: &FailoverRequest) -> Result<(), CtlError> {
+async fn write_request(
+    endpoint: &str,
+    operation: Operation,
+    request: &FailoverRequest,
+) -> Result<(), CtlError> {
     let value = serde_json::to_value(request).map_err(|e| CtlError::Other(e.to_string()))?;
     let command = Command::Put {
         key: Key::Failover,
@@ -354,7 +422,7 @@ async fn write_request(endpoint: &str, request: &FailoverRequest) -> Result<(), 
             let pending = current
                 .and_then(|e| serde_json::from_value::<FailoverRequest>(e.value).ok())
                 .map_or_else(|| "switchover or failover".to_string(), |r| describe(&r));
-            Err(refused(SwitchoverError::AlreadyPending { pending }))
+            Err(refused(operation, SwitchoverError::AlreadyPending { pending }))
         }
     }
 }
@@ -641,14 +709,118 @@ mod tests {
     }
 
     #[test]
-    fn refusals_add_context() {
-        let e = refused(SwitchoverError::LeaderMismatch {
-            given: "node2".into(),
-            actual: "node1".into(),
-        });
+    fn refusals_past_patronictls_checks_read_like_its_rest_failure_line() {
+        let e = refused(
+            Operation::Switchover,
+            SwitchoverError::LeaderNotRunning {
+                leader: "node1".into(),
+                role: "primary",
+                state: "stopped",
+            },
+        );
         assert_eq!(
             e.to_string(),
-            "leader name does not match: node1 holds the leader lease, not node2"
+            "Switchover failed, details: 412, leader node1 is not running as primary (role primary, state stopped)"
         );
+    }
+
+    /// patronictl's words for each of its own checks (scripts match on them).
+    #[test]
+    fn patronictl_messages() {
+        let mut nofailover = member("node4", PgRole::Replica, PgRunState::Streaming);
+        nofailover.tags.nofailover = Some(true);
+        let three = view(
+            Some("node1"),
+            vec![
+                member("node1", PgRole::Primary, PgRunState::Running),
+                member("node2", PgRole::Replica, PgRunState::Streaming),
+                member("node3", PgRole::Replica, PgRunState::Stopped),
+                nofailover.clone(),
+            ],
+            false,
+        );
+        let alone = view(
+            Some("node1"),
+            vec![member("node1", PgRole::Primary, PgRunState::Running), nofailover],
+            false,
+        );
+        let leaderless = view(
+            None,
+            vec![member("node2", PgRole::Replica, PgRunState::Streaming)],
+            false,
+        );
+        use Operation::{Failover, Switchover};
+        let rows: Vec<(&ClusterView, Operation, Option<&str>, Option<&str>, Option<&str>)> = vec![
+            (
+                &leaderless,
+                Switchover,
+                None,
+                None,
+                Some("This cluster has no leader"),
+            ),
+            (
+                &three,
+                Switchover,
+                Some("node2"),
+                None,
+                Some("Member node2 is not the leader of cluster demo"),
+            ),
+            (
+                &alone,
+                Switchover,
+                Some("node1"),
+                None,
+                Some("No candidates found to switchover to"),
+            ),
+            (
+                &alone,
+                Failover,
+                None,
+                Some("node4"),
+                Some("No candidates found to failover to"),
+            ),
+            (
+                &three,
+                Failover,
+                None,
+                None,
+                Some("Failover could be performed only to a specific candidate"),
+            ),
+            (
+                &three,
+                Failover,
+                None,
+                Some("node1"),
+                Some("Member node1 is already the leader of cluster demo"),
+            ),
+            (
+                &three,
+                Switchover,
+                Some("node1"),
+                Some("node4"),
+                Some("Member node4 does not exist in cluster demo or is tagged as nofailover"),
+            ),
+            (
+                &three,
+                Switchover,
+                Some("node1"),
+                Some("node9"),
+                Some("Member node9 does not exist in cluster demo or is tagged as nofailover"),
+            ),
+            // A stopped candidate passes patronictl's checks; the shared validation refuses it.
+            (&three, Switchover, Some("node1"), Some("node3"), None),
+            (&three, Switchover, None, None, None),
+            (&leaderless, Failover, None, Some("node2"), None),
+        ];
+        for (v, op, leader, candidate, want) in rows {
+            let got = patronictl_checks(v, "demo", op, leader, candidate)
+                .err()
+                .map(|e| e.to_string());
+            assert_eq!(
+                got.as_deref(),
+                want,
+                "{op} leader={leader:?} candidate={candidate:?}"
+            );
+        }
     }
 }
