@@ -57,6 +57,9 @@ pub async fn run(
     config_path: Option<PathBuf>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
+    // Installed first: SIGHUP's default action would end the agent, and the fence guard would
+    // then kill the primary's PostgreSQL — a `systemctl reload` must never cause a failover.
+    let hangups = hangup_signals();
     let settings = NodeSettings::from_config(&config);
     // Bind and check everything before touching storage: a port conflict or a bad
     // PostgreSQL setting is reported without side effects.
@@ -127,8 +130,10 @@ pub async fn run(
             ha.run(stop).await;
             done.notify_one();
         }));
+        tokio::spawn(reload_on_hangup(hangups, Some(requests_tx.clone())));
         operator = Some(requests_tx);
     } else {
+        tokio::spawn(reload_on_hangup(hangups, None));
         ha_done.notify_one();
     }
 
@@ -193,6 +198,35 @@ pub async fn serve(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())
+}
+
+fn hangup_signals() -> tokio::signal::unix::Signal {
+    use tokio::signal::unix::{signal, SignalKind};
+    signal(SignalKind::hangup()).expect("install SIGHUP handler")
+}
+
+/// SIGHUP = reload, as for Patroni (`systemctl reload`, `kill -HUP`): the same request as
+/// `POST /reload` and `pgquorumctl reload`, carried out by the HA loop between cycles.
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    operator: Option<mpsc::Sender<OperatorRequest>>,
+) {
+    while hangups.recv().await.is_some() {
+        let Some(operator) = &operator else {
+            tracing::info!("SIGHUP received: this node manages no PostgreSQL; nothing to reload");
+            continue;
+        };
+        tracing::info!("SIGHUP received: reloading the configuration");
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if operator.send(OperatorRequest::Reload { reply }).await.is_err() {
+            return; // the HA loop has stopped: the agent is shutting down
+        }
+        match answer.await {
+            Ok(Ok(outcome)) => tracing::info!("reload after SIGHUP: {outcome}"),
+            Ok(Err(e)) => tracing::error!("reload after SIGHUP failed: {e}"),
+            Err(_) => return,
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM. The handlers are installed when this is called (not when

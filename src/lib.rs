@@ -1,6 +1,31 @@
 //! pgquorum: high availability for PostgreSQL with Raft consensus built in.
 //!
-//! See `docs/architecture.md` for the map of the modules.
+//! # Layout: where each behaviour lives
+//!
+//! | behaviour | where |
+//! |---|---|
+//! | what the agent decides each cycle (bootstrap, clone, follow, promote, demote, rejoin, refuse) | [`ha::decide`] (pure; table rows in `ha/decide_test.rs`) |
+//! | bootstrap and clone retries: back-off, give-up | `ha::retry` (pure) |
+//! | carrying decisions out, the loop's timers, operator requests | [`ha::runner`] (executor), [`ha::pg_adapter`] (on the real server) |
+//! | which PostgreSQL settings are written | [`ha::params`] (merge), `postgres::param_compat` (per-version translation), [`postgres::conf`] (files) |
+//! | switchover / failover rules shared by CLI and REST | [`ha::switchover`] |
+//! | hooks (`on_start`, `on_role_change`, …) | [`ha::callbacks`] |
+//! | the member record published every loop | [`ha::publish`] |
+//! | the replicated keyspace: keys, commands, CAS, leases, TTL | [`keyspace`] (pure state machine) |
+//! | typed values under the keys, and the cluster as one read sees it | [`cluster`] |
+//! | the Raft node: leader-stamped writes, forwarding, linearizable reads | [`node`] |
+//! | forming the Raft group, joining a running one by starting | `node::formation` |
+//! | Raft storage (sled), snapshots, the Raft RPC client | [`raft`] |
+//! | gRPC servers (Raft RPCs, admin service for `pgquorumctl`) | [`grpc`], protos in `proto/` |
+//! | PostgreSQL operations (initdb, pg_basebackup, pg_ctl, pg_rewind, queries) | [`postgres`] |
+//! | fencing a primary whose agent died or stalled | [`fence`] (guard process), [`watchdog`] (device) |
+//! | configuration file, validation, Patroni compatibility, env overrides | [`config`] |
+//! | REST API (Patroni's paths, health checks, metrics) | [`rest`] |
+//! | `pgquorumctl` commands and their output | [`ctl`] |
+//! | agent start-up and shutdown | [`agent`] |
+//! | `pgquorum demo` and the test/bench cluster launcher | [`demo`] |
+//!
+//! The map with the reasons is `docs/architecture.md`.
 
 // openraft's `StorageError` and tonic's `Status` are large by design, and they are the
 // error types the traits we implement require; boxing them at every call would only add

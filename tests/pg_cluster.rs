@@ -172,6 +172,32 @@ async fn bootstrap_replicas_rest_api_and_repairs() {
     )
     .await;
 
+    // SIGHUP is a reload (`systemctl reload`), never the end of the primary's agent (whose
+    // fence guard would then kill PostgreSQL and fail the cluster over).
+    let agent = demo.pid(primary).expect("the primary's agent runs") as i32;
+    let log = dir.path().join(format!("node{}.log", primary + 1));
+    // SAFETY: kill(2) on an agent this test's cluster started.
+    unsafe { libc::kill(agent, libc::SIGHUP) };
+    wait_for(
+        "the primary's agent reloads on SIGHUP",
+        Duration::from_secs(30),
+        || {
+            let log = log.clone();
+            async move {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                text.contains("reload after SIGHUP").then_some(())
+            }
+        },
+    )
+    .await;
+    let stat = std::fs::read_to_string(format!("/proc/{agent}/stat")).unwrap_or_default();
+    let state = stat.rsplit(") ").next().and_then(|rest| rest.chars().next());
+    assert!(
+        matches!(state, Some('S' | 'R' | 'D')),
+        "the agent survived SIGHUP (state {state:?})"
+    );
+    assert_eq!(primary_index(&endpoint).await, primary, "the primary changed");
+
     // `pgquorumctl list` shows the table; `--json` the same rows.
     let out = std::process::Command::new(CTL)
         .args(["--endpoint", &endpoint, "list"])
