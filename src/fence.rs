@@ -91,12 +91,14 @@ pub fn monotonic_ms() -> u64 {
 
 /// The guard's body: kill PostgreSQL when the agent goes away or lets a deadline pass.
 pub fn run_guard(data_dir: &Path) -> std::process::ExitCode {
-    // A Ctrl-C in the agent's terminal reaches the whole process group; the guard must stay
-    // in force until the agent itself is gone.
+    // A Ctrl-C, a terminal hang-up or a reload (`kill -HUP` of the group) in the agent's
+    // terminal reaches the whole process group; the guard must stay in force until the agent
+    // itself is gone.
     // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
     }
     let stdin = std::io::stdin();
     let mut lines = stdin.lock();
