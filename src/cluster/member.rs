@@ -13,6 +13,10 @@ pub enum PgRole {
     Replica,
     #[default]
     Uninitialized,
+    /// A role this agent does not know (written by a newer agent during a rolling upgrade):
+    /// the member stays in the view instead of making the whole read fail.
+    #[serde(other)]
+    Unknown,
 }
 
 impl PgRole {
@@ -21,6 +25,7 @@ impl PgRole {
             PgRole::Primary => "primary",
             PgRole::Replica => "replica",
             PgRole::Uninitialized => "uninitialized",
+            PgRole::Unknown => "unknown",
         }
     }
 }
@@ -52,6 +57,9 @@ pub enum PgRunState {
     /// A former primary checking / rewinding its timeline before it rejoins.
     #[serde(rename = "rewinding")]
     Rewinding,
+    /// A state this agent does not know (written by a newer agent): not up.
+    #[serde(other, rename = "unknown")]
+    Unknown,
 }
 
 impl PgRunState {
@@ -68,6 +76,7 @@ impl PgRunState {
             PgRunState::StartFailed => "start failed",
             PgRunState::Crashed => "crashed",
             PgRunState::Rewinding => "rewinding",
+            PgRunState::Unknown => "unknown",
         }
     }
 

@@ -58,22 +58,44 @@ pub struct ClusterView {
     pub failover_since_ms: Option<u64>,
     /// Keyspace time of the read (the last leader stamp applied).
     pub as_of_ms: u64,
+    /// Values this read could not decode and skipped (a corrupt value, or one written by a
+    /// newer agent during a rolling upgrade). One bad value must never make the whole keyspace
+    /// unreadable: every agent would then demote its primary and none would promote.
+    #[serde(skip)]
+    pub unreadable: Vec<ViewError>,
+    /// The `config` key did not decode: `config` holds the defaults, which the HA loop must
+    /// replace with the last configuration it could read (see [`ClusterView::keep_config`]).
+    #[serde(skip)]
+    pub config_unreadable: bool,
 }
 
 impl ClusterView {
-    /// Decode a full-keyspace read (prefix "").
-    pub fn from_entries(entries: &[Entry], as_of_ms: u64) -> Result<ClusterView, ViewError> {
+    /// Decode a full-keyspace read (prefix ""). A value that does not decode is skipped and
+    /// listed in `unreadable`: a member key drops that member from this view, a history entry
+    /// drops that entry, a `failover` request is ignored (its revision is kept so that it can
+    /// still be removed), an unreadable `config` sets `config_unreadable`.
+    pub fn from_entries(entries: &[Entry], as_of_ms: u64) -> ClusterView {
         let mut view = ClusterView {
             as_of_ms,
             ..Default::default()
         };
         for e in entries {
-            let bad = |detail: String| ViewError::BadValue {
-                key: e.key.to_string(),
-                detail,
+            let mut skip = |detail: String| {
+                view.unreadable.push(ViewError::BadValue {
+                    key: e.key.to_string(),
+                    detail,
+                })
             };
             match &e.key {
-                Key::Initialize => view.initialize = Some(e.value.as_str().unwrap_or_default().to_string()),
+                Key::Initialize => match e.value.as_str() {
+                    Some(sysid) => view.initialize = Some(sysid.to_string()),
+                    None => {
+                        // Present but not a string: initialised by someone, identity unknown.
+                        // Never "absent" (that would start a second bootstrap race).
+                        skip(format!("not a string: {}", e.value));
+                        view.initialize = Some(String::new());
+                    }
+                },
                 Key::Leader => {
                     view.leader = Some(LeaderLease {
                         holder: e.holder.clone().unwrap_or_default(),
@@ -81,16 +103,31 @@ impl ClusterView {
                         expires_at_ms: e.expires_at_ms.unwrap_or(u64::MAX),
                     })
                 }
-                Key::Member(_) => view
-                    .members
-                    .push(serde_json::from_value(e.value.clone()).map_err(|x| bad(x.to_string()))?),
+                Key::Member(_) => match serde_json::from_value(e.value.clone()) {
+                    Ok(member) => view.members.push(member),
+                    Err(x) => skip(x.to_string()),
+                },
                 Key::Config => {
-                    view.config = serde_json::from_value(e.value.clone()).map_err(|x| bad(x.to_string()))?;
+                    match serde_json::from_value(e.value.clone()) {
+                        Ok(config) => view.config = config,
+                        Err(x) => {
+                            skip(x.to_string());
+                            view.config_unreadable = true;
+                        }
+                    }
                     view.config_revision = Some(e.revision);
                 }
-                Key::History => {
-                    view.history = serde_json::from_value(e.value.clone()).map_err(|x| bad(x.to_string()))?
-                }
+                Key::History => match e.value.as_array() {
+                    Some(items) => {
+                        for item in items {
+                            match serde_json::from_value(item.clone()) {
+                                Ok(entry) => view.history.push(entry),
+                                Err(x) => skip(format!("entry {item}: {x}")),
+                            }
+                        }
+                    }
+                    None => skip(format!("not a list: {}", e.value)),
+                },
                 Key::Status => {
                     view.last_primary_lsn = e.value.get("optime").and_then(|v| v.as_u64());
                     view.last_primary_clean_shutdown = e
@@ -100,8 +137,10 @@ impl ClusterView {
                         .unwrap_or(false);
                 }
                 Key::Failover => {
-                    view.failover =
-                        Some(serde_json::from_value(e.value.clone()).map_err(|x| bad(x.to_string()))?);
+                    match serde_json::from_value(e.value.clone()) {
+                        Ok(request) => view.failover = Some(request),
+                        Err(x) => skip(x.to_string()),
+                    }
                     view.failover_revision = Some(e.revision);
                     view.failover_since_ms = Some(e.updated_ms);
                 }
@@ -109,7 +148,15 @@ impl ClusterView {
             }
         }
         view.members.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(view)
+        view
+    }
+
+    /// Replace an unreadable `config` with `last_good` (the configuration the agent used until
+    /// now): defaults could silently lift maintenance mode or change the lease timings.
+    pub fn keep_config(&mut self, last_good: &DynamicConfig) {
+        if self.config_unreadable {
+            self.config = last_good.clone();
+        }
     }
 
     pub fn member(&self, name: &str) -> Option<&MemberStatus> {
@@ -123,5 +170,100 @@ impl ClusterView {
 
     pub fn paused(&self) -> bool {
         self.config.pause
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::cluster::{PgRole, PgRunState};
+
+    fn entry(key: &str, value: serde_json::Value, revision: u64) -> Entry {
+        Entry {
+            key: key.parse().expect("a valid key"),
+            value,
+            revision,
+            created_revision: revision,
+            updated_ms: 1_000,
+            expires_at_ms: None,
+            holder: None,
+        }
+    }
+
+    fn member(name: &str, state: &str) -> serde_json::Value {
+        json!({"name": name, "role": "replica", "state": state})
+    }
+
+    /// One undecodable value must not make the whole keyspace unreadable (every agent would
+    /// demote its primary and none would promote): it is skipped and named.
+    #[test]
+    fn a_bad_value_is_skipped_not_fatal() {
+        let entries = vec![
+            entry("initialize", json!("7301"), 1),
+            entry("members/node1", member("node1", "streaming"), 2),
+            entry("members/node2", json!({"name": 42}), 3),
+            entry("history", json!([[1, 2]]), 4),
+            entry("failover", json!("not a request"), 5),
+        ];
+        let view = ClusterView::from_entries(&entries, 9);
+        assert_eq!(view.initialize.as_deref(), Some("7301"));
+        let names: Vec<&str> = view.members.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["node1"]);
+        assert!(view.history.is_empty());
+        assert_eq!(view.failover, None);
+        assert_eq!(
+            view.failover_revision,
+            Some(5),
+            "kept so the bad request can be removed"
+        );
+        let keys: Vec<String> = view
+            .unreadable
+            .iter()
+            .map(|ViewError::BadValue { key, .. }| key.clone())
+            .collect();
+        assert_eq!(keys, ["members/node2", "history", "failover"]);
+    }
+
+    #[test]
+    fn good_history_entries_survive_a_bad_one() {
+        let good =
+            json!({"timeline": 1, "switch_lsn": 100, "reason": "r", "time": "t", "new_leader": "node2"});
+        let view = ClusterView::from_entries(&[entry("history", json!([good, "garbage"]), 3)], 9);
+        assert_eq!(view.history.len(), 1);
+        assert_eq!(view.unreadable.len(), 1);
+    }
+
+    /// A value a newer agent writes during a rolling upgrade decodes as `unknown`.
+    #[test]
+    fn unknown_roles_and_states_decode() {
+        let value = json!({"name": "node3", "role": "standby_leader", "state": "archiving"});
+        let view = ClusterView::from_entries(&[entry("members/node3", value, 2)], 9);
+        assert!(view.unreadable.is_empty(), "{:?}", view.unreadable);
+        assert_eq!(view.members[0].role, PgRole::Unknown);
+        assert_eq!(view.members[0].state, PgRunState::Unknown);
+        assert!(!view.members[0].state.is_up());
+    }
+
+    /// An unreadable `config` keeps the last good one (defaults could lift maintenance mode).
+    #[test]
+    fn an_unreadable_config_keeps_the_last_good_one() {
+        let mut view = ClusterView::from_entries(&[entry("config", json!({"ttl": "soon"}), 7)], 9);
+        assert!(view.config_unreadable);
+        assert_eq!(view.config_revision, Some(7));
+        let last_good = DynamicConfig {
+            pause: true,
+            ..Default::default()
+        };
+        view.keep_config(&last_good);
+        assert!(view.paused());
+    }
+
+    #[test]
+    fn an_initialize_that_is_not_a_string_still_counts_as_claimed() {
+        let view = ClusterView::from_entries(&[entry("initialize", json!(12), 1)], 9);
+        assert_eq!(view.initialize.as_deref(), Some(""));
+        assert_eq!(view.unreadable.len(), 1);
     }
 }

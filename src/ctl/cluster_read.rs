@@ -3,7 +3,13 @@
 use super::{client, CtlError};
 use crate::cluster::ClusterView;
 
+/// The cluster as the keyspace shows it; values that do not decode are skipped, each named on
+/// stderr (the rest of the cluster is still shown).
 pub async fn cluster_view(endpoint: &str) -> Result<ClusterView, CtlError> {
     let read = client::read(endpoint, "", true, true).await?;
-    ClusterView::from_entries(&read.entries, read.as_of_ms).map_err(|e| CtlError::Other(e.to_string()))
+    let view = ClusterView::from_entries(&read.entries, read.as_of_ms);
+    for e in &view.unreadable {
+        eprintln!("warning: skipped a value this pgquorumctl cannot read: {e}");
+    }
+    Ok(view)
 }

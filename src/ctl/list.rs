@@ -39,6 +39,7 @@ fn role_of(view: &ClusterView, m: &MemberStatus) -> &'static str {
             PgRole::Primary => "Primary (no lease)",
             PgRole::Replica => "Replica",
             PgRole::Uninitialized => "Uninitialized",
+            PgRole::Unknown => "Unknown",
         }
     }
 }

@@ -565,13 +565,14 @@ impl<P: PgOps> HaLoop<P> {
             linearizable: true,
         };
         match self.node.read(&query, false).await {
-            Ok(read) => match ClusterView::from_entries(&read.entries, read.as_of_ms) {
-                Ok(view) => Some(view),
-                Err(e) => {
-                    tracing::error!("the keyspace holds a value this agent cannot read: {e}");
-                    None
+            Ok(read) => {
+                let mut view = ClusterView::from_entries(&read.entries, read.as_of_ms);
+                for e in &view.unreadable {
+                    tracing::warn!("skipping a keyspace value this agent cannot read: {e}");
                 }
-            },
+                view.keep_config(&self.dynamic);
+                Some(view)
+            }
             Err(e) => {
                 tracing::warn!("keyspace read failed: {e}");
                 None
@@ -977,9 +978,7 @@ impl<P: PgOps> HaLoop<P> {
                         prefix: true,
                         linearizable: false,
                     });
-                    ClusterView::from_entries(&view.entries, view.as_of_ms)
-                        .ok()
-                        .and_then(|c| upstream_of(&c, l))
+                    upstream_of(&ClusterView::from_entries(&view.entries, view.as_of_ms), l)
                 });
                 Some(upstream)
             }
