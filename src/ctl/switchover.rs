@@ -750,7 +750,15 @@ mod tests {
             false,
         );
         use Operation::{Failover, Switchover};
-        let rows: Vec<(&ClusterView, Operation, Option<&str>, Option<&str>, Option<&str>)> = vec![
+        // (view, operation, --leader, --candidate, the error patronictl prints)
+        type Row<'a> = (
+            &'a ClusterView,
+            Operation,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
+        let rows: Vec<Row> = vec![
             (
                 &leaderless,
                 Switchover,
