@@ -177,19 +177,120 @@ fn typos_get_suggestions_and_misplaced_keys_point_home() {
     );
 }
 
+/// Patroni accepts timings that break `loop_wait + 2 × retry_timeout ≤ ttl` and shortens
+/// loop_wait / retry_timeout to fit; pgquorum does the same, with one warning, and the loaded
+/// configuration carries the adjusted values (the ones the HA loop uses and bootstrap stores).
 #[test]
-fn lease_timing_rule_is_enforced() {
-    let text =
-        format!("{MINIMAL}bootstrap:\n  dcs:\n    ttl: 20\n    loop_wait: 10\n    retry_timeout: 10\n");
+fn lease_timings_are_adjusted_like_patroni() {
+    let dcs = |ttl: &str, loop_wait: &str, retry: &str| {
+        format!("{MINIMAL}bootstrap:\n  dcs:\n    ttl: {ttl}\n    loop_wait: {loop_wait}\n    retry_timeout: {retry}\n")
+    };
+    // (ttl, loop_wait, retry_timeout) given → loaded, and the warning's "adjusted …" part.
+    let table = [
+        (
+            ("20", "2", "10"),
+            (20.0, 1.0, 9.0),
+            Some("loop_wait from 2 s to 1 s and retry_timeout from 10 s to 9 s"),
+        ),
+        (
+            ("20", "10", "10"),
+            (20.0, 1.0, 9.0),
+            Some("loop_wait from 10 s to 1 s and retry_timeout from 10 s to 9 s"),
+        ),
+        (
+            ("30", "15", "10"),
+            (30.0, 10.0, 10.0),
+            Some("loop_wait from 15 s to 10 s"),
+        ),
+        (
+            ("30", "10", "30"),
+            (30.0, 1.0, 14.0),
+            Some("loop_wait from 10 s to 1 s and retry_timeout from 30 s to 14 s"),
+        ),
+        (
+            ("2.5", "0.5", "1.5"),
+            (2.5, 0.5, 1.0),
+            Some("retry_timeout from 1.5 s to 1 s"),
+        ),
+        // pgquorum's rule: the renewals must outlast a Raft re-election (1.1 s with the default
+        // Raft timings) after the clock skew (0.25 s) and the 0.6 s demotion margin.
+        (
+            ("2.5", "0.9", "0.5"),
+            (2.5, 0.55, 0.5),
+            Some("loop_wait from 0.9 s to 0.55 s"),
+        ),
+        (("20", "1", "3"), (20.0, 1.0, 3.0), None),
+        (("2.5", "0.5", "1"), (2.5, 0.5, 1.0), None),
+    ];
+    for ((ttl, loop_wait, retry), expected, change) in table {
+        let loaded =
+            load(&dcs(ttl, loop_wait, retry)).unwrap_or_else(|e| panic!("{ttl}/{loop_wait}/{retry}: {e}"));
+        let d = &loaded.config.bootstrap.dcs;
+        assert_eq!(
+            (d.ttl, d.loop_wait, d.retry_timeout),
+            expected,
+            "{ttl}/{loop_wait}/{retry}"
+        );
+        match change {
+            Some(change) => {
+                assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+                let prefix = format!("bootstrap.dcs: adjusted {change}: ");
+                assert!(
+                    loaded.warnings[0].starts_with(&prefix),
+                    "{prefix} / {}",
+                    loaded.warnings[0]
+                );
+            }
+            None => assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings),
+        }
+    }
+    // The stored form is what the cluster will run with.
+    let stored = load(&dcs("20", "2", "10"))
+        .unwrap()
+        .config
+        .bootstrap
+        .dcs
+        .to_json();
     assert_eq!(
-        problems(&text),
-        [
-            "bootstrap.dcs.ttl: loop_wait (10 s) + 2 × retry_timeout (10 s) = 30 s exceeds ttl (20 s); \
-          Patroni requires loop_wait + 2 × retry_timeout ≤ ttl"
-        ]
+        (
+            stored["ttl"].clone(),
+            stored["loop_wait"].clone(),
+            stored["retry_timeout"].clone()
+        ),
+        (20.into(), 1.into(), 9.into())
     );
-    // The defaults (2.5 / 0.5 / 1) satisfy it exactly.
-    assert!(load(MINIMAL).is_ok());
+    // Only the defaults given, but a clock skew that needs a shorter loop_wait: the adjusted
+    // default is written into bootstrap.dcs too.
+    let loaded = load(&format!("{MINIMAL}  max_clock_skew_ms: 350\n")).expect("adjustable");
+    assert_eq!(loaded.config.bootstrap.dcs.loop_wait, 0.45);
+    assert!(
+        loaded.warnings[0].starts_with("bootstrap.dcs: adjusted loop_wait from 0.5 s to 0.45 s: "),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+/// What no shortening of loop_wait / retry_timeout can make safe is refused, saying why.
+#[test]
+fn lease_timings_that_cannot_be_made_safe_are_refused() {
+    let skewed = format!("{MINIMAL}  max_clock_skew_ms: 1000\n");
+    let found = problems(&skewed);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("bootstrap.dcs.ttl: 2.5 s is too short for this node's Raft timings and raft.max_clock_skew_ms (1000 ms)"),
+        "{}",
+        found[0]
+    );
+    assert!(found[0].contains("ttl must be at least 2.8 s"), "{}", found[0]);
+    // (Raft fast enough for a 1 s lease, so only the lease timings are at fault.)
+    let tiny = format!("{MINIMAL}  election_timeout_ms: 100\n  heartbeat_interval_ms: 20\nbootstrap:\n  dcs:\n    ttl: 1\n    loop_wait: 1\n    retry_timeout: 1\n");
+    let found = problems(&tiny);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("bootstrap.dcs.ttl: 1 s leaves no room"),
+        "{}",
+        found[0]
+    );
 }
 
 #[test]
@@ -480,12 +581,23 @@ fn dynamic_config_edits_are_validated() {
     let problems = DynamicConfig::from_json(&edit, None).expect_err("invalid edit");
     assert_eq!(
         problems,
-        [
-            "bogus: unknown key: neither Patroni nor pgquorum has a setting by this name",
-            "ttl: loop_wait (5 s) + 2 × retry_timeout (5 s) = 15 s exceeds ttl (10 s); \
-             Patroni requires loop_wait + 2 × retry_timeout ≤ ttl",
-        ]
+        ["bogus: unknown key: neither Patroni nor pgquorum has a setting by this name"]
     );
+    // The same timings alone are adjusted as in a file (edit-config stores the adjusted ones).
+    let edit = serde_json::json!({"ttl": 10, "loop_wait": 5, "retry_timeout": 5});
+    let (adjusted, warnings) = DynamicConfig::from_json(&edit, None).expect("adjusted");
+    assert_eq!(
+        (adjusted.ttl, adjusted.loop_wait, adjusted.retry_timeout),
+        (10.0, 1.0, 4.0)
+    );
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(
+            "the dynamic configuration: adjusted loop_wait from 5 s to 1 s and retry_timeout from 5 s to 4 s: "
+        ),
+        "{warnings:?}"
+    );
+    assert_eq!(adjusted.to_json()["retry_timeout"], 4);
     let raft = load(&format!(
         "{MINIMAL}  election_timeout_ms: 3000\nbootstrap:\n  dcs:\n    ttl: 30\n"
     ))
