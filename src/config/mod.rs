@@ -32,7 +32,7 @@ pub use env::{variable_for as env_variable_for, ENV_PREFIX};
 pub use types::{
     worst_case_election_ms, BasicAuth, BinNames, BootstrapConfig, Callbacks, Config, LogConfig, ParamValue,
     PgAuthentication, PgUser, PostgresqlConfig, RaftConfig, RestApiConfig, Tags, ToolOption, WatchdogConfig,
-    WatchdogMode, DEFAULT_ELECTION_TIMEOUT_MS, DEFAULT_HEARTBEAT_INTERVAL_MS,
+    WatchdogDriver, WatchdogMode, DEFAULT_ELECTION_TIMEOUT_MS, DEFAULT_HEARTBEAT_INTERVAL_MS,
 };
 
 use problem::Problem;

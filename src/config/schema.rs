@@ -278,6 +278,7 @@ pub const FILE_KEYS: &[Key] = &[
     // --- watchdog ---
     key("watchdog", Kind::Section),
     key("watchdog.mode", Kind::WatchdogMode),
+    key("watchdog.driver", Kind::Enum(&["default", "testing"])),
     key("watchdog.device", Kind::Path),
     key("watchdog.safety_margin", int(-1)),
     // --- tags (any other tag name is allowed too) ---

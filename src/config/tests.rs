@@ -642,3 +642,18 @@ fn documentation_covers_every_key() {
         .collect();
     assert!(missing.is_empty(), "docs/configuration.md lacks: {missing:?}");
 }
+
+#[test]
+fn watchdog_driver_is_default_or_testing() {
+    let config = load(MINIMAL).expect("valid").config;
+    assert_eq!(config.watchdog.driver, WatchdogDriver::Default);
+    let text = format!("{MINIMAL}watchdog:\n  mode: required\n  driver: testing\n  device: /tmp/wd.fifo\n");
+    let config = load(&text).expect("valid").config;
+    assert_eq!(config.watchdog.driver, WatchdogDriver::Testing);
+    assert_eq!(config.watchdog.device, Path::new("/tmp/wd.fifo"));
+    let unknown = format!("{MINIMAL}watchdog:\n  driver: softdog\n");
+    assert_eq!(
+        problems(&unknown),
+        [r#"watchdog.driver: "softdog" is not one of: default, testing"#]
+    );
+}
