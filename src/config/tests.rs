@@ -657,3 +657,229 @@ fn watchdog_driver_is_default_or_testing() {
         [r#"watchdog.driver: "softdog" is not one of: default, testing"#]
     );
 }
+
+/// Every key of Patroni 4's documented configuration (YAML settings, dynamic settings, the
+/// raft section of 4.1), in one file: it loads, and every key pgquorum does not act on is
+/// named in the start-up warning (none is ignored silently).
+const PATRONI4_EVERY_KEY: &str = "
+scope: batman
+name: postgresql0
+namespace: /service/
+thread_pool_size: 5
+thread_stack_size: 512kB
+log:
+  type: plain
+  level: INFO
+  traceback_level: ERROR
+  format: '%(asctime)s %(levelname)s: %(message)s'
+  dateformat: '%Y-%m-%d %H:%M:%S'
+  static_fields: {app: patroni}
+  max_queue_size: 1000
+  dir: /var/log/patroni
+  mode: '0644'
+  file_num: 4
+  file_size: 25000000
+  loggers: {patroni.postmaster: WARNING, urllib3: DEBUG}
+  deduplicate_heartbeat_logs: true
+restapi:
+  thread_pool_size: 5
+  listen: 0.0.0.0:8008
+  connect_address: 10.0.0.1:8008
+  authentication: {username: admin, password: secret}
+  certfile: /etc/ssl/rest.pem
+  keyfile: /etc/ssl/rest.key
+  keyfile_password: kp
+  cafile: /etc/ssl/ca.pem
+  ciphers: ECDHE-RSA-AES256-GCM-SHA384
+  verify_client: optional
+  allowlist: [10.0.0.0/8]
+  allowlist_include_members: true
+  http_extra_headers: {X-Frame-Options: SAMEORIGIN}
+  https_extra_headers: {Strict-Transport-Security: max-age=31536000}
+  request_queue_size: 5
+  server_tokens: Prod
+ctl:
+  authentication: {username: admin, password: secret}
+  insecure: false
+  cacert: /etc/ssl/ca.pem
+  certfile: /etc/ssl/ctl.pem
+  keyfile: /etc/ssl/ctl.key
+  keyfile_password: kp
+citus: {group: 0, database: citus}
+raft:
+  data_dir: /var/lib/raft
+  self_addr: 10.0.0.1:2222
+  bind_addr: 0.0.0.0:2222
+  partner_addrs: [10.0.0.2:2222, 10.0.0.3:2222]
+  password: raft-secret
+  min_timeout: 0.4
+  max_timeout: 1.4
+  connection_timeout: 3.5
+  append_entries_period: 0.1
+  connection_retry_time: 5.0
+  leader_fallback_timeout: 30.0
+bootstrap:
+  dcs:
+    loop_wait: 10
+    ttl: 30
+    retry_timeout: 10
+    maximum_lag_on_failover: 1048576
+    maximum_lag_on_syncnode: 1048576
+    max_timelines_history: 0
+    primary_start_timeout: 300
+    primary_stop_timeout: 0
+    primary_race_backoff: 5
+    synchronous_mode: quorum
+    synchronous_mode_strict: false
+    synchronous_node_count: 2
+    failsafe_mode: true
+    check_timeline: true
+    member_slots_ttl: 10min
+    postgresql:
+      use_pg_rewind: true
+      use_slots: true
+      parameters: {wal_level: replica, hot_standby: 'on', max_wal_senders: 10}
+      recovery_conf: {restore_command: cp /archive/%f %p}
+      pg_hba: [host replication replicator 10.0.0.0/8 md5]
+      pg_ident: [map1 sys1 pg1]
+      pg_ctl_timeout: 60
+      remove_data_directory_on_rewind_failure: false
+      remove_data_directory_on_diverged_timelines: false
+    standby_cluster:
+      host: 10.1.0.1
+      port: 5432
+      primary_slot_name: patroni
+      create_replica_methods: [basebackup]
+      restore_command: cp /archive/%f %p
+      archive_cleanup_command: pg_archivecleanup /archive %r
+      recovery_min_apply_delay: 5min
+    slots:
+      cdc: {type: logical, database: app, plugin: pgoutput}
+    ignore_slots:
+    - {name: ignored, type: logical, database: app, plugin: wal2json}
+  method: initdb
+  initdb: [{encoding: UTF8}, data-checksums]
+  post_bootstrap: /usr/local/bin/setup.sh
+postgresql:
+  listen: 0.0.0.0:5432
+  connect_address: 10.0.0.1:5432
+  proxy_address: 10.0.0.1:6432
+  data_dir: /data/pg
+  config_dir: /data/pg
+  bin_dir: /usr/lib/postgresql/16/bin
+  bin_name: {pg_ctl: pg_ctl, initdb: initdb, pg_controldata: pg_controldata, pg_basebackup: pg_basebackup,
+             postgres: postgres, pg_isready: pg_isready, pg_rewind: pg_rewind}
+  pgpass: /tmp/pgpass0
+  custom_conf: /etc/pg/custom.conf
+  authentication:
+    superuser: {username: postgres, password: zalando, sslmode: verify-full, sslkey: /k, sslpassword: p,
+                sslcert: /c, sslrootcert: /r, sslcrl: /l, sslcrldir: /d, sslnegotiation: direct,
+                gssencmode: disable, channel_binding: require}
+    replication: {username: replicator, password: rep-pass}
+    rewind: {username: rewind_user, password: rewind_password}
+  callbacks: {on_reload: /cb, on_restart: /cb, on_role_change: /cb, on_start: /cb, on_stop: /cb}
+  create_replica_methods: [wal_e, basebackup]
+  wal_e: {command: /bin/wal-e-restore, no_leader: true}
+  basebackup: [{max-rate: 100M}, checkpoint: fast]
+  rewind: [{restore-target-wal: false}, debug]
+  parameters: {unix_socket_directories: /var/run/postgresql}
+  parameters_primary: {work_mem: 8MB}
+  parameters_replica: {work_mem: 4MB}
+  parameters_standby_leader: {work_mem: 4MB}
+  recovery_conf: {recovery_min_apply_delay: 0}
+  pg_hba: [local all all trust]
+  pg_hba_primary: [local all all trust]
+  pg_hba_replica: [local all all trust]
+  pg_hba_standby_leader: [local all all trust]
+  pg_ident: [map1 sys1 pg1]
+  pg_ident_primary: [map1 sys1 pg1]
+  pg_ident_replica: [map1 sys1 pg1]
+  pg_ident_standby_leader: [map1 sys1 pg1]
+  pg_ctl_timeout: 60
+  use_pg_rewind: true
+  use_unix_socket: true
+  use_unix_socket_repl: true
+  remove_data_directory_on_rewind_failure: true
+  remove_data_directory_on_diverged_timelines: true
+  pre_promote: /bin/fence
+  before_stop: /bin/before-stop
+watchdog: {mode: automatic, device: /dev/watchdog, safety_margin: 5}
+tags: {nofailover: false, failover_priority: 1, sync_priority: 2, clonefrom: true, noloadbalance: false,
+       replicatefrom: postgresql1, nosync: true, nostream: false, datacenter: eu}
+";
+
+#[test]
+fn every_patroni_4_key_loads_and_no_ignored_key_is_silent() {
+    let loaded = load(PATRONI4_EVERY_KEY).unwrap_or_else(|e| panic!("{e}"));
+    let config = &loaded.config;
+    assert_eq!(config.name, "postgresql0");
+    assert_eq!(config.bootstrap.dcs.ttl, 30.0);
+    assert!(config.postgresql.use_unix_socket);
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    let warning = &loaded.warnings[0];
+    let named = [
+        "namespace",
+        "thread_pool_size",
+        "thread_stack_size",
+        "log.type",
+        "log.deduplicate_heartbeat_logs",
+        "restapi.certfile",
+        "restapi.server_tokens",
+        "restapi.thread_pool_size",
+        "ctl",
+        "citus",
+        "raft.bind_addr",
+        "raft.password",
+        "raft.min_timeout",
+        "raft.leader_fallback_timeout",
+        "bootstrap.dcs.maximum_lag_on_syncnode",
+        "bootstrap.dcs.primary_race_backoff",
+        "bootstrap.dcs.synchronous_mode",
+        "bootstrap.dcs.synchronous_node_count",
+        "bootstrap.dcs.failsafe_mode",
+        "bootstrap.dcs.member_slots_ttl",
+        "bootstrap.dcs.postgresql.recovery_conf",
+        "bootstrap.dcs.postgresql.pg_ident",
+        "bootstrap.dcs.standby_cluster",
+        "bootstrap.dcs.slots",
+        "bootstrap.dcs.ignore_slots",
+        "postgresql.proxy_address",
+        "postgresql.config_dir",
+        "postgresql.custom_conf",
+        "postgresql.authentication.superuser.sslmode",
+        "postgresql.authentication.superuser.channel_binding",
+        "postgresql.create_replica_methods",
+        "postgresql.rewind",
+        "postgresql.parameters_primary",
+        "postgresql.pg_hba_standby_leader",
+        "postgresql.pg_ident_replica",
+        "postgresql.recovery_conf",
+        "postgresql.pg_ident",
+        "postgresql.use_unix_socket_repl",
+        "postgresql.pre_promote",
+        "postgresql.before_stop",
+        "tags.sync_priority",
+        "tags.replicatefrom",
+        "tags.nosync",
+    ];
+    let listed: Vec<&str> = warning
+        .split_once(": ")
+        .map(|(_, keys)| keys.split(", ").collect())
+        .unwrap_or_default();
+    for key in named {
+        assert!(listed.contains(&key), "{key} is not named in: {warning}");
+    }
+    // Values that ask for what pgquorum does anyway are not reported.
+    for quiet in [
+        "bootstrap.method",
+        "bootstrap.dcs.synchronous_mode_strict",
+        "bootstrap.dcs.primary_stop_timeout",
+        "ctl.insecure",
+        "tags.nostream",
+    ] {
+        assert!(
+            !listed.contains(&quiet),
+            "{quiet} should not be named in: {warning}"
+        );
+    }
+}
