@@ -16,6 +16,10 @@
 //! - A device that keeps a longer timeout than asked (some hardware has a fixed one) is unsafe:
 //!   an error in `required` mode, a warning in `automatic` mode.
 //!
+//! - `driver: testing` is Patroni's test harness: the device (a named pipe or a plain file) gets
+//!   no ioctls; arming writes `Ctimeout=<seconds>` and a newline, each keepalive `1`, the
+//!   disarm `V`. It makes the watchdog path observable without a device; it resets nothing.
+//!
 //! Not kept: Patroni also refuses a watchdog whose timeout is shorter than `loop_wait` and
 //! warns when `ttl < 2 × loop_wait`; this module does not know `loop_wait`. A kernel built or
 //! loaded with `nowayout` ignores the magic close: then every agent stop reboots the machine
@@ -30,7 +34,7 @@ use std::sync::Mutex;
 
 use thiserror::Error;
 
-use crate::config::{WatchdogConfig, WatchdogMode};
+use crate::config::{WatchdogConfig, WatchdogDriver, WatchdogMode};
 
 // The ioctls of the Linux watchdog API (include/uapi/linux/watchdog.h), all of type 'W'. An
 // ioctl number packs direction, size of the argument, type and number:
@@ -246,14 +250,20 @@ impl Watchdog {
             safety_margin: config.safety_margin,
         })?;
         let device = config.device.clone();
+        let mut options = OpenOptions::new();
         // Write-only, close-on-exec (std's default), so no child keeps the device open.
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&device)
-            .map_err(|source| WatchdogError::Open {
-                device: device.clone(),
-                source,
-            })?;
+        options.write(true);
+        if config.driver == WatchdogDriver::Testing {
+            // A named pipe without a reader must fail at once (ENXIO) rather than block the HA
+            // loop, and a full one must fail a keepalive rather than block; a plain file keeps
+            // everything ever written.
+            use std::os::unix::fs::OpenOptionsExt;
+            options.append(true).custom_flags(libc::O_NONBLOCK);
+        }
+        let file = options.open(&device).map_err(|source| WatchdogError::Open {
+            device: device.clone(),
+            source,
+        })?;
         // From here the device is armed: returning an error drops `watchdog`, which disarms it.
         let mut watchdog = Watchdog {
             file: Some(file),
@@ -264,23 +274,38 @@ impl Watchdog {
             timeout_secs: 0,
             healthy: AtomicBool::new(true),
         };
-        let mut info = WatchdogInfo::default();
-        watchdog.ioctl(WDIOC_GETSUPPORT, "WDIOC_GETSUPPORT", &mut info)?;
-        let name_len = info.identity.iter().position(|&b| b == 0).unwrap_or(32);
-        watchdog.identity = String::from_utf8_lossy(&info.identity[..name_len])
-            .trim()
-            .to_string();
-        watchdog.firmware_version = info.firmware_version;
-        watchdog.magic_close = info.options & WDIOF_MAGICCLOSE != 0;
-        if info.options & WDIOF_SETTIMEOUT != 0 {
-            let mut timeout = libc::c_int::try_from(wanted).unwrap_or(libc::c_int::MAX);
-            watchdog.ioctl(WDIOC_SETTIMEOUT, "WDIOC_SETTIMEOUT", &mut timeout)?;
+        match config.driver {
+            WatchdogDriver::Default => watchdog.set_up_device(wanted)?,
+            WatchdogDriver::Testing => {
+                watchdog.identity = "Watchdog test harness".to_string();
+                watchdog.magic_close = true;
+                watchdog.write_all(format!("Ctimeout={wanted}\n").as_bytes())?;
+                watchdog.timeout_secs = wanted;
+            }
         }
-        let mut actual: libc::c_int = 0;
-        watchdog.ioctl(WDIOC_GETTIMEOUT, "WDIOC_GETTIMEOUT", &mut actual)?;
-        watchdog.timeout_secs = u64::try_from(actual).unwrap_or(0);
         watchdog.keepalive()?;
         Ok(watchdog)
+    }
+
+    /// Read the device's identity, set its timeout to `wanted` where it allows, and read back
+    /// the timeout in force.
+    fn set_up_device(&mut self, wanted: u64) -> Result<(), WatchdogError> {
+        let mut info = WatchdogInfo::default();
+        self.ioctl(WDIOC_GETSUPPORT, "WDIOC_GETSUPPORT", &mut info)?;
+        let name_len = info.identity.iter().position(|&b| b == 0).unwrap_or(32);
+        self.identity = String::from_utf8_lossy(&info.identity[..name_len])
+            .trim()
+            .to_string();
+        self.firmware_version = info.firmware_version;
+        self.magic_close = info.options & WDIOF_MAGICCLOSE != 0;
+        if info.options & WDIOF_SETTIMEOUT != 0 {
+            let mut timeout = libc::c_int::try_from(wanted).unwrap_or(libc::c_int::MAX);
+            self.ioctl(WDIOC_SETTIMEOUT, "WDIOC_SETTIMEOUT", &mut timeout)?;
+        }
+        let mut actual: libc::c_int = 0;
+        self.ioctl(WDIOC_GETTIMEOUT, "WDIOC_GETTIMEOUT", &mut actual)?;
+        self.timeout_secs = u64::try_from(actual).unwrap_or(0);
+        Ok(())
     }
 
     fn ioctl<T>(&self, request: u32, op: &'static str, arg: &mut T) -> Result<(), WatchdogError> {
@@ -299,8 +324,12 @@ impl Watchdog {
     }
 
     fn write(&self, byte: u8) -> Result<(), WatchdogError> {
+        self.write_all(&[byte])
+    }
+
+    fn write_all(&self, bytes: &[u8]) -> Result<(), WatchdogError> {
         let result = match self.file.as_ref() {
-            Some(file) => (&*file).write_all(&[byte]),
+            Some(file) => (&*file).write_all(bytes),
             None => Err(std::io::Error::from_raw_os_error(libc::EBADF)),
         };
         result.map_err(|source| WatchdogError::Write {
@@ -380,6 +409,7 @@ mod tests {
     fn config(mode: WatchdogMode, device: &Path) -> WatchdogConfig {
         WatchdogConfig {
             mode,
+            driver: WatchdogDriver::Default,
             device: device.to_path_buf(),
             safety_margin: 5,
         }
@@ -539,5 +569,82 @@ mod tests {
         assert!(watchdog.keepalive().is_err());
         drop(watchdog);
         assert_eq!(std::fs::read(&path).unwrap(), b"1V");
+    }
+
+    fn testing(mode: WatchdogMode, device: &Path) -> WatchdogConfig {
+        WatchdogConfig {
+            driver: WatchdogDriver::Testing,
+            ..config(mode, device)
+        }
+    }
+
+    fn mkfifo(path: &Path) {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: mkfifo(3) with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    }
+
+    #[test]
+    fn testing_driver_writes_timeout_keepalives_and_close_to_a_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let device = tmp.path().join("watchdog");
+        std::fs::write(&device, "").unwrap();
+        let watchdog = Watchdog::open(&testing(WatchdogMode::Required, &device), 30)
+            .unwrap()
+            .expect("armed");
+        assert_eq!(watchdog.timeout_secs(), 25);
+        assert_eq!(
+            watchdog.describe(),
+            format!(
+                "Watchdog test harness ({}, firmware 0), timeout 25 s",
+                device.display()
+            )
+        );
+        watchdog.keepalive().unwrap();
+        assert!(watchdog.is_healthy());
+        watchdog.disable().unwrap();
+        assert_eq!(std::fs::read_to_string(&device).unwrap(), "Ctimeout=25\n11V");
+        // Arming again appends: the file is the whole history.
+        let again = Watchdog::open(&testing(WatchdogMode::Required, &device), 30).unwrap();
+        drop(again);
+        assert_eq!(
+            std::fs::read_to_string(&device).unwrap(),
+            "Ctimeout=25\n11VCtimeout=25\n1V"
+        );
+    }
+
+    #[test]
+    fn testing_driver_on_a_named_pipe() {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join("watchdog.fifo");
+        mkfifo(&fifo);
+        // Nobody reading: arming fails at once instead of blocking.
+        let e = Watchdog::open(&testing(WatchdogMode::Required, &fifo), 20).unwrap_err();
+        match &e {
+            WatchdogError::Open { source, .. } => assert_eq!(source.raw_os_error(), Some(libc::ENXIO)),
+            other => panic!("unexpected error {other:?}"),
+        }
+        assert!(Watchdog::open(&testing(WatchdogMode::Automatic, &fifo), 20)
+            .unwrap()
+            .is_none());
+
+        let mut reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let mut c = testing(WatchdogMode::Required, &fifo);
+        c.safety_margin = -1;
+        let watchdog = Watchdog::open(&c, 20).unwrap().expect("armed");
+        assert_eq!(watchdog.timeout_secs(), 10);
+        watchdog.keepalive().unwrap();
+        watchdog.keepalive().unwrap();
+        watchdog.disable().unwrap();
+        let mut seen = String::new();
+        reader.read_to_string(&mut seen).unwrap();
+        assert_eq!(seen, "Ctimeout=10\n111V");
     }
 }

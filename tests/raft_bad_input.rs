@@ -43,7 +43,7 @@ fn validate_config_reports_every_problem_with_its_key_path() {
         &cfg,
         "scope: demo\nname: node1\nrestapi:\n  listen: 127.0.0.1:8008\n  lisen: 1\n\
          raft:\n  self_addr: 127.0.0.1:99999\n  data_dir: /tmp/x\n  partner_addrs: [127.0.0.1:2402, not-an-address]\n\
-         bootstrap:\n  dcs:\n    ttl: 10\n    loop_wait: 10\n    retry_timeout: 10\n    maximum_lag_on_failover: lots\n",
+         bootstrap:\n  dcs:\n    ttl: 10\n    loop_wait: 0\n    retry_timeout: 10\n    maximum_lag_on_failover: lots\n",
     );
     let out = Command::new(EXE)
         .arg("--validate-config")

@@ -13,6 +13,7 @@ mod problem;
 mod rules;
 pub mod schema;
 mod suggest;
+mod timing;
 mod types;
 mod walk;
 
@@ -31,7 +32,7 @@ pub use env::{variable_for as env_variable_for, ENV_PREFIX};
 pub use types::{
     worst_case_election_ms, BasicAuth, BinNames, BootstrapConfig, Callbacks, Config, LogConfig, ParamValue,
     PgAuthentication, PgUser, PostgresqlConfig, RaftConfig, RestApiConfig, Tags, ToolOption, WatchdogConfig,
-    WatchdogMode, DEFAULT_ELECTION_TIMEOUT_MS, DEFAULT_HEARTBEAT_INTERVAL_MS,
+    WatchdogDriver, WatchdogMode, DEFAULT_ELECTION_TIMEOUT_MS, DEFAULT_HEARTBEAT_INTERVAL_MS,
 };
 
 use problem::Problem;
@@ -104,7 +105,9 @@ impl Config {
             annotate_env_sources(&mut problems, &applied.sources);
             return Err(ConfigError::new(origin, problems));
         }
-        let config: Config = serde_json::from_value(walked.normalized)
+        let mut normalized = walked.normalized;
+        apply_adjustments(&mut normalized, &ruled.adjusted);
+        let config: Config = serde_json::from_value(normalized)
             .map_err(|e| ConfigError::new(origin, vec![Problem::new("", format!("internal error: {e}"))]))?;
         let mut warnings = Vec::new();
         warnings.extend(not_implemented_warning(walked.not_implemented));
@@ -134,9 +137,28 @@ impl DynamicConfig {
         let walked = walk::walk(&root, Schema::dynamic(), &[]);
         let mut problems = walked.problems;
         let mut ruled = rules::RuleOutput::default();
-        rules::check_dynamic(&walked.normalized, "", &problems, &mut ruled);
+        // Raft too slow for even half of ttl is reported below, on its own.
+        let ttl_ms = walked
+            .normalized
+            .get("ttl")
+            .and_then(serde_json::Value::as_f64)
+            .map_or(DynamicConfig::default().ttl_ms() as i64, |secs| {
+                (secs * 1000.0).round() as i64
+            });
+        let bounds = raft
+            .map(|raft| timing::RaftBounds {
+                max_clock_skew_ms: raft.max_clock_skew_ms as i64,
+                worst_election_ms: types::worst_case_election_ms(
+                    raft.election_timeout_ms,
+                    raft.heartbeat_interval_ms,
+                ) as i64,
+            })
+            .filter(|b| b.worst_election_ms <= ttl_ms / 2);
+        rules::check_dynamic(&walked.normalized, "", bounds, &problems, &mut ruled);
         problems.extend(ruled.problems);
-        let config: DynamicConfig = match serde_json::from_value(walked.normalized) {
+        let mut normalized = walked.normalized;
+        apply_adjustments(&mut normalized, &ruled.adjusted);
+        let config: DynamicConfig = match serde_json::from_value(normalized) {
             Ok(config) if problems.is_empty() => config,
             Ok(_) => return Err(render(problems)),
             Err(e) => {
@@ -167,6 +189,28 @@ impl DynamicConfig {
     pub fn to_json(&self) -> serde_json::Value {
         // A struct of plain fields and string-keyed maps always serialises.
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Writes the values the rules adjusted into the normalised document, creating the sections
+/// on the way (`bootstrap.dcs` may be absent when only the defaults were adjusted).
+fn apply_adjustments(root: &mut serde_json::Value, adjusted: &[(String, serde_json::Value)]) {
+    for (path, value) in adjusted {
+        let mut node = &mut *root;
+        let mut keys = path.split('.').peekable();
+        while let Some(key) = keys.next() {
+            if !node.is_object() {
+                *node = serde_json::Value::Object(Default::default());
+            }
+            let Some(map) = node.as_object_mut() else { break };
+            if keys.peek().is_none() {
+                map.insert(key.to_string(), value.clone());
+                break;
+            }
+            node = map
+                .entry(key.to_string())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        }
     }
 }
 

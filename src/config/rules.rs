@@ -7,25 +7,17 @@ use serde_json::Value as Json;
 
 use super::address::comparable;
 use super::problem::{child_path, Problem};
-use super::types::{DEFAULT_ELECTION_TIMEOUT_MS, DEFAULT_HEARTBEAT_INTERVAL_MS};
-
-/// Patroni's own minimums. Patroni raises smaller values to these; pgquorum's embedded Raft
-/// makes shorter timings workable, so it honours the given value and only warns.
-/// Patroni's lower bounds for settings pgquorum allows lower (warned about, not refused). The
-/// lease timings are not here: pgquorum's short lease is deliberate (docs/failover.md).
-const PATRONI_MINIMUMS: &[(&str, i64)] = &[];
-
-/// ms as seconds for messages: `2.5`, `20`.
-fn secs(ms: i64) -> String {
-    let s = ms as f64 / 1000.0;
-    format!("{s}")
-}
+use super::timing::{self, secs, LeaseTimings, RaftBounds};
+use super::types::{DEFAULT_ELECTION_TIMEOUT_MS, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_MAX_CLOCK_SKEW_MS};
 
 /// Problems and warnings found by the cross-key rules.
 #[derive(Debug, Default)]
 pub(crate) struct RuleOutput {
     pub problems: Vec<Problem>,
     pub warnings: Vec<String>,
+    /// Values the rules adjusted (dotted path → new value), to be written into the normalised
+    /// document before the typed structs are built, so the running agent uses them.
+    pub adjusted: Vec<(String, Json)>,
 }
 
 /// The normalised document plus the paths already known to be broken.
@@ -71,8 +63,15 @@ impl Doc<'_> {
 }
 
 /// Rules for the dynamic settings, rooted at `dcs` (`"bootstrap.dcs"` in a file, `""` for a
-/// stored dynamic configuration).
-pub(crate) fn check_dynamic(root: &Json, dcs: &str, broken: &[Problem], out: &mut RuleOutput) {
+/// stored dynamic configuration). `raft` is what this node's Raft timings demand of the lease,
+/// when known.
+pub(crate) fn check_dynamic(
+    root: &Json,
+    dcs: &str,
+    raft: Option<RaftBounds>,
+    broken: &[Problem],
+    out: &mut RuleOutput,
+) {
     let doc = Doc { root, broken };
     let path = |key: &str| child_path(dcs, key);
     let defaults = super::dynamic::DynamicConfig::default();
@@ -81,30 +80,30 @@ pub(crate) fn check_dynamic(root: &Json, dcs: &str, broken: &[Problem], out: &mu
         doc.ms_or(&path("loop_wait"), defaults.loop_wait),
         doc.ms_or(&path("retry_timeout"), defaults.retry_timeout),
     );
-    if let (Some(ttl), Some(loop_wait), Some(retry_timeout)) = timings {
-        // Patroni's rule: the primary must be able to finish a loop and retry a failed DCS call
-        // twice before its lease runs out.
-        if loop_wait + 2 * retry_timeout > ttl {
-            out.problems.push(Problem::new(
-                path("ttl"),
-                format!(
-                    "loop_wait ({} s) + 2 × retry_timeout ({} s) = {} s exceeds ttl ({} s); \
-                     Patroni requires loop_wait + 2 × retry_timeout ≤ ttl",
-                    secs(loop_wait),
-                    secs(retry_timeout),
-                    secs(loop_wait + 2 * retry_timeout),
-                    secs(ttl)
-                ),
-            ));
-        }
-    }
-    for (key, minimum) in PATRONI_MINIMUMS {
-        let value = doc.get(&path(key)).and_then(Json::as_i64);
-        if let Some(value) = value.filter(|v| v < minimum) {
-            out.warnings.push(format!(
-                "{}: {value} is below Patroni's minimum of {minimum}; Patroni would use {minimum}, pgquorum uses {value}",
-                path(key)
-            ));
+    if let (Some(ttl_ms), Some(loop_wait_ms), Some(retry_timeout_ms)) = timings {
+        let given = LeaseTimings {
+            ttl_ms,
+            loop_wait_ms,
+            retry_timeout_ms,
+        };
+        match timing::fit(given, raft) {
+            Ok(fitted) => {
+                out.warnings.extend(fitted.warning(given, dcs));
+                let changed = [
+                    ("loop_wait", given.loop_wait_ms, fitted.timings.loop_wait_ms),
+                    (
+                        "retry_timeout",
+                        given.retry_timeout_ms,
+                        fitted.timings.retry_timeout_ms,
+                    ),
+                ];
+                for (key, from, to) in changed {
+                    if from != to {
+                        out.adjusted.push((path(key), seconds_json(to)));
+                    }
+                }
+            }
+            Err(why) => out.problems.push(Problem::new(path("ttl"), why)),
         }
     }
     let standby = path("standby_cluster");
@@ -125,14 +124,42 @@ pub(crate) fn check_dynamic(root: &Json, dcs: &str, broken: &[Problem], out: &mu
 /// Rules for a whole configuration file (including the dynamic rules for `bootstrap.dcs`).
 pub(crate) fn check_file(root: &Json, broken: &[Problem]) -> RuleOutput {
     let mut out = RuleOutput::default();
-    check_dynamic(root, "bootstrap.dcs", broken, &mut out);
     let doc = Doc { root, broken };
+    // When Raft is too slow for the lease even at half of ttl, `check_raft_timing` says so;
+    // the lease rules then run without the Raft bounds, so one cause makes one problem.
+    let ttl = doc.ms_or("bootstrap.dcs.ttl", super::dynamic::DynamicConfig::default().ttl);
+    let bounds = raft_bounds(&doc).filter(|b| ttl.is_some_and(|ttl| b.worst_election_ms <= ttl / 2));
+    check_dynamic(root, "bootstrap.dcs", bounds, broken, &mut out);
     check_raft_timing(&doc, &mut out);
     check_raft_addresses(&doc, &mut out);
     check_tags(&doc, &mut out);
     check_watchdog(&doc, &mut out);
     check_custom_methods(&doc, &mut out);
     out
+}
+
+/// What this file's Raft settings demand of the lease; `None` when one of them is invalid (it
+/// is reported on its own).
+fn raft_bounds(doc: &Doc) -> Option<RaftBounds> {
+    let election = doc.int_or("raft.election_timeout_ms", DEFAULT_ELECTION_TIMEOUT_MS as i64)?;
+    let heartbeat = doc.int_or("raft.heartbeat_interval_ms", DEFAULT_HEARTBEAT_INTERVAL_MS as i64)?;
+    let skew = doc.int_or("raft.max_clock_skew_ms", DEFAULT_MAX_CLOCK_SKEW_MS as i64)?;
+    Some(RaftBounds {
+        max_clock_skew_ms: skew,
+        worst_election_ms: super::types::worst_case_election_ms(
+            election.max(0) as u64,
+            heartbeat.max(0) as u64,
+        ) as i64,
+    })
+}
+
+/// Seconds as the walk normalises them: whole seconds as integers, fractions as floats.
+fn seconds_json(ms: i64) -> Json {
+    if ms % 1000 == 0 {
+        Json::from(ms / 1000)
+    } else {
+        Json::from(ms as f64 / 1000.0)
+    }
 }
 
 /// The embedded Raft must elect a new leader well within one lease: an election must never by

@@ -177,19 +177,120 @@ fn typos_get_suggestions_and_misplaced_keys_point_home() {
     );
 }
 
+/// Patroni accepts timings that break `loop_wait + 2 × retry_timeout ≤ ttl` and shortens
+/// loop_wait / retry_timeout to fit; pgquorum does the same, with one warning, and the loaded
+/// configuration carries the adjusted values (the ones the HA loop uses and bootstrap stores).
 #[test]
-fn lease_timing_rule_is_enforced() {
-    let text =
-        format!("{MINIMAL}bootstrap:\n  dcs:\n    ttl: 20\n    loop_wait: 10\n    retry_timeout: 10\n");
+fn lease_timings_are_adjusted_like_patroni() {
+    let dcs = |ttl: &str, loop_wait: &str, retry: &str| {
+        format!("{MINIMAL}bootstrap:\n  dcs:\n    ttl: {ttl}\n    loop_wait: {loop_wait}\n    retry_timeout: {retry}\n")
+    };
+    // (ttl, loop_wait, retry_timeout) given → loaded, and the warning's "adjusted …" part.
+    let table = [
+        (
+            ("20", "2", "10"),
+            (20.0, 1.0, 9.0),
+            Some("loop_wait from 2 s to 1 s and retry_timeout from 10 s to 9 s"),
+        ),
+        (
+            ("20", "10", "10"),
+            (20.0, 1.0, 9.0),
+            Some("loop_wait from 10 s to 1 s and retry_timeout from 10 s to 9 s"),
+        ),
+        (
+            ("30", "15", "10"),
+            (30.0, 10.0, 10.0),
+            Some("loop_wait from 15 s to 10 s"),
+        ),
+        (
+            ("30", "10", "30"),
+            (30.0, 1.0, 14.0),
+            Some("loop_wait from 10 s to 1 s and retry_timeout from 30 s to 14 s"),
+        ),
+        (
+            ("2.5", "0.5", "1.5"),
+            (2.5, 0.5, 1.0),
+            Some("retry_timeout from 1.5 s to 1 s"),
+        ),
+        // pgquorum's rule: the renewals must outlast a Raft re-election (1.1 s with the default
+        // Raft timings) after the clock skew (0.25 s) and the 0.6 s demotion margin.
+        (
+            ("2.5", "0.9", "0.5"),
+            (2.5, 0.55, 0.5),
+            Some("loop_wait from 0.9 s to 0.55 s"),
+        ),
+        (("20", "1", "3"), (20.0, 1.0, 3.0), None),
+        (("2.5", "0.5", "1"), (2.5, 0.5, 1.0), None),
+    ];
+    for ((ttl, loop_wait, retry), expected, change) in table {
+        let loaded =
+            load(&dcs(ttl, loop_wait, retry)).unwrap_or_else(|e| panic!("{ttl}/{loop_wait}/{retry}: {e}"));
+        let d = &loaded.config.bootstrap.dcs;
+        assert_eq!(
+            (d.ttl, d.loop_wait, d.retry_timeout),
+            expected,
+            "{ttl}/{loop_wait}/{retry}"
+        );
+        match change {
+            Some(change) => {
+                assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+                let prefix = format!("bootstrap.dcs: adjusted {change}: ");
+                assert!(
+                    loaded.warnings[0].starts_with(&prefix),
+                    "{prefix} / {}",
+                    loaded.warnings[0]
+                );
+            }
+            None => assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings),
+        }
+    }
+    // The stored form is what the cluster will run with.
+    let stored = load(&dcs("20", "2", "10"))
+        .unwrap()
+        .config
+        .bootstrap
+        .dcs
+        .to_json();
     assert_eq!(
-        problems(&text),
-        [
-            "bootstrap.dcs.ttl: loop_wait (10 s) + 2 × retry_timeout (10 s) = 30 s exceeds ttl (20 s); \
-          Patroni requires loop_wait + 2 × retry_timeout ≤ ttl"
-        ]
+        (
+            stored["ttl"].clone(),
+            stored["loop_wait"].clone(),
+            stored["retry_timeout"].clone()
+        ),
+        (20.into(), 1.into(), 9.into())
     );
-    // The defaults (2.5 / 0.5 / 1) satisfy it exactly.
-    assert!(load(MINIMAL).is_ok());
+    // Only the defaults given, but a clock skew that needs a shorter loop_wait: the adjusted
+    // default is written into bootstrap.dcs too.
+    let loaded = load(&format!("{MINIMAL}  max_clock_skew_ms: 350\n")).expect("adjustable");
+    assert_eq!(loaded.config.bootstrap.dcs.loop_wait, 0.45);
+    assert!(
+        loaded.warnings[0].starts_with("bootstrap.dcs: adjusted loop_wait from 0.5 s to 0.45 s: "),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+/// What no shortening of loop_wait / retry_timeout can make safe is refused, saying why.
+#[test]
+fn lease_timings_that_cannot_be_made_safe_are_refused() {
+    let skewed = format!("{MINIMAL}  max_clock_skew_ms: 1000\n");
+    let found = problems(&skewed);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("bootstrap.dcs.ttl: 2.5 s is too short for this node's Raft timings and raft.max_clock_skew_ms (1000 ms)"),
+        "{}",
+        found[0]
+    );
+    assert!(found[0].contains("ttl must be at least 2.8 s"), "{}", found[0]);
+    // (Raft fast enough for a 1 s lease, so only the lease timings are at fault.)
+    let tiny = format!("{MINIMAL}  election_timeout_ms: 100\n  heartbeat_interval_ms: 20\nbootstrap:\n  dcs:\n    ttl: 1\n    loop_wait: 1\n    retry_timeout: 1\n");
+    let found = problems(&tiny);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("bootstrap.dcs.ttl: 1 s leaves no room"),
+        "{}",
+        found[0]
+    );
 }
 
 #[test]
@@ -480,12 +581,23 @@ fn dynamic_config_edits_are_validated() {
     let problems = DynamicConfig::from_json(&edit, None).expect_err("invalid edit");
     assert_eq!(
         problems,
-        [
-            "bogus: unknown key: neither Patroni nor pgquorum has a setting by this name",
-            "ttl: loop_wait (5 s) + 2 × retry_timeout (5 s) = 15 s exceeds ttl (10 s); \
-             Patroni requires loop_wait + 2 × retry_timeout ≤ ttl",
-        ]
+        ["bogus: unknown key: neither Patroni nor pgquorum has a setting by this name"]
     );
+    // The same timings alone are adjusted as in a file (edit-config stores the adjusted ones).
+    let edit = serde_json::json!({"ttl": 10, "loop_wait": 5, "retry_timeout": 5});
+    let (adjusted, warnings) = DynamicConfig::from_json(&edit, None).expect("adjusted");
+    assert_eq!(
+        (adjusted.ttl, adjusted.loop_wait, adjusted.retry_timeout),
+        (10.0, 1.0, 4.0)
+    );
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(
+            "the dynamic configuration: adjusted loop_wait from 5 s to 1 s and retry_timeout from 5 s to 4 s: "
+        ),
+        "{warnings:?}"
+    );
+    assert_eq!(adjusted.to_json()["retry_timeout"], 4);
     let raft = load(&format!(
         "{MINIMAL}  election_timeout_ms: 3000\nbootstrap:\n  dcs:\n    ttl: 30\n"
     ))
@@ -529,4 +641,245 @@ fn documentation_covers_every_key() {
         .filter(|path| !docs.contains(&format!("`{path}`")))
         .collect();
     assert!(missing.is_empty(), "docs/configuration.md lacks: {missing:?}");
+}
+
+#[test]
+fn watchdog_driver_is_default_or_testing() {
+    let config = load(MINIMAL).expect("valid").config;
+    assert_eq!(config.watchdog.driver, WatchdogDriver::Default);
+    let text = format!("{MINIMAL}watchdog:\n  mode: required\n  driver: testing\n  device: /tmp/wd.fifo\n");
+    let config = load(&text).expect("valid").config;
+    assert_eq!(config.watchdog.driver, WatchdogDriver::Testing);
+    assert_eq!(config.watchdog.device, Path::new("/tmp/wd.fifo"));
+    let unknown = format!("{MINIMAL}watchdog:\n  driver: softdog\n");
+    assert_eq!(
+        problems(&unknown),
+        [r#"watchdog.driver: "softdog" is not one of: default, testing"#]
+    );
+}
+
+/// Every key of Patroni 4's documented configuration (YAML settings, dynamic settings, the
+/// raft section of 4.1), in one file: it loads, and every key pgquorum does not act on is
+/// named in the start-up warning (none is ignored silently).
+const PATRONI4_EVERY_KEY: &str = "
+scope: batman
+name: postgresql0
+namespace: /service/
+thread_pool_size: 5
+thread_stack_size: 512kB
+log:
+  type: plain
+  level: INFO
+  traceback_level: ERROR
+  format: '%(asctime)s %(levelname)s: %(message)s'
+  dateformat: '%Y-%m-%d %H:%M:%S'
+  static_fields: {app: patroni}
+  max_queue_size: 1000
+  dir: /var/log/patroni
+  mode: '0644'
+  file_num: 4
+  file_size: 25000000
+  loggers: {patroni.postmaster: WARNING, urllib3: DEBUG}
+  deduplicate_heartbeat_logs: true
+restapi:
+  thread_pool_size: 5
+  listen: 0.0.0.0:8008
+  connect_address: 10.0.0.1:8008
+  authentication: {username: admin, password: secret}
+  certfile: /etc/ssl/rest.pem
+  keyfile: /etc/ssl/rest.key
+  keyfile_password: kp
+  cafile: /etc/ssl/ca.pem
+  ciphers: ECDHE-RSA-AES256-GCM-SHA384
+  verify_client: optional
+  allowlist: [10.0.0.0/8]
+  allowlist_include_members: true
+  http_extra_headers: {X-Frame-Options: SAMEORIGIN}
+  https_extra_headers: {Strict-Transport-Security: max-age=31536000}
+  request_queue_size: 5
+  server_tokens: Prod
+ctl:
+  authentication: {username: admin, password: secret}
+  insecure: false
+  cacert: /etc/ssl/ca.pem
+  certfile: /etc/ssl/ctl.pem
+  keyfile: /etc/ssl/ctl.key
+  keyfile_password: kp
+citus: {group: 0, database: citus}
+raft:
+  data_dir: /var/lib/raft
+  self_addr: 10.0.0.1:2222
+  bind_addr: 0.0.0.0:2222
+  partner_addrs: [10.0.0.2:2222, 10.0.0.3:2222]
+  password: raft-secret
+  min_timeout: 0.4
+  max_timeout: 1.4
+  connection_timeout: 3.5
+  append_entries_period: 0.1
+  connection_retry_time: 5.0
+  leader_fallback_timeout: 30.0
+bootstrap:
+  dcs:
+    loop_wait: 10
+    ttl: 30
+    retry_timeout: 10
+    maximum_lag_on_failover: 1048576
+    maximum_lag_on_syncnode: 1048576
+    max_timelines_history: 0
+    primary_start_timeout: 300
+    primary_stop_timeout: 0
+    primary_race_backoff: 5
+    synchronous_mode: quorum
+    synchronous_mode_strict: false
+    synchronous_node_count: 2
+    failsafe_mode: true
+    check_timeline: true
+    member_slots_ttl: 10min
+    postgresql:
+      use_pg_rewind: true
+      use_slots: true
+      parameters: {wal_level: replica, hot_standby: 'on', max_wal_senders: 10}
+      recovery_conf: {restore_command: cp /archive/%f %p}
+      pg_hba: [host replication replicator 10.0.0.0/8 md5]
+      pg_ident: [map1 sys1 pg1]
+      pg_ctl_timeout: 60
+      remove_data_directory_on_rewind_failure: false
+      remove_data_directory_on_diverged_timelines: false
+    standby_cluster:
+      host: 10.1.0.1
+      port: 5432
+      primary_slot_name: patroni
+      create_replica_methods: [basebackup]
+      restore_command: cp /archive/%f %p
+      archive_cleanup_command: pg_archivecleanup /archive %r
+      recovery_min_apply_delay: 5min
+    slots:
+      cdc: {type: logical, database: app, plugin: pgoutput}
+    ignore_slots:
+    - {name: ignored, type: logical, database: app, plugin: wal2json}
+  method: initdb
+  initdb: [{encoding: UTF8}, data-checksums]
+  post_bootstrap: /usr/local/bin/setup.sh
+postgresql:
+  listen: 0.0.0.0:5432
+  connect_address: 10.0.0.1:5432
+  proxy_address: 10.0.0.1:6432
+  data_dir: /data/pg
+  config_dir: /data/pg
+  bin_dir: /usr/lib/postgresql/16/bin
+  bin_name: {pg_ctl: pg_ctl, initdb: initdb, pg_controldata: pg_controldata, pg_basebackup: pg_basebackup,
+             postgres: postgres, pg_isready: pg_isready, pg_rewind: pg_rewind}
+  pgpass: /tmp/pgpass0
+  custom_conf: /etc/pg/custom.conf
+  authentication:
+    superuser: {username: postgres, password: zalando, sslmode: verify-full, sslkey: /k, sslpassword: p,
+                sslcert: /c, sslrootcert: /r, sslcrl: /l, sslcrldir: /d, sslnegotiation: direct,
+                gssencmode: disable, channel_binding: require}
+    replication: {username: replicator, password: rep-pass}
+    rewind: {username: rewind_user, password: rewind_password}
+  callbacks: {on_reload: /cb, on_restart: /cb, on_role_change: /cb, on_start: /cb, on_stop: /cb}
+  create_replica_methods: [wal_e, basebackup]
+  wal_e: {command: /bin/wal-e-restore, no_leader: true}
+  basebackup: [{max-rate: 100M}, checkpoint: fast]
+  rewind: [{restore-target-wal: false}, debug]
+  parameters: {unix_socket_directories: /var/run/postgresql}
+  parameters_primary: {work_mem: 8MB}
+  parameters_replica: {work_mem: 4MB}
+  parameters_standby_leader: {work_mem: 4MB}
+  recovery_conf: {recovery_min_apply_delay: 0}
+  pg_hba: [local all all trust]
+  pg_hba_primary: [local all all trust]
+  pg_hba_replica: [local all all trust]
+  pg_hba_standby_leader: [local all all trust]
+  pg_ident: [map1 sys1 pg1]
+  pg_ident_primary: [map1 sys1 pg1]
+  pg_ident_replica: [map1 sys1 pg1]
+  pg_ident_standby_leader: [map1 sys1 pg1]
+  pg_ctl_timeout: 60
+  use_pg_rewind: true
+  use_unix_socket: true
+  use_unix_socket_repl: true
+  remove_data_directory_on_rewind_failure: true
+  remove_data_directory_on_diverged_timelines: true
+  pre_promote: /bin/fence
+  before_stop: /bin/before-stop
+watchdog: {mode: automatic, device: /dev/watchdog, safety_margin: 5}
+tags: {nofailover: false, failover_priority: 1, sync_priority: 2, clonefrom: true, noloadbalance: false,
+       replicatefrom: postgresql1, nosync: true, nostream: false, datacenter: eu}
+";
+
+#[test]
+fn every_patroni_4_key_loads_and_no_ignored_key_is_silent() {
+    let loaded = load(PATRONI4_EVERY_KEY).unwrap_or_else(|e| panic!("{e}"));
+    let config = &loaded.config;
+    assert_eq!(config.name, "postgresql0");
+    assert_eq!(config.bootstrap.dcs.ttl, 30.0);
+    assert!(config.postgresql.use_unix_socket);
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    let warning = &loaded.warnings[0];
+    let named = [
+        "namespace",
+        "thread_pool_size",
+        "thread_stack_size",
+        "log.type",
+        "log.deduplicate_heartbeat_logs",
+        "restapi.certfile",
+        "restapi.server_tokens",
+        "restapi.thread_pool_size",
+        "ctl",
+        "citus",
+        "raft.bind_addr",
+        "raft.password",
+        "raft.min_timeout",
+        "raft.leader_fallback_timeout",
+        "bootstrap.dcs.maximum_lag_on_syncnode",
+        "bootstrap.dcs.primary_race_backoff",
+        "bootstrap.dcs.synchronous_mode",
+        "bootstrap.dcs.synchronous_node_count",
+        "bootstrap.dcs.failsafe_mode",
+        "bootstrap.dcs.member_slots_ttl",
+        "bootstrap.dcs.postgresql.recovery_conf",
+        "bootstrap.dcs.postgresql.pg_ident",
+        "bootstrap.dcs.standby_cluster",
+        "bootstrap.dcs.slots",
+        "bootstrap.dcs.ignore_slots",
+        "postgresql.proxy_address",
+        "postgresql.config_dir",
+        "postgresql.custom_conf",
+        "postgresql.authentication.superuser.sslmode",
+        "postgresql.authentication.superuser.channel_binding",
+        "postgresql.create_replica_methods",
+        "postgresql.rewind",
+        "postgresql.parameters_primary",
+        "postgresql.pg_hba_standby_leader",
+        "postgresql.pg_ident_replica",
+        "postgresql.recovery_conf",
+        "postgresql.pg_ident",
+        "postgresql.use_unix_socket_repl",
+        "postgresql.pre_promote",
+        "postgresql.before_stop",
+        "tags.sync_priority",
+        "tags.replicatefrom",
+        "tags.nosync",
+    ];
+    let listed: Vec<&str> = warning
+        .split_once(": ")
+        .map(|(_, keys)| keys.split(", ").collect())
+        .unwrap_or_default();
+    for key in named {
+        assert!(listed.contains(&key), "{key} is not named in: {warning}");
+    }
+    // Values that ask for what pgquorum does anyway are not reported.
+    for quiet in [
+        "bootstrap.method",
+        "bootstrap.dcs.synchronous_mode_strict",
+        "bootstrap.dcs.primary_stop_timeout",
+        "ctl.insecure",
+        "tags.nostream",
+    ] {
+        assert!(
+            !listed.contains(&quiet),
+            "{quiet} should not be named in: {warning}"
+        );
+    }
 }

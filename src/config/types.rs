@@ -308,10 +308,24 @@ pub enum WatchdogMode {
     Required,
 }
 
+/// `watchdog.driver`: how the watchdog is driven.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchdogDriver {
+    /// The Linux watchdog API on `device` (`/dev/watchdog`).
+    #[default]
+    Default,
+    /// Patroni's test harness: no ioctls; the timeout (`Ctimeout=N` and a newline), keepalives
+    /// (`1`) and the magic close (`V`) are written to `device`, a named pipe or a plain file.
+    /// Nothing resets the machine: for tests only.
+    Testing,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WatchdogConfig {
     pub mode: WatchdogMode,
+    pub driver: WatchdogDriver,
     pub device: PathBuf,
     /// Seconds between the watchdog firing and the lease expiring; -1 means ttl / 2.
     pub safety_margin: i64,
@@ -321,6 +335,7 @@ impl Default for WatchdogConfig {
     fn default() -> Self {
         WatchdogConfig {
             mode: WatchdogMode::Automatic,
+            driver: WatchdogDriver::Default,
             device: PathBuf::from("/dev/watchdog"),
             safety_margin: 5,
         }

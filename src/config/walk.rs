@@ -132,10 +132,16 @@ impl Walker<'_> {
             }
             match self.schema.lookup(schema_path, name) {
                 Some(entry) => {
-                    if entry.key.status == Status::NotImplemented {
+                    let json = self.value(child, entry, &key_path);
+                    // A key set to a value that changes nothing (`nosync: false`, an empty
+                    // list) is not reported: pgquorum behaves as that value asks.
+                    let neutral = json
+                        .as_ref()
+                        .is_none_or(|json| is_neutral(json) || is_what_pgquorum_does(entry, json));
+                    if entry.key.status == Status::NotImplemented && !neutral {
                         self.not_implemented.push(key_path.clone());
                     }
-                    if let Some(json) = self.value(child, entry, &key_path) {
+                    if let Some(json) = json {
                         out.insert(name.to_string(), json);
                     }
                 }
@@ -471,6 +477,41 @@ impl Walker<'_> {
                 None
             }
         }
+    }
+}
+
+/// Whether a value asks for nothing: `false`, an empty string, list or map.
+fn is_neutral(value: &Json) -> bool {
+    match value {
+        Json::Null | Json::Bool(false) => true,
+        Json::String(s) => s.is_empty(),
+        Json::Array(items) => items.is_empty(),
+        Json::Object(map) => map.is_empty(),
+        _ => false,
+    }
+}
+
+/// Values of not-implemented keys that name what pgquorum does anyway: the `initdb` bootstrap,
+/// `basebackup` as the only replica creation method, libpq's `sslmode=prefer`.
+/// For a dynamic key, also its default: the stored `config` key always holds every setting.
+fn is_what_pgquorum_does(entry: &Entry, value: &Json) -> bool {
+    if entry.dynamic {
+        static DEFAULTS: std::sync::OnceLock<Json> = std::sync::OnceLock::new();
+        let defaults = DEFAULTS.get_or_init(|| super::dynamic::DynamicConfig::default().to_json());
+        let relative = entry
+            .path
+            .strip_prefix(super::schema::DCS_SECTION)
+            .map_or(entry.path.as_str(), |rest| rest.trim_start_matches('.'));
+        let default = relative.split('.').try_fold(defaults, |node, key| node.get(key));
+        if default == Some(value) {
+            return true;
+        }
+    }
+    match entry.path.as_str() {
+        "bootstrap.method" => value == "initdb",
+        "postgresql.create_replica_methods" => *value == Json::from(vec!["basebackup"]),
+        "postgresql.authentication.*.sslmode" => value == "prefer",
+        _ => false,
     }
 }
 

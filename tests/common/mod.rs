@@ -157,3 +157,67 @@ impl Drop for TestDir {
         }
     }
 }
+
+/// A Patroni 4 style configuration file for node `n` (1-based) of a 3-node cluster on
+/// loopback, with the ports [`DemoOptions`] lays out for `base_port` (Raft `base_port + n - 1`,
+/// PostgreSQL `+ 3200`, REST `+ 5800`) and its data under `dir/node<n>`. `dcs` holds extra
+/// lines for `bootstrap.dcs` (indented four spaces), `extra` extra top-level sections.
+pub fn patroni_node_config(dir: &Path, n: usize, base_port: u16, dcs: &str, extra: &str) -> String {
+    let port = |offset: u16, i: usize| base_port + offset + i as u16 - 1;
+    let partners: String = (1..=3)
+        .filter(|i| *i != n)
+        .map(|i| format!("  - 127.0.0.1:{}\n", port(0, i)))
+        .collect();
+    let node = dir.join(format!("node{n}"));
+    format!(
+        "scope: patroni-style\n\
+         name: node{n}\n\
+         restapi:\n  listen: 127.0.0.1:{rest}\n  connect_address: 127.0.0.1:{rest}\n  \
+         authentication:\n    username: admin\n    password: change-me\n\
+         raft:\n  data_dir: {raft}\n  self_addr: 127.0.0.1:{raft_port}\n  partner_addrs:\n{partners}\
+         bootstrap:\n  dcs:\n{dcs}    maximum_lag_on_failover: 1048576\n    postgresql:\n      use_pg_rewind: true\n      \
+         use_slots: true\n      parameters:\n        max_connections: 50\n        shared_buffers: 32MB\n  \
+         initdb:\n  - encoding: UTF8\n  - data-checksums\n\
+         postgresql:\n  listen: 127.0.0.1:{pg}\n  connect_address: 127.0.0.1:{pg}\n  data_dir: {pgdata}\n  \
+         bin_dir: /usr/lib/postgresql/15/bin\n  authentication:\n    \
+         superuser:\n      username: postgres\n      password: {password}\n    \
+         replication:\n      username: replicator\n      password: pgq-repl\n    \
+         rewind:\n      username: rewinder\n      password: pgq-rewind\n\
+         tags:\n  nofailover: false\n  noloadbalance: false\n  clonefrom: false\n  nosync: false\n\
+         log:\n  level: INFO\n{extra}",
+        rest = port(5800, n),
+        raft = node.join("raft").display(),
+        raft_port = port(0, n),
+        pg = port(3200, n),
+        pgdata = node.join("pgdata").display(),
+        password = pgquorum::demo::DEMO_SUPERUSER_PASSWORD,
+    )
+}
+
+/// Start `pgquorum <config>` with its output in `log`; killed when dropped.
+pub fn spawn_agent(config: &Path, log: &Path) -> tokio::process::Child {
+    let out = std::fs::File::create(log).expect("create the agent's log");
+    let err = out.try_clone().expect("clone the log handle");
+    tokio::process::Command::new(EXE)
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start pgquorum")
+}
+
+/// Stop an agent started by [`spawn_agent`] cleanly (SIGTERM: it stops its PostgreSQL).
+pub async fn terminate_agent(mut child: tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) on a child we started.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    if tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
