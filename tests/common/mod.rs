@@ -157,3 +157,36 @@ impl Drop for TestDir {
         }
     }
 }
+
+/// Options for a 3-agent PostgreSQL cluster whose `bootstrap.dcs.postgresql.parameters` has
+/// `parameters` besides the demo's own. The demo writes that section itself (and `extra_config`
+/// cannot add keys to it), so each agent starts through a wrapper script that adds the lines
+/// to its configuration file first. Names and values: letters, digits, `_` and `.` only.
+pub fn pg_cluster_options_with_bootstrap_parameters(
+    dir: &Path,
+    base_port: u16,
+    parameters: &[(&str, &str)],
+) -> DemoOptions {
+    const ANCHOR: &str = "        shared_buffers: 32MB";
+    const MARKER: &str = "        # bootstrap parameters added by the test";
+    let plain = |s: &str| {
+        s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    };
+    assert!(parameters.iter().all(|(k, v)| plain(k) && plain(v)));
+    let lines: String = parameters
+        .iter()
+        .map(|(k, v)| format!("\\n        {k}: {v}"))
+        .collect();
+    let script = format!(
+        "#!/bin/sh\n# $1 is the agent's configuration file.\n\
+         grep -q '^{MARKER}$' \"$1\" || sed -i 's/^{ANCHOR}$/&\\n{MARKER}{lines}/' \"$1\"\n\
+         exec '{EXE}' \"$@\"\n"
+    );
+    let wrapper = dir.join("pgquorum-with-bootstrap-parameters.sh");
+    std::fs::write(&wrapper, script).unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut opts = cluster_options(dir, base_port, true);
+    opts.exe = Some(wrapper);
+    opts
+}
