@@ -513,6 +513,9 @@ mod tests {
             .collect()
     }
 
+    /// Parameters as written in a table row.
+    type Pairs = &'static [(&'static str, &'static str)];
+
     fn v(major: u32) -> PgVersion {
         PgVersion(major * 10000)
     }
@@ -543,7 +546,7 @@ mod tests {
             ("wal_level", "replica"),
             ("work_mem", "8MB"),
         ];
-        let table: &[(u32, &[(&str, &str)], usize)] = &[
+        let table: &[(u32, Pairs, usize)] = &[
             (
                 12,
                 &[
@@ -630,7 +633,7 @@ mod tests {
     #[test]
     fn wal_keep_both_directions_and_defaults() {
         // (major, input, expected wal_keep parameter, notes)
-        let table: &[(u32, &[(&str, &str)], (&str, &str), usize)] = &[
+        let table: &[(u32, Pairs, (&str, &str), usize)] = &[
             (13, &[], ("wal_keep_size", "128MB"), 0),
             (17, &[], ("wal_keep_size", "128MB"), 0),
             (12, &[], ("wal_keep_segments", "8"), 0),
