@@ -463,6 +463,7 @@ impl BenchCluster {
             .tempdir_in(std::env::temp_dir())
             .context("cannot create the mode's temp dir")?;
         let opts = DemoOptions {
+            bootstrap_parameters: Vec::new(),
             dir: Some(dir.path().to_path_buf()),
             base_port,
             nodes: NODES,

@@ -127,6 +127,7 @@ impl BenchCluster {
             .tempdir_in(std::env::temp_dir())
             .context("cannot create the scenario's temp dir")?;
         let options = DemoOptions {
+            bootstrap_parameters: Vec::new(),
             dir: Some(dir.path().to_path_buf()),
             base_port,
             nodes: 3,

@@ -28,6 +28,8 @@ pub struct DemoOptions {
     pub extra_config: String,
     /// Run PostgreSQL under each agent (the real demo); without it, only the Raft layer.
     pub postgres: bool,
+    /// Extra `bootstrap.dcs.postgresql.parameters` (name, value), besides the demo's own.
+    pub bootstrap_parameters: Vec<(String, String)>,
 }
 
 /// Passwords of the demo cluster (a local toy: printed in the connection string).
@@ -83,12 +85,17 @@ fn node_config(opts: &DemoOptions, i: usize, dir: &Path, port: u16, partners: &[
     );
     if opts.postgres {
         let (pg, rest) = (opts.pg_port(i), opts.rest_port(i));
+        let extra_parameters: String = opts
+            .bootstrap_parameters
+            .iter()
+            .map(|(name, value)| format!("        {name}: {value}\n"))
+            .collect();
         yaml.push_str(&format!(
             "restapi:\n  listen: 127.0.0.1:{rest}\n  connect_address: 127.0.0.1:{rest}\n  \
              authentication: {{username: admin, password: demo-admin}}\n\
              bootstrap:\n  dcs:\n    \
              postgresql:\n      use_slots: true\n      use_pg_rewind: true\n      parameters:\n        max_connections: 50\n        \
-             shared_buffers: 32MB\n  initdb:\n  - encoding: UTF8\n  - data-checksums\n\
+             shared_buffers: 32MB\n{extra_parameters}  initdb:\n  - encoding: UTF8\n  - data-checksums\n\
              postgresql:\n  listen: 127.0.0.1:{pg}\n  connect_address: 127.0.0.1:{pg}\n  data_dir: {pgdata}\n  \
              authentication:\n    superuser: {{username: postgres, password: {DEMO_SUPERUSER_PASSWORD}}}\n    \
              replication: {{username: replicator, password: demo-repl}}\n    \

@@ -54,6 +54,7 @@ fn main() -> ExitCode {
         (Some(Cmd::Demo { dir, base_port }), _) => {
             pgquorum::logging::init(None);
             runtime.block_on(demo(DemoOptions {
+                bootstrap_parameters: Vec::new(),
                 dir: dir.clone(),
                 base_port: *base_port,
                 nodes: 3,

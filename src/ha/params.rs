@@ -8,13 +8,15 @@ use super::pg_ops::{DesiredConfig, Upstream};
 use crate::cluster::ClusterView;
 use crate::config::{Config, DynamicConfig, ParamValue};
 
-/// What replication needs, whatever the user says (the user may raise them).
+/// What replication needs, whatever the user says (the user may raise them). The WAL kept for
+/// replicas (128MB) is not here: its parameter depends on the PostgreSQL version
+/// (`wal_keep_size` or `wal_keep_segments`), so `postgres::param_compat` adds it under the
+/// right name, where a user's setting under either name is translated first.
 const DEFAULTS: &[(&str, &str)] = &[
     ("wal_level", "replica"),
     ("hot_standby", "on"),
     ("max_wal_senders", "10"),
     ("max_replication_slots", "10"),
-    ("wal_keep_size", "128MB"),
     // A replica that lost its primary retries every 5 s by default: too slow to re-attach
     // after a fast failover or a primary restart.
     ("wal_retrieve_retry_interval", "1s"),

@@ -19,6 +19,7 @@ use std::path::Path;
 
 use super::error::PgError;
 use super::os_user::OsUser;
+use super::param_compat::{CompatNote, PgBinary, Translated};
 use super::settings::PostgresSettings;
 
 /// First line of every file the agent writes; how it recognises its own `postgresql.conf`.
@@ -143,23 +144,34 @@ pub struct ConfigChange {
     pub standby_signal_changed: bool,
 }
 
-/// The full set of parameters the agent writes into its `postgresql.conf`.
+/// The full set of parameters the agent writes into its `postgresql.conf`, and a note for each
+/// asked-for parameter written differently or left out: translated for the binary's version or
+/// unknown to it (see `param_compat`), or a recovery setting the agent owns.
 pub fn managed_parameters(
     settings: &PostgresSettings,
+    binary: &PgBinary,
     desired: &PgConfigFiles,
-) -> Result<BTreeMap<String, String>, PgError> {
+) -> Result<(BTreeMap<String, String>, Vec<CompatNote>), PgError> {
+    let mut asked = BTreeMap::new();
+    for (name, value) in &desired.parameters {
+        let name = name.to_ascii_lowercase();
+        check_name(&name)?;
+        asked.insert(name, value.clone());
+    }
+    let Translated {
+        parameters,
+        mut notes,
+    } = binary.adapt(asked);
     let mut managed = BTreeMap::new();
     if !settings.scope.is_empty() {
         managed.insert("cluster_name".to_string(), settings.scope.clone());
     }
-    for (name, value) in &desired.parameters {
-        let name = name.to_ascii_lowercase();
-        check_name(&name)?;
+    for (name, value) in parameters {
         if STANDBY_PARAMETERS.contains(&name.as_str()) {
-            tracing::warn!(parameter = %name, "ignoring a recovery parameter in postgresql parameters; the agent sets it for standbys");
+            notes.push(CompatNote::AgentOwned { name });
             continue;
         }
-        managed.insert(name, value.clone());
+        managed.insert(name, value);
     }
     let data_dir = settings.data_dir.display().to_string();
     let mut enforced = vec![
@@ -195,7 +207,7 @@ pub fn managed_parameters(
     for (name, value) in &managed {
         check_value(name, value)?;
     }
-    Ok(managed)
+    Ok((managed, notes))
 }
 
 fn check_name(name: &str) -> Result<(), PgError> {
@@ -440,6 +452,7 @@ fn replace_if_different(path: &Path, contents: &str, user: &OsUser) -> Result<bo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::postgres::param_compat::{KnownParameters, PgVersion};
     use crate::postgres::settings::Credentials;
     use std::time::Duration;
 
@@ -464,6 +477,22 @@ mod tests {
         }
     }
 
+    /// PostgreSQL 15 knowing the parameters these tests use.
+    fn binary() -> PgBinary {
+        PgBinary {
+            version: PgVersion(150000),
+            known: KnownParameters::from_describe_config(
+                "work_mem\nport\nmax_connections\nwal_keep_size\nprimary_conninfo\nrecovery_min_apply_delay\n",
+            ),
+        }
+    }
+
+    fn managed_of(desired: &PgConfigFiles) -> BTreeMap<String, String> {
+        managed_parameters(&settings(Path::new("/d")), &binary(), desired)
+            .unwrap()
+            .0
+    }
+
     fn user() -> OsUser {
         let mut user = OsUser::for_agent(None).unwrap();
         user.switch_user = false; // unit tests write as themselves
@@ -478,7 +507,7 @@ mod tests {
         desired
             .parameters
             .insert("primary_conninfo".into(), "host=x".into());
-        let managed = managed_parameters(&settings(Path::new("/d")), &desired).unwrap();
+        let managed = managed_of(&desired);
         assert_eq!(managed["work_mem"], "8MB");
         assert_eq!(managed["port"], "5601");
         assert_eq!(managed["unix_socket_directories"], "/tmp/s");
@@ -488,20 +517,60 @@ mod tests {
         assert_eq!(managed["recovery_target_timeline"], "latest");
 
         desired.standby = Some(StandbyConfig::new("host=p", Some("node2".into())));
-        let managed = managed_parameters(&settings(Path::new("/d")), &desired).unwrap();
+        let managed = managed_of(&desired);
         assert_eq!(managed["primary_conninfo"], "host=p");
         assert_eq!(managed["primary_slot_name"], "node2");
         assert_eq!(managed["recovery_target_timeline"], "latest");
     }
 
     #[test]
+    fn parameters_are_translated_for_the_binary_and_unknown_ones_left_out() {
+        let mut desired = PgConfigFiles::default();
+        for (name, value) in [
+            ("wal_keep_segments", "100"),
+            ("checkpoint_segments", "8"),
+            ("no_such_thing", "1"),
+            ("primary_conninfo", "host=x"),
+            ("recovery_min_apply_delay", "1min"),
+            ("auto_explain.log_min_duration", "1s"),
+        ] {
+            desired.parameters.insert(name.into(), value.into());
+        }
+        let (managed, notes) = managed_parameters(&settings(Path::new("/d")), &binary(), &desired).unwrap();
+        assert_eq!(managed["wal_keep_size"], "1600MB");
+        assert_eq!(managed["recovery_min_apply_delay"], "1min");
+        assert_eq!(managed["auto_explain.log_min_duration"], "1s");
+        for gone in [
+            "wal_keep_segments",
+            "checkpoint_segments",
+            "no_such_thing",
+            "primary_conninfo",
+        ] {
+            assert!(!managed.contains_key(gone), "{gone}");
+        }
+        let text: Vec<String> = notes.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 4, "{text:#?}");
+        for name in [
+            "wal_keep_segments",
+            "checkpoint_segments",
+            "no_such_thing",
+            "primary_conninfo",
+        ] {
+            assert!(
+                text.iter().any(|t| t.starts_with(&format!("parameter {name} "))),
+                "{name}: {text:#?}"
+            );
+        }
+    }
+
+    #[test]
     fn rejects_names_and_values_that_would_break_the_file() {
         let mut desired = PgConfigFiles::default();
         desired.parameters.insert("bad name".into(), "1".into());
-        assert!(managed_parameters(&settings(Path::new("/d")), &desired).is_err());
+        assert!(managed_parameters(&settings(Path::new("/d")), &binary(), &desired).is_err());
         let mut desired = PgConfigFiles::default();
         desired.parameters.insert("work_mem".into(), "1\nport = 1".into());
-        let err = managed_parameters(&settings(Path::new("/d")), &desired).unwrap_err();
+        let err = managed_parameters(&settings(Path::new("/d")), &binary(), &desired).unwrap_err();
         assert!(err.to_string().contains("work_mem"), "{err}");
     }
 
@@ -535,7 +604,9 @@ mod tests {
         std::fs::write(data.join(CONF_FILE), "max_connections = 100\nwork_mem = '4MB'\n").unwrap();
         let mut desired = PgConfigFiles::default();
         desired.parameters.insert("work_mem".into(), "8MB".into());
-        let parameters = managed_parameters(&settings(data), &desired).unwrap();
+        let parameters = managed_parameters(&settings(data), &binary(), &desired)
+            .unwrap()
+            .0;
         let written = write_files(data, &parameters, &desired, &user()).unwrap();
         assert!(written.changed);
         assert!(written.changed_parameters.contains(&"work_mem".to_string()));
@@ -557,7 +628,9 @@ mod tests {
         // Standby, with an hba list.
         desired.standby = Some(StandbyConfig::new("host=p", None));
         desired.pg_hba = vec!["local all all trust".into()];
-        let parameters = managed_parameters(&settings(data), &desired).unwrap();
+        let parameters = managed_parameters(&settings(data), &binary(), &desired)
+            .unwrap()
+            .0;
         let written = write_files(data, &parameters, &desired, &user()).unwrap();
         assert!(written.standby_signal_changed && data.join(STANDBY_SIGNAL).exists());
         assert_eq!(written.changed_parameters, vec!["primary_conninfo"]);
@@ -567,7 +640,9 @@ mod tests {
 
         // Back to primary.
         desired.standby = None;
-        let parameters = managed_parameters(&settings(data), &desired).unwrap();
+        let parameters = managed_parameters(&settings(data), &binary(), &desired)
+            .unwrap()
+            .0;
         let written = write_files(data, &parameters, &desired, &user()).unwrap();
         assert!(written.standby_signal_changed && !data.join(STANDBY_SIGNAL).exists());
     }
@@ -579,7 +654,9 @@ mod tests {
         std::fs::write(data.join(BASE_CONF_FILE), "a = 1\n").unwrap();
         std::fs::write(data.join(CONF_FILE), "b = 2\n").unwrap();
         let desired = PgConfigFiles::default();
-        let parameters = managed_parameters(&settings(data), &desired).unwrap();
+        let parameters = managed_parameters(&settings(data), &binary(), &desired)
+            .unwrap()
+            .0;
         write_files(data, &parameters, &desired, &user()).unwrap();
         let copies: Vec<_> = std::fs::read_dir(data)
             .unwrap()

@@ -17,6 +17,8 @@
 //!   new base backup);
 //! - `initdb`, `basebackup`, `ctl` (pg_ctl start/stop/reload/promote, postmaster.pid);
 //! - `conf`: postgresql.conf / pg_hba.conf / standby.signal;
+//! - `param_compat`: parameters across PostgreSQL versions (what the binary knows, what
+//!   Patroni translates);
 //! - `query`: connecting, [`PgState`], roles; `slots`: replication slots;
 //! - `conninfo`: [`ConnTarget`] and `primary_conninfo`; `lsn`: WAL positions.
 
@@ -31,6 +33,7 @@ mod fresh_dir;
 mod initdb;
 mod lsn;
 mod os_user;
+mod param_compat;
 mod query;
 mod rewind;
 mod secret_file;
@@ -39,6 +42,7 @@ mod slots;
 mod tool;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 pub use basebackup::{parse_progress, BackupProgress};
 pub use conf::{ConfigChange, PgConfigFiles, StandbyConfig, POSTMASTER_PARAMETERS};
@@ -51,6 +55,7 @@ pub use data_dir::DataDirState;
 pub use error::PgError;
 pub use lsn::{format_lsn, parse_lsn};
 pub use os_user::{OsUser, DEFAULT_RUN_AS};
+pub use param_compat::{translate, CompatNote, KnownParameters, PgBinary, PgVersion, Translated};
 pub use query::{PgState, ReplicationPeer, WalReceiver};
 pub use rewind::{RewindOutcome, RewindSource};
 pub use settings::{detect_bin_dir, Credentials, PostgresSettings, DEFAULT_PG_CTL_TIMEOUT};
@@ -71,11 +76,16 @@ pub struct Postgres {
     tools: Tools,
     endpoint: LocalEndpoint,
     log_file: PathBuf,
+    /// Version and parameter names of the `postgres` binary, learnt once in [`Postgres::new`].
+    binary: Arc<PgBinary>,
+    /// The parameter warnings last logged, so that each distinct set is logged once rather
+    /// than on every configuration write.
+    warned: Arc<Mutex<Vec<CompatNote>>>,
 }
 
 impl Postgres {
-    /// Checks the settings (programs present, OS user known, socket path short enough); does
-    /// not touch the data directory.
+    /// Checks the settings (programs present, OS user known, socket path short enough) and asks
+    /// the `postgres` binary its version and parameters; does not touch the data directory.
     pub fn new(mut settings: PostgresSettings) -> Result<Self, PgError> {
         // Programs run with `/` as working directory, and PostgreSQL would read a relative
         // socket directory relative to the data directory: resolve everything up front.
@@ -94,6 +104,8 @@ impl Postgres {
             user,
         };
         tools.check(Program::PgCtl)?;
+        let binary = Arc::new(detect_binary(&tools)?);
+        tracing::debug!(version = %binary.version, parameters = binary.known.len(), "PostgreSQL binary");
         if let Some(dir) = &settings.socket_dir {
             let socket = dir.join(format!(".s.PGSQL.{}", settings.port));
             if socket.as_os_str().len() > MAX_SOCKET_PATH {
@@ -121,7 +133,14 @@ impl Postgres {
             tools,
             endpoint,
             log_file,
+            binary,
+            warned: Arc::default(),
         })
+    }
+
+    /// The version and parameter names of the `postgres` binary.
+    pub fn binary(&self) -> &PgBinary {
+        &self.binary
     }
 
     pub fn settings(&self) -> &PostgresSettings {
@@ -163,7 +182,8 @@ impl Postgres {
                 reason: "no PG_VERSION".into(),
             });
         }
-        let parameters = conf::managed_parameters(&self.settings, desired)?;
+        let (parameters, notes) = conf::managed_parameters(&self.settings, &self.binary, desired)?;
+        self.warn_once(notes);
         let written = conf::write_files(data_dir, &parameters, desired, &self.tools.user)?;
         let restart_needed = if written.changed_parameters.is_empty() {
             Vec::new()
@@ -184,6 +204,20 @@ impl Postgres {
             restart_needed,
             standby_signal_changed: written.standby_signal_changed,
         })
+    }
+
+    /// Logs the parameter warnings when they differ from the set logged last.
+    fn warn_once(&self, notes: Vec<CompatNote>) {
+        let mut warned = self
+            .warned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *warned != notes {
+            for note in &notes {
+                tracing::warn!("{note}");
+            }
+            *warned = notes;
+        }
     }
 
     /// Of the changed parameters, those needing a restart: asked of the running server, or
@@ -267,4 +301,52 @@ impl Postgres {
             })
             .flatten())
     }
+}
+
+/// Asks `postgres --version` and `postgres --describe-config` (as the PostgreSQL OS user) what
+/// the binary is. Refuses versions older than 12, whose recovery settings live in recovery.conf.
+fn detect_binary(tools: &Tools) -> Result<PgBinary, PgError> {
+    tools.check(Program::Postgres)?;
+    let run = |arg: &str| -> Result<String, PgError> {
+        let label = format!("postgres {arg}");
+        let output = tools
+            .std_command(Program::Postgres)
+            .arg(arg)
+            .output()
+            .map_err(|e| PgError::ToolFailed {
+                program: label.clone(),
+                detail: format!("could not run it: {e}"),
+            })?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(PgError::ToolFailed {
+                program: label,
+                detail: tool::last_meaningful_line(&format!(
+                    "{}\n{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                )),
+            })
+        }
+    };
+    let text = run("--version")?;
+    let version = PgVersion::from_version_output(&text).ok_or_else(|| PgError::ToolFailed {
+        program: "postgres --version".into(),
+        detail: format!("unexpected output {:?}", text.trim()),
+    })?;
+    if version.0 < param_compat::MIN_SUPPORTED {
+        return Err(PgError::Settings(format!(
+            "PostgreSQL {version} in {} is not supported: pgquorum needs PostgreSQL 12 or later",
+            tools.bin_dir.display()
+        )));
+    }
+    let known = KnownParameters::from_describe_config(&run("--describe-config")?);
+    if known.is_empty() {
+        return Err(PgError::ToolFailed {
+            program: "postgres --describe-config".into(),
+            detail: "it listed no parameters".into(),
+        });
+    }
+    Ok(PgBinary { version, known })
 }

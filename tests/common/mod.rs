@@ -40,6 +40,7 @@ pub fn cluster_options(dir: &Path, base_port: u16, postgres: bool) -> DemoOption
         exe: Some(PathBuf::from(EXE)),
         extra_config: String::new(),
         postgres,
+        bootstrap_parameters: Vec::new(),
     }
 }
 
@@ -220,4 +221,19 @@ pub async fn terminate_agent(mut child: tokio::process::Child) {
     {
         let _ = child.kill().await;
     }
+}
+
+/// Options for a 3-agent PostgreSQL cluster whose `bootstrap.dcs.postgresql.parameters` has
+/// `parameters` besides the demo's own.
+pub fn pg_cluster_options_with_bootstrap_parameters(
+    dir: &Path,
+    base_port: u16,
+    parameters: &[(&str, &str)],
+) -> DemoOptions {
+    let mut opts = cluster_options(dir, base_port, true);
+    opts.bootstrap_parameters = parameters
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    opts
 }
