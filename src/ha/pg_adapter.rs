@@ -81,9 +81,9 @@ impl LocalPostgres {
 
     /// After a failed bootstrap: stop the server and move the half-made directory aside, so the
     /// next attempt starts from an empty directory and the failed one can still be looked at.
-    /// Only the newest failed attempt is kept: the set-aside directories of earlier failed
-    /// bootstraps are removed, so disk use stays bounded by one extra data directory however
-    /// often the bootstrap fails.
+    /// Only the newest failed attempt is kept: the set-aside directory of an earlier failed
+    /// bootstrap is removed first, so there is never more than one and disk use stays bounded
+    /// by one extra data directory however often the bootstrap fails.
     async fn set_failed_bootstrap_aside(&self) {
         let _ = self.pg.stop(StopMode::Immediate).await;
         let dir = self.pg.data_dir();
@@ -91,14 +91,12 @@ impl LocalPostgres {
             let mut name = dir.file_name().unwrap_or_default().to_os_string();
             name.push(format!("{FAILED_BOOTSTRAP_INFIX}{}", crate::node::wall_ms()));
             let aside = dir.with_file_name(name);
+            remove_failed_bootstraps(dir);
             match std::fs::rename(dir, &aside) {
-                Ok(()) => {
-                    tracing::warn!(
-                        "moved the failed bootstrap's data directory to {}",
-                        aside.display()
-                    );
-                    remove_older_failed_bootstraps(dir, &aside);
-                }
+                Ok(()) => tracing::warn!(
+                    "moved the failed bootstrap's data directory to {}",
+                    aside.display()
+                ),
                 Err(e) => tracing::error!("could not move {} aside: {e}", dir.display()),
             }
         }
@@ -143,10 +141,9 @@ impl LocalPostgres {
 /// `<data_dir>.failed-bootstrap-<wall clock ms>`.
 const FAILED_BOOTSTRAP_INFIX: &str = ".failed-bootstrap-";
 
-/// The directories earlier failed bootstraps of `data_dir` were set aside as, except `keep`:
-/// siblings named exactly `<data dir name>.failed-bootstrap-<digits>` that are directories
+/// The directories earlier failed bootstraps of `data_dir` were set aside as: siblings named exactly `<data dir name>.failed-bootstrap-<digits>` that are directories
 /// (not symbolic links). Nothing else matches, so nothing pgquorum did not create is touched.
-fn older_failed_bootstraps(data_dir: &Path, keep: &Path) -> Vec<PathBuf> {
+fn failed_bootstraps(data_dir: &Path) -> Vec<PathBuf> {
     let (Some(parent), Some(name)) = (data_dir.parent(), data_dir.file_name()) else {
         return Vec::new();
     };
@@ -168,18 +165,17 @@ fn older_failed_bootstraps(data_dir: &Path, keep: &Path) -> Vec<PathBuf> {
         })
         .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
         .map(|entry| entry.path())
-        .filter(|path| path != keep)
         .collect();
     found.sort();
     found
 }
 
-/// Remove the set-aside directories of earlier failed bootstraps (see `older_failed_bootstraps`).
-fn remove_older_failed_bootstraps(data_dir: &Path, keep: &Path) {
-    for old in older_failed_bootstraps(data_dir, keep) {
+/// Remove the set-aside directories of earlier failed bootstraps (see `failed_bootstraps`).
+fn remove_failed_bootstraps(data_dir: &Path) {
+    for old in failed_bootstraps(data_dir) {
         match std::fs::remove_dir_all(&old) {
             Ok(()) => tracing::info!(
-                "removed {}, an earlier failed bootstrap's data directory (only the newest is kept)",
+                "removed {}, an earlier failed bootstrap's data directory (only the last one is kept)",
                 old.display()
             ),
             Err(e) => tracing::warn!("could not remove {}: {e}", old.display()),
@@ -426,7 +422,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_pgquorums_own_older_failed_bootstraps_are_removed() {
+    fn only_pgquorums_own_failed_bootstrap_dirs_are_removed() {
         let root = tempfile::tempdir().unwrap();
         let dir = |name: &str| {
             let p = root.path().join(name);
@@ -437,7 +433,6 @@ mod tests {
         let data = root.path().join("pgdata");
         let older = dir("pgdata.failed-bootstrap-1700000000000");
         let oldest = dir("pgdata.failed-bootstrap-1600000000000");
-        let newest = dir("pgdata.failed-bootstrap-1800000000000");
         // Not ours: other names, another data directory's, a file, a link to a directory.
         let keep_all = [
             dir("pgdata"),
@@ -455,14 +450,10 @@ mod tests {
         let link = root.path().join("pgdata.failed-bootstrap-1400000000000");
         std::os::unix::fs::symlink(&target, &link).unwrap();
 
-        assert_eq!(
-            older_failed_bootstraps(&data, &newest),
-            vec![oldest.clone(), older.clone()]
-        );
-        remove_older_failed_bootstraps(&data, &newest);
+        assert_eq!(failed_bootstraps(&data), vec![oldest.clone(), older.clone()]);
+        remove_failed_bootstraps(&data);
 
         assert!(!older.exists() && !oldest.exists());
-        assert!(newest.join("PG_VERSION").exists(), "the newest is kept");
         for kept in keep_all.iter().chain([&file, &target]) {
             assert!(kept.exists(), "{} must be kept", kept.display());
         }
@@ -471,6 +462,6 @@ mod tests {
             "a link is not followed nor removed"
         );
         assert!(target.join("PG_VERSION").exists());
-        assert!(older_failed_bootstraps(&data, &newest).is_empty());
+        assert!(failed_bootstraps(&data).is_empty());
     }
 }
