@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::retry::{seconds_text, Gate, RetryBudget};
+use super::retry::{backoff_ms, seconds_text, Gate, RetryBudget};
 use crate::cluster::{ClusterView, FailoverRequest, MemberStatus, PgRole, PgRunState};
 use crate::config::Tags;
 
@@ -285,11 +285,13 @@ fn bootstrap(input: &Inputs<'_>) -> Decision {
                 budget.last_failure_text()
             ),
         ),
-        Gate::Wait { wait_ms, attempt } => decision(
+        // The whole back-off, not what is left of it: the reason stays the same while waiting,
+        // so it is logged once rather than every second.
+        Gate::Wait { attempt, .. } => decision(
             vec![],
             format!(
                 "cluster not initialized: waiting {} before bootstrap {}{}",
-                seconds_text(wait_ms),
+                seconds_text(backoff_ms(budget.failures)),
                 budget.attempt_text(attempt),
                 budget.last_failure_text()
             ),
@@ -376,11 +378,13 @@ fn clone_from(input: &Inputs<'_>, source: &str, what: String) -> Decision {
                 budget.last_failure_text()
             ),
         ),
-        Gate::Wait { wait_ms, attempt } => decision(
+        // The whole back-off, not what is left of it: the reason stays the same while waiting,
+        // so it is logged once rather than every second.
+        Gate::Wait { attempt, .. } => decision(
             vec![],
             format!(
                 "no data directory: waiting {} before clone {} from {what}{}",
-                seconds_text(wait_ms),
+                seconds_text(backoff_ms(budget.failures)),
                 budget.attempt_text(attempt),
                 budget.last_failure_text()
             ),

@@ -251,7 +251,7 @@ fn decision_table() {
                 ..pg(DataDir::Empty, false, None, None)
             },
             vec![],
-            "waiting 2 s before clone attempt 4 from primary node1 (last failure: PostgreSQL failed",
+            "waiting 4 s before clone attempt 4 from primary node1 (last failure: PostgreSQL failed",
         ),
         row(
             "clone failed, back-off over: clone again",
