@@ -155,3 +155,77 @@ async fn a_refused_bootstrap_is_retried_with_backoff_five_times_then_given_up() 
     );
     terminate_agent(agent).await;
 }
+
+/// The same rule for clones: a replica whose base backups fail (here its replication password
+/// is wrong) retries with back-off for ever, and leaves nothing half-copied behind. Before the
+/// fix it started the next pg_basebackup at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_clone_is_retried_with_backoff_and_leaves_no_partial_directory() {
+    const BASE: u16 = 4595;
+    const DCS: &str = "    postgresql:\n      parameters:\n        max_connections: 50\n        \
+                       shared_buffers: 32MB\n";
+    let dir = TestDir::new();
+    let primary_config = pg_agent_config(dir.path(), BASE, 0, 2, DCS, "repl");
+    let replica_config = pg_agent_config(dir.path(), BASE, 1, 2, DCS, "not-the-password");
+    let primary_log = dir.path().join("node1.log");
+    let replica_log = dir.path().join("node2.log");
+    let primary = spawn_agent(&primary_config, &primary_log);
+    let mut replica = spawn_agent(&replica_config, &replica_log);
+    let replica_data = dir.path().join("node2").join("pgdata");
+    let read_log = || std::fs::read_to_string(&replica_log).unwrap_or_default();
+
+    const FAILED: &str = "creating a replica failed (";
+    const WANT_FAILURES: usize = 4;
+    wait_for("four failed clones", Duration::from_secs(240), || {
+        if let Ok(Some(status)) = replica.try_wait() {
+            panic!("the agent exited ({status}); see {}", replica_log.display());
+        }
+        // Between attempts nothing half-copied stays behind to block the next one.
+        let started = read_log().matches("base backup starting").count();
+        let failed = read_log().matches(FAILED).count();
+        if started == failed {
+            let partial = std::fs::read_dir(&replica_data).map(|d| d.count()).unwrap_or(0);
+            assert_eq!(
+                partial,
+                0,
+                "a failed clone left files in {}",
+                replica_data.display()
+            );
+        }
+        let log = read_log();
+        async move { (lines_with(&log, FAILED).len() >= WANT_FAILURES).then_some(()) }
+    })
+    .await;
+
+    let log = read_log();
+    let failures = lines_with(&log, FAILED);
+    let attempts = lines_with(&log, "creating a replica with pg_basebackup");
+    assert!(
+        failures[0].contains("WARN") && failures[0].contains("password authentication failed"),
+        "{}",
+        failures[0]
+    );
+    assert!(
+        !log.contains("giving up"),
+        "clones are never given up: the primary may come back"
+    );
+    for (k, (failure, next)) in failures.iter().zip(&attempts[1..]).enumerate() {
+        let (Some(failed_at), Some(next_at)) = (seconds_of_day(failure), seconds_of_day(next)) else {
+            panic!("no timestamps in {failure:?} / {next:?}");
+        };
+        let wanted = backoff_ms(k as u32 + 1) as f64 / 1000.0;
+        assert!(
+            next_at - failed_at >= wanted - 0.1,
+            "clone attempt {} started {:.2} s after failure {}, wanted at least {wanted} s",
+            k + 2,
+            next_at - failed_at,
+            k + 1
+        );
+    }
+    assert!(
+        log.contains("waiting 4 s before clone attempt 4 from primary node1"),
+        "the decision says what happens"
+    );
+    terminate_agent(replica).await;
+    terminate_agent(primary).await;
+}

@@ -162,22 +162,45 @@ impl Drop for TestDir {
 /// in the demo: Raft `base_port`, PostgreSQL `+3200`, REST `+5800`). `dcs` is YAML for
 /// `bootstrap.dcs`, indented by four spaces. Returns the config file's path.
 pub fn lone_pg_agent_config(dir: &Path, base_port: u16, dcs: &str) -> PathBuf {
-    let (pg, rest) = (base_port + 3200, base_port + 5800);
-    let node = dir.join("node1");
+    pg_agent_config(dir, base_port, 0, 1, dcs, "repl")
+}
+
+/// Write the config of agent `node<i+1>` of `nodes` with PostgreSQL in `dir`, ports as in
+/// [`lone_pg_agent_config`] (+ `i`), with `replication_password` for the replication user.
+pub fn pg_agent_config(
+    dir: &Path,
+    base_port: u16,
+    i: u16,
+    nodes: u16,
+    dcs: &str,
+    replication_password: &str,
+) -> PathBuf {
+    let name = format!("node{}", i + 1);
+    let (raft, pg, rest) = (base_port + i, base_port + 3200 + i, base_port + 5800 + i);
+    let partners: String = (0..nodes)
+        .filter(|j| *j != i)
+        .map(|j| format!("    - 127.0.0.1:{}\n", base_port + j))
+        .collect();
+    let partners = if partners.is_empty() {
+        String::new()
+    } else {
+        format!("  partner_addrs:\n{partners}")
+    };
+    let node = dir.join(&name);
     let yaml = format!(
-        "scope: lone\nname: node1\n\
-         raft:\n  self_addr: 127.0.0.1:{base_port}\n  data_dir: {raft}\n\
+        "scope: testing\nname: {name}\n\
+         raft:\n  self_addr: 127.0.0.1:{raft}\n  data_dir: {raft_dir}\n{partners}\
          log:\n  level: INFO\n\
          restapi:\n  listen: 127.0.0.1:{rest}\n  connect_address: 127.0.0.1:{rest}\n\
          bootstrap:\n  dcs:\n{dcs}\
          postgresql:\n  listen: 127.0.0.1:{pg}\n  connect_address: 127.0.0.1:{pg}\n  data_dir: {pgdata}\n  \
          authentication:\n    superuser: {{username: postgres, password: {pw}}}\n    \
-         replication: {{username: replicator, password: repl}}\n",
-        raft = node.join("raft").display(),
+         replication: {{username: replicator, password: {replication_password}}}\n",
+        raft_dir = node.join("raft").display(),
         pgdata = node.join("pgdata").display(),
         pw = pgquorum::demo::DEMO_SUPERUSER_PASSWORD,
     );
-    let path = dir.join("node1.yml");
+    let path = dir.join(format!("{name}.yml"));
     std::fs::write(&path, yaml).expect("write the agent's config");
     path
 }
