@@ -171,6 +171,18 @@ impl RetryBudget {
     }
 }
 
+/// How long the loop may sleep before one of `budgets` allows its next attempt (at least
+/// 50 ms; `Duration::MAX` when none is waiting).
+pub fn wake_in(budgets: &[&RetryBudget], now_ms: u64) -> std::time::Duration {
+    budgets
+        .iter()
+        .filter_map(|b| b.wake_at_ms())
+        .min()
+        .map_or(std::time::Duration::MAX, |at| {
+            std::time::Duration::from_millis(at.saturating_sub(now_ms).max(50))
+        })
+}
+
 /// Whole seconds, rounded up, for "waiting N s".
 pub fn seconds_text(ms: u64) -> String {
     format!("{} s", ms.div_ceil(1000))
@@ -292,6 +304,29 @@ mod tests {
             c.failure_text("creating a replica", after),
             "creating a replica failed (1 of unlimited): refused; trying again in 1 s"
         );
+    }
+
+    #[test]
+    fn the_loop_wakes_when_the_first_back_off_ends() {
+        use std::time::Duration;
+        let idle = RetryBudget::unlimited();
+        assert_eq!(wake_in(&[&idle, &RetryBudget::bootstrap()], 0), Duration::MAX);
+        let mut clone = RetryBudget::unlimited();
+        clone.record_failure("x", 1_000); // next at 2 000
+        let mut boot = RetryBudget::bootstrap();
+        boot.record_failure("y", 0);
+        boot.record_failure("y", 1_000); // next at 3 000
+        assert_eq!(wake_in(&[&boot, &clone], 1_500), Duration::from_millis(500));
+        assert_eq!(
+            wake_in(&[&boot, &clone], 2_500),
+            Duration::from_millis(50),
+            "due: soon"
+        );
+        for _ in 0..3 {
+            boot.record_failure("y", 1_000);
+        }
+        assert!(boot.exhausted());
+        assert_eq!(wake_in(&[&boot], 0), Duration::MAX, "a spent budget wakes nobody");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::decide::{decide, Action, DataDir, Inputs, Job, LeaseClock, LocalPg, W
 use super::params::{desired_config, upstream_of};
 use super::pg_ops::{Applied, PgObservation, PgOps, Rewind};
 use super::publish::{member_status, Observed};
-use super::retry::RetryBudget;
+use super::retry::{wake_in, RetryBudget};
 use super::snapshot::{NodeSnapshot, OperatorRequest};
 use crate::cluster::{ClusterView, PgRole, PgRunState};
 use crate::config::{Config, DynamicConfig};
@@ -345,18 +345,11 @@ impl<P: PgOps> HaLoop<P> {
             }
             None => tick,
         }
-        .min(self.retry_wake())
-    }
-
-    /// Wake when a failed job's back-off ends, to try it again then.
-    fn retry_wake(&self) -> Duration {
-        let at = [&self.bootstrap_retry, &self.clone_retry]
-            .into_iter()
-            .filter_map(RetryBudget::wake_at_ms)
-            .min();
-        at.map_or(Duration::MAX, |at| {
-            Duration::from_millis(at.saturating_sub(self.now_ms()).max(50))
-        })
+        // Wake when a failed job's back-off ends, to try it again then.
+        .min(wake_in(
+            &[&self.bootstrap_retry, &self.clone_retry],
+            self.now_ms(),
+        ))
     }
 
     /// Completes when a key the decision depends on changes (not on every member update).
