@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use super::retry::{backoff_ms, seconds_text, Gate, RetryBudget};
 use crate::cluster::{ClusterView, FailoverRequest, MemberStatus, PgRole, PgRunState};
 use crate::config::Tags;
 
@@ -45,6 +46,12 @@ pub struct LocalPg {
     /// Local time (ms) this node handed its lease over in a switchover, while no one has
     /// taken it yet.
     pub handed_over_at_ms: Option<u64>,
+    /// Failed bootstraps since the agent started: back-off, and a limit after which this node
+    /// stops trying ([`RetryBudget::bootstrap`]).
+    pub bootstrap_retry: RetryBudget,
+    /// Failed clones (pg_basebackup) since the last good one: back-off only, never spent (the
+    /// source may come back).
+    pub clone_retry: RetryBudget,
 }
 
 /// How long a switchover candidate has to take the lease once the old primary handed it
@@ -248,10 +255,7 @@ fn keyspace_unreachable(input: &Inputs<'_>) -> Decision {
 
 fn uninitialized_cluster(input: &Inputs<'_>) -> Decision {
     match &input.pg.data {
-        DataDir::Empty if input.tags.may_become_primary() => decision(
-            vec![Action::ClaimInitialize, Action::Bootstrap],
-            "cluster not initialized: trying to bootstrap it",
-        ),
+        DataDir::Empty if input.tags.may_become_primary() => bootstrap(input),
         DataDir::Empty => decision(
             vec![],
             "cluster not initialized; I am tagged nofailover: waiting for a bootstrap",
@@ -262,6 +266,47 @@ fn uninitialized_cluster(input: &Inputs<'_>) -> Decision {
              operator (pgquorum never adopts existing data into an empty keyspace by itself)",
         ),
         DataDir::Foreign(_) => unreachable!("handled before"),
+    }
+}
+
+/// Bootstrap, unless earlier attempts failed: then wait out the back-off, and after the last
+/// attempt stop for good (a bootstrap that failed this often needs an operator; retrying at
+/// once made a new initdb and a new set-aside directory every second).
+fn bootstrap(input: &Inputs<'_>) -> Decision {
+    let budget = &input.pg.bootstrap_retry;
+    let start = || vec![Action::ClaimInitialize, Action::Bootstrap];
+    match budget.gate(input.now_ms) {
+        Gate::Go { attempt: 1 } => decision(start(), "cluster not initialized: trying to bootstrap it"),
+        Gate::Go { attempt } => decision(
+            start(),
+            format!(
+                "cluster not initialized: trying to bootstrap it, {}{}",
+                budget.attempt_text(attempt),
+                budget.last_failure_text()
+            ),
+        ),
+        // The whole back-off, not what is left of it: the reason stays the same while waiting,
+        // so it is logged once rather than every second.
+        Gate::Wait { attempt, .. } => decision(
+            vec![],
+            format!(
+                "cluster not initialized: waiting {} before bootstrap {}{}",
+                seconds_text(backoff_ms(budget.failures)),
+                budget.attempt_text(attempt),
+                budget.last_failure_text()
+            ),
+        ),
+        Gate::Exhausted => decision(
+            vec![Action::Refuse],
+            format!(
+                "bootstrap failed {} times; not trying again{}. Fix the cause (often a \
+                 bootstrap.dcs.postgresql.parameters value PostgreSQL refuses: its own words are in the \
+                 failure), then restart this agent. The last failed attempt's data directory, if initdb got that far, is kept beside \
+                 the data directory as <data_dir>.failed-bootstrap-<ms>",
+                budget.failures,
+                budget.last_failure_text()
+            ),
+        ),
     }
 }
 
@@ -298,23 +343,60 @@ fn new_replica(input: &Inputs<'_>, cluster: &ClusterView) -> Decision {
         .map(|m| m.name.as_str())
         .next();
     match (cluster.leader_name(), clonefrom) {
-        (Some(leader), Some(source)) if leader != input.me => decision(
-            vec![Action::Clone {
-                source: source.to_string(),
-            }],
-            format!("no data directory: cloning from {source} (tagged clonefrom; the primary is {leader})"),
+        (Some(leader), Some(source)) if leader != input.me => clone_from(
+            input,
+            source,
+            format!("{source} (tagged clonefrom; the primary is {leader})"),
         ),
-        (Some(leader), None) if leader != input.me && member_is_up(cluster, leader) => decision(
-            vec![Action::Clone {
-                source: leader.to_string(),
-            }],
-            format!("no data directory: cloning from primary {leader}"),
-        ),
+        (Some(leader), None) if leader != input.me && member_is_up(cluster, leader) => {
+            clone_from(input, leader, format!("primary {leader}"))
+        }
         (Some(leader), _) => decision(
             vec![],
             format!("no data directory: waiting for primary {leader} to be up"),
         ),
         (None, _) => decision(vec![], "no data directory and no primary to clone from: waiting"),
+    }
+}
+
+/// Clone from `source` (`what` names it for the reason), unless earlier clones failed and the
+/// back-off has not passed yet: a failed clone must not spin.
+fn clone_from(input: &Inputs<'_>, source: &str, what: String) -> Decision {
+    let budget = &input.pg.clone_retry;
+    let clone = || {
+        vec![Action::Clone {
+            source: source.to_string(),
+        }]
+    };
+    match budget.gate(input.now_ms) {
+        Gate::Go { attempt: 1 } => decision(clone(), format!("no data directory: cloning from {what}")),
+        Gate::Go { attempt } => decision(
+            clone(),
+            format!(
+                "no data directory: cloning from {what}, {}{}",
+                budget.attempt_text(attempt),
+                budget.last_failure_text()
+            ),
+        ),
+        // The whole back-off, not what is left of it: the reason stays the same while waiting,
+        // so it is logged once rather than every second.
+        Gate::Wait { attempt, .. } => decision(
+            vec![],
+            format!(
+                "no data directory: waiting {} before clone {} from {what}{}",
+                seconds_text(backoff_ms(budget.failures)),
+                budget.attempt_text(attempt),
+                budget.last_failure_text()
+            ),
+        ),
+        Gate::Exhausted => decision(
+            vec![Action::Refuse],
+            format!(
+                "creating a replica failed {} times; not trying again{}",
+                budget.failures,
+                budget.last_failure_text()
+            ),
+        ),
     }
 }
 

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::decide::*;
+use super::retry::RetryBudget;
 use crate::cluster::{ClusterView, FailoverRequest, LeaderLease, MemberStatus, PgRole, PgRunState};
 use crate::config::Tags;
 
@@ -44,6 +45,21 @@ fn pg(data: DataDir, running: bool, role: Option<PgRole>, following: Option<&str
         down_since_ms: None,
         blocked: None,
         handed_over_at_ms: None,
+        bootstrap_retry: RetryBudget::bootstrap(),
+        clone_retry: RetryBudget::unlimited(),
+    }
+}
+
+const REFUSED: &str = "PostgreSQL failed to start: FATAL: WAL streaming (max_wal_senders > 0) requires wal_level \"replica\" or \"logical\"";
+
+/// `budget` after `failures` failures in a row (the last one `REFUSED`), the next attempt
+/// allowed from `next_at_ms` (the rows run at now = 10 000 ms).
+fn failed(budget: RetryBudget, failures: u32, next_at_ms: u64) -> RetryBudget {
+    RetryBudget {
+        failures,
+        next_attempt_at_ms: next_at_ms,
+        last_error: Some(REFUSED.to_string()),
+        ..budget
     }
 }
 
@@ -138,6 +154,62 @@ fn decision_table() {
             )
         },
         row(
+            "bootstrap failed once, back-off not over: wait, saying why",
+            Some(cluster(None, None, vec![])),
+            LocalPg {
+                bootstrap_retry: failed(RetryBudget::bootstrap(), 1, 10_400),
+                ..pg(DataDir::Empty, false, None, None)
+            },
+            vec![],
+            "waiting 1 s before bootstrap attempt 2 of 5 (last failure: PostgreSQL failed to start: FATAL: WAL streaming",
+        ),
+        row(
+            "bootstrap failed twice, back-off over: attempt 3",
+            Some(cluster(None, None, vec![])),
+            LocalPg {
+                bootstrap_retry: failed(RetryBudget::bootstrap(), 2, 10_000),
+                ..pg(DataDir::Empty, false, None, None)
+            },
+            vec![ClaimInitialize, Bootstrap],
+            "trying to bootstrap it, attempt 3 of 5 (last failure: PostgreSQL failed",
+        ),
+        row(
+            "bootstrap failed 5 times: refuse for good, with PostgreSQL's words and what to do",
+            Some(cluster(None, None, vec![])),
+            LocalPg {
+                bootstrap_retry: failed(RetryBudget::bootstrap(), 5, 0),
+                ..pg(DataDir::Empty, false, None, None)
+            },
+            vec![Refuse],
+            "bootstrap failed 5 times; not trying again (last failure: PostgreSQL failed to start: FATAL: WAL \
+             streaming (max_wal_senders > 0) requires wal_level \"replica\" or \"logical\"). Fix the cause",
+        ),
+        Row {
+            tags: nofailover(),
+            ..row(
+                "bootstrap budget spent but nofailover anyway: just wait",
+                Some(cluster(None, None, vec![])),
+                LocalPg {
+                    bootstrap_retry: failed(RetryBudget::bootstrap(), 5, 0),
+                    ..pg(DataDir::Empty, false, None, None)
+                },
+                vec![],
+                "nofailover",
+            )
+        },
+        row(
+            "my bootstraps failed, then another member bootstrapped: clone from it",
+            Some(cluster(Some(SYSID), Some("node1"), three(PgRunState::Stopped))),
+            LocalPg {
+                bootstrap_retry: failed(RetryBudget::bootstrap(), 5, 0),
+                ..pg(DataDir::Empty, false, None, None)
+            },
+            vec![Clone {
+                source: "node1".into(),
+            }],
+            "cloning from primary node1",
+        ),
+        row(
             "bootstrap claimed by another: wait",
             Some(cluster(Some(""), None, vec![])),
             pg(DataDir::Empty, false, None, None),
@@ -170,6 +242,40 @@ fn decision_table() {
                 source: "node1".into(),
             }],
             "cloning from primary node1",
+        ),
+        row(
+            "clone failed 3 times, back-off not over: wait, saying why",
+            Some(cluster(Some(SYSID), Some("node1"), three(PgRunState::Stopped))),
+            LocalPg {
+                clone_retry: failed(RetryBudget::unlimited(), 3, 11_001),
+                ..pg(DataDir::Empty, false, None, None)
+            },
+            vec![],
+            "waiting 4 s before clone attempt 4 from primary node1 (last failure: PostgreSQL failed",
+        ),
+        row(
+            "clone failed, back-off over: clone again",
+            Some(cluster(Some(SYSID), Some("node1"), three(PgRunState::Stopped))),
+            LocalPg {
+                clone_retry: failed(RetryBudget::unlimited(), 3, 9_000),
+                ..pg(DataDir::Empty, false, None, None)
+            },
+            vec![Clone {
+                source: "node1".into(),
+            }],
+            "cloning from primary node1, attempt 4 (last failure",
+        ),
+        row(
+            "clones never run out of attempts (the primary may come back)",
+            Some(cluster(Some(SYSID), Some("node1"), three(PgRunState::Stopped))),
+            LocalPg {
+                clone_retry: failed(RetryBudget::unlimited(), 1_000, 0),
+                ..pg(DataDir::Empty, false, None, None)
+            },
+            vec![Clone {
+                source: "node1".into(),
+            }],
+            "attempt 1001",
         ),
         row(
             "empty data, primary not up yet: wait",

@@ -6,6 +6,7 @@ pub mod params;
 pub mod pg_adapter;
 pub mod pg_ops;
 pub mod publish;
+pub mod retry;
 pub mod runner;
 pub mod snapshot;
 pub mod switchover;

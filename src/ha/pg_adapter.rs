@@ -1,5 +1,6 @@
 //! `PgOps` on the real local PostgreSQL (`crate::postgres::Postgres`).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::decide::DataDir;
@@ -79,14 +80,18 @@ impl LocalPostgres {
     }
 
     /// After a failed bootstrap: stop the server and move the half-made directory aside, so the
-    /// next attempt starts from an empty directory and nothing is deleted.
+    /// next attempt starts from an empty directory and the failed one can still be looked at.
+    /// Only the newest failed attempt is kept: the set-aside directory of an earlier failed
+    /// bootstrap is removed first, so there is never more than one and disk use stays bounded
+    /// by one extra data directory however often the bootstrap fails.
     async fn set_failed_bootstrap_aside(&self) {
         let _ = self.pg.stop(StopMode::Immediate).await;
         let dir = self.pg.data_dir();
         if dir.join("PG_VERSION").exists() {
             let mut name = dir.file_name().unwrap_or_default().to_os_string();
-            name.push(format!(".failed-bootstrap-{}", crate::node::wall_ms()));
+            name.push(format!("{FAILED_BOOTSTRAP_INFIX}{}", crate::node::wall_ms()));
             let aside = dir.with_file_name(name);
+            remove_failed_bootstraps(dir);
             match std::fs::rename(dir, &aside) {
                 Ok(()) => tracing::warn!(
                     "moved the failed bootstrap's data directory to {}",
@@ -129,6 +134,52 @@ impl LocalPostgres {
             ));
         }
         Ok(())
+    }
+}
+
+/// A failed bootstrap's data directory `<data_dir>` is set aside as
+/// `<data_dir>.failed-bootstrap-<wall clock ms>`.
+const FAILED_BOOTSTRAP_INFIX: &str = ".failed-bootstrap-";
+
+/// The directories earlier failed bootstraps of `data_dir` were set aside as: siblings named exactly `<data dir name>.failed-bootstrap-<digits>` that are directories
+/// (not symbolic links). Nothing else matches, so nothing pgquorum did not create is touched.
+fn failed_bootstraps(data_dir: &Path) -> Vec<PathBuf> {
+    let (Some(parent), Some(name)) = (data_dir.parent(), data_dir.file_name()) else {
+        return Vec::new();
+    };
+    let Some(name) = name.to_str() else {
+        return Vec::new();
+    };
+    let prefix = format!("{name}{FAILED_BOOTSTRAP_INFIX}");
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .is_some_and(|ms| !ms.is_empty() && ms.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|entry| entry.path())
+        .collect();
+    found.sort();
+    found
+}
+
+/// Remove the set-aside directories of earlier failed bootstraps (see `failed_bootstraps`).
+fn remove_failed_bootstraps(data_dir: &Path) {
+    for old in failed_bootstraps(data_dir) {
+        match std::fs::remove_dir_all(&old) {
+            Ok(()) => tracing::info!(
+                "removed {}, an earlier failed bootstrap's data directory (only the last one is kept)",
+                old.display()
+            ),
+            Err(e) => tracing::warn!("could not remove {}: {e}", old.display()),
+        }
     }
 }
 
@@ -363,5 +414,54 @@ impl LocalPostgres {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_pgquorums_own_failed_bootstrap_dirs_are_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = |name: &str| {
+            let p = root.path().join(name);
+            std::fs::create_dir_all(p.join("base")).unwrap();
+            std::fs::write(p.join("PG_VERSION"), "15\n").unwrap();
+            p
+        };
+        let data = root.path().join("pgdata");
+        let older = dir("pgdata.failed-bootstrap-1700000000000");
+        let oldest = dir("pgdata.failed-bootstrap-1600000000000");
+        // Not ours: other names, another data directory's, a file, a link to a directory.
+        let keep_all = [
+            dir("pgdata"),
+            dir("pgdata.failed-bootstrap-"),
+            dir("pgdata.failed-bootstrap-17x"),
+            dir("pgdata.failed-bootstrap-1700000000000.bak"),
+            dir("pgdata2.failed-bootstrap-1700000000000"),
+            dir("other.failed-bootstrap-1700000000000"),
+            dir("xpgdata.failed-bootstrap-1700000000000"),
+            dir("pgdata.failed-bootstrap-1700000000000-copy"),
+        ];
+        let file = root.path().join("pgdata.failed-bootstrap-1500000000000");
+        std::fs::write(&file, "not a directory").unwrap();
+        let target = dir("precious");
+        let link = root.path().join("pgdata.failed-bootstrap-1400000000000");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+
+        assert_eq!(failed_bootstraps(&data), vec![oldest.clone(), older.clone()]);
+        remove_failed_bootstraps(&data);
+
+        assert!(!older.exists() && !oldest.exists());
+        for kept in keep_all.iter().chain([&file, &target]) {
+            assert!(kept.exists(), "{} must be kept", kept.display());
+        }
+        assert!(
+            link.symlink_metadata().is_ok(),
+            "a link is not followed nor removed"
+        );
+        assert!(target.join("PG_VERSION").exists());
+        assert!(failed_bootstraps(&data).is_empty());
     }
 }

@@ -16,6 +16,7 @@ use super::decide::{decide, Action, DataDir, Inputs, Job, LeaseClock, LocalPg, W
 use super::params::{desired_config, upstream_of};
 use super::pg_ops::{Applied, PgObservation, PgOps, Rewind};
 use super::publish::{member_status, Observed};
+use super::retry::{wake_in, RetryBudget};
 use super::snapshot::{NodeSnapshot, OperatorRequest};
 use crate::cluster::{ClusterView, PgRole, PgRunState};
 use crate::config::{Config, DynamicConfig};
@@ -102,6 +103,9 @@ pub struct HaLoop<P: PgOps> {
     watchdog: Option<crate::watchdog::Watchdog>,
     /// `mode: required` and arming or a keepalive failed (reported by `GET /patroni`).
     watchdog_failed: bool,
+    /// Failed bootstraps and clones: back-off, and the bootstrap's limit (src/ha/retry.rs).
+    bootstrap_retry: RetryBudget,
+    clone_retry: RetryBudget,
 }
 
 impl<P: PgOps> HaLoop<P> {
@@ -152,6 +156,8 @@ impl<P: PgOps> HaLoop<P> {
             callbacks,
             watchdog: None,
             watchdog_failed: false,
+            bootstrap_retry: RetryBudget::bootstrap(),
+            clone_retry: RetryBudget::unlimited(),
         }
     }
 
@@ -339,6 +345,11 @@ impl<P: PgOps> HaLoop<P> {
             }
             None => tick,
         }
+        // Wake when a failed job's back-off ends, to try it again then.
+        .min(wake_in(
+            &[&self.bootstrap_retry, &self.clone_retry],
+            self.now_ms(),
+        ))
     }
 
     /// Completes when a key the decision depends on changes (not on every member update).
@@ -445,6 +456,8 @@ impl<P: PgOps> HaLoop<P> {
             down_since_ms: self.down_since_ms,
             blocked: self.blocked.clone(),
             handed_over_at_ms: self.handed_over_at_ms,
+            bootstrap_retry: self.bootstrap_retry.clone(),
+            clone_retry: self.clone_retry.clone(),
         };
         let decision = decide(&Inputs {
             me: &self.config.name,
@@ -1029,6 +1042,7 @@ impl<P: PgOps> HaLoop<P> {
         };
         match (job.kind, result) {
             (Job::Bootstrap, Ok(JobResult::Bootstrapped { system_identifier })) => {
+                self.bootstrap_retry.reset();
                 self.postmaster_start_time = Some(crate::timefmt::rfc3339_now());
                 if let Err(e) = self
                     .finish_bootstrap(&system_identifier, job.claim_revision)
@@ -1038,6 +1052,7 @@ impl<P: PgOps> HaLoop<P> {
                 }
             }
             (Job::Clone, Ok(_)) => {
+                self.clone_retry.reset();
                 // A fresh copy of the primary never needs a rejoin check (its control file
                 // still says "in production": it was copied from a primary).
                 self.rejoined = true;
@@ -1057,7 +1072,8 @@ impl<P: PgOps> HaLoop<P> {
                 self.blocked = Some(e);
             }
             (Job::Bootstrap, Err(e)) => {
-                tracing::error!("bootstrap failed: {e}; giving the bootstrap claim back");
+                let now = self.now_ms();
+                self.bootstrap_retry.record_failure_and_log("bootstrap", e, now);
                 if let Some(rev) = job.claim_revision {
                     let cmd = Command::Delete {
                         key: Key::Initialize,
@@ -1068,7 +1084,11 @@ impl<P: PgOps> HaLoop<P> {
                     }
                 }
             }
-            (Job::Clone, Err(e)) => tracing::error!("creating the replica failed: {e}"),
+            (Job::Clone, Err(e)) => {
+                let now = self.now_ms();
+                self.clone_retry
+                    .record_failure_and_log("creating a replica", e, now);
+            }
             (_, Ok(_)) => {}
         }
     }
@@ -1162,6 +1182,7 @@ impl<P: PgOps> HaLoop<P> {
             stopped?;
         }
         self.pg.remove_data_dir().await?;
+        self.clone_retry.reset();
         self.blocked = None;
         self.rejoined = false;
         self.must_rejoin = false;

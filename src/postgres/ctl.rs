@@ -120,6 +120,11 @@ fn read_log_since(log: &Path, offset: u64) -> String {
     text
 }
 
+/// What PostgreSQL's LOG lines about a configuration value or file it refuses contain
+/// (`invalid value for parameter "…"`, `… is outside the valid range for parameter "…"`,
+/// `unrecognized configuration parameter "…" in file "…"`, `syntax error in file "…"`).
+const CONFIG_PROBLEMS: &[&str] = &["parameter \"", "in file \""];
+
 /// The lines of a server log that explain a failed start, without their timestamp prefixes.
 pub(crate) fn explain_failed_start(log: &str) -> Vec<String> {
     const LEVELS: &[&str] = &["PANIC:", "FATAL:", "ERROR:"];
@@ -140,6 +145,15 @@ pub(crate) fn explain_failed_start(log: &str) -> Vec<String> {
     if let Some(bind) = log.lines().find(|line| line.contains("could not bind")) {
         lines.push(strip(bind));
     }
+    // So is each setting PostgreSQL refuses ("0 is outside the valid range for parameter
+    // "max_connections""); the FATAL then only says that the configuration file contains
+    // errors, which does not tell the operator which one.
+    lines.extend(
+        log.lines()
+            .filter(|line| line.contains("LOG:"))
+            .filter(|line| CONFIG_PROBLEMS.iter().any(|marker| line.contains(marker)))
+            .map(strip),
+    );
     lines
 }
 
@@ -470,6 +484,31 @@ mod tests {
                 "FATAL: could not create any TCP/IP sockets",
                 "LOG: could not bind IPv4 address \"127.0.0.1\": Address already in use"
             ]
+        );
+    }
+
+    #[test]
+    fn names_the_setting_postgresql_refuses() {
+        // PostgreSQL 15 with max_connections = 0, and with an unknown parameter.
+        let log = "2026-12-01 06:32:35.612 UTC [13846] LOG:  0 is outside the valid range for parameter \"max_connections\" (1 .. 262143)
+2026-12-01 06:32:35.612 UTC [13846] LOG:  unrecognized configuration parameter \"wal_keep_segments\" in file \"/d/postgresql.conf\" line 7
+2026-12-01 06:32:35.612 UTC [13846] FATAL:  configuration file \"/d/postgresql.conf\" contains errors
+";
+        assert_eq!(
+            explain_failed_start(log),
+            vec![
+                "FATAL: configuration file \"/d/postgresql.conf\" contains errors",
+                "LOG: 0 is outside the valid range for parameter \"max_connections\" (1 .. 262143)",
+                "LOG: unrecognized configuration parameter \"wal_keep_segments\" in file \"/d/postgresql.conf\" line 7",
+            ]
+        );
+        // Ordinary start-up LOG lines are not an explanation.
+        let log = "2026-12-01 06:32:37.718 UTC [13903] LOG:  starting PostgreSQL 15.10 on x86_64-pc-linux-gnu
+2026-12-01 06:32:37.718 UTC [13903] FATAL:  WAL streaming (max_wal_senders > 0) requires wal_level \"replica\" or \"logical\"
+";
+        assert_eq!(
+            explain_failed_start(log),
+            vec!["FATAL: WAL streaming (max_wal_senders > 0) requires wal_level \"replica\" or \"logical\""]
         );
     }
 

@@ -195,24 +195,76 @@ pub fn patroni_node_config(dir: &Path, n: usize, base_port: u16, dcs: &str, extr
     )
 }
 
-/// Start `pgquorum <config>` with its output in `log`; killed when dropped.
+/// Write the config of a lone agent `node1` with PostgreSQL in `dir` (ports from `base_port` as
+/// in the demo: Raft `base_port`, PostgreSQL `+3200`, REST `+5800`). `dcs` is YAML for
+/// `bootstrap.dcs`, indented by four spaces. Returns the config file's path.
+pub fn lone_pg_agent_config(dir: &Path, base_port: u16, dcs: &str) -> PathBuf {
+    pg_agent_config(dir, base_port, 0, 1, dcs, "repl")
+}
+
+/// Write the config of agent `node<i+1>` of `nodes` with PostgreSQL in `dir`, ports as in
+/// [`lone_pg_agent_config`] (+ `i`), with `replication_password` for the replication user.
+pub fn pg_agent_config(
+    dir: &Path,
+    base_port: u16,
+    i: u16,
+    nodes: u16,
+    dcs: &str,
+    replication_password: &str,
+) -> PathBuf {
+    let name = format!("node{}", i + 1);
+    let (raft, pg, rest) = (base_port + i, base_port + 3200 + i, base_port + 5800 + i);
+    let partners: String = (0..nodes)
+        .filter(|j| *j != i)
+        .map(|j| format!("    - 127.0.0.1:{}\n", base_port + j))
+        .collect();
+    let partners = if partners.is_empty() {
+        String::new()
+    } else {
+        format!("  partner_addrs:\n{partners}")
+    };
+    let node = dir.join(&name);
+    let yaml = format!(
+        "scope: testing\nname: {name}\n\
+         raft:\n  self_addr: 127.0.0.1:{raft}\n  data_dir: {raft_dir}\n{partners}\
+         log:\n  level: INFO\n\
+         restapi:\n  listen: 127.0.0.1:{rest}\n  connect_address: 127.0.0.1:{rest}\n\
+         bootstrap:\n  dcs:\n{dcs}\
+         postgresql:\n  listen: 127.0.0.1:{pg}\n  connect_address: 127.0.0.1:{pg}\n  data_dir: {pgdata}\n  \
+         authentication:\n    superuser: {{username: postgres, password: {pw}}}\n    \
+         replication: {{username: replicator, password: {replication_password}}}\n",
+        raft_dir = node.join("raft").display(),
+        pgdata = node.join("pgdata").display(),
+        pw = pgquorum::demo::DEMO_SUPERUSER_PASSWORD,
+    );
+    let path = dir.join(format!("{name}.yml"));
+    std::fs::write(&path, yaml).expect("write the agent's config");
+    path
+}
+
+/// Start an agent on `config`, its output appended to `log`; killed when dropped.
 pub fn spawn_agent(config: &Path, log: &Path) -> tokio::process::Child {
-    let out = std::fs::File::create(log).expect("create the agent's log");
-    let err = out.try_clone().expect("clone the log handle");
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open the agent's log")
+    };
     tokio::process::Command::new(EXE)
         .arg(config)
         .stdin(std::process::Stdio::null())
-        .stdout(out)
-        .stderr(err)
+        .stdout(open())
+        .stderr(open())
         .kill_on_drop(true)
         .spawn()
-        .expect("start pgquorum")
+        .expect("start the agent")
 }
 
-/// Stop an agent started by [`spawn_agent`] cleanly (SIGTERM: it stops its PostgreSQL).
+/// Stop an agent cleanly (SIGTERM, then SIGKILL after 30 s).
 pub async fn terminate_agent(mut child: tokio::process::Child) {
     if let Some(pid) = child.id() {
-        // SAFETY: kill(2) on a child we started.
+        // SAFETY: plain kill(2) on a child we started.
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     }
     if tokio::time::timeout(Duration::from_secs(30), child.wait())
@@ -236,4 +288,30 @@ pub fn pg_cluster_options_with_bootstrap_parameters(
         .map(|(name, value)| (name.to_string(), value.to_string()))
         .collect();
     opts
+}
+
+/// Bytes used by the files under `path` (symbolic links are not followed).
+pub fn disk_usage(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return std::os::unix::fs::MetadataExt::blocks(&meta) * 512;
+    }
+    std::fs::read_dir(path)
+        .map(|entries| entries.flatten().map(|e| disk_usage(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+/// The entries of `dir` whose names contain `part`.
+pub fn entries_named(dir: &Path, part: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().contains(part))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
 }
