@@ -9,6 +9,7 @@
 //!   Raft leader (`housekeeping`), and log every role change with its reason (`role_log`).
 
 mod formation;
+mod formation_rule;
 mod housekeeping;
 mod role_log;
 mod status;
