@@ -39,9 +39,13 @@ pub enum Answer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Ask this partner (a member of a formed group of our scope) to add us.
-    Join { via: String },
+    Join {
+        via: String,
+    },
     /// Initialise a new group whose voters are exactly these addresses.
-    Initialize { members: BTreeSet<String> },
+    Initialize {
+        members: BTreeSet<String>,
+    },
     Wait(Waiting),
 }
 

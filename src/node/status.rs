@@ -56,6 +56,7 @@ impl RaftNode {
                 .unwrap_or_default(),
             voters: membership.voter_ids().map(|id| (id, addr_of(id))).collect(),
             learners: membership.learner_ids().map(|id| (id, addr_of(id))).collect(),
+            configured_addrs: self.settings.all_addrs().map(|a| a.trim().to_string()).collect(),
         }
     }
 
