@@ -134,13 +134,16 @@ mod tests {
 
     const ABC: [&str; 3] = ["a", "b", "c"];
 
+    /// What the row shows, this node, the partners' answers, the expected step.
+    type Row = (&'static str, Myself, Vec<(String, Answer)>, Step);
+
     #[test]
     fn formation_rule_table() {
         use Answer::Silent;
         let init_abc = Step::Initialize { members: set(&ABC) };
         let join = |via: &str| Step::Join { via: via.into() };
         #[rustfmt::skip]
-        let rows: Vec<(&str, Myself, Vec<(String, Answer)>, Step)> = vec![
+        let rows: Vec<Row> = vec![
             ("alone: a one-voter group at once",
              me(&["a"]), answers(&[]), Step::Initialize { members: set(&["a"]) }),
             ("all agree",
