@@ -179,3 +179,56 @@ async fn member_lists_that_disagree_never_form_two_groups() {
         agent.stop().await;
     }
 }
+
+/// A partner of another scope is never joined nor counted, and a join request across scopes
+/// is refused with a typed outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_of_another_scope_is_never_joined() {
+    use pgquorum::grpc::pb::admin::{admin_client::AdminClient, JoinOutcome, JoinRequest};
+
+    let dir = TestDir::new();
+    let opts = options(&dir, 4721, false);
+    let (ep0, ep1) = (endpoint(&opts, 0), endpoint(&opts, 1));
+    let other = solo_agent_yaml(dir.path(), &opts, "other", 0, &[]);
+    let node1 = SoloAgent::start(dir.path(), "node1", &ep0, &other);
+    wait_for(
+        "node1 forms its own one-voter group",
+        Duration::from_secs(30),
+        || async { node_status(&ep0).await.filter(|s| s.has_leader).map(|_| ()) },
+    )
+    .await;
+    let node2 = start(&dir, &opts, 1, &[0]);
+    wait_for(
+        "node2 warns about node1's scope",
+        Duration::from_secs(30),
+        || async {
+            let log = node2.log_text();
+            (log.contains("belongs to another scope") && log.contains("their_scope=other")).then_some(())
+        },
+    )
+    .await;
+    let status = node_status(&ep1).await.expect("node2 answers");
+    assert!(!status.initialized, "node2 formed or joined a group: {status:?}");
+    let status = node_status(&ep0).await.expect("node1 answers");
+    assert_eq!(status.voters.values().collect::<Vec<_>>(), [&ep0]);
+
+    let channel = pgquorum::grpc::lazy_channel(&ep0, Duration::from_secs(1)).unwrap();
+    let reply = AdminClient::new(channel)
+        .join_cluster(JoinRequest {
+            scope: "join".into(),
+            name: "node2".into(),
+            addr: ep1.clone(),
+            forwarded: false,
+        })
+        .await
+        .expect("join answered")
+        .into_inner();
+    assert_eq!(reply.outcome(), JoinOutcome::OtherScope, "{reply:?}");
+    assert!(node1
+        .log_text()
+        .contains("refused a join request from another scope"));
+    let status = node_status(&ep0).await.expect("node1 answers");
+    assert_eq!(status.voters.len() + status.learners.len(), 1, "{status:?}");
+    node2.stop().await;
+    node1.stop().await;
+}
