@@ -9,8 +9,9 @@ use tonic::{Request, Response, Status};
 
 use crate::grpc::pb::admin::admin_server::Admin;
 use crate::grpc::pb::admin::{
-    NodeStatusReply, NodeStatusRequest, OperateReply, OperateRequest, RaftStatusReply, RaftStatusRequest,
-    ReadReply, ReadRequest, WalPositionReply, WalPositionRequest, WriteReply, WriteRequest,
+    JoinReply, JoinRequest, NodeStatusReply, NodeStatusRequest, OperateReply, OperateRequest,
+    RaftStatusReply, RaftStatusRequest, ReadReply, ReadRequest, WalPositionReply, WalPositionRequest,
+    WriteReply, WriteRequest,
 };
 use crate::ha::OperatorRequest;
 use crate::ha::PositionProbe;
@@ -88,6 +89,15 @@ impl Admin for AdminGrpc {
 
     async fn node_status(&self, _: Request<NodeStatusRequest>) -> Result<Response<NodeStatusReply>, Status> {
         Ok(Response::new(self.node.node_status().await))
+    }
+
+    async fn join_cluster(&self, request: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
+        let reply = self
+            .node
+            .join(request.into_inner())
+            .await
+            .map_err(|e| error_to_status(&e))?;
+        Ok(Response::new(reply))
     }
 
     async fn raft_status(&self, _: Request<RaftStatusRequest>) -> Result<Response<RaftStatusReply>, Status> {

@@ -1,76 +1,192 @@
-//! Forming the Raft group from the config, with no manual step.
+//! Forming or joining the Raft group from the config, with no manual step.
 //!
-//! Every agent knows the full member list (`raft.self_addr` + `raft.partner_addrs`) and
-//! derives every node id from it, so every agent would initialise the group with the same
-//! membership — which openraft allows on several nodes at once. A pristine node first asks
-//! its partners: if one already belongs to a formed group, it waits to be contacted by
-//! that group's leader instead of initialising. A node with Raft state never initialises
-//! again, so restarts cannot re-form or split the group.
+//! Node ids derive from addresses, so every agent computes the same id for every member.
+//! Until this node is a voter, it asks its configured partners for their status every
+//! 500 ms and follows `formation_rule::formation_step`: join a formed group of its scope
+//! through a partner that belongs to one, initialise the configured set once a majority of
+//! it agrees, or wait. A node with Raft state never initialises again, so restarts cannot
+//! re-form or split the group; one whose promotion to voter was interrupted asks again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
 
+use super::formation_rule::{formation_step, Answer, Myself, Step, Waiting};
+use super::join::JOIN_FORWARD_TIMEOUT;
 use super::RaftNode;
-use crate::grpc::pb::admin::NodeStatusRequest;
+use crate::grpc::pb::admin::{JoinOutcome, JoinRequest, NodeStatusRequest};
 use crate::raft::{node_id_for, BasicNode};
 
+const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(5);
+
 pub(super) async fn run(node: Arc<RaftNode>) {
-    let mut told_waiting = false;
+    let mut last_wait: Option<Waiting> = None;
+    let mut warned_other_scope = BTreeSet::new();
+    let mut join_backoff = PROBE_INTERVAL;
     loop {
-        match node.raft.is_initialized().await {
-            Ok(true) => return,
-            Ok(false) => {}
+        let pristine = match node.raft.is_initialized().await {
+            Ok(initialized) => !initialized,
             Err(e) => {
                 tracing::error!(error = %e, "raft: cannot check whether the group is formed");
                 return;
             }
+        };
+        if !pristine && node.membership_ids().0.contains(&node.id) {
+            return;
         }
-        if let Some(partner) = initialized_partner(&node).await {
-            if !told_waiting {
-                tracing::info!(%partner, "raft: partner already belongs to a formed group; waiting for its leader to replicate to us");
-                told_waiting = true;
+        let answers = probe_partners(&node).await;
+        for (addr, answer) in &answers {
+            if let Answer::Status { scope, .. } = answer {
+                if *scope != node.settings.cluster && warned_other_scope.insert(addr.clone()) {
+                    tracing::warn!(
+                        partner = %addr, their_scope = %scope, our_scope = %node.settings.cluster,
+                        "raft: configured partner belongs to another scope; it is never joined nor counted (check raft.partner_addrs)"
+                    );
+                }
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            continue;
         }
-        let members: BTreeMap<_, _> = node
-            .settings
-            .all_addrs()
-            .map(|a| (node_id_for(a), BasicNode { addr: a.clone() }))
-            .collect();
-        match node.raft.initialize(members.clone()).await {
-            Ok(()) => {
-                let addrs: Vec<&str> = members.values().map(|n| n.addr.as_str()).collect();
-                tracing::info!(members = ?addrs, "raft: no partner had a formed group; initialised the group from the config");
-                return;
-            }
-            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => return,
-            Err(e) => {
-                tracing::error!(error = %e, "raft: initialising the group failed; retrying");
+        let me = Myself {
+            scope: node.settings.cluster.clone(),
+            addr: node.settings.self_addr.trim().to_string(),
+            configured: configured_set(&node),
+            pristine,
+        };
+        match formation_step(&me, &answers) {
+            Step::Join { via } => match join_through(&node, &via).await {
+                Ok(()) => return,
+                Err(()) => {
+                    tokio::time::sleep(join_backoff).await;
+                    join_backoff = (join_backoff * 2).min(MAX_JOIN_BACKOFF);
+                }
+            },
+            Step::Initialize { members } => {
+                if initialize(&node, &members).await {
+                    return;
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Step::Wait(waiting) => {
+                if last_wait.as_ref() != Some(&waiting) {
+                    log_waiting(&waiting);
+                    last_wait = Some(waiting);
+                }
+                tokio::time::sleep(PROBE_INTERVAL).await;
             }
         }
     }
 }
 
-/// The address of a partner that reports an initialised Raft state, if any answers so.
-async fn initialized_partner(node: &RaftNode) -> Option<String> {
+fn configured_set(node: &RaftNode) -> BTreeSet<String> {
+    node.settings.all_addrs().map(|a| a.trim().to_string()).collect()
+}
+
+fn log_waiting(w: &Waiting) {
+    if w.has_state {
+        tracing::info!(
+            silent = ?w.silent, other_scope = ?w.other_scope,
+            "raft: this node has Raft state but is not a voter; waiting for a partner of a formed group to join through"
+        );
+    } else {
+        tracing::info!(
+            agreeing = ?w.agreeing, needed = w.needed, disagreeing = ?w.disagreeing, silent = ?w.silent,
+            other_scope = ?w.other_scope,
+            "raft: no partner belongs to a formed group and too few configured members are pristine with this node's member set; waiting before initialising"
+        );
+    }
+}
+
+/// Returns whether the node is now part of a group.
+async fn initialize(node: &RaftNode, members: &BTreeSet<String>) -> bool {
+    let nodes: BTreeMap<_, _> = members
+        .iter()
+        .map(|a| (node_id_for(a), BasicNode { addr: a.clone() }))
+        .collect();
+    match node.raft.initialize(nodes).await {
+        Ok(()) => {
+            tracing::info!(members = ?members, "raft: a majority of the configured members agreed and none had a formed group; initialised the group");
+            true
+        }
+        Err(RaftError::APIError(InitializeError::NotAllowed(_))) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "raft: initialising the group failed; retrying");
+            false
+        }
+    }
+}
+
+/// Ask `via` (a member of a formed group) to make this node a voter. `Err` means retry.
+async fn join_through(node: &RaftNode, via: &str) -> Result<(), ()> {
+    let request = JoinRequest {
+        scope: node.settings.cluster.clone(),
+        name: node.settings.name.clone(),
+        addr: node.settings.self_addr.trim().to_string(),
+        forwarded: false,
+    };
+    tracing::info!(%via, "raft: a partner belongs to a formed group of our scope; asking it to add this node");
+    let mut client = node.admin_client(via).map_err(|e| {
+        tracing::error!(%via, error = %e, "raft: cannot ask the partner to add this node");
+    })?;
+    let wait = JOIN_FORWARD_TIMEOUT + Duration::from_secs(5);
+    let mut req = tonic::Request::new(request);
+    req.set_timeout(wait);
+    let reply = match tokio::time::timeout(wait, client.join_cluster(req)).await {
+        Ok(Ok(reply)) => reply.into_inner(),
+        Ok(Err(status)) => {
+            let e = super::status_to_error(via, status);
+            tracing::info!(%via, error = %e, "raft: join request failed; retrying");
+            return Err(());
+        }
+        Err(_) => {
+            tracing::info!(%via, "raft: no answer to the join request within {wait:?}; retrying");
+            return Err(());
+        }
+    };
+    match reply.outcome() {
+        JoinOutcome::Voter => {
+            let voters: BTreeSet<&str> = reply.voters.values().map(String::as_str).collect();
+            tracing::info!(%via, voters = ?voters, "raft: joined the group as a voter");
+            Ok(())
+        }
+        JoinOutcome::Busy => {
+            tracing::info!(%via, detail = %reply.detail, "raft: the leader is busy with a membership change; retrying");
+            Err(())
+        }
+        JoinOutcome::OtherScope => {
+            tracing::warn!(%via, detail = %reply.detail, "raft: the partner refused us: it belongs to another scope");
+            Err(())
+        }
+        JoinOutcome::Unspecified => {
+            tracing::warn!(%via, "raft: the partner gave no join outcome; retrying");
+            Err(())
+        }
+    }
+}
+
+/// Every configured partner's answer, in configuration order.
+async fn probe_partners(node: &RaftNode) -> Vec<(String, Answer)> {
     let probes = node.settings.partner_addrs.iter().map(|addr| async move {
-        let mut client = node.admin_client(addr).ok()?;
-        let mut req = tonic::Request::new(NodeStatusRequest {});
-        req.set_timeout(Duration::from_millis(500));
-        let reply = tokio::time::timeout(Duration::from_millis(700), client.node_status(req))
-            .await
-            .ok()?
-            .ok()?;
-        reply.into_inner().initialized.then(|| addr.clone())
-    });
-    futures::future::join_all(probes)
+        let addr = addr.trim().to_string();
+        let answer = async {
+            let mut client = node.admin_client(&addr).ok()?;
+            let mut req = tonic::Request::new(NodeStatusRequest {});
+            req.set_timeout(Duration::from_millis(500));
+            let reply = tokio::time::timeout(Duration::from_millis(700), client.node_status(req))
+                .await
+                .ok()?
+                .ok()?
+                .into_inner();
+            Some(Answer::Status {
+                scope: reply.cluster,
+                initialized: reply.initialized,
+                configured: reply.configured_addrs.into_iter().collect(),
+            })
+        }
         .await
-        .into_iter()
-        .flatten()
-        .next()
+        .unwrap_or(Answer::Silent);
+        (addr, answer)
+    });
+    futures::future::join_all(probes).await
 }

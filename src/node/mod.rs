@@ -5,11 +5,14 @@
 //! - stamp writes with the Raft leader's clock and forward writes a follower receives;
 //! - linearizable reads that fail, rather than answer from a stale copy, on a node that
 //!   cannot reach a majority;
-//! - form the group from the config on first start (`formation`), expire TTL keys while
-//!   Raft leader (`housekeeping`), and log every role change with its reason (`role_log`).
+//! - form the group from the config on first start, or join a formed one (`formation`,
+//!   `join`), expire TTL keys while Raft leader (`housekeeping`), and log every role change
+//!   with its reason (`role_log`).
 
 mod formation;
+mod formation_rule;
 mod housekeeping;
+mod join;
 mod role_log;
 mod status;
 
@@ -151,6 +154,8 @@ pub struct RaftNode {
     pub raft: Raft,
     state_machine: StateMachineStore,
     admin_channels: Mutex<HashMap<String, Channel>>,
+    /// Held by the leader while it adds a joining node: one membership change at a time.
+    join_lock: tokio::sync::Mutex<()>,
 }
 
 /// Wall-clock milliseconds since the Unix epoch (only the Raft leader's counts).
@@ -215,6 +220,7 @@ impl RaftNode {
             raft,
             state_machine,
             admin_channels: Mutex::default(),
+            join_lock: tokio::sync::Mutex::default(),
         });
         tracing::info!(
             node_id = id,

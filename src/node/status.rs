@@ -56,6 +56,7 @@ impl RaftNode {
                 .unwrap_or_default(),
             voters: membership.voter_ids().map(|id| (id, addr_of(id))).collect(),
             learners: membership.learner_ids().map(|id| (id, addr_of(id))).collect(),
+            configured_addrs: self.settings.all_addrs().map(|a| a.trim().to_string()).collect(),
         }
     }
 
@@ -67,8 +68,13 @@ impl RaftNode {
             mine.voters.iter().map(|(id, a)| (*id, a.clone(), true)).collect();
         members.extend(mine.learners.iter().map(|(id, a)| (*id, a.clone(), false)));
         if members.is_empty() {
-            // Not formed yet: show at least this node and its configured partners.
-            members.push((self.id, self.settings.self_addr.clone(), false));
+            // Not formed yet (waiting for a majority of the configured members, or to join):
+            // show this node and its configured partners.
+            members.extend(
+                self.settings
+                    .all_addrs()
+                    .map(|a| (crate::raft::node_id_for(a), a.trim().to_string(), false)),
+            );
         }
         members.sort_by(|a, b| a.1.cmp(&b.1));
 

@@ -315,3 +315,101 @@ pub fn entries_named(dir: &Path, part: &str) -> Vec<PathBuf> {
         })
         .unwrap_or_default()
 }
+
+/// One agent started on its own from a generated config, for tests where agents start at
+/// different times or with member lists that differ. Ports follow `DemoOptions`' scheme:
+/// Raft/gRPC `base_port + i`, PostgreSQL `pg_port(i)`, REST `rest_port(i)`.
+pub struct SoloAgent {
+    pub name: String,
+    pub endpoint: String,
+    pub log: PathBuf,
+    child: tokio::process::Child,
+}
+
+/// The config of agent `i` (named `node<i+1>`) of scope `scope`, listing the agents
+/// `partners` (indexes) as its `raft.partner_addrs`; with `postgres`, it manages a
+/// PostgreSQL like the demo's.
+pub fn solo_agent_yaml(dir: &Path, opts: &DemoOptions, scope: &str, i: usize, partners: &[usize]) -> String {
+    let name = format!("node{}", i + 1);
+    let addr = |j: usize| format!("127.0.0.1:{}", opts.base_port + j as u16);
+    let partners: String = partners.iter().map(|&j| format!("  - {}\n", addr(j))).collect();
+    let partners = if partners.is_empty() {
+        " []\n".to_string()
+    } else {
+        format!("\n{partners}")
+    };
+    let mut yaml = format!(
+        "scope: {scope}\nname: {name}\nraft:\n  self_addr: {}\n  data_dir: {}\n  partner_addrs:{partners}\
+         log:\n  level: INFO\n",
+        addr(i),
+        dir.join(&name).join("raft").display(),
+    );
+    if opts.postgres {
+        let (pg, rest) = (opts.pg_port(i), opts.rest_port(i));
+        yaml.push_str(&format!(
+            "restapi:\n  listen: 127.0.0.1:{rest}\n  connect_address: 127.0.0.1:{rest}\n  \
+             authentication: {{username: admin, password: demo-admin}}\n\
+             bootstrap:\n  dcs:\n    postgresql:\n      use_slots: true\n      use_pg_rewind: true\n      \
+             parameters:\n        max_connections: 50\n        shared_buffers: 32MB\n\
+             postgresql:\n  listen: 127.0.0.1:{pg}\n  connect_address: 127.0.0.1:{pg}\n  data_dir: {pgdata}\n  \
+             authentication:\n    superuser: {{username: postgres, password: {pw}}}\n    \
+             replication: {{username: replicator, password: demo-repl}}\n    \
+             rewind: {{username: rewinder, password: demo-rewind}}\n",
+            pgdata = dir.join(&name).join("pgdata").display(),
+            pw = pgquorum::demo::DEMO_SUPERUSER_PASSWORD,
+        ));
+    }
+    yaml
+}
+
+impl SoloAgent {
+    /// Write `yaml` to `<dir>/<name>.yml` and start an agent on it, logging to `<name>.log`.
+    pub fn start(dir: &Path, name: &str, endpoint: &str, yaml: &str) -> SoloAgent {
+        let config = dir.join(format!("{name}.yml"));
+        std::fs::write(&config, yaml).unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = tokio::process::Command::new(EXE)
+            .arg(&config)
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start agent");
+        SoloAgent {
+            name: name.to_string(),
+            endpoint: endpoint.to_string(),
+            log,
+            child,
+        }
+    }
+
+    /// The agent's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM (the agent stops its PostgreSQL), then SIGKILL after 30 s.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill(2) on a child we started.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// This node's own Raft status (`NodeStatus`), if it answers.
+pub async fn node_status(endpoint: &str) -> Option<pgquorum::grpc::pb::admin::NodeStatusReply> {
+    let channel = pgquorum::grpc::lazy_channel(endpoint, Duration::from_millis(500)).ok()?;
+    let mut client = pgquorum::grpc::pb::admin::admin_client::AdminClient::new(channel);
+    let mut req = tonic::Request::new(pgquorum::grpc::pb::admin::NodeStatusRequest {});
+    req.set_timeout(Duration::from_secs(1));
+    Some(client.node_status(req).await.ok()?.into_inner())
+}
