@@ -14,9 +14,7 @@ const BASE_PORT: u16 = 4591;
 
 /// PostgreSQL 15 refuses to start with this: "WAL streaming (max_wal_senders > 0) requires
 /// wal_level "replica" or "logical"". Both are parameters it knows: only the value is wrong.
-const DCS: &str = "    postgresql:\n      parameters:\n        \
-                   max_connections: 50\n        shared_buffers: 32MB\n        \
-                   wal_level: minimal\n        max_wal_senders: 10\n";
+const REFUSED: &[(&str, &str)] = &[("wal_level", "minimal"), ("max_wal_senders", "10")];
 const POSTGRES_SAYS: &str = "requires wal_level";
 
 /// Two data directories' worth (one set aside, one being made): an initdb here is ~40 MB.
@@ -43,7 +41,7 @@ fn lines_with<'a>(log: &'a str, part: &str) -> Vec<&'a str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_bootstrap_is_retried_with_backoff_five_times_then_given_up() {
     let dir = TestDir::new();
-    let config = lone_pg_agent_config(dir.path(), BASE_PORT, DCS);
+    let config = pg_agent_config(dir.path(), BASE_PORT, 0, 1, REFUSED, "demo-repl");
     let log_path = dir.path().join("node1.log");
     let mut agent = spawn_agent(&config, &log_path);
     let node_dir = dir.path().join("node1");
@@ -162,11 +160,9 @@ async fn a_refused_bootstrap_is_retried_with_backoff_five_times_then_given_up() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_clone_is_retried_with_backoff_and_leaves_no_partial_directory() {
     const BASE: u16 = 4595;
-    const DCS: &str = "    postgresql:\n      parameters:\n        max_connections: 50\n        \
-                       shared_buffers: 32MB\n";
     let dir = TestDir::new();
-    let primary_config = pg_agent_config(dir.path(), BASE, 0, 2, DCS, "repl");
-    let replica_config = pg_agent_config(dir.path(), BASE, 1, 2, DCS, "not-the-password");
+    let primary_config = pg_agent_config(dir.path(), BASE, 0, 2, &[], "demo-repl");
+    let replica_config = pg_agent_config(dir.path(), BASE, 1, 2, &[], "not-the-password");
     let primary_log = dir.path().join("node1.log");
     let replica_log = dir.path().join("node2.log");
     let primary = spawn_agent(&primary_config, &primary_log);

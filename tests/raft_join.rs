@@ -15,6 +15,7 @@ use pgquorum::demo::DemoOptions;
 
 fn options(dir: &TestDir, base_port: u16, postgres: bool) -> DemoOptions {
     DemoOptions {
+        bootstrap_parameters: Vec::new(),
         dir: Some(dir.path().to_path_buf()),
         base_port,
         nodes: 3,

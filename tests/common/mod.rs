@@ -195,49 +195,38 @@ pub fn patroni_node_config(dir: &Path, n: usize, base_port: u16, dcs: &str, extr
     )
 }
 
-/// Write the config of a lone agent `node1` with PostgreSQL in `dir` (ports from `base_port` as
-/// in the demo: Raft `base_port`, PostgreSQL `+3200`, REST `+5800`). `dcs` is YAML for
-/// `bootstrap.dcs`, indented by four spaces. Returns the config file's path.
-pub fn lone_pg_agent_config(dir: &Path, base_port: u16, dcs: &str) -> PathBuf {
-    pg_agent_config(dir, base_port, 0, 1, dcs, "repl")
+/// Options for agents with PostgreSQL under `dir`, ports from `base_port` as in the demo
+/// (Raft `base_port + i`, PostgreSQL `+3200`, REST `+5800`), with extra bootstrap parameters.
+pub fn pg_options(dir: &Path, base_port: u16, nodes: usize, parameters: &[(&str, &str)]) -> DemoOptions {
+    let mut opts = cluster_options(dir, base_port, true);
+    opts.nodes = nodes;
+    opts.bootstrap_parameters = parameters
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    opts
 }
 
-/// Write the config of agent `node<i+1>` of `nodes` with PostgreSQL in `dir`, ports as in
-/// [`lone_pg_agent_config`] (+ `i`), with `replication_password` for the replication user.
+/// Write the demo-style config of agent `node<i+1>` of `nodes` with PostgreSQL in `dir` (see
+/// [`pg_options`]), its replication user's password `replication_password`. Returns its path.
 pub fn pg_agent_config(
     dir: &Path,
     base_port: u16,
-    i: u16,
-    nodes: u16,
-    dcs: &str,
+    i: usize,
+    nodes: usize,
+    parameters: &[(&str, &str)],
     replication_password: &str,
 ) -> PathBuf {
-    let name = format!("node{}", i + 1);
-    let (raft, pg, rest) = (base_port + i, base_port + 3200 + i, base_port + 5800 + i);
-    let partners: String = (0..nodes)
+    let opts = pg_options(dir, base_port, nodes, parameters);
+    let partners: Vec<String> = (0..nodes)
         .filter(|j| *j != i)
-        .map(|j| format!("    - 127.0.0.1:{}\n", base_port + j))
+        .map(|j| format!("127.0.0.1:{}", base_port + j as u16))
         .collect();
-    let partners = if partners.is_empty() {
-        String::new()
-    } else {
-        format!("  partner_addrs:\n{partners}")
-    };
-    let node = dir.join(&name);
-    let yaml = format!(
-        "scope: testing\nname: {name}\n\
-         raft:\n  self_addr: 127.0.0.1:{raft}\n  data_dir: {raft_dir}\n{partners}\
-         log:\n  level: INFO\n\
-         restapi:\n  listen: 127.0.0.1:{rest}\n  connect_address: 127.0.0.1:{rest}\n\
-         bootstrap:\n  dcs:\n{dcs}\
-         postgresql:\n  listen: 127.0.0.1:{pg}\n  connect_address: 127.0.0.1:{pg}\n  data_dir: {pgdata}\n  \
-         authentication:\n    superuser: {{username: postgres, password: {pw}}}\n    \
-         replication: {{username: replicator, password: {replication_password}}}\n",
-        raft_dir = node.join("raft").display(),
-        pgdata = node.join("pgdata").display(),
-        pw = pgquorum::demo::DEMO_SUPERUSER_PASSWORD,
+    let yaml = pgquorum::demo::node_config(&opts, i, dir, &partners).replace(
+        "password: demo-repl}",
+        &format!("password: {replication_password}}}"),
     );
-    let path = dir.join(format!("{name}.yml"));
+    let path = dir.join(format!("node{}.yml", i + 1));
     std::fs::write(&path, yaml).expect("write the agent's config");
     path
 }
@@ -330,36 +319,12 @@ pub struct SoloAgent {
 /// `partners` (indexes) as its `raft.partner_addrs`; with `postgres`, it manages a
 /// PostgreSQL like the demo's.
 pub fn solo_agent_yaml(dir: &Path, opts: &DemoOptions, scope: &str, i: usize, partners: &[usize]) -> String {
-    let name = format!("node{}", i + 1);
-    let addr = |j: usize| format!("127.0.0.1:{}", opts.base_port + j as u16);
-    let partners: String = partners.iter().map(|&j| format!("  - {}\n", addr(j))).collect();
-    let partners = if partners.is_empty() {
-        " []\n".to_string()
-    } else {
-        format!("\n{partners}")
-    };
-    let mut yaml = format!(
-        "scope: {scope}\nname: {name}\nraft:\n  self_addr: {}\n  data_dir: {}\n  partner_addrs:{partners}\
-         log:\n  level: INFO\n",
-        addr(i),
-        dir.join(&name).join("raft").display(),
-    );
-    if opts.postgres {
-        let (pg, rest) = (opts.pg_port(i), opts.rest_port(i));
-        yaml.push_str(&format!(
-            "restapi:\n  listen: 127.0.0.1:{rest}\n  connect_address: 127.0.0.1:{rest}\n  \
-             authentication: {{username: admin, password: demo-admin}}\n\
-             bootstrap:\n  dcs:\n    postgresql:\n      use_slots: true\n      use_pg_rewind: true\n      \
-             parameters:\n        max_connections: 50\n        shared_buffers: 32MB\n\
-             postgresql:\n  listen: 127.0.0.1:{pg}\n  connect_address: 127.0.0.1:{pg}\n  data_dir: {pgdata}\n  \
-             authentication:\n    superuser: {{username: postgres, password: {pw}}}\n    \
-             replication: {{username: replicator, password: demo-repl}}\n    \
-             rewind: {{username: rewinder, password: demo-rewind}}\n",
-            pgdata = dir.join(&name).join("pgdata").display(),
-            pw = pgquorum::demo::DEMO_SUPERUSER_PASSWORD,
-        ));
-    }
-    yaml
+    let partners: Vec<String> = partners
+        .iter()
+        .map(|j| format!("127.0.0.1:{}", opts.base_port + *j as u16))
+        .collect();
+    pgquorum::demo::node_config(opts, i, dir, &partners)
+        .replace("scope: demo\n", &format!("scope: {scope}\n"))
 }
 
 impl SoloAgent {
@@ -368,15 +333,7 @@ impl SoloAgent {
         let config = dir.join(format!("{name}.yml"));
         std::fs::write(&config, yaml).unwrap();
         let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = tokio::process::Command::new(EXE)
-            .arg(&config)
-            .stdin(std::process::Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start agent");
+        let child = spawn_agent(&config, &log);
         SoloAgent {
             name: name.to_string(),
             endpoint: endpoint.to_string(),
@@ -391,17 +348,8 @@ impl SoloAgent {
     }
 
     /// SIGTERM (the agent stops its PostgreSQL), then SIGKILL after 30 s.
-    pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            // SAFETY: kill(2) on a child we started.
-            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-        }
-        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
+    pub async fn stop(self) {
+        terminate_agent(self.child).await;
     }
 }
 
