@@ -171,16 +171,21 @@ async fn a_failing_clone_is_retried_with_backoff_and_leaves_no_partial_directory
     let read_log = || std::fs::read_to_string(&replica_log).unwrap_or_default();
 
     const FAILED: &str = "creating a replica failed (";
+    const STARTED: &str = "creating a replica with pg_basebackup";
     const WANT_FAILURES: usize = 4;
     wait_for("four failed clones", Duration::from_secs(240), || {
         if let Ok(Some(status)) = replica.try_wait() {
             panic!("the agent exited ({status}); see {}", replica_log.display());
         }
-        // Between attempts nothing half-copied stays behind to block the next one.
-        let started = read_log().matches("base backup starting").count();
-        let failed = read_log().matches(FAILED).count();
-        if started == failed {
-            let partial = std::fs::read_dir(&replica_data).map(|d| d.count()).unwrap_or(0);
+        // Between attempts nothing half-copied stays behind to block the next one. Judged
+        // only when the log shows no attempt running both before and after the directory was
+        // looked at (the next attempt may start at any moment; its start is logged before
+        // pg_basebackup writes anything).
+        let before = read_log();
+        let partial = std::fs::read_dir(&replica_data).map(|d| d.count()).unwrap_or(0);
+        let log = read_log();
+        let between_attempts = |text: &str| text.matches(STARTED).count() == text.matches(FAILED).count();
+        if log == before && between_attempts(&log) {
             assert_eq!(
                 partial,
                 0,
@@ -188,14 +193,13 @@ async fn a_failing_clone_is_retried_with_backoff_and_leaves_no_partial_directory
                 replica_data.display()
             );
         }
-        let log = read_log();
         async move { (lines_with(&log, FAILED).len() >= WANT_FAILURES).then_some(()) }
     })
     .await;
 
     let log = read_log();
     let failures = lines_with(&log, FAILED);
-    let attempts = lines_with(&log, "creating a replica with pg_basebackup");
+    let attempts = lines_with(&log, STARTED);
     assert!(
         failures[0].contains("WARN") && failures[0].contains("password authentication failed"),
         "{}",
