@@ -2,6 +2,7 @@
 
 pub mod callbacks;
 pub mod decide;
+pub mod engine;
 pub mod params;
 pub mod pg_adapter;
 pub mod pg_ops;
@@ -13,6 +14,8 @@ pub mod switchover;
 
 #[cfg(test)]
 mod decide_test;
+#[cfg(test)]
+mod engine_test;
 
 pub use decide::{decide, Action, DataDir, Decision, Inputs, Job, LeaseClock, LocalPg, WalPosition};
 pub use runner::{position_probe, HaLoop, PositionProbe};
