@@ -10,6 +10,7 @@ pub mod publish;
 pub mod retry;
 pub mod runner;
 pub mod snapshot;
+pub mod store;
 pub mod switchover;
 
 #[cfg(test)]

@@ -19,10 +19,11 @@ use super::pg_ops::{Applied, PgFailure, PgObservation, PgOps, PgResult, Rewind};
 use super::publish::{member_status, Observed};
 use super::retry::wake_in;
 use super::snapshot::{NodeSnapshot, OperatorRequest};
+use super::store::ClusterStore;
 use crate::cluster::{ClusterView, PgRole, PgRunState};
 use crate::config::{Config, DynamicConfig};
 use crate::keyspace::{Command, CommandOutcome, Key, Precondition};
-use crate::node::{RaftNode, ReadQuery};
+use crate::node::RaftNode;
 
 /// Member keys live at least this long: with the short default lease, a member busy with a
 /// long action (a restart, a rewind) must not vanish from `list` between two of its loops.
@@ -46,8 +47,10 @@ struct RunningJob {
     claim_revision: Option<u64>,
 }
 
-pub struct HaLoop<P: PgOps> {
-    node: Arc<RaftNode>,
+/// The loop over PostgreSQL `P` and the keyspace `S` (the Raft node; an in-memory
+/// keyspace in tests, see src/ha/store.rs).
+pub struct HaLoop<P: PgOps, S: ClusterStore = RaftNode> {
+    node: Arc<S>,
     config: Config,
     config_path: Option<PathBuf>,
     pg: Arc<P>,
@@ -84,15 +87,15 @@ pub struct HaLoop<P: PgOps> {
     watchdog_failed: bool,
 }
 
-impl<P: PgOps> HaLoop<P> {
+impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
     pub fn new(
-        node: Arc<RaftNode>,
+        node: Arc<S>,
         config: Config,
         config_path: Option<PathBuf>,
         pg: Arc<P>,
         snapshot: watch::Sender<Arc<NodeSnapshot>>,
         requests: mpsc::Receiver<OperatorRequest>,
-    ) -> HaLoop<P> {
+    ) -> HaLoop<P, S> {
         let dynamic = config.bootstrap.dcs.clone();
         let callbacks = CallbackRunner::new(&config.postgresql.callbacks, &config.scope);
         HaLoop {
@@ -125,7 +128,7 @@ impl<P: PgOps> HaLoop<P> {
 
     /// Hand the fence guard to the loop: it forwards every lease deadline to it, so a stalled
     /// agent's PostgreSQL is killed at the deadline.
-    pub fn with_fence(mut self, guard: crate::fence::FenceGuard) -> HaLoop<P> {
+    pub fn with_fence(mut self, guard: crate::fence::FenceGuard) -> HaLoop<P, S> {
         self.fence = Some(guard);
         self
     }
@@ -285,7 +288,7 @@ impl<P: PgOps> HaLoop<P> {
     }
 
     /// Completes when a key the decision depends on changes (not on every member update).
-    async fn relevant_change(node: &RaftNode, applied: &mut watch::Receiver<u64>, seen: &[u64]) {
+    async fn relevant_change(node: &S, applied: &mut watch::Receiver<u64>, seen: &[u64]) {
         loop {
             if applied.changed().await.is_err() {
                 std::future::pending::<()>().await;
@@ -397,7 +400,7 @@ impl<P: PgOps> HaLoop<P> {
         }
         self.publish_snapshot(me, cluster, observation).await;
         // Taken last, so that our own writes of this cycle do not wake us again.
-        self.seen_revisions = watched_revisions(&self.node);
+        self.seen_revisions = watched_revisions(&*self.node);
     }
 
     /// Query the running server; a failure is logged (once per distinct message) and the
@@ -464,12 +467,7 @@ impl<P: PgOps> HaLoop<P> {
     }
 
     async fn read_cluster(&self) -> Option<ClusterView> {
-        let query = ReadQuery {
-            key: String::new(),
-            prefix: true,
-            linearizable: true,
-        };
-        match self.node.read(&query, false).await {
+        match self.node.read_all().await {
             Ok(read) => {
                 let mut view = ClusterView::from_entries(&read.entries, read.as_of_ms);
                 for e in &view.unreadable {
@@ -497,17 +495,13 @@ impl<P: PgOps> HaLoop<P> {
             ttl_ms,
             precondition: Precondition::Any,
         };
-        if let Err(e) = self.node.write(cmd, false).await {
+        if let Err(e) = self.node.write(cmd).await {
             tracing::debug!("publishing the member key failed: {e}");
         }
     }
 
     async fn write(&self, command: Command) -> Result<CommandOutcome, String> {
-        self.node
-            .write(command, false)
-            .await
-            .map(|r| r.outcome)
-            .map_err(|e| e.to_string())
+        self.node.write(command).await.map_err(|e| e.to_string())
     }
 
     /// Carry one action out. An error stops the rest of this cycle's actions.
@@ -895,11 +889,7 @@ impl<P: PgOps> HaLoop<P> {
             Some(PgRole::Primary) => None,
             _ => {
                 let upstream = self.mem.following.as_deref().and_then(|l| {
-                    let view = self.node.read_local(&ReadQuery {
-                        key: String::new(),
-                        prefix: true,
-                        linearizable: false,
-                    });
+                    let view = self.node.read_all_local();
                     upstream_of(&ClusterView::from_entries(&view.entries, view.as_of_ms), l)
                 });
                 Some(upstream)
@@ -1389,17 +1379,12 @@ async fn postmaster_watch<P: PgOps>(pg: Arc<P>, exited: Arc<Notify>) {
 
 /// Revisions of the keys whose change should wake the loop at once. For `leader` only a new
 /// lease counts (its creation revision), not every renewal.
-fn watched_revisions(node: &RaftNode) -> Vec<u64> {
-    ["leader", "initialize", "config", "failover"]
+fn watched_revisions<S: ClusterStore>(node: &S) -> Vec<u64> {
+    [Key::Leader, Key::Initialize, Key::Config, Key::Failover]
         .iter()
         .map(|k| {
-            let read = node.read_local(&ReadQuery {
-                key: (*k).to_string(),
-                prefix: false,
-                linearizable: false,
-            });
-            read.entries.first().map_or(0, |e| {
-                if *k == "leader" {
+            node.local_entry(k).map_or(0, |e| {
+                if *k == Key::Leader {
                     e.created_revision
                 } else {
                     e.revision
