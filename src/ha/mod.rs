@@ -17,6 +17,8 @@ pub mod switchover;
 mod decide_test;
 #[cfg(test)]
 mod engine_test;
+#[cfg(test)]
+mod loop_test;
 
 pub use decide::{decide, Action, DataDir, Decision, Inputs, Job, LeaseClock, LocalPg, WalPosition};
 pub use runner::{position_probe, HaLoop, PositionProbe};

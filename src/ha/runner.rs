@@ -60,7 +60,8 @@ pub struct HaLoop<P: PgOps, S: ClusterStore = RaftNode> {
     job_done: Arc<Notify>,
     snapshot: watch::Sender<Arc<NodeSnapshot>>,
     requests: mpsc::Receiver<OperatorRequest>,
-    clock0: Instant,
+    /// The loop's clock (tokio's, so a test can pause and advance it): `now_ms` counts from here.
+    clock0: tokio::time::Instant,
     /// Revisions of leader/initialize/config/failover seen by the last cycle.
     seen_revisions: Vec<u64>,
     last_reason: String,
@@ -72,9 +73,9 @@ pub struct HaLoop<P: PgOps, S: ClusterStore = RaftNode> {
     postmaster_exit: Arc<Notify>,
     /// The last cluster view read, and when (for timed wake-ups).
     last_view: Option<ClusterView>,
-    last_view_at: Option<Instant>,
+    last_view_at: Option<tokio::time::Instant>,
     /// When the decision was last logged at INFO.
-    last_logged: Option<Instant>,
+    last_logged: Option<tokio::time::Instant>,
     /// PostgreSQL's role as this cycle observed it.
     last_role: Option<PgRole>,
     /// The fence guard beside PostgreSQL (src/fence.rs), told every lease deadline.
@@ -108,7 +109,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             job_done: Arc::new(Notify::new()),
             snapshot,
             requests,
-            clock0: Instant::now(),
+            clock0: tokio::time::Instant::now(),
             seen_revisions: Vec::new(),
             last_reason: String::new(),
             dynamic,
@@ -153,14 +154,17 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let watchdog = tokio::spawn(lease_watchdog(
             self.pg.clone(),
-            self.clock0,
+            self.clock0.into_std(),
             self.deadline_tx.subscribe(),
         ));
         let postmaster_watch = tokio::spawn(postmaster_watch(self.pg.clone(), self.postmaster_exit.clone()));
-        let fence = self
-            .fence
-            .take()
-            .map(|guard| tokio::spawn(fence_forward(guard, self.clock0, self.deadline_tx.subscribe())));
+        let fence = self.fence.take().map(|guard| {
+            tokio::spawn(fence_forward(
+                guard,
+                self.clock0.into_std(),
+                self.deadline_tx.subscribe(),
+            ))
+        });
         let mut applied = self.node.subscribe_applied();
         loop {
             self.cycle().await;
@@ -366,14 +370,14 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         self.mem = mem;
         if cluster.is_some() {
             self.last_view = cluster.clone();
-            self.last_view_at = Some(Instant::now());
+            self.last_view_at = Some(tokio::time::Instant::now());
         }
         // One INFO line when the decision changes, and a reminder every REPEAT_LOG_EVERY while
         // it stays the same (the loop runs twice a second: every cycle would drown the log).
         let repeat_due = self.last_logged.is_none_or(|t| t.elapsed() >= REPEAT_LOG_EVERY);
         if decision.reason != self.last_reason || repeat_due {
             tracing::info!("{}", decision.reason);
-            self.last_logged = Some(Instant::now());
+            self.last_logged = Some(tokio::time::Instant::now());
         } else {
             tracing::debug!("{}", decision.reason);
         }
