@@ -84,6 +84,15 @@ impl Default for EngineMemory {
     }
 }
 
+impl EngineMemory {
+    /// "I hold the lease", defined once: the last read shows me as the holder, and my own
+    /// deadline for it (from a renewal I sent) has not passed.
+    pub fn holds_lease(&self, cluster: Option<&ClusterView>, me: &str, now_ms: u64) -> bool {
+        cluster.and_then(|c| c.leader_name()) == Some(me)
+            && self.lease.deadline_ms.is_some_and(|d| d > now_ms)
+    }
+}
+
 /// The local facts the runner observed before it publishes its member record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalObservation {
@@ -106,6 +115,8 @@ pub struct Observation<'a> {
     pub role: Option<PgRole>,
     /// The WAL receiver streams from someone.
     pub streaming: bool,
+    /// The running server's timeline, when queryable.
+    pub timeline: Option<u64>,
     /// The stopped, initialised data directory last ran as a primary (and is not set up as
     /// a standby). Only asked when PostgreSQL is stopped and no job runs.
     pub former_primary: bool,
@@ -249,7 +260,7 @@ pub fn step(memory: &EngineMemory, obs: &Observation<'_>, now_ms: u64) -> (Engin
         bootstrap_retry: m.bootstrap_retry.clone(),
         clone_retry: m.clone_retry.clone(),
     };
-    let decision = decide(&Inputs {
+    let mut decision = decide(&Inputs {
         me: obs.me,
         tags: obs.tags,
         cluster: obs.cluster,
@@ -260,7 +271,26 @@ pub fn step(memory: &EngineMemory, obs: &Observation<'_>, now_ms: u64) -> (Engin
         my_position: obs.my_position,
         fresh: obs.fresh,
     });
+    add_history(&mut decision, obs);
     (m, decision)
+}
+
+/// A primary that publishes its status and runs on a timeline `history` does not record yet
+/// (the cycle after a promotion, or after an append that failed) appends the timeline it
+/// left. Only the lease holder of the last read (the executor checks the deadline).
+fn add_history(decision: &mut Decision, obs: &Observation<'_>) {
+    let Some(at) = decision.actions.iter().position(|a| *a == Action::PublishStatus) else {
+        return;
+    };
+    let (Some(view), Some(timeline)) = (obs.cluster, obs.timeline) else {
+        return;
+    };
+    let recorded = view.history.iter().any(|h| h.timeline + 1 == timeline);
+    if view.leader_name() == Some(obs.me) && timeline > 1 && !recorded {
+        decision
+            .actions
+            .insert(at + 1, Action::AppendHistory { timeline });
+    }
 }
 
 /// A running replica that follows the primary but has not streamed for `STREAM_STALL_MS`

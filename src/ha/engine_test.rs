@@ -104,6 +104,7 @@ fn run_step(before: &EngineMemory, s: &Seen, now_ms: u64) -> EngineMemory {
         },
         role: s.role,
         streaming: s.streaming,
+        timeline: None,
         former_primary: s.former_primary,
         standby_dir: false,
         my_position: None,
@@ -427,6 +428,7 @@ fn step_passes_the_memory_to_decide() {
         },
         role: None,
         streaming: false,
+        timeline: None,
         former_primary: true,
         standby_dir: false,
         my_position: None,
@@ -791,4 +793,81 @@ fn apply_memory_table() {
         apply(&mut got, r.event.clone(), NOW);
         assert_eq!(got, r.want, "row: {}", r.name);
     }
+}
+
+#[test]
+fn a_new_primary_appends_the_timeline_it_left_to_history() {
+    use crate::cluster::HistoryEntry;
+    let tags = Tags::default();
+    let mine = |history: Vec<HistoryEntry>| ClusterView {
+        history,
+        members: vec![primary_member("node2")],
+        ..led_by("node2")
+    };
+    let holding = EngineMemory {
+        following: None,
+        lease: super::decide::LeaseClock {
+            deadline_ms: Some(60_000),
+        },
+        ..EngineMemory::default()
+    };
+    let actions = |view: &ClusterView, timeline: u64| {
+        let obs = Observation {
+            me: "node2",
+            tags: &tags,
+            cluster: Some(view),
+            local: LocalObservation {
+                data: ours(),
+                running: true,
+                job: None,
+            },
+            role: Some(PgRole::Primary),
+            streaming: false,
+            timeline: Some(timeline),
+            former_primary: false,
+            standby_dir: false,
+            my_position: None,
+            fresh: None,
+            demote_margin_ms: 600,
+        };
+        step(&holding, &obs, 1_000).1.actions
+    };
+    let left_one = HistoryEntry {
+        timeline: 1,
+        switch_lsn: 0x3000000,
+        reason: "manual failover".into(),
+        time: "t".into(),
+        new_leader: Some("node2".into()),
+    };
+    assert_eq!(
+        actions(&mine(vec![]), 2),
+        vec![
+            Action::AcquireLease,
+            Action::PublishStatus,
+            Action::AppendHistory { timeline: 2 },
+            Action::SyncSlots
+        ],
+        "timeline 2, history empty: append"
+    );
+    assert_eq!(
+        actions(&mine(vec![left_one]), 2),
+        vec![Action::AcquireLease, Action::PublishStatus, Action::SyncSlots],
+        "already recorded"
+    );
+    assert_eq!(
+        actions(&mine(vec![]), 1),
+        vec![Action::AcquireLease, Action::PublishStatus, Action::SyncSlots],
+        "timeline 1 left nothing"
+    );
+    // "I hold the lease" is defined once: holder in the read, and my own deadline ahead.
+    assert!(holding.holds_lease(Some(&mine(vec![])), "node2", 59_999));
+    assert!(
+        !holding.holds_lease(Some(&mine(vec![])), "node2", 60_000),
+        "deadline passed"
+    );
+    assert!(
+        !holding.holds_lease(Some(&led_by("node1")), "node2", 1_000),
+        "not the holder"
+    );
+    assert!(!holding.holds_lease(None, "node2", 1_000), "nothing read");
 }

@@ -138,6 +138,11 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         self.clock0.elapsed().as_millis() as u64
     }
 
+    /// See [`EngineMemory::holds_lease`].
+    fn holds_lease(&self, cluster: Option<&ClusterView>) -> bool {
+        self.mem.holds_lease(cluster, &self.config.name, self.now_ms())
+    }
+
     /// Feed what happened back into the loop's memory.
     fn apply(&mut self, event: Event) {
         let now = self.now_ms();
@@ -359,6 +364,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                 local,
                 role,
                 streaming: observation.as_ref().is_some_and(|o| o.streaming_from.is_some()),
+                timeline: observation.as_ref().and_then(|o| o.timeline),
                 former_primary,
                 standby_dir,
                 my_position: observation.as_ref().and_then(position_of),
@@ -385,7 +391,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
 
         let mut outcome = Ok(());
         for action in &decision.actions {
-            outcome = self.execute(action, cluster.as_ref()).await;
+            outcome = self.execute(action, cluster.as_ref(), observation.as_ref()).await;
             if let Err(e) = &outcome {
                 tracing::warn!(?action, "{e}");
                 break;
@@ -396,7 +402,10 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         let steady = decision.actions.iter().all(|a| {
             matches!(
                 a,
-                Action::AcquireLease | Action::PublishStatus | Action::SyncSlots
+                Action::AcquireLease
+                    | Action::PublishStatus
+                    | Action::AppendHistory { .. }
+                    | Action::SyncSlots
             )
         });
         if outcome.is_ok() && steady && running && self.job.is_none() {
@@ -509,7 +518,12 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
     }
 
     /// Carry one action out. An error stops the rest of this cycle's actions.
-    async fn execute(&mut self, action: &Action, cluster: Option<&ClusterView>) -> Result<(), String> {
+    async fn execute(
+        &mut self,
+        action: &Action,
+        cluster: Option<&ClusterView>,
+        observation: Option<&PgObservation>,
+    ) -> Result<(), String> {
         match action {
             Action::ClaimInitialize => {
                 let cmd = Command::Put {
@@ -643,7 +657,30 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                     .unwrap_or_default();
                 Ok(self.pg.sync_slots(&names).await?)
             }
-            Action::PublishStatus => Ok(()), // written with the snapshot (needs the observation)
+            Action::PublishStatus => {
+                // Best effort, as every loop writes it again: a failed write stops nothing.
+                if !self.holds_lease(cluster) {
+                    return Ok(());
+                }
+                if let Some(lsn) = observation.and_then(|o| o.wal_lsn) {
+                    let cmd = Command::Put {
+                        key: Key::Status,
+                        value: serde_json::json!({ "optime": lsn }),
+                        ttl_ms: None,
+                        precondition: Precondition::Any,
+                    };
+                    if let Err(e) = self.write(cmd).await {
+                        tracing::debug!("publishing the WAL position failed: {e}");
+                    }
+                }
+                Ok(())
+            }
+            Action::AppendHistory { timeline } => {
+                if let Some(view) = cluster.filter(|_| self.holds_lease(cluster)) {
+                    self.record_history(view, *timeline).await;
+                }
+                Ok(())
+            }
             Action::Refuse => Ok(()),
         }
     }
@@ -1093,7 +1130,8 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
 
     /// After a promotion, the new primary appends the timeline it left to the `history` key
     /// (timeline, switch LSN from PostgreSQL's own history file, reason, time, new leader),
-    /// keeping `max_timelines_history` entries. Idempotent: done when the entry is there.
+    /// keeping `max_timelines_history` entries, compare-and-set on the revision it read.
+    /// Idempotent: done when the entry is there; a lost race is tried again next loop.
     async fn record_history(&mut self, view: &ClusterView, timeline: u64) {
         if timeline <= 1 || view.history.iter().any(|h| h.timeline == timeline - 1) {
             return;
@@ -1107,7 +1145,6 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             }
         };
         let reason = self.mem.promote_reason.clone();
-        self.apply(Event::HistoryWritten);
         let reason =
             reason.unwrap_or_else(|| "promoted (reason not recorded: the agent restarted)".to_string());
         let mut history = view.history.clone();
@@ -1126,12 +1163,20 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             key: Key::History,
             value: serde_json::to_value(&history).unwrap_or_default(),
             ttl_ms: None,
-            precondition: Precondition::Any,
+            precondition: view
+                .history_revision
+                .map_or(Precondition::Absent, Precondition::Revision),
         };
         match self.write(cmd).await {
-            Ok(_) => tracing::info!(
-                "history: timeline {parent} ended at {switch_lsn:X}; I lead timeline {timeline}"
-            ),
+            Ok(CommandOutcome::Rejected { reason, .. }) => {
+                tracing::warn!("could not record the timeline history (it changed since read: {reason}); trying again next loop")
+            }
+            Ok(CommandOutcome::Applied { .. }) => {
+                self.apply(Event::HistoryWritten);
+                tracing::info!(
+                    "history: timeline {parent} ended at {switch_lsn:X}; I lead timeline {timeline}"
+                );
+            }
             Err(e) => tracing::warn!("could not record the timeline history: {e}"),
         }
     }
@@ -1142,23 +1187,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         cluster: Option<ClusterView>,
         observation: Option<PgObservation>,
     ) {
-        let holds_lease = cluster.as_ref().and_then(|c| c.leader_name()) == Some(self.config.name.as_str())
-            && self.mem.lease.deadline_ms.is_some_and(|d| d > self.now_ms());
-        if holds_lease {
-            if let Some(lsn) = observation.as_ref().and_then(|o| o.wal_lsn) {
-                let cmd = Command::Put {
-                    key: Key::Status,
-                    value: serde_json::json!({ "optime": lsn }),
-                    ttl_ms: None,
-                    precondition: Precondition::Any,
-                };
-                let _ = self.write(cmd).await;
-            }
-            if let (Some(view), Some(tl)) = (cluster.as_ref(), observation.as_ref().and_then(|o| o.timeline))
-            {
-                self.record_history(view, tl).await;
-            }
-        }
+        let holds_lease = self.holds_lease(cluster.as_ref());
         let snapshot = NodeSnapshot {
             scope: self.config.scope.clone(),
             name: self.config.name.clone(),
