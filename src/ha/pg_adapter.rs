@@ -417,8 +417,83 @@ impl LocalPostgres {
     }
 }
 
+/// PostgreSQL's start-up errors for a standby whose own WAL went past its upstream's timeline
+/// switch. PostgreSQL says this only in its log, so its words are read here, at the seam, and
+/// nowhere else: the loop sees `PgFailure::Diverged`.
+fn diverged_from_upstream(message: &str) -> bool {
+    message.contains("is not a child of this server's history")
+        || message.contains("does not contain minimum recovery point")
+}
+
+impl From<PgError> for PgFailure {
+    fn from(error: PgError) -> PgFailure {
+        let message = error.to_string();
+        if diverged_from_upstream(&message) {
+            return PgFailure::Diverged { message };
+        }
+        match error {
+            PgError::NotRunning { .. } => PgFailure::NotRunning { message },
+            PgError::Timeout { .. } => PgFailure::Timeout { message },
+            PgError::ToolFailed { program, detail } => PgFailure::Tool { program, detail },
+            _ => PgFailure::Other(message),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    /// The loop branches on the kind; the operator still reads PostgreSQL's words.
+    #[test]
+    fn postgres_errors_become_typed_failures_with_the_same_words() {
+        let log = PathBuf::from("/pg/log");
+        let diverged = PgError::StartFailed {
+            detail: "FATAL:  requested timeline 3 is not a child of this server's history".into(),
+            log: log.clone(),
+        };
+        let text = diverged.to_string();
+        let failure = PgFailure::from(diverged);
+        assert!(matches!(failure, PgFailure::Diverged { .. }), "{failure:?}");
+        assert!(!failure.is_retryable());
+        assert_eq!(failure.to_string(), text);
+
+        let other_start = PgFailure::from(PgError::StartFailed {
+            detail: "FATAL:  could not create lock file".into(),
+            log: log.clone(),
+        });
+        assert!(matches!(other_start, PgFailure::Other(_)), "{other_start:?}");
+        assert!(other_start.is_retryable());
+
+        let timeout = PgError::Timeout {
+            action: "start",
+            seconds: 60,
+            log,
+        };
+        let text = timeout.to_string();
+        let failure = PgFailure::from(timeout);
+        assert!(matches!(failure, PgFailure::Timeout { .. }));
+        assert_eq!(failure.to_string(), text);
+
+        let tool = PgError::ToolFailed {
+            program: "pg_ctl".into(),
+            detail: "could not start server".into(),
+        };
+        let text = tool.to_string();
+        let failure = PgFailure::from(tool);
+        assert_eq!(
+            failure,
+            PgFailure::Tool {
+                program: "pg_ctl".into(),
+                detail: "could not start server".into()
+            }
+        );
+        assert_eq!(failure.to_string(), text);
+        assert!(matches!(
+            PgFailure::from(PgError::NotRunning { path: "/pg".into() }),
+            PgFailure::NotRunning { .. }
+        ));
+    }
+
     use super::*;
 
     #[test]
@@ -463,28 +538,5 @@ mod tests {
         );
         assert!(target.join("PG_VERSION").exists());
         assert!(failed_bootstraps(&data).is_empty());
-    }
-}
-
-/// PostgreSQL's start-up errors for a standby whose own WAL went past its upstream's timeline
-/// switch. PostgreSQL says this only in its log, so its words are read here, at the seam, and
-/// nowhere else: the loop sees `PgFailure::Diverged`.
-fn diverged_from_upstream(message: &str) -> bool {
-    message.contains("is not a child of this server's history")
-        || message.contains("does not contain minimum recovery point")
-}
-
-impl From<PgError> for PgFailure {
-    fn from(error: PgError) -> PgFailure {
-        let message = error.to_string();
-        if diverged_from_upstream(&message) {
-            return PgFailure::Diverged { message };
-        }
-        match error {
-            PgError::NotRunning { .. } => PgFailure::NotRunning { message },
-            PgError::Timeout { .. } => PgFailure::Timeout { message },
-            PgError::ToolFailed { program, detail } => PgFailure::Tool { program, detail },
-            _ => PgFailure::Other(message),
-        }
     }
 }

@@ -348,8 +348,10 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         let role = observation.as_ref().and_then(|o| o.role);
         self.last_role = role;
         let initialized = matches!(data, DataDir::Initialized { .. });
-        // Asked only of a stopped directory with nothing in progress (it reads the control file).
-        let former_primary = !running && self.job.is_none() && initialized && self.pg.former_primary();
+        // Asked only when the engine can use it (a stopped directory, nothing in progress, no
+        // passed rejoin check): it reads the control file.
+        let former_primary =
+            !running && self.job.is_none() && !self.mem.rejoined && initialized && self.pg.former_primary();
         let standby_dir = initialized && self.pg.is_standby_dir();
         let fresh = match &cluster {
             Some(c) if self.should_gather_positions(c) => Some(self.gather_positions(c).await),
