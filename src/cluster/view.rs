@@ -44,6 +44,9 @@ pub struct ClusterView {
     /// Revision of the `config` key, for compare-and-set edits; `None` if never written.
     pub config_revision: Option<u64>,
     pub history: Vec<HistoryEntry>,
+    /// Revision of the `history` key, for compare-and-set appends; `None` if never written.
+    #[serde(skip)]
+    pub history_revision: Option<u64>,
     /// The primary's last WAL position as it published it (`status` key).
     pub last_primary_lsn: Option<u64>,
     /// The last primary shut down cleanly (its agent was stopped) at `last_primary_lsn`: no
@@ -117,17 +120,20 @@ impl ClusterView {
                     }
                     view.config_revision = Some(e.revision);
                 }
-                Key::History => match e.value.as_array() {
-                    Some(items) => {
-                        for item in items {
-                            match serde_json::from_value(item.clone()) {
-                                Ok(entry) => view.history.push(entry),
-                                Err(x) => skip(format!("entry {item}: {x}")),
+                Key::History => {
+                    match e.value.as_array() {
+                        Some(items) => {
+                            for item in items {
+                                match serde_json::from_value(item.clone()) {
+                                    Ok(entry) => view.history.push(entry),
+                                    Err(x) => skip(format!("entry {item}: {x}")),
+                                }
                             }
                         }
+                        None => skip(format!("not a list: {}", e.value)),
                     }
-                    None => skip(format!("not a list: {}", e.value)),
-                },
+                    view.history_revision = Some(e.revision);
+                }
                 Key::Status => {
                     view.last_primary_lsn = e.value.get("optime").and_then(|v| v.as_u64());
                     view.last_primary_clean_shutdown = e
@@ -233,6 +239,7 @@ mod tests {
         let view = ClusterView::from_entries(&[entry("history", json!([good, "garbage"]), 3)], 9);
         assert_eq!(view.history.len(), 1);
         assert_eq!(view.unreadable.len(), 1);
+        assert_eq!(view.history_revision, Some(3), "appends compare-and-set on it");
     }
 
     /// A value a newer agent writes during a rolling upgrade decodes as `unknown`.

@@ -144,6 +144,10 @@ pub enum Action {
     SyncSlots,
     /// Publish the primary's WAL position (`status`).
     PublishStatus,
+    /// Append the timeline this primary left to `history` (compare-and-set on the key's
+    /// revision). Added by the engine after a `PublishStatus` (src/ha/engine.rs), never by
+    /// `decide`.
+    AppendHistory { timeline: u64 },
     /// Leave the data directory alone: never start, configure or remove it. The reason is in
     /// the decision text (logged every loop) until an operator fixes it.
     Refuse,

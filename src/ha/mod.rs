@@ -2,6 +2,7 @@
 
 pub mod callbacks;
 pub mod decide;
+pub mod engine;
 pub mod params;
 pub mod pg_adapter;
 pub mod pg_ops;
@@ -9,10 +10,15 @@ pub mod publish;
 pub mod retry;
 pub mod runner;
 pub mod snapshot;
+pub mod store;
 pub mod switchover;
 
 #[cfg(test)]
 mod decide_test;
+#[cfg(test)]
+mod engine_test;
+#[cfg(test)]
+mod loop_test;
 
 pub use decide::{decide, Action, DataDir, Decision, Inputs, Job, LeaseClock, LocalPg, WalPosition};
 pub use runner::{position_probe, HaLoop, PositionProbe};

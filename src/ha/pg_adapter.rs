@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::decide::DataDir;
-use super::pg_ops::{Applied, DesiredConfig, PgObservation, PgOps, PgResult, Rewind, Upstream};
+use super::pg_ops::{Applied, DesiredConfig, PgFailure, PgObservation, PgOps, PgResult, Rewind, Upstream};
 use super::snapshot::ReplicationRow;
 use crate::cluster::PgRole;
 use crate::config::Config;
 use crate::postgres::{
-    primary_conninfo, ConnTarget, DataDirState, PgConfigFiles, Postgres, RewindOutcome, RewindSource,
-    StandbyConfig, StopMode,
+    primary_conninfo, ConnTarget, DataDirState, PgConfigFiles, PgError, Postgres, RewindOutcome,
+    RewindSource, StandbyConfig, StopMode,
 };
 
 pub struct LocalPostgres {
@@ -124,14 +124,14 @@ impl LocalPostgres {
         let out = cmd
             .output()
             .await
-            .map_err(|e| format!("post_bootstrap {script}: {e}"))?;
+            .map_err(|e| PgFailure::Other(format!("post_bootstrap {script}: {e}")))?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
-            return Err(format!(
+            return Err(PgFailure::Other(format!(
                 "post_bootstrap {script} failed ({}): {}",
                 out.status,
                 err.trim()
-            ));
+            )));
         }
         Ok(())
     }
@@ -204,7 +204,7 @@ impl PgOps for LocalPostgres {
     }
 
     async fn observe(&self) -> PgResult<PgObservation> {
-        let st = self.pg.query_state().await.map_err(|e| e.to_string())?;
+        let st = self.pg.query_state().await.map_err(PgFailure::from)?;
         let streaming_from = st
             .wal_receiver
             .as_ref()
@@ -243,20 +243,20 @@ impl PgOps for LocalPostgres {
         self.pg
             .initdb(&self.config.bootstrap.initdb)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(PgFailure::from)?;
         let result: PgResult<String> = async {
             self.pg
                 .write_config(&self.files(desired))
                 .await
-                .map_err(|e| e.to_string())?;
-            self.pg.start().await.map_err(|e| e.to_string())?;
+                .map_err(PgFailure::from)?;
+            self.pg.start().await.map_err(PgFailure::from)?;
             let s = self.pg.settings();
             self.pg
                 .create_roles(&s.replication, s.rewind.as_ref())
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(PgFailure::from)?;
             self.run_post_bootstrap().await?;
-            let st = self.pg.query_state().await.map_err(|e| e.to_string())?;
+            let st = self.pg.query_state().await.map_err(PgFailure::from)?;
             Ok(st.system_identifier)
         }
         .await;
@@ -280,7 +280,7 @@ impl PgOps for LocalPostgres {
         self.pg
             .basebackup(&target, &progress)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(PgFailure::from)
     }
 
     async fn configure(&self, desired: &DesiredConfig) -> PgResult<Applied> {
@@ -288,7 +288,7 @@ impl PgOps for LocalPostgres {
             .pg
             .write_config(&self.files(desired))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(PgFailure::from)?;
         Ok(Applied {
             changed: change.changed,
             restart_needed: !change.restart_needed.is_empty() || change.standby_signal_changed,
@@ -296,7 +296,7 @@ impl PgOps for LocalPostgres {
     }
 
     async fn start(&self) -> PgResult<()> {
-        self.pg.start().await.map_err(|e| e.to_string())
+        self.pg.start().await.map_err(PgFailure::from)
     }
 
     async fn stop(&self) -> PgResult<()> {
@@ -305,22 +305,22 @@ impl PgOps for LocalPostgres {
             Ok(()) => Ok(()),
             Err(e) => {
                 tracing::warn!("fast shutdown failed ({e}); stopping immediately");
-                self.pg.stop(StopMode::Immediate).await.map_err(|e| e.to_string())
+                self.pg.stop(StopMode::Immediate).await.map_err(PgFailure::from)
             }
         }
     }
 
     async fn restart(&self) -> PgResult<()> {
-        self.pg.restart().await.map_err(|e| e.to_string())
+        self.pg.restart().await.map_err(PgFailure::from)
     }
 
     async fn reload(&self) -> PgResult<()> {
-        self.pg.reload().await.map_err(|e| e.to_string())
+        self.pg.reload().await.map_err(PgFailure::from)
     }
 
     async fn promote(&self) -> PgResult<()> {
         self.replay_received_wal().await;
-        self.pg.promote().await.map_err(|e| e.to_string())?;
+        self.pg.promote().await.map_err(PgFailure::from)?;
         // PostgreSQL only requests a spread checkpoint after a promotion; until one completes
         // its control file still shows the old timeline, and pg_rewind of the old primary
         // against it would wrongly find nothing to rewind. Writes are already accepted here.
@@ -335,7 +335,7 @@ impl PgOps for LocalPostgres {
             .sync_replication_slots(names, &[])
             .await
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(PgFailure::from)
     }
 
     fn former_primary(&self) -> bool {
@@ -363,7 +363,7 @@ impl PgOps for LocalPostgres {
         self.pg
             .control_data()
             .map(|c| c.checkpoint_lsn)
-            .map_err(|e| e.to_string())
+            .map_err(PgFailure::from)
     }
 
     async fn rewind(&self, source: &Upstream, dry_run: bool) -> PgResult<Rewind> {
@@ -374,16 +374,16 @@ impl PgOps for LocalPostgres {
             Ok(RewindOutcome::NotNeeded) => Ok(Rewind::NotNeeded),
             Ok(RewindOutcome::Needed) => Ok(Rewind::Needed),
             Ok(RewindOutcome::Rewound) => Ok(Rewind::Rewound),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 
     async fn remove_data_dir(&self) -> PgResult<()> {
-        self.pg.remove_data_dir().await.map_err(|e| e.to_string())
+        self.pg.remove_data_dir().await.map_err(PgFailure::from)
     }
 
     fn timeline_switch(&self, timeline: u64) -> PgResult<Option<(u64, u64, String)>> {
-        let history = self.pg.timeline_history(timeline).map_err(|e| e.to_string())?;
+        let history = self.pg.timeline_history(timeline).map_err(PgFailure::from)?;
         Ok(history
             .last()
             .map(|s| (s.parent_timeline, s.switch_lsn, s.reason.clone())))
@@ -417,8 +417,83 @@ impl LocalPostgres {
     }
 }
 
+/// PostgreSQL's start-up errors for a standby whose own WAL went past its upstream's timeline
+/// switch. PostgreSQL says this only in its log, so its words are read here, at the seam, and
+/// nowhere else: the loop sees `PgFailure::Diverged`.
+fn diverged_from_upstream(message: &str) -> bool {
+    message.contains("is not a child of this server's history")
+        || message.contains("does not contain minimum recovery point")
+}
+
+impl From<PgError> for PgFailure {
+    fn from(error: PgError) -> PgFailure {
+        let message = error.to_string();
+        if diverged_from_upstream(&message) {
+            return PgFailure::Diverged { message };
+        }
+        match error {
+            PgError::NotRunning { .. } => PgFailure::NotRunning { message },
+            PgError::Timeout { .. } => PgFailure::Timeout { message },
+            PgError::ToolFailed { program, detail } => PgFailure::Tool { program, detail },
+            _ => PgFailure::Other(message),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    /// The loop branches on the kind; the operator still reads PostgreSQL's words.
+    #[test]
+    fn postgres_errors_become_typed_failures_with_the_same_words() {
+        let log = PathBuf::from("/pg/log");
+        let diverged = PgError::StartFailed {
+            detail: "FATAL:  requested timeline 3 is not a child of this server's history".into(),
+            log: log.clone(),
+        };
+        let text = diverged.to_string();
+        let failure = PgFailure::from(diverged);
+        assert!(matches!(failure, PgFailure::Diverged { .. }), "{failure:?}");
+        assert!(!failure.is_retryable());
+        assert_eq!(failure.to_string(), text);
+
+        let other_start = PgFailure::from(PgError::StartFailed {
+            detail: "FATAL:  could not create lock file".into(),
+            log: log.clone(),
+        });
+        assert!(matches!(other_start, PgFailure::Other(_)), "{other_start:?}");
+        assert!(other_start.is_retryable());
+
+        let timeout = PgError::Timeout {
+            action: "start",
+            seconds: 60,
+            log,
+        };
+        let text = timeout.to_string();
+        let failure = PgFailure::from(timeout);
+        assert!(matches!(failure, PgFailure::Timeout { .. }));
+        assert_eq!(failure.to_string(), text);
+
+        let tool = PgError::ToolFailed {
+            program: "pg_ctl".into(),
+            detail: "could not start server".into(),
+        };
+        let text = tool.to_string();
+        let failure = PgFailure::from(tool);
+        assert_eq!(
+            failure,
+            PgFailure::Tool {
+                program: "pg_ctl".into(),
+                detail: "could not start server".into()
+            }
+        );
+        assert_eq!(failure.to_string(), text);
+        assert!(matches!(
+            PgFailure::from(PgError::NotRunning { path: "/pg".into() }),
+            PgFailure::NotRunning { .. }
+        ));
+    }
+
     use super::*;
 
     #[test]

@@ -45,7 +45,57 @@ pub struct DesiredConfig {
     pub primary_slot_name: Option<String>,
 }
 
-pub type PgResult<T> = Result<T, String>;
+pub type PgResult<T> = Result<T, PgFailure>;
+
+/// Why an operation on the local PostgreSQL failed, typed so the loop branches on the kind
+/// and never on the words. `Display` is the operator-readable sentence (PostgreSQL's own
+/// words where it gave any), unchanged from the error it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PgFailure {
+    /// The server's WAL went past the point where its upstream's timeline branched off
+    /// (PostgreSQL refused to start as its standby): only a rejoin check (pg_rewind) helps.
+    #[error("{message}")]
+    Diverged { message: String },
+    /// The operation needs a running server and there is none.
+    #[error("{message}")]
+    NotRunning { message: String },
+    /// PostgreSQL did not finish in time (start, stop, promote …).
+    #[error("{message}")]
+    Timeout { message: String },
+    /// A PostgreSQL program (initdb, pg_ctl, pg_rewind …) exited with an error.
+    #[error("{program} failed: {detail}")]
+    Tool { program: String, detail: String },
+    /// Anything else, as a sentence.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl PgFailure {
+    /// Worth trying again on a later cycle as it is. Not retryable: a diverged standby, which
+    /// fails the same way until a rejoin check (pg_rewind) takes its WAL back to the fork.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, PgFailure::Diverged { .. })
+    }
+}
+
+impl From<String> for PgFailure {
+    fn from(message: String) -> PgFailure {
+        PgFailure::Other(message)
+    }
+}
+
+impl From<&str> for PgFailure {
+    fn from(message: &str) -> PgFailure {
+        PgFailure::Other(message.to_string())
+    }
+}
+
+/// The operator-readable sentence, for the loop's logs and the operator's replies.
+impl From<PgFailure> for String {
+    fn from(failure: PgFailure) -> String {
+        failure.to_string()
+    }
+}
 
 /// What writing the config files did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

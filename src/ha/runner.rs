@@ -12,16 +12,18 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::callbacks::{role, CallbackEvent, CallbackRunner};
-use super::decide::{decide, Action, DataDir, Inputs, Job, LeaseClock, LocalPg, WalPosition};
+use super::decide::{Action, DataDir, Job, WalPosition};
+use super::engine::{self, EngineMemory, Event, JobOutcome, LocalObservation, Observation};
 use super::params::{desired_config, upstream_of};
-use super::pg_ops::{Applied, PgObservation, PgOps, Rewind};
+use super::pg_ops::{Applied, PgFailure, PgObservation, PgOps, PgResult, Rewind};
 use super::publish::{member_status, Observed};
-use super::retry::{wake_in, RetryBudget};
+use super::retry::wake_in;
 use super::snapshot::{NodeSnapshot, OperatorRequest};
+use super::store::ClusterStore;
 use crate::cluster::{ClusterView, PgRole, PgRunState};
 use crate::config::{Config, DynamicConfig};
 use crate::keyspace::{Command, CommandOutcome, Key, Precondition};
-use crate::node::{RaftNode, ReadQuery};
+use crate::node::RaftNode;
 
 /// Member keys live at least this long: with the short default lease, a member busy with a
 /// long action (a restart, a rewind) must not vanish from `list` between two of its loops.
@@ -45,54 +47,35 @@ struct RunningJob {
     claim_revision: Option<u64>,
 }
 
-pub struct HaLoop<P: PgOps> {
-    node: Arc<RaftNode>,
+/// The loop over PostgreSQL `P` and the keyspace `S` (the Raft node; an in-memory
+/// keyspace in tests, see src/ha/store.rs).
+pub struct HaLoop<P: PgOps, S: ClusterStore = RaftNode> {
+    node: Arc<S>,
     config: Config,
     config_path: Option<PathBuf>,
     pg: Arc<P>,
-    lease: LeaseClock,
+    /// Everything the loop remembers between cycles (src/ha/engine.rs).
+    mem: EngineMemory,
     job: Option<RunningJob>,
     job_done: Arc<Notify>,
-    following: Option<String>,
-    state_override: Option<PgRunState>,
     snapshot: watch::Sender<Arc<NodeSnapshot>>,
     requests: mpsc::Receiver<OperatorRequest>,
-    clock0: Instant,
+    /// The loop's clock (tokio's, so a test can pause and advance it): `now_ms` counts from here.
+    clock0: tokio::time::Instant,
     /// Revisions of leader/initialize/config/failover seen by the last cycle.
     seen_revisions: Vec<u64>,
     last_reason: String,
     dynamic: DynamicConfig,
-    postmaster_start_time: Option<String>,
     last_observe_error: Option<String>,
     /// The lease deadline as the lease watchdog sees it (see `lease_watchdog`).
     deadline_tx: watch::Sender<Option<u64>>,
-    /// A former primary passed its rejoin check against the current primary.
-    rejoined: bool,
-    /// The data directory must pass a rejoin check (pg_rewind) before it streams from anyone:
-    /// it last ran as a primary, or its WAL went past the new primary's fork (latched: see
-    /// `cycle` and `start_replica_of`).
-    must_rejoin: bool,
-    /// Why the data directory must be left alone until an operator acts.
-    blocked: Option<String>,
-    /// Since when (local ms) PostgreSQL has been down while this node holds the lease.
-    down_since_ms: Option<u64>,
-    /// Why this node was last promoted, for the `history` key.
-    promote_reason: Option<String>,
     /// Woken when the postmaster exits (see `postmaster_watch`).
     postmaster_exit: Arc<Notify>,
-    /// Run the next cycle at once (a demote or a job left the next step ready).
-    again: bool,
     /// The last cluster view read, and when (for timed wake-ups).
     last_view: Option<ClusterView>,
-    last_view_at: Option<Instant>,
+    last_view_at: Option<tokio::time::Instant>,
     /// When the decision was last logged at INFO.
-    last_logged: Option<Instant>,
-    /// When this node handed its lease over in a switchover (local ms), until someone takes it.
-    handed_over_at_ms: Option<u64>,
-    /// Since when this replica has not streamed from the running primary it follows.
-    not_streaming_since: Option<Instant>,
-    /// When a stalled replica last got a rejoin check.
-    last_stream_recheck: Option<Instant>,
+    last_logged: Option<tokio::time::Instant>,
     /// PostgreSQL's role as this cycle observed it.
     last_role: Option<PgRole>,
     /// The fence guard beside PostgreSQL (src/fence.rs), told every lease deadline.
@@ -103,20 +86,17 @@ pub struct HaLoop<P: PgOps> {
     watchdog: Option<crate::watchdog::Watchdog>,
     /// `mode: required` and arming or a keepalive failed (reported by `GET /patroni`).
     watchdog_failed: bool,
-    /// Failed bootstraps and clones: back-off, and the bootstrap's limit (src/ha/retry.rs).
-    bootstrap_retry: RetryBudget,
-    clone_retry: RetryBudget,
 }
 
-impl<P: PgOps> HaLoop<P> {
+impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
     pub fn new(
-        node: Arc<RaftNode>,
+        node: Arc<S>,
         config: Config,
         config_path: Option<PathBuf>,
         pg: Arc<P>,
         snapshot: watch::Sender<Arc<NodeSnapshot>>,
         requests: mpsc::Receiver<OperatorRequest>,
-    ) -> HaLoop<P> {
+    ) -> HaLoop<P, S> {
         let dynamic = config.bootstrap.dcs.clone();
         let callbacks = CallbackRunner::new(&config.postgresql.callbacks, &config.scope);
         HaLoop {
@@ -124,52 +104,49 @@ impl<P: PgOps> HaLoop<P> {
             config,
             config_path,
             pg,
-            lease: LeaseClock::default(),
+            mem: EngineMemory::default(),
             job: None,
             job_done: Arc::new(Notify::new()),
-            following: None,
-            state_override: None,
             snapshot,
             requests,
-            clock0: Instant::now(),
+            clock0: tokio::time::Instant::now(),
             seen_revisions: Vec::new(),
             last_reason: String::new(),
             dynamic,
-            postmaster_start_time: None,
             last_observe_error: None,
             deadline_tx: watch::channel(None).0,
-            rejoined: false,
-            must_rejoin: false,
-            blocked: None,
-            down_since_ms: None,
-            promote_reason: None,
             postmaster_exit: Arc::new(Notify::new()),
-            again: false,
             last_view: None,
             last_view_at: None,
             last_logged: None,
-            handed_over_at_ms: None,
-            not_streaming_since: None,
-            last_stream_recheck: None,
             last_role: None,
             fence: None,
             callbacks,
             watchdog: None,
             watchdog_failed: false,
-            bootstrap_retry: RetryBudget::bootstrap(),
-            clone_retry: RetryBudget::unlimited(),
         }
     }
 
     /// Hand the fence guard to the loop: it forwards every lease deadline to it, so a stalled
     /// agent's PostgreSQL is killed at the deadline.
-    pub fn with_fence(mut self, guard: crate::fence::FenceGuard) -> HaLoop<P> {
+    pub fn with_fence(mut self, guard: crate::fence::FenceGuard) -> HaLoop<P, S> {
         self.fence = Some(guard);
         self
     }
 
     fn now_ms(&self) -> u64 {
         self.clock0.elapsed().as_millis() as u64
+    }
+
+    /// See [`EngineMemory::holds_lease`].
+    fn holds_lease(&self, cluster: Option<&ClusterView>) -> bool {
+        self.mem.holds_lease(cluster, &self.config.name, self.now_ms())
+    }
+
+    /// Feed what happened back into the loop's memory.
+    fn apply(&mut self, event: Event) {
+        let now = self.now_ms();
+        engine::apply(&mut self.mem, event, now);
     }
 
     fn demote_margin_ms(&self) -> u64 {
@@ -182,18 +159,21 @@ impl<P: PgOps> HaLoop<P> {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let watchdog = tokio::spawn(lease_watchdog(
             self.pg.clone(),
-            self.clock0,
+            self.clock0.into_std(),
             self.deadline_tx.subscribe(),
         ));
         let postmaster_watch = tokio::spawn(postmaster_watch(self.pg.clone(), self.postmaster_exit.clone()));
-        let fence = self
-            .fence
-            .take()
-            .map(|guard| tokio::spawn(fence_forward(guard, self.clock0, self.deadline_tx.subscribe())));
+        let fence = self.fence.take().map(|guard| {
+            tokio::spawn(fence_forward(
+                guard,
+                self.clock0.into_std(),
+                self.deadline_tx.subscribe(),
+            ))
+        });
         let mut applied = self.node.subscribe_applied();
         loop {
             self.cycle().await;
-            if std::mem::take(&mut self.again) {
+            if std::mem::take(&mut self.mem.again) {
                 continue;
             }
             let wait = self.next_wait();
@@ -224,7 +204,10 @@ impl<P: PgOps> HaLoop<P> {
     }
 
     fn set_lease_deadline(&mut self, deadline_ms: Option<u64>) {
-        self.lease.deadline_ms = deadline_ms;
+        self.apply(match deadline_ms {
+            Some(deadline_ms) => Event::LeaseRenewed { deadline_ms },
+            None => Event::LeaseDropped,
+        });
         self.deadline_tx.send_replace(deadline_ms);
     }
 
@@ -235,7 +218,7 @@ impl<P: PgOps> HaLoop<P> {
             return;
         }
         tracing::info!("agent shutting down: stopping PostgreSQL");
-        if self.lease.deadline_ms.is_some() {
+        if self.mem.lease.deadline_ms.is_some() {
             // Publish the position now, while the other agents' Raft is surely still up (in a
             // whole-cluster stop they shut down at the same moment); the exact final position
             // follows after the stop if the keyspace still answers.
@@ -257,12 +240,12 @@ impl<P: PgOps> HaLoop<P> {
                 running: false,
                 observation: None,
                 job: None,
-                following: self.following.as_deref(),
+                following: self.mem.following.as_deref(),
                 state_override: Some(PgRunState::Stopped),
             },
         );
         self.publish_member(&stopped).await;
-        if self.lease.deadline_ms.is_some() {
+        if self.mem.lease.deadline_ms.is_some() {
             // The final position of a cleanly stopped primary: after a full-cluster restart
             // only a member with all of it may take over (the others stop their servers at the
             // same time and may have missed the last WAL).
@@ -282,45 +265,6 @@ impl<P: PgOps> HaLoop<P> {
         }
     }
 
-    /// A running replica that follows the primary but has not streamed for `STREAM_STALL`
-    /// while that primary runs may hold WAL past the primary's timeline switch (PostgreSQL keeps
-    /// running and retries the connection forever: "requested starting point is ahead of the
-    /// WAL flush position", "highest timeline of the primary is behind"). Latch the rejoin
-    /// check: pg_rewind takes it back to the fork (or finds nothing to do), at most once per
-    /// `STREAM_STALL_RECHECK` (found by jepsen restart-cluster).
-    fn watch_streaming(&mut self, cluster: &ClusterView, observation: Option<&PgObservation>) {
-        let following = self.following.as_deref();
-        let leader_primary = following.is_some_and(|l| {
-            cluster.leader_name() == Some(l)
-                && cluster
-                    .member(l)
-                    .is_some_and(|m| m.role == PgRole::Primary && m.state.is_up())
-        });
-        let stalled_replica = observation
-            .is_some_and(|o| o.role == Some(PgRole::Replica) && o.streaming_from.is_none())
-            && leader_primary
-            && !self.config.tags.nostream;
-        if !stalled_replica {
-            self.not_streaming_since = None;
-            return;
-        }
-        let since = *self.not_streaming_since.get_or_insert_with(Instant::now);
-        let recheck_due = self
-            .last_stream_recheck
-            .is_none_or(|t| t.elapsed() >= STREAM_STALL_RECHECK);
-        if since.elapsed() >= STREAM_STALL && recheck_due {
-            tracing::warn!(
-                "not streaming from {} for {} s although it runs as primary: checking my timeline with pg_rewind",
-                following.unwrap_or("?"),
-                STREAM_STALL.as_secs()
-            );
-            self.must_rejoin = true;
-            self.rejoined = false;
-            self.not_streaming_since = None;
-            self.last_stream_recheck = Some(Instant::now());
-        }
-    }
-
     /// `status` for a primary stopping cleanly: its WAL position and the mark that only a
     /// member with all of it may take over automatically.
     async fn publish_clean_shutdown(&self, lsn: u64) {
@@ -337,7 +281,7 @@ impl<P: PgOps> HaLoop<P> {
 
     fn next_wait(&self) -> Duration {
         let tick = Duration::from_millis(self.dynamic.loop_wait_ms());
-        match self.lease.deadline_ms {
+        match self.mem.lease.deadline_ms {
             // Wake in time to renew or demote before the lease deadline.
             Some(deadline) => {
                 let until = deadline.saturating_sub(self.now_ms() + self.demote_margin_ms());
@@ -347,13 +291,13 @@ impl<P: PgOps> HaLoop<P> {
         }
         // Wake when a failed job's back-off ends, to try it again then.
         .min(wake_in(
-            &[&self.bootstrap_retry, &self.clone_retry],
+            &[&self.mem.bootstrap_retry, &self.mem.clone_retry],
             self.now_ms(),
         ))
     }
 
     /// Completes when a key the decision depends on changes (not on every member update).
-    async fn relevant_change(node: &RaftNode, applied: &mut watch::Receiver<u64>, seen: &[u64]) {
+    async fn relevant_change(node: &S, applied: &mut watch::Receiver<u64>, seen: &[u64]) {
         loop {
             if applied.changed().await.is_err() {
                 std::future::pending::<()>().await;
@@ -373,14 +317,12 @@ impl<P: PgOps> HaLoop<P> {
         } else {
             None
         };
-        if !running
-            && self.state_override.is_none()
-            && self.job.is_none()
-            && matches!(data, DataDir::Initialized { .. })
-            && self.postmaster_start_time.is_some()
-        {
-            self.state_override = Some(PgRunState::Crashed);
-        }
+        let local = LocalObservation {
+            data: data.clone(),
+            running,
+            job: self.job.as_ref().map(|j| j.kind),
+        };
+        self.mem = engine::local_step(&self.mem, &local);
         let me = member_status(
             &self.config,
             &Observed {
@@ -388,8 +330,8 @@ impl<P: PgOps> HaLoop<P> {
                 running,
                 observation: observation.as_ref(),
                 job: self.job.as_ref().map(|j| j.kind),
-                following: self.following.as_deref(),
-                state_override: self.state_override,
+                following: self.mem.following.as_deref(),
+                state_override: self.mem.state_override,
             },
         );
         self.publish_member(&me).await;
@@ -405,81 +347,45 @@ impl<P: PgOps> HaLoop<P> {
 
         let role = observation.as_ref().and_then(|o| o.role);
         self.last_role = role;
-        if role == Some(PgRole::Primary) {
-            // Running as a primary again: any earlier rejoin check no longer holds, and the
-            // directory is a primary's again (nothing to latch).
-            self.rejoined = false;
-            self.must_rejoin = false;
-        }
-        let i_hold = cluster.as_ref().and_then(|c| c.leader_name()) == Some(self.config.name.as_str());
-        if cluster
-            .as_ref()
-            .is_some_and(|c| c.leader.is_some() || c.failover.is_none())
-        {
-            // Someone took the lease (or the request is gone): the hand-over is over.
-            self.handed_over_at_ms = None;
-        }
-        self.down_since_ms = match (i_hold && !running && self.job.is_none(), self.down_since_ms) {
-            (true, Some(t)) => Some(t),
-            (true, None) => Some(self.now_ms()),
-            (false, _) => None,
-        };
-        // Latched: a former primary may be started read-only (to take part in a leader race
-        // with its real WAL position) and then looks like a standby on disk; it must still go
-        // through the rejoin check before it streams from anyone else.
-        if !running
-            && self.job.is_none()
-            && !self.rejoined
-            && matches!(data, DataDir::Initialized { .. })
-            && self.pg.former_primary()
-        {
-            self.must_rejoin = true;
-        }
-        if let Some(c) = &cluster {
-            self.watch_streaming(c, observation.as_ref());
-        }
-        let needs_rejoin = self.must_rejoin && !self.rejoined && self.job.is_none();
-        let standby = matches!(data, DataDir::Initialized { .. }) && self.pg.is_standby_dir();
-        let my_position = observation.as_ref().and_then(position_of);
+        let initialized = matches!(data, DataDir::Initialized { .. });
+        // Asked only when the engine can use it (a stopped directory, nothing in progress, no
+        // passed rejoin check): it reads the control file.
+        let former_primary =
+            !running && self.job.is_none() && !self.mem.rejoined && initialized && self.pg.former_primary();
+        let standby_dir = initialized && self.pg.is_standby_dir();
         let fresh = match &cluster {
             Some(c) if self.should_gather_positions(c) => Some(self.gather_positions(c).await),
             _ => None,
         };
-        let local = LocalPg {
-            data: data.clone(),
-            running,
-            role,
-            following: self.following.clone(),
-            job: self.job.as_ref().map(|j| j.kind),
-            needs_rejoin,
-            standby,
-            down_since_ms: self.down_since_ms,
-            blocked: self.blocked.clone(),
-            handed_over_at_ms: self.handed_over_at_ms,
-            bootstrap_retry: self.bootstrap_retry.clone(),
-            clone_retry: self.clone_retry.clone(),
-        };
-        let decision = decide(&Inputs {
-            me: &self.config.name,
-            tags: &self.config.tags,
-            cluster: cluster.as_ref(),
-            pg: &local,
-            lease: self.lease,
-            now_ms: self.now_ms(),
-            demote_margin_ms: self.demote_margin_ms(),
-            my_position,
-            fresh: fresh.as_ref(),
-        });
+        let (mem, decision) = engine::step(
+            &self.mem,
+            &Observation {
+                me: &self.config.name,
+                tags: &self.config.tags,
+                cluster: cluster.as_ref(),
+                local,
+                role,
+                streaming: observation.as_ref().is_some_and(|o| o.streaming_from.is_some()),
+                timeline: observation.as_ref().and_then(|o| o.timeline),
+                former_primary,
+                standby_dir,
+                my_position: observation.as_ref().and_then(position_of),
+                fresh: fresh.as_ref(),
+                demote_margin_ms: self.demote_margin_ms(),
+            },
+            self.now_ms(),
+        );
+        self.mem = mem;
         if cluster.is_some() {
             self.last_view = cluster.clone();
-            self.last_view_at = Some(Instant::now());
+            self.last_view_at = Some(tokio::time::Instant::now());
         }
         // One INFO line when the decision changes, and a reminder every REPEAT_LOG_EVERY while
         // it stays the same (the loop runs twice a second: every cycle would drown the log).
         let repeat_due = self.last_logged.is_none_or(|t| t.elapsed() >= REPEAT_LOG_EVERY);
         if decision.reason != self.last_reason || repeat_due {
             tracing::info!("{}", decision.reason);
-            self.last_logged = Some(Instant::now());
+            self.last_logged = Some(tokio::time::Instant::now());
         } else {
             tracing::debug!("{}", decision.reason);
         }
@@ -487,7 +393,7 @@ impl<P: PgOps> HaLoop<P> {
 
         let mut outcome = Ok(());
         for action in &decision.actions {
-            outcome = self.execute(action, cluster.as_ref()).await;
+            outcome = self.execute(action, cluster.as_ref(), observation.as_ref()).await;
             if let Err(e) = &outcome {
                 tracing::warn!(?action, "{e}");
                 break;
@@ -498,7 +404,10 @@ impl<P: PgOps> HaLoop<P> {
         let steady = decision.actions.iter().all(|a| {
             matches!(
                 a,
-                Action::AcquireLease | Action::PublishStatus | Action::SyncSlots
+                Action::AcquireLease
+                    | Action::PublishStatus
+                    | Action::AppendHistory { .. }
+                    | Action::SyncSlots
             )
         });
         if outcome.is_ok() && steady && running && self.job.is_none() {
@@ -506,7 +415,7 @@ impl<P: PgOps> HaLoop<P> {
         }
         self.publish_snapshot(me, cluster, observation).await;
         // Taken last, so that our own writes of this cycle do not wake us again.
-        self.seen_revisions = watched_revisions(&self.node);
+        self.seen_revisions = watched_revisions(&*self.node);
     }
 
     /// Query the running server; a failure is logged (once per distinct message) and the
@@ -518,6 +427,7 @@ impl<P: PgOps> HaLoop<P> {
                 Some(o)
             }
             Err(e) => {
+                let e = e.to_string();
                 if self.last_observe_error.as_deref() != Some(e.as_str()) {
                     tracing::warn!("cannot query the local PostgreSQL: {e}");
                     self.last_observe_error = Some(e);
@@ -572,12 +482,7 @@ impl<P: PgOps> HaLoop<P> {
     }
 
     async fn read_cluster(&self) -> Option<ClusterView> {
-        let query = ReadQuery {
-            key: String::new(),
-            prefix: true,
-            linearizable: true,
-        };
-        match self.node.read(&query, false).await {
+        match self.node.read_all().await {
             Ok(read) => {
                 let mut view = ClusterView::from_entries(&read.entries, read.as_of_ms);
                 for e in &view.unreadable {
@@ -605,21 +510,22 @@ impl<P: PgOps> HaLoop<P> {
             ttl_ms,
             precondition: Precondition::Any,
         };
-        if let Err(e) = self.node.write(cmd, false).await {
+        if let Err(e) = self.node.write(cmd).await {
             tracing::debug!("publishing the member key failed: {e}");
         }
     }
 
     async fn write(&self, command: Command) -> Result<CommandOutcome, String> {
-        self.node
-            .write(command, false)
-            .await
-            .map(|r| r.outcome)
-            .map_err(|e| e.to_string())
+        self.node.write(command).await.map_err(|e| e.to_string())
     }
 
     /// Carry one action out. An error stops the rest of this cycle's actions.
-    async fn execute(&mut self, action: &Action, cluster: Option<&ClusterView>) -> Result<(), String> {
+    async fn execute(
+        &mut self,
+        action: &Action,
+        cluster: Option<&ClusterView>,
+        observation: Option<&PgObservation>,
+    ) -> Result<(), String> {
         match action {
             Action::ClaimInitialize => {
                 let cmd = Command::Put {
@@ -631,7 +537,7 @@ impl<P: PgOps> HaLoop<P> {
                 match self.write(cmd).await? {
                     CommandOutcome::Applied { revision } => {
                         tracing::info!("won the bootstrap race: initializing a new cluster");
-                        self.start_bootstrap(revision);
+                        self.apply(Event::InitializeClaimed { revision });
                         Ok(())
                     }
                     CommandOutcome::Rejected { .. } => {
@@ -639,7 +545,15 @@ impl<P: PgOps> HaLoop<P> {
                     }
                 }
             }
-            Action::Bootstrap => Ok(()), // started by ClaimInitialize, which holds the claim revision
+            Action::Bootstrap => {
+                let claim = self
+                    .mem
+                    .bootstrap_claim
+                    .ok_or("no bootstrap claim of mine to bootstrap under")?;
+                self.start_bootstrap(claim);
+                self.apply(Event::BootstrapStarted);
+                Ok(())
+            }
             Action::Clone { source } => {
                 let upstream = cluster.and_then(|c| upstream_of(c, source)).ok_or_else(|| {
                     format!("primary {source} publishes no PostgreSQL address to clone from")
@@ -648,7 +562,11 @@ impl<P: PgOps> HaLoop<P> {
                 let pg = self.pg.clone();
                 let done = self.job_done.clone();
                 let handle = tokio::spawn(async move {
-                    let r = pg.clone_replica(&upstream).await.map(|_| JobResult::Cloned);
+                    let r = pg
+                        .clone_replica(&upstream)
+                        .await
+                        .map(|_| JobResult::Cloned)
+                        .map_err(String::from);
                     done.notify_one();
                     r
                 });
@@ -671,28 +589,23 @@ impl<P: PgOps> HaLoop<P> {
             }
             Action::StartPrimary => {
                 self.configure(None).await?;
-                self.start().await
+                Ok(self.start().await?)
             }
-            Action::StartReplica { leader } => self.start_replica_of(leader.as_deref(), cluster).await,
+            Action::StartReplica { leader } => Ok(self.start_replica_of(leader.as_deref(), cluster).await?),
             Action::Promote => {
                 self.pg.promote().await?;
-                self.following = None;
-                self.promote_reason = Some(promotion_reason(cluster));
-                self.again = true;
+                self.apply(Event::Promoted {
+                    reason: promotion_reason(cluster),
+                });
                 tracing::info!("promoted: PostgreSQL now accepts writes");
                 self.callbacks.fire(CallbackEvent::OnRoleChange, role::PRIMARY);
                 Ok(())
             }
             Action::Demote => {
-                self.state_override = Some(PgRunState::Stopping);
-                let stopped = self.pg.stop().await;
-                // Stopped on purpose: published as `stopped`, not taken for a crash.
-                self.state_override = stopped.is_ok().then_some(PgRunState::Stopped);
-                stopped?;
+                self.stop_deliberately().await?;
                 self.set_lease_deadline(None);
                 self.disarm_watchdog();
-                self.rejoined = false;
-                self.again = true;
+                self.apply(Event::Demoted);
                 tracing::info!("demoted: PostgreSQL stopped accepting writes; it rejoins as a replica next");
                 self.callbacks.fire(CallbackEvent::OnRoleChange, role::DEMOTED);
                 Ok(())
@@ -722,11 +635,13 @@ impl<P: PgOps> HaLoop<P> {
                 }
                 let upstream = upstream.filter(|_| !self.config.tags.nostream);
                 let applied = self.configure(Some(upstream)).await?;
-                self.following = Some(leader.clone());
+                self.apply(Event::Following {
+                    leader: Some(leader.clone()),
+                });
                 if applied.restart_needed {
-                    self.pg.restart().await
+                    Ok(self.pg.restart().await?)
                 } else {
-                    self.pg.reload().await
+                    Ok(self.pg.reload().await?)
                 }
             }
             Action::SyncSlots => {
@@ -742,9 +657,32 @@ impl<P: PgOps> HaLoop<P> {
                             .collect()
                     })
                     .unwrap_or_default();
-                self.pg.sync_slots(&names).await
+                Ok(self.pg.sync_slots(&names).await?)
             }
-            Action::PublishStatus => Ok(()), // written with the snapshot (needs the observation)
+            Action::PublishStatus => {
+                // Best effort, as every loop writes it again: a failed write stops nothing.
+                if !self.holds_lease(cluster) {
+                    return Ok(());
+                }
+                if let Some(lsn) = observation.and_then(|o| o.wal_lsn) {
+                    let cmd = Command::Put {
+                        key: Key::Status,
+                        value: serde_json::json!({ "optime": lsn }),
+                        ttl_ms: None,
+                        precondition: Precondition::Any,
+                    };
+                    if let Err(e) = self.write(cmd).await {
+                        tracing::debug!("publishing the WAL position failed: {e}");
+                    }
+                }
+                Ok(())
+            }
+            Action::AppendHistory { timeline } => {
+                if let Some(view) = cluster.filter(|_| self.holds_lease(cluster)) {
+                    self.record_history(view, *timeline).await;
+                }
+                Ok(())
+            }
             Action::Refuse => Ok(()),
         }
     }
@@ -755,11 +693,7 @@ impl<P: PgOps> HaLoop<P> {
     /// and give the lease up for it.
     async fn hand_over(&mut self, candidate: &str) -> Result<(), String> {
         tracing::info!("switchover to {candidate}: stopping PostgreSQL (fast shutdown)");
-        self.state_override = Some(PgRunState::Stopping);
-        let stopped = self.pg.stop().await;
-        self.state_override = stopped.is_ok().then_some(PgRunState::Stopped);
-        stopped?;
-        self.rejoined = false;
+        self.stop_deliberately().await?;
         let final_lsn = self.pg.final_lsn()?;
         let cmd = Command::Put {
             key: Key::Status,
@@ -776,12 +710,24 @@ impl<P: PgOps> HaLoop<P> {
             holder: self.config.name.clone(),
         };
         self.write(cmd).await?;
-        self.handed_over_at_ms = Some(self.now_ms());
+        self.apply(Event::HandedOver);
         tracing::info!(
             "switchover to {candidate}: stopped at WAL {final_lsn:X} and released the lease; rejoining as a replica"
         );
-        self.again = true;
         Ok(())
+    }
+
+    /// Stop PostgreSQL on purpose (a demote, a hand-over): published as `stopping`, then as
+    /// `stopped` (not taken for a crash).
+    async fn stop_deliberately(&mut self) -> PgResult<()> {
+        self.apply(Event::OperationBegan(PgRunState::Stopping));
+        let stopped = self.pg.stop().await;
+        self.apply(if stopped.is_ok() {
+            Event::StoppedDeliberately
+        } else {
+            Event::OperationEnded
+        });
+        stopped
     }
 
     /// Rejoin check of a former primary, in the background: pg_rewind `--dry-run` says whether
@@ -815,27 +761,28 @@ impl<P: PgOps> HaLoop<P> {
         &mut self,
         leader: Option<&str>,
         cluster: Option<&ClusterView>,
-    ) -> Result<(), String> {
+    ) -> PgResult<()> {
         // `nostream`: a standby that never streams (it replays archived WAL only).
         let upstream = leader
             .filter(|_| !self.config.tags.nostream)
             .and_then(|l| cluster.and_then(|c| upstream_of(c, l)));
         self.configure(Some(upstream)).await?;
-        self.following = leader.map(str::to_string);
+        self.apply(Event::Following {
+            leader: leader.map(str::to_string),
+        });
         let started = self.start().await;
-        if let Err(e) = &started {
-            if leader.is_some() && diverged_from_upstream(e) {
-                // This replica holds WAL past the point where the new primary's timeline
-                // branched off (it received more than the member that won the race). It cannot
-                // stream until pg_rewind takes it back to the fork: the same rejoin check a
-                // former primary goes through (found by the jepsen restart-cluster scenario).
+        if let Err(failure) = &started {
+            if leader.is_some() && matches!(failure, PgFailure::Diverged { .. }) {
                 tracing::warn!(
                     "my WAL diverged from the new primary's timeline: a rejoin check (pg_rewind) comes next"
                 );
-                self.must_rejoin = true;
-                self.rejoined = false;
-                self.state_override = Some(PgRunState::Stopped);
             }
+            self.apply(Event::ActionFailed {
+                action: Action::StartReplica {
+                    leader: leader.map(str::to_string),
+                },
+                failure: failure.clone(),
+            });
         }
         started
     }
@@ -889,7 +836,7 @@ impl<P: PgOps> HaLoop<P> {
             tokio::select! {
                 out = &mut work => return out,
                 _ = tick => {
-                    if self.lease.deadline_ms.is_some() {
+                    if self.mem.lease.deadline_ms.is_some() {
                         if let Err(e) = self.acquire_lease().await {
                             tracing::warn!("renewing the lease during a restart failed: {e}");
                         }
@@ -901,7 +848,7 @@ impl<P: PgOps> HaLoop<P> {
 
     /// The role callbacks are told about: primary while holding the lease.
     fn callback_role(&self) -> &'static str {
-        if self.lease.deadline_ms.is_some() {
+        if self.mem.lease.deadline_ms.is_some() {
             role::PRIMARY
         } else {
             role::REPLICA
@@ -951,25 +898,24 @@ impl<P: PgOps> HaLoop<P> {
 
     /// Write the config files for a primary (`standby` None) or a standby. Returns whether
     /// PostgreSQL must restart to apply them.
-    async fn configure(&self, standby: Option<Option<super::pg_ops::Upstream>>) -> Result<Applied, String> {
+    async fn configure(&self, standby: Option<Option<super::pg_ops::Upstream>>) -> PgResult<Applied> {
         let desired = desired_config(&self.config, &self.dynamic, standby);
         self.pg.configure(&desired).await
     }
 
-    async fn start(&mut self) -> Result<(), String> {
-        self.state_override = Some(PgRunState::Starting);
+    async fn start(&mut self) -> PgResult<()> {
+        self.apply(Event::OperationBegan(PgRunState::Starting));
         let pg = self.pg.clone();
         let r = self.keeping_lease(pg.start()).await;
-        self.state_override = if r.is_ok() {
-            None
+        self.apply(if r.is_ok() {
+            Event::Started {
+                at: crate::timefmt::rfc3339_now(),
+            }
         } else {
-            Some(PgRunState::StartFailed)
-        };
+            Event::StartFailed
+        });
         if r.is_ok() {
-            self.postmaster_start_time = Some(crate::timefmt::rfc3339_now());
-            // Publish the running state at once rather than a loop later.
-            self.again = true;
-            let as_role = if self.following.is_some() || self.lease.deadline_ms.is_none() {
+            let as_role = if self.mem.following.is_some() || self.mem.lease.deadline_ms.is_none() {
                 role::REPLICA
             } else {
                 role::PRIMARY
@@ -985,12 +931,8 @@ impl<P: PgOps> HaLoop<P> {
         let standby = match role {
             Some(PgRole::Primary) => None,
             _ => {
-                let upstream = self.following.as_deref().and_then(|l| {
-                    let view = self.node.read_local(&ReadQuery {
-                        key: String::new(),
-                        prefix: true,
-                        linearizable: false,
-                    });
+                let upstream = self.mem.following.as_deref().and_then(|l| {
+                    let view = self.node.read_all_local();
                     upstream_of(&ClusterView::from_entries(&view.entries, view.as_of_ms), l)
                 });
                 Some(upstream)
@@ -1017,7 +959,8 @@ impl<P: PgOps> HaLoop<P> {
             let r = pg
                 .bootstrap(&desired)
                 .await
-                .map(|system_identifier| JobResult::Bootstrapped { system_identifier });
+                .map(|system_identifier| JobResult::Bootstrapped { system_identifier })
+                .map_err(String::from);
             done.notify_one();
             r
         });
@@ -1040,10 +983,21 @@ impl<P: PgOps> HaLoop<P> {
             Ok(r) => r,
             Err(e) => Err(format!("the job panicked: {e}")),
         };
+        let outcome = match &result {
+            Ok(JobResult::Bootstrapped { .. }) => JobOutcome::Bootstrapped {
+                started_at: crate::timefmt::rfc3339_now(),
+            },
+            Ok(JobResult::Cloned) => JobOutcome::Cloned,
+            Ok(JobResult::Rejoined) => JobOutcome::Rejoined,
+            Ok(JobResult::Removed) => JobOutcome::Removed,
+            Err(e) => JobOutcome::Failed(e.clone()),
+        };
+        self.apply(Event::JobFinished {
+            job: job.kind,
+            outcome,
+        });
         match (job.kind, result) {
             (Job::Bootstrap, Ok(JobResult::Bootstrapped { system_identifier })) => {
-                self.bootstrap_retry.reset();
-                self.postmaster_start_time = Some(crate::timefmt::rfc3339_now());
                 if let Err(e) = self
                     .finish_bootstrap(&system_identifier, job.claim_revision)
                     .await
@@ -1051,29 +1005,9 @@ impl<P: PgOps> HaLoop<P> {
                     tracing::error!("bootstrap: {e}");
                 }
             }
-            (Job::Clone, Ok(_)) => {
-                self.clone_retry.reset();
-                // A fresh copy of the primary never needs a rejoin check (its control file
-                // still says "in production": it was copied from a primary).
-                self.rejoined = true;
-                tracing::info!("replica created; starting it");
-            }
-            (Job::Rejoin, Ok(JobResult::Rejoined)) => {
-                self.rejoined = true;
-                self.must_rejoin = false;
-                self.again = true;
-            }
-            (Job::Rejoin, Ok(_)) => {
-                self.must_rejoin = false;
-                self.again = true;
-            }
-            (Job::Rejoin, Err(e)) => {
-                tracing::error!("{e}");
-                self.blocked = Some(e);
-            }
-            (Job::Bootstrap, Err(e)) => {
-                let now = self.now_ms();
-                self.bootstrap_retry.record_failure_and_log("bootstrap", e, now);
+            (Job::Clone, Ok(_)) => tracing::info!("replica created; starting it"),
+            (Job::Rejoin, Err(e)) => tracing::error!("{e}"),
+            (Job::Bootstrap, Err(_)) => {
                 if let Some(rev) = job.claim_revision {
                     let cmd = Command::Delete {
                         key: Key::Initialize,
@@ -1084,12 +1018,7 @@ impl<P: PgOps> HaLoop<P> {
                     }
                 }
             }
-            (Job::Clone, Err(e)) => {
-                let now = self.now_ms();
-                self.clone_retry
-                    .record_failure_and_log("creating a replica", e, now);
-            }
-            (_, Ok(_)) => {}
+            _ => {}
         }
     }
 
@@ -1129,15 +1058,18 @@ impl<P: PgOps> HaLoop<P> {
                 ));
             }
             OperatorRequest::Restart { reply } => {
-                self.state_override = Some(PgRunState::Restarting);
+                self.apply(Event::OperationBegan(PgRunState::Restarting));
                 let pg = self.pg.clone();
                 let r = self
                     .keeping_lease(pg.restart())
                     .await
-                    .map(|_| "restarted successfully".to_string());
-                self.state_override = None;
+                    .map(|_| "restarted successfully".to_string())
+                    .map_err(String::from);
+                self.apply(Event::OperationEnded);
                 if r.is_ok() {
-                    self.postmaster_start_time = Some(crate::timefmt::rfc3339_now());
+                    self.apply(Event::Restarted {
+                        at: crate::timefmt::rfc3339_now(),
+                    });
                     self.callbacks
                         .fire(CallbackEvent::OnRestart, self.callback_role());
                 }
@@ -1164,7 +1096,7 @@ impl<P: PgOps> HaLoop<P> {
             .await
             .ok_or("cannot confirm the keyspace: reinit refused")?;
         let me = self.config.name.as_str();
-        if view.leader_name() == Some(me) || self.lease.deadline_ms.is_some() {
+        if view.leader_name() == Some(me) || self.mem.lease.deadline_ms.is_some() {
             return Err(format!(
                 "{me} is the primary (holds the leader lease): reinit refused"
             ));
@@ -1176,19 +1108,13 @@ impl<P: PgOps> HaLoop<P> {
             "reinit requested: stopping PostgreSQL and removing the data directory to clone it from {leader}"
         );
         if self.pg.postmaster_running() {
-            self.state_override = Some(PgRunState::Stopping);
+            self.apply(Event::OperationBegan(PgRunState::Stopping));
             let stopped = self.pg.stop().await;
-            self.state_override = None;
+            self.apply(Event::OperationEnded);
             stopped?;
         }
         self.pg.remove_data_dir().await?;
-        self.clone_retry.reset();
-        self.blocked = None;
-        self.rejoined = false;
-        self.must_rejoin = false;
-        self.following = None;
-        self.postmaster_start_time = None;
-        self.again = true;
+        self.apply(Event::Reinitialized);
         Ok(format!("reinitialize started: cloning from {leader}"))
     }
 
@@ -1206,7 +1132,8 @@ impl<P: PgOps> HaLoop<P> {
 
     /// After a promotion, the new primary appends the timeline it left to the `history` key
     /// (timeline, switch LSN from PostgreSQL's own history file, reason, time, new leader),
-    /// keeping `max_timelines_history` entries. Idempotent: done when the entry is there.
+    /// keeping `max_timelines_history` entries, compare-and-set on the revision it read.
+    /// Idempotent: done when the entry is there; a lost race is tried again next loop.
     async fn record_history(&mut self, view: &ClusterView, timeline: u64) {
         if timeline <= 1 || view.history.iter().any(|h| h.timeline == timeline - 1) {
             return;
@@ -1219,10 +1146,9 @@ impl<P: PgOps> HaLoop<P> {
                 return;
             }
         };
-        let reason = self
-            .promote_reason
-            .take()
-            .unwrap_or_else(|| "promoted (reason not recorded: the agent restarted)".to_string());
+        let reason = self.mem.promote_reason.clone();
+        let reason =
+            reason.unwrap_or_else(|| "promoted (reason not recorded: the agent restarted)".to_string());
         let mut history = view.history.clone();
         history.push(crate::cluster::HistoryEntry {
             timeline: parent,
@@ -1239,12 +1165,20 @@ impl<P: PgOps> HaLoop<P> {
             key: Key::History,
             value: serde_json::to_value(&history).unwrap_or_default(),
             ttl_ms: None,
-            precondition: Precondition::Any,
+            precondition: view
+                .history_revision
+                .map_or(Precondition::Absent, Precondition::Revision),
         };
         match self.write(cmd).await {
-            Ok(_) => tracing::info!(
-                "history: timeline {parent} ended at {switch_lsn:X}; I lead timeline {timeline}"
-            ),
+            Ok(CommandOutcome::Rejected { reason, .. }) => {
+                tracing::warn!("could not record the timeline history (it changed since read: {reason}); trying again next loop")
+            }
+            Ok(CommandOutcome::Applied { .. }) => {
+                self.apply(Event::HistoryWritten);
+                tracing::info!(
+                    "history: timeline {parent} ended at {switch_lsn:X}; I lead timeline {timeline}"
+                );
+            }
             Err(e) => tracing::warn!("could not record the timeline history: {e}"),
         }
     }
@@ -1255,23 +1189,7 @@ impl<P: PgOps> HaLoop<P> {
         cluster: Option<ClusterView>,
         observation: Option<PgObservation>,
     ) {
-        let holds_lease = cluster.as_ref().and_then(|c| c.leader_name()) == Some(self.config.name.as_str())
-            && self.lease.deadline_ms.is_some_and(|d| d > self.now_ms());
-        if holds_lease {
-            if let Some(lsn) = observation.as_ref().and_then(|o| o.wal_lsn) {
-                let cmd = Command::Put {
-                    key: Key::Status,
-                    value: serde_json::json!({ "optime": lsn }),
-                    ttl_ms: None,
-                    precondition: Precondition::Any,
-                };
-                let _ = self.write(cmd).await;
-            }
-            if let (Some(view), Some(tl)) = (cluster.as_ref(), observation.as_ref().and_then(|o| o.timeline))
-            {
-                self.record_history(view, tl).await;
-            }
-        }
+        let holds_lease = self.holds_lease(cluster.as_ref());
         let snapshot = NodeSnapshot {
             scope: self.config.scope.clone(),
             name: self.config.name.clone(),
@@ -1282,7 +1200,7 @@ impl<P: PgOps> HaLoop<P> {
             holds_lease,
             last_cycle: Instant::now(),
             last_decision: self.last_reason.clone(),
-            postmaster_start_time: self.postmaster_start_time.clone(),
+            postmaster_start_time: self.mem.postmaster_start_time.clone(),
             replication: observation.map(|o| o.replication).unwrap_or_default(),
             loop_wait_secs: self.dynamic.loop_wait,
             ttl_secs: self.dynamic.ttl,
@@ -1290,13 +1208,6 @@ impl<P: PgOps> HaLoop<P> {
         };
         self.snapshot.send_replace(Arc::new(snapshot));
     }
-}
-
-/// PostgreSQL's start-up errors for a standby whose own WAL went past the new primary's
-/// timeline switch.
-fn diverged_from_upstream(error: &str) -> bool {
-    error.contains("is not a child of this server's history")
-        || error.contains("does not contain minimum recovery point")
 }
 
 /// Why this promotion happened, in the words the `history` key keeps.
@@ -1340,7 +1251,7 @@ async fn rejoin<P: PgOps>(
                 tracing::info!("rejoin: pg_rewind done; starting as a replica of {leader}");
                 Ok(JobResult::Rejoined)
             }
-            Err(e) => rewind_failed(pg, leader, &e, remove_on_failure).await,
+            Err(e) => rewind_failed(pg, leader, &e.to_string(), remove_on_failure).await,
         };
     }
     tracing::info!(
@@ -1481,11 +1392,6 @@ fn position_of(o: &PgObservation) -> Option<WalPosition> {
     })
 }
 
-/// A replica not streaming from a running primary this long gets a rejoin check.
-const STREAM_STALL: Duration = Duration::from_secs(10);
-/// At most one such check per this long.
-const STREAM_STALL_RECHECK: Duration = Duration::from_secs(60);
-
 /// An unchanged decision is logged at INFO again after this long.
 const REPEAT_LOG_EVERY: Duration = Duration::from_secs(30);
 
@@ -1508,17 +1414,12 @@ async fn postmaster_watch<P: PgOps>(pg: Arc<P>, exited: Arc<Notify>) {
 
 /// Revisions of the keys whose change should wake the loop at once. For `leader` only a new
 /// lease counts (its creation revision), not every renewal.
-fn watched_revisions(node: &RaftNode) -> Vec<u64> {
-    ["leader", "initialize", "config", "failover"]
+fn watched_revisions<S: ClusterStore>(node: &S) -> Vec<u64> {
+    [Key::Leader, Key::Initialize, Key::Config, Key::Failover]
         .iter()
         .map(|k| {
-            let read = node.read_local(&ReadQuery {
-                key: (*k).to_string(),
-                prefix: false,
-                linearizable: false,
-            });
-            read.entries.first().map_or(0, |e| {
-                if *k == "leader" {
+            node.local_entry(k).map_or(0, |e| {
+                if *k == Key::Leader {
                     e.created_revision
                 } else {
                     e.revision
