@@ -198,7 +198,10 @@ pub const FILE_KEYS: &[Key] = &[
     key("raft.partner_addrs", Kind::ConnectAddrList),
     required("raft.data_dir", Kind::Path),
     not_implemented("raft.bind_addr", Kind::ListenAddr),
-    not_implemented("raft.password", Kind::Str),
+    key("raft.password", Kind::Str),
+    extension("raft.certfile", Kind::Path),
+    extension("raft.keyfile", Kind::Path),
+    extension("raft.cafile", Kind::Path),
     // pysyncobj's timings (Patroni 4.1); pgquorum's Raft has its own, below.
     not_implemented("raft.min_timeout", Kind::FracSeconds { min_ms: 0 }),
     not_implemented("raft.max_timeout", Kind::FracSeconds { min_ms: 0 }),
