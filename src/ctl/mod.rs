@@ -282,21 +282,39 @@ pub fn connect(endpoint: &str) -> Result<AdminClient<GrpcChannel>, CtlError> {
 }
 
 pub fn rpc_error(endpoint: &str, status: tonic::Status) -> CtlError {
+    use crate::grpc::transport::Refusal;
+    let refused = Refusal::of(&status).is_some();
     let message = match status.code() {
-        tonic::Code::Unavailable
-            if status.message().contains("tcp connect") || status.message().contains("transport") =>
+        // Refused by the transport checks: the agent's own words name the reason.
+        _ if refused => status.message().to_string(),
+        // The call never reached the service: no connection, a TLS handshake refused, or a
+        // plain-text client talking to a TLS port (which fails as an HTTP/2 protocol error).
+        // tonic reports a connection that failed while the call was queued as Cancelled.
+        tonic::Code::Cancelled => connect_failure(&status),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal
+            if std::error::Error::source(&status).is_some() =>
         {
-            format!(
-                "cannot connect ({}): is the agent running, and if it requires TLS, were \
-                 --cacert/--certfile/--keyfile (or -c) given and signed by its CA?",
-                status.message()
-            )
+            connect_failure(&status)
         }
         _ => status.message().to_string(),
     };
     CtlError::Rpc {
         endpoint: endpoint.to_string(),
         message,
+    }
+}
+
+fn connect_failure(status: &tonic::Status) -> String {
+    use crate::grpc::transport::{describe, process_uses_tls};
+    {
+        let hint = if process_uses_tls() {
+            "is the agent running, and was its certificate signed by --cacert's CA \
+                 (and ours by its raft.cafile)?"
+        } else {
+            "is the agent running? If it requires TLS, give --cacert, --certfile and \
+                 --keyfile (or -c with a config that has raft.certfile/keyfile/cafile)"
+        };
+        format!("cannot connect ({}): {hint}", describe(status))
     }
 }
 

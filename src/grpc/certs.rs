@@ -76,10 +76,13 @@ pub fn generate(out: &Path, nodes: &[NodeSpec]) -> Result<Generated, CertError> 
     let mut files = Vec::new();
 
     let ca_key = KeyPair::generate()?;
+    // A name of its own per CA: peers shown another cluster's certificate then fail with
+    // "unknown CA" rather than a signature mismatch under a shared name; a rotated CA is told apart.
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "pgquorum cluster CA");
+    ca_params.distinguished_name.push(
+        DnType::CommonName,
+        format!("pgquorum cluster CA {}", key_id(&ca_key)),
+    );
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     ca_params.not_before = date_time_ymd(year, month, day.min(28));
@@ -124,6 +127,16 @@ pub fn generate(out: &Path, nodes: &[NodeSpec]) -> Result<Generated, CertError> 
     files.push(write(out, "client.pem", &cert, false)?);
     files.push(write(out, "client-key.pem", &key, true)?);
     Ok(Generated { files })
+}
+
+/// A short fingerprint of a public key (hex of the first bytes of its SHA-256).
+fn key_id(key: &KeyPair) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(key.public_key_raw())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn write(dir: &Path, name: &str, text: &str, secret: bool) -> Result<PathBuf, CertError> {

@@ -360,6 +360,15 @@ pub fn install(transport: Transport) {
     *PROCESS_TRANSPORT.write().expect("transport lock poisoned") = Some(transport);
 }
 
+/// Whether the process's transport uses TLS (for error hints).
+pub fn process_uses_tls() -> bool {
+    PROCESS_TRANSPORT
+        .read()
+        .expect("transport lock poisoned")
+        .as_ref()
+        .is_some_and(Transport::uses_tls)
+}
+
 /// A channel to `addr` with the process's transport (open when none was installed).
 pub fn process_channel(addr: &str, connect_timeout: Duration) -> Result<GrpcChannel, TransportError> {
     let guard = PROCESS_TRANSPORT.read().expect("transport lock poisoned");

@@ -41,10 +41,10 @@ pub(super) async fn run(node: Arc<RaftNode>) {
         }
         let (answers, failures) = probe_partners(&node).await;
         for (addr, failure) in failures {
-            // Once per partner: a partner that is not up yet is normal at start-up, but a TLS
-            // refusal (certificate of another CA) must be visible in the log.
-            if warned_failed_probe.insert(addr.clone()) {
-                tracing::info!(partner = %addr, error = %failure, "raft: configured partner does not answer (reported once)");
+            // Each distinct failure once per partner: a partner not up yet is normal at
+            // start-up, but a TLS refusal (a certificate of another CA) must reach the log.
+            if warned_failed_probe.insert((addr.clone(), failure.clone())) {
+                tracing::info!(partner = %addr, error = %failure, "raft: configured partner does not answer (each distinct error reported once)");
             }
         }
         for (addr, answer) in &answers {
