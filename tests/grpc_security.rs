@@ -170,7 +170,7 @@ async fn another_clusters_agent_is_refused_on_both_sides() {
         .await
         .expect("main still has a leader")
         .2;
-    assert_eq!(members, [ep.clone()], "the other cluster's agent joined");
+    assert_eq!(members, vec![ep.clone()], "the other cluster's agent joined");
 
     let (ok, _, stderr) = run_ctl(&args(
         &ep,

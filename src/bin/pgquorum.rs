@@ -132,6 +132,10 @@ async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
         "Starting a 3-node pgquorum cluster (3 agents, 3 PostgreSQL servers) in {} ...",
         demo.dir.display()
     );
+    println!(
+        "Note: the demo runs open — its gRPC ports have no TLS and no raft.password, so anyone on this \
+         machine can reach them; docs/security.md shows a secure setup (pgquorum generate-certs)."
+    );
     let healthy = tokio::select! {
         r = demo.wait_postgres_healthy(Duration::from_secs(180)) => Some(r),
         _ = &mut interrupted => None,

@@ -15,3 +15,12 @@ pub mod pb {
 }
 
 pub use transport::{process_channel, GrpcChannel, Refusal, Transport};
+
+/// A lazily connecting channel to `addr` with this process's transport (see
+/// [`transport::process_channel`]); kept under its old name for existing callers.
+pub fn lazy_channel(
+    addr: &str,
+    connect_timeout: std::time::Duration,
+) -> Result<GrpcChannel, transport::TransportError> {
+    process_channel(addr, connect_timeout)
+}

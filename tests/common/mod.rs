@@ -355,7 +355,7 @@ impl SoloAgent {
 
 /// This node's own Raft status (`NodeStatus`), if it answers.
 pub async fn node_status(endpoint: &str) -> Option<pgquorum::grpc::pb::admin::NodeStatusReply> {
-    let channel = pgquorum::grpc::process_channel(endpoint, Duration::from_millis(500)).ok()?;
+    let channel = pgquorum::grpc::lazy_channel(endpoint, Duration::from_millis(500)).ok()?;
     let mut client = pgquorum::grpc::pb::admin::admin_client::AdminClient::new(channel);
     let mut req = tonic::Request::new(pgquorum::grpc::pb::admin::NodeStatusRequest {});
     req.set_timeout(Duration::from_secs(1));
