@@ -81,6 +81,11 @@ async fn mutual_tls_admits_only_the_cluster_ca() {
     })
     .await;
     assert_eq!(members.len(), 3, "{members:?}");
+    // On a node, `-c` with the agent's config uses its certificate, key and CA.
+    let config = dir.path().join("node2.yml").display().to_string();
+    let (ok, stdout, stderr) = run_ctl(&["-c".into(), config, "get".into(), "leader".into()]).await;
+    assert!(ok, "pgquorumctl -c failed: {stderr}");
+    assert!(stdout.contains("leader"), "{stdout}");
 
     // pgquorumctl without a client certificate, and with one of another CA.
     let (ok, _, stderr) = run_ctl(&args(&ep, &[], &["raft", "status"])).await;
@@ -221,6 +226,27 @@ async fn raft_password_is_required_on_every_call() {
     // The plain in-process client of the tests carries no proof either.
     assert!(node_status(&ep).await.is_none());
     wait_for_log(&agents[0], "the agent logs the refusal", "proof of raft.password").await;
+
+    // An agent with another password, naming the group as its partners, is refused.
+    let intruder = start(
+        &dir,
+        &opts,
+        "pw",
+        3,
+        &[0, 1, 2],
+        &[("password", "guess".to_string())],
+    );
+    wait_for_log(
+        &intruder,
+        "the intruder logs the refusal",
+        "refused: a wrong proof of this cluster's raft.password",
+    )
+    .await;
+    let after = ctl_raft_leader(&ep, &right)
+        .await
+        .expect("the group still has a leader");
+    assert_eq!(after.2, members, "the intruder joined");
+    intruder.stop().await;
 
     for agent in agents.drain(..) {
         agent.stop().await;
