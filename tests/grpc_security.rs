@@ -86,6 +86,20 @@ async fn mutual_tls_admits_only_the_cluster_ca() {
     let (ok, stdout, stderr) = run_ctl(&["-c".into(), config, "get".into(), "leader".into()]).await;
     assert!(ok, "pgquorumctl -c failed: {stderr}");
     assert!(stdout.contains("leader"), "{stdout}");
+    // Patroni's `ctl` section of a `-c` file names pgquorumctl's own certificate.
+    let file = |n: &str| ours.join(n).display().to_string();
+    let yaml = solo_agent_yaml(dir.path(), &opts, "sec", 1, &[0, 2])
+        + &format!(
+            "ctl:\n  certfile: {}\n  keyfile: {}\n  cacert: {}\n",
+            file("client.pem"),
+            file("client-key.pem"),
+            file("ca.pem")
+        );
+    let ctl_config = dir.path().join("ctl.yml");
+    std::fs::write(&ctl_config, yaml).unwrap();
+    let config = ctl_config.display().to_string();
+    let (ok, _, stderr) = run_ctl(&["-c".into(), config, "get".into(), "leader".into()]).await;
+    assert!(ok, "pgquorumctl -c with a ctl section failed: {stderr}");
 
     // pgquorumctl without a client certificate, and with one of another CA.
     let (ok, _, stderr) = run_ctl(&args(&ep, &[], &["raft", "status"])).await;

@@ -231,17 +231,22 @@ fn check_raft_addresses(doc: &Doc, out: &mut RuleOutput) {
 /// leave the port open while the operator believes it protected. An empty password would be
 /// a secret everyone knows.
 fn check_raft_transport(doc: &Doc, out: &mut RuleOutput) {
-    const FILES: [&str; 3] = ["raft.certfile", "raft.keyfile", "raft.cafile"];
-    let given: Vec<&str> = FILES.into_iter().filter(|k| doc.get(k).is_some()).collect();
-    if !given.is_empty() && given.len() < FILES.len() {
-        for missing in FILES.into_iter().filter(|k| !given.contains(k)) {
-            out.problems.push(Problem::new(
-                missing,
-                format!(
-                    "missing: mutual TLS needs raft.certfile, raft.keyfile and raft.cafile together (given: {})",
-                    given.join(", ")
-                ),
-            ));
+    for files in [
+        ["raft.certfile", "raft.keyfile", "raft.cafile"],
+        ["ctl.certfile", "ctl.keyfile", "ctl.cacert"],
+    ] {
+        let given: Vec<&str> = files.into_iter().filter(|k| doc.get(k).is_some()).collect();
+        if !given.is_empty() && given.len() < files.len() {
+            for missing in files.into_iter().filter(|k| !given.contains(k)) {
+                out.problems.push(Problem::new(
+                    missing,
+                    format!(
+                        "missing: mutual TLS needs {} together (given: {})",
+                        files.join(", "),
+                        given.join(", ")
+                    ),
+                ));
+            }
         }
     }
     if doc.str("raft.password").is_some_and(str::is_empty) {

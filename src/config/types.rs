@@ -47,6 +47,20 @@ pub struct Config {
     pub watchdog: WatchdogConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub ctl: CtlConfig,
+}
+
+/// Patroni's `ctl` section, read by pgquorumctl (`-c`): its client certificate for agents
+/// that require mutual TLS.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtlConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cacert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certfile: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyfile: Option<PathBuf>,
 }
 
 /// Patroni's `raft` section, plus pgquorum's Raft timing.

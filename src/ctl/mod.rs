@@ -46,8 +46,9 @@ pub struct Cli {
     pub command: CtlCommand,
 }
 
-/// How to authenticate to the agents; without these flags taken from the `-c` file's `raft`
-/// section (its certificate, key and CA; its password and scope).
+/// How to authenticate to the agents; without these flags taken from the `-c` file: its `ctl`
+/// section's certfile/keyfile/cacert (else its `raft` section's certificate, key and CA),
+/// its `raft.password` and its `scope`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct SecurityArgs {
     /// Client certificate (PEM) signed by the cluster CA, for agents that require mutual TLS.
@@ -245,13 +246,25 @@ impl Cli {
                 }),
                 ["--certfile", "--keyfile", "--cacert"],
             ),
-            [None, None, None] => match file.as_ref().map(|c| &c.raft) {
-                Some(raft) => match (&raft.certfile, &raft.keyfile, &raft.cafile) {
-                    (Some(c), Some(k), Some(a)) => (
+            // The file's `ctl` section, else the agent's own files from its `raft` section.
+            [None, None, None] => match file.as_ref() {
+                Some(c) => match (
+                    (&c.ctl.certfile, &c.ctl.keyfile, &c.ctl.cacert),
+                    (&c.raft.certfile, &c.raft.keyfile, &c.raft.cafile),
+                ) {
+                    ((Some(cert), Some(key), Some(ca)), _) => (
                         Some(TlsFiles {
-                            certfile: c.clone(),
-                            keyfile: k.clone(),
-                            cafile: a.clone(),
+                            certfile: cert.clone(),
+                            keyfile: key.clone(),
+                            cafile: ca.clone(),
+                        }),
+                        ["ctl.certfile", "ctl.keyfile", "ctl.cacert"],
+                    ),
+                    (_, (Some(cert), Some(key), Some(ca))) => (
+                        Some(TlsFiles {
+                            certfile: cert.clone(),
+                            keyfile: key.clone(),
+                            cafile: ca.clone(),
                         }),
                         ["raft.certfile", "raft.keyfile", "raft.cafile"],
                     ),
