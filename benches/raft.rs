@@ -26,8 +26,8 @@ use pgquorum::ctl::{connect, fetch_raft_status};
 use pgquorum::demo::{Demo, DemoOptions};
 use pgquorum::grpc::pb::admin::admin_client::AdminClient;
 use pgquorum::grpc::pb::admin::{NodeStatusReply, NodeStatusRequest, WriteRequest};
+use pgquorum::grpc::GrpcChannel as Channel;
 use pgquorum::keyspace::{Command, CommandOutcome, Key, Precondition};
-use tonic::transport::Channel;
 
 /// The role_log line an agent writes each time it becomes a candidate.
 const ELECTION_LOG_LINE: &str = "starting an election";

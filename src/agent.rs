@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::config::Config;
 use crate::grpc::admin_service::AdminGrpc;
@@ -49,6 +50,8 @@ pub enum AgentError {
     Fence(std::io::Error),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Transport(#[from] crate::grpc::transport::TransportError),
 }
 
 /// Run the agent until `shutdown` completes. `config_path` is re-read on reload.
@@ -61,6 +64,9 @@ pub async fn run(
     // then kill the primary's PostgreSQL — a `systemctl reload` must never cause a failover.
     let hangups = hangup_signals();
     let settings = NodeSettings::from_config(&config);
+    // Every channel this process opens (Raft, forwarding, probes) and the server use it.
+    let transport = crate::grpc::Transport::from_config(&config)?;
+    crate::grpc::transport::install(transport.clone());
     // Bind and check everything before touching storage: a port conflict or a bad
     // PostgreSQL setting is reported without side effects.
     let listener = bind("raft.self_addr", &settings.self_addr).await?;
@@ -146,7 +152,7 @@ pub async fn run(
         let _ = stop.wait_for(|s| *s).await;
         done.notified().await;
     };
-    serve(node.clone(), operator, position, listener, until).await?;
+    serve(node.clone(), &transport, operator, position, listener, until).await?;
     if let Some(task) = ha_task {
         let _ = task.await;
     }
@@ -179,9 +185,11 @@ pub async fn bind(key: &'static str, addr: &str) -> Result<TcpListener, AgentErr
         })
 }
 
-/// Serve the Raft and admin services on one port (one port per agent to open in a firewall).
+/// Serve the Raft and admin services on one port (one port per agent to open in a firewall),
+/// both behind the transport's checks (mutual TLS, cluster identity, password proof).
 pub async fn serve(
     node: Arc<RaftNode>,
+    transport: &crate::grpc::Transport,
     operator: Option<mpsc::Sender<OperatorRequest>>,
     position: Option<crate::ha::PositionProbe>,
     listener: TcpListener,
@@ -191,10 +199,13 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let admin = AdminServer::new(AdminGrpc::new(node.clone(), operator, position));
-    tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(raft)
-        .add_service(admin)
+    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    if let Some(tls) = transport.server_tls() {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
+        .add_service(InterceptedService::new(raft, transport.gate()))
+        .add_service(InterceptedService::new(admin, transport.gate()))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

@@ -39,6 +39,16 @@ enum Cmd {
         #[arg(long, default_value_t = 2401)]
         base_port: u16,
     },
+    /// Write a cluster CA, one certificate per node and a client certificate for pgquorumctl
+    /// (PEM; keys 0600) for mutual TLS on the agents' gRPC port (docs/security.md).
+    GenerateCerts {
+        /// Directory to write into (created if missing; existing files are replaced).
+        #[arg(long)]
+        out: PathBuf,
+        /// Comma-separated nodes, each NAME (a DNS name or an IP) or NAME=IP.
+        #[arg(long, value_delimiter = ',', required = true)]
+        nodes: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,6 +58,9 @@ fn main() -> ExitCode {
     }
     if let Some(Cmd::FenceGuard { data_dir }) = &cli.command {
         return pgquorum::fence::run_guard(data_dir);
+    }
+    if let Some(Cmd::GenerateCerts { out, nodes }) = &cli.command {
+        return generate_certs(out, nodes);
     }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = match (&cli.command, &cli.config) {
@@ -63,7 +76,7 @@ fn main() -> ExitCode {
                 postgres: true,
             }))
         }
-        (Some(Cmd::FenceGuard { .. }), _) => unreachable!("handled above"),
+        (Some(Cmd::FenceGuard { .. } | Cmd::GenerateCerts { .. }), _) => unreachable!("handled above"),
         (None, Some(path)) => runtime.block_on(agent(path)),
         (None, None) => {
             eprintln!("usage: pgquorum CONFIG_FILE | pgquorum demo | pgquorum --validate-config FILE");
@@ -119,6 +132,10 @@ async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
         "Starting a 3-node pgquorum cluster (3 agents, 3 PostgreSQL servers) in {} ...",
         demo.dir.display()
     );
+    println!(
+        "Note: the demo runs open — its gRPC ports have no TLS and no raft.password, so anyone on this \
+         machine can reach them; docs/security.md shows a secure setup (pgquorum generate-certs)."
+    );
     let healthy = tokio::select! {
         r = demo.wait_postgres_healthy(Duration::from_secs(180)) => Some(r),
         _ = &mut interrupted => None,
@@ -154,4 +171,25 @@ async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
     demo.stop().await;
     println!("Stopped. Data kept in {}", dir.display());
     Ok(())
+}
+
+fn generate_certs(out: &std::path::Path, nodes: &[String]) -> ExitCode {
+    use pgquorum::grpc::certs::{generate, NodeSpec};
+    let result = nodes
+        .iter()
+        .map(|n| NodeSpec::parse(n))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|specs| generate(out, &specs));
+    match result {
+        Ok(generated) => {
+            for file in generated.files {
+                println!("{}", file.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("generate-certs: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

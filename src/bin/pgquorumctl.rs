@@ -9,6 +9,13 @@ use pgquorum::ctl::{run, Cli};
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     pgquorum::logging::init(Some("WARNING"));
+    match cli.transport() {
+        Ok(transport) => pgquorum::grpc::transport::install(transport),
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     match run(&cli).await {
         Ok(out) => {
             println!("{out}");

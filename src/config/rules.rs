@@ -132,6 +132,7 @@ pub(crate) fn check_file(root: &Json, broken: &[Problem]) -> RuleOutput {
     check_dynamic(root, "bootstrap.dcs", bounds, broken, &mut out);
     check_raft_timing(&doc, &mut out);
     check_raft_addresses(&doc, &mut out);
+    check_raft_transport(&doc, &mut out);
     check_tags(&doc, &mut out);
     check_watchdog(&doc, &mut out);
     check_custom_methods(&doc, &mut out);
@@ -223,6 +224,36 @@ fn check_raft_addresses(doc: &Doc, out: &mut RuleOutput) {
             ));
         }
         seen.push(key);
+    }
+}
+
+/// Mutual TLS needs all three files; one or two of them is a mistake that would otherwise
+/// leave the port open while the operator believes it protected. An empty password would be
+/// a secret everyone knows.
+fn check_raft_transport(doc: &Doc, out: &mut RuleOutput) {
+    for files in [
+        ["raft.certfile", "raft.keyfile", "raft.cafile"],
+        ["ctl.certfile", "ctl.keyfile", "ctl.cacert"],
+    ] {
+        let given: Vec<&str> = files.into_iter().filter(|k| doc.get(k).is_some()).collect();
+        if !given.is_empty() && given.len() < files.len() {
+            for missing in files.into_iter().filter(|k| !given.contains(k)) {
+                out.problems.push(Problem::new(
+                    missing,
+                    format!(
+                        "missing: mutual TLS needs {} together (given: {})",
+                        files.join(", "),
+                        given.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    if doc.str("raft.password").is_some_and(str::is_empty) {
+        out.problems.push(Problem::new(
+            "raft.password",
+            "must not be empty (leave it out to run without a shared secret)",
+        ));
     }
 }
 

@@ -190,15 +190,24 @@ pub const FILE_KEYS: &[Key] = &[
     not_implemented("restapi.request_queue_size", Kind::Int { min: 0, max: 4096 }),
     not_implemented("restapi.server_tokens", Kind::Str),
     not_implemented("restapi.thread_pool_size", int(1)),
-    // --- patronictl: pgquorumctl talks gRPC and has its own flags ---
-    not_implemented("ctl", Kind::Any),
+    // --- patronictl's section: pgquorumctl's TLS files for the agents' gRPC port ---
+    key("ctl", Kind::Section),
+    key("ctl.cacert", Kind::Path),
+    key("ctl.certfile", Kind::Path),
+    key("ctl.keyfile", Kind::Path),
+    not_implemented("ctl.keyfile_password", Kind::Str),
+    not_implemented("ctl.insecure", Kind::Bool),
+    not_implemented("ctl.authentication", Kind::AnyMap),
     // --- raft (Patroni's raft DCS; pgquorum's embedded Raft) ---
     required("raft", Kind::Section),
     required("raft.self_addr", Kind::ConnectAddr),
     key("raft.partner_addrs", Kind::ConnectAddrList),
     required("raft.data_dir", Kind::Path),
     not_implemented("raft.bind_addr", Kind::ListenAddr),
-    not_implemented("raft.password", Kind::Str),
+    key("raft.password", Kind::Str),
+    extension("raft.certfile", Kind::Path),
+    extension("raft.keyfile", Kind::Path),
+    extension("raft.cafile", Kind::Path),
     // pysyncobj's timings (Patroni 4.1); pgquorum's Raft has its own, below.
     not_implemented("raft.min_timeout", Kind::FracSeconds { min_ms: 0 }),
     not_implemented("raft.max_timeout", Kind::FracSeconds { min_ms: 0 }),

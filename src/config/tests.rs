@@ -428,7 +428,7 @@ ctl:
         loaded.warnings,
         [
             "these Patroni settings are accepted but not implemented by pgquorum, and have no effect: \
-          raft.password, namespace, etcd3, restapi.certfile, ctl"
+          namespace, etcd3, restapi.certfile, ctl.insecure"
         ]
     );
 }
@@ -826,10 +826,10 @@ fn every_patroni_4_key_loads_and_no_ignored_key_is_silent() {
         "restapi.certfile",
         "restapi.server_tokens",
         "restapi.thread_pool_size",
-        "ctl",
+        "ctl.keyfile_password",
+        "ctl.authentication",
         "citus",
         "raft.bind_addr",
-        "raft.password",
         "raft.min_timeout",
         "raft.leader_fallback_timeout",
         "bootstrap.dcs.maximum_lag_on_syncnode",
@@ -882,4 +882,27 @@ fn every_patroni_4_key_loads_and_no_ignored_key_is_silent() {
             "{quiet} should not be named in: {warning}"
         );
     }
+}
+
+#[test]
+fn raft_tls_files_go_together_and_password_is_not_empty() {
+    let text = format!("{MINIMAL}  certfile: /etc/pgquorum/n1.pem\n  password: \"\"\n");
+    assert_eq!(
+        problems(&text),
+        [
+            "raft.keyfile: missing: mutual TLS needs raft.certfile, raft.keyfile, raft.cafile together (given: raft.certfile)",
+            "raft.cafile: missing: mutual TLS needs raft.certfile, raft.keyfile, raft.cafile together (given: raft.certfile)",
+            "raft.password: must not be empty (leave it out to run without a shared secret)",
+        ]
+    );
+    let text = format!("{MINIMAL}  certfile: /c.pem\n  keyfile: /k.pem\n  cafile: /ca.pem\n  password: pw\n");
+    let loaded = load(&text).expect("all three files and a password load");
+    assert_eq!(loaded.config.raft.cafile.as_deref(), Some(Path::new("/ca.pem")));
+    assert_eq!(loaded.config.raft.password.as_deref(), Some("pw"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let text = format!("{MINIMAL}ctl:\n  certfile: /ctl.pem\n  keyfile: /ctl.key\n");
+    assert_eq!(
+        problems(&text),
+        ["ctl.cacert: missing: mutual TLS needs ctl.certfile, ctl.keyfile, ctl.cacert together (given: ctl.certfile, ctl.keyfile)"]
+    );
 }

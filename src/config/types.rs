@@ -47,6 +47,20 @@ pub struct Config {
     pub watchdog: WatchdogConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub ctl: CtlConfig,
+}
+
+/// Patroni's `ctl` section, read by pgquorumctl (`-c`): its client certificate for agents
+/// that require mutual TLS.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtlConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cacert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certfile: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyfile: Option<PathBuf>,
 }
 
 /// Patroni's `raft` section, plus pgquorum's Raft timing.
@@ -68,6 +82,18 @@ pub struct RaftConfig {
     /// pgquorum extension: the clock difference between agents the lease rule tolerates (ms).
     #[serde(default = "default_skew_ms")]
     pub max_clock_skew_ms: u64,
+    /// Patroni's shared secret for the Raft port: every RPC carries a proof of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// pgquorum extension: this agent's certificate (PEM) for mutual TLS on the gRPC port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certfile: Option<PathBuf>,
+    /// pgquorum extension: the private key (PEM, unencrypted) of `certfile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyfile: Option<PathBuf>,
+    /// pgquorum extension: the cluster CA (PEM); only certificates it signed may connect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cafile: Option<PathBuf>,
 }
 
 fn default_skew_ms() -> u64 {

@@ -16,11 +16,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tonic::transport::Channel;
 
 use crate::config::Config;
-use crate::grpc::lazy_channel;
 use crate::grpc::pb::admin::admin_client::AdminClient;
+use crate::grpc::{process_channel, GrpcChannel};
 
 pub use raft_status::{fetch_raft_status, MemberRow};
 
@@ -41,8 +40,32 @@ pub struct Cli {
     /// Print JSON instead of a table (questions and progress lines then go to stderr).
     #[arg(long, global = true)]
     pub json: bool,
+    #[command(flatten)]
+    pub security: SecurityArgs,
     #[command(subcommand)]
     pub command: CtlCommand,
+}
+
+/// How to authenticate to the agents; without these flags taken from the `-c` file: its `ctl`
+/// section's certfile/keyfile/cacert (else its `raft` section's certificate, key and CA),
+/// its `raft.password` and its `scope`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SecurityArgs {
+    /// Client certificate (PEM) signed by the cluster CA, for agents that require mutual TLS.
+    #[arg(long, global = true, value_name = "FILE", env = "PGQUORUMCTL_CERTFILE")]
+    pub certfile: Option<PathBuf>,
+    /// The private key (PEM) of --certfile.
+    #[arg(long, global = true, value_name = "FILE", env = "PGQUORUMCTL_KEYFILE")]
+    pub keyfile: Option<PathBuf>,
+    /// The cluster CA (PEM) the agent's certificate must be signed by.
+    #[arg(long, global = true, value_name = "FILE", env = "PGQUORUMCTL_CACERT")]
+    pub cacert: Option<PathBuf>,
+    /// The cluster's `raft.password`, for agents that run without TLS but with a shared secret.
+    #[arg(long, global = true, env = "PGQUORUMCTL_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// The cluster name (`scope`) stamped on every call, so an agent of another cluster refuses.
+    #[arg(long, global = true, env = "PGQUORUMCTL_SCOPE")]
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +201,8 @@ pub enum CtlError {
     BadEndpoint(String, String),
     #[error("agent at {endpoint}: {message}")]
     Rpc { endpoint: String, message: String },
+    #[error(transparent)]
+    Transport(#[from] crate::grpc::transport::TransportError),
     #[error("{0}")]
     Other(String),
 }
@@ -194,25 +219,115 @@ impl Cli {
     }
 }
 
+impl Cli {
+    /// The transport settings: flags first, then the `-c` file's `raft` section.
+    pub fn transport(&self) -> Result<crate::grpc::Transport, CtlError> {
+        use crate::grpc::transport::{TlsFiles, Transport};
+        let file = match &self.config {
+            Some(path) => Some(Config::load(path)?.config),
+            None => None,
+        };
+        let sec = &self.security;
+        let scope = sec
+            .scope
+            .clone()
+            .or_else(|| file.as_ref().map(|c| c.scope.clone()));
+        let password = sec
+            .password
+            .clone()
+            .or_else(|| file.as_ref().and_then(|c| c.raft.password.clone()));
+        let flags = [&sec.certfile, &sec.keyfile, &sec.cacert];
+        let (tls, keys) = match flags {
+            [Some(c), Some(k), Some(a)] => (
+                Some(TlsFiles {
+                    certfile: c.clone(),
+                    keyfile: k.clone(),
+                    cafile: a.clone(),
+                }),
+                ["--certfile", "--keyfile", "--cacert"],
+            ),
+            // The file's `ctl` section, else the agent's own files from its `raft` section.
+            [None, None, None] => match file.as_ref() {
+                Some(c) => match (
+                    (&c.ctl.certfile, &c.ctl.keyfile, &c.ctl.cacert),
+                    (&c.raft.certfile, &c.raft.keyfile, &c.raft.cafile),
+                ) {
+                    ((Some(cert), Some(key), Some(ca)), _) => (
+                        Some(TlsFiles {
+                            certfile: cert.clone(),
+                            keyfile: key.clone(),
+                            cafile: ca.clone(),
+                        }),
+                        ["ctl.certfile", "ctl.keyfile", "ctl.cacert"],
+                    ),
+                    (_, (Some(cert), Some(key), Some(ca))) => (
+                        Some(TlsFiles {
+                            certfile: cert.clone(),
+                            keyfile: key.clone(),
+                            cafile: ca.clone(),
+                        }),
+                        ["raft.certfile", "raft.keyfile", "raft.cafile"],
+                    ),
+                    _ => (None, ["", "", ""]),
+                },
+                None => (None, ["", "", ""]),
+            },
+            _ => {
+                return Err(CtlError::Other(
+                    "give --certfile, --keyfile and --cacert together (mutual TLS needs all three)".into(),
+                ))
+            }
+        };
+        Ok(Transport::new(
+            scope.as_deref(),
+            tls.as_ref(),
+            password.as_deref(),
+            keys,
+        )?)
+    }
+}
+
 /// An admin client for `endpoint`.
-pub fn connect(endpoint: &str) -> Result<AdminClient<Channel>, CtlError> {
-    let channel = lazy_channel(endpoint, Duration::from_secs(2))
+pub fn connect(endpoint: &str) -> Result<AdminClient<GrpcChannel>, CtlError> {
+    let channel = process_channel(endpoint, Duration::from_secs(2))
         .map_err(|e| CtlError::BadEndpoint(endpoint.to_string(), e.to_string()))?;
     Ok(AdminClient::new(channel))
 }
 
 pub fn rpc_error(endpoint: &str, status: tonic::Status) -> CtlError {
+    use crate::grpc::transport::Refusal;
+    let refused = Refusal::of(&status).is_some();
     let message = match status.code() {
-        tonic::Code::Unavailable
-            if status.message().contains("tcp connect") || status.message().contains("transport") =>
+        // Refused by the transport checks: the agent's own words name the reason.
+        _ if refused => status.message().to_string(),
+        // The call never reached the service: no connection, a TLS handshake refused, or a
+        // plain-text client talking to a TLS port (which fails as an HTTP/2 protocol error).
+        // tonic reports a connection that failed while the call was queued as Cancelled.
+        tonic::Code::Cancelled => connect_failure(&status),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal
+            if std::error::Error::source(&status).is_some() =>
         {
-            format!("cannot connect ({}): is the agent running?", status.message())
+            connect_failure(&status)
         }
         _ => status.message().to_string(),
     };
     CtlError::Rpc {
         endpoint: endpoint.to_string(),
         message,
+    }
+}
+
+fn connect_failure(status: &tonic::Status) -> String {
+    use crate::grpc::transport::{describe, process_uses_tls};
+    {
+        let hint = if process_uses_tls() {
+            "is the agent running, and was its certificate signed by --cacert's CA \
+                 (and ours by its raft.cafile)?"
+        } else {
+            "is the agent running? If it requires TLS, give --cacert, --certfile and \
+                 --keyfile (or -c with a config that has raft.certfile/keyfile/cafile)"
+        };
+        format!("cannot connect ({}): {hint}", describe(status))
     }
 }
 

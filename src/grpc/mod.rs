@@ -1,7 +1,9 @@
 //! gRPC: generated protobuf types, the Raft service between agents and the admin service.
 
 pub mod admin_service;
+pub mod certs;
 pub mod raft_service;
+pub mod transport;
 
 pub mod pb {
     pub mod raft {
@@ -12,17 +14,13 @@ pub mod pb {
     }
 }
 
-use std::time::Duration;
+pub use transport::{process_channel, GrpcChannel, Refusal, Transport};
 
-use tonic::transport::{Channel, Endpoint};
-
-/// A lazily connecting channel to `addr` (`host:port`). Nothing is dialled until the first
-/// call, so a partner that is down does not hold up start-up.
-pub fn lazy_channel(addr: &str, connect_timeout: Duration) -> Result<Channel, tonic::transport::Error> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(connect_timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5));
-    Ok(endpoint.connect_lazy())
+/// A lazily connecting channel to `addr` with this process's transport (see
+/// [`transport::process_channel`]); kept under its old name for existing callers.
+pub fn lazy_channel(
+    addr: &str,
+    connect_timeout: std::time::Duration,
+) -> Result<GrpcChannel, transport::TransportError> {
+    process_channel(addr, connect_timeout)
 }

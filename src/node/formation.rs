@@ -17,6 +17,7 @@ use super::formation_rule::{formation_step, Answer, Myself, Step, Waiting};
 use super::join::JOIN_FORWARD_TIMEOUT;
 use super::RaftNode;
 use crate::grpc::pb::admin::{JoinOutcome, JoinRequest, NodeStatusRequest};
+use crate::grpc::transport::{describe, Refusal};
 use crate::raft::{node_id_for, BasicNode};
 
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
@@ -25,6 +26,7 @@ const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(5);
 pub(super) async fn run(node: Arc<RaftNode>) {
     let mut last_wait: Option<Waiting> = None;
     let mut warned_other_scope = BTreeSet::new();
+    let mut warned_failed_probe = BTreeSet::new();
     let mut join_backoff = PROBE_INTERVAL;
     loop {
         let pristine = match node.raft.is_initialized().await {
@@ -37,7 +39,14 @@ pub(super) async fn run(node: Arc<RaftNode>) {
         if !pristine && node.membership_ids().0.contains(&node.id) {
             return;
         }
-        let answers = probe_partners(&node).await;
+        let (answers, failures) = probe_partners(&node).await;
+        for (addr, failure) in failures {
+            // Each distinct failure once per partner: a partner not up yet is normal at
+            // start-up, but a TLS refusal (a certificate of another CA) must reach the log.
+            if warned_failed_probe.insert((addr.clone(), failure.clone())) {
+                tracing::info!(partner = %addr, error = %failure, "raft: configured partner does not answer (each distinct error reported once)");
+            }
+        }
         for (addr, answer) in &answers {
             if let Answer::Status { scope, .. } = answer {
                 if *scope != node.settings.cluster && warned_other_scope.insert(addr.clone()) {
@@ -165,28 +174,50 @@ async fn join_through(node: &RaftNode, via: &str) -> Result<(), ()> {
     }
 }
 
-/// Every configured partner's answer, in configuration order.
-async fn probe_partners(node: &RaftNode) -> Vec<(String, Answer)> {
+/// Every configured partner's answer, in configuration order, and the errors of those that did
+/// not answer. A partner that refused us for belonging to another cluster answers with its scope.
+async fn probe_partners(node: &RaftNode) -> (Vec<(String, Answer)>, Vec<(String, String)>) {
     let probes = node.settings.partner_addrs.iter().map(|addr| async move {
         let addr = addr.trim().to_string();
         let answer = async {
-            let mut client = node.admin_client(&addr).ok()?;
+            let mut client = node.admin_client(&addr).map_err(|e| e.to_string())?;
             let mut req = tonic::Request::new(NodeStatusRequest {});
             req.set_timeout(Duration::from_millis(500));
             let reply = tokio::time::timeout(Duration::from_millis(700), client.node_status(req))
                 .await
-                .ok()?
-                .ok()?
-                .into_inner();
-            Some(Answer::Status {
-                scope: reply.cluster,
-                initialized: reply.initialized,
-                configured: reply.configured_addrs.into_iter().collect(),
-            })
+                .map_err(|_| "no answer within 700ms".to_string())?;
+            match reply {
+                Ok(reply) => {
+                    let reply = reply.into_inner();
+                    Ok(Answer::Status {
+                        scope: reply.cluster,
+                        initialized: reply.initialized,
+                        configured: reply.configured_addrs.into_iter().collect(),
+                    })
+                }
+                Err(status) => match (Refusal::of(&status), Refusal::their_scope(&status)) {
+                    (Some(Refusal::ClusterMismatch), Some(scope)) => Ok(Answer::Status {
+                        scope,
+                        initialized: false,
+                        configured: BTreeSet::new(),
+                    }),
+                    _ => Err(describe(&status)),
+                },
+            }
         }
-        .await
-        .unwrap_or(Answer::Silent);
+        .await;
         (addr, answer)
     });
-    futures::future::join_all(probes).await
+    let mut answers = Vec::new();
+    let mut failures = Vec::new();
+    for (addr, answer) in futures::future::join_all(probes).await {
+        match answer {
+            Ok(answer) => answers.push((addr, answer)),
+            Err(e) => {
+                answers.push((addr.clone(), Answer::Silent));
+                failures.push((addr, e));
+            }
+        }
+    }
+    (answers, failures)
 }

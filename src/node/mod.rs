@@ -23,12 +23,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 use crate::config::Config;
-use crate::grpc::lazy_channel;
 use crate::grpc::pb::admin::admin_client::AdminClient;
 use crate::grpc::pb::admin::{ReadRequest, WriteRequest};
+use crate::grpc::{process_channel, GrpcChannel};
 use crate::keyspace::{Command, CommandOutcome, Entry, Key};
 use crate::raft::network::Network;
 use crate::raft::storage::{Identity, OpenError, Storage};
@@ -153,7 +152,7 @@ pub struct RaftNode {
     pub settings: NodeSettings,
     pub raft: Raft,
     state_machine: StateMachineStore,
-    admin_channels: Mutex<HashMap<String, Channel>>,
+    admin_channels: Mutex<HashMap<String, GrpcChannel>>,
     /// Held by the leader while it adds a joining node: one membership change at a time.
     join_lock: tokio::sync::Mutex<()>,
 }
@@ -416,12 +415,12 @@ impl RaftNode {
     }
 
     /// An admin client for `addr`, on a cached lazily-connecting channel.
-    pub fn admin_client(&self, addr: &str) -> Result<AdminClient<Channel>, KeyspaceError> {
+    pub fn admin_client(&self, addr: &str) -> Result<AdminClient<GrpcChannel>, KeyspaceError> {
         let mut channels = self.admin_channels.lock().expect("channel map poisoned");
         let channel = match channels.get(addr) {
             Some(c) => c.clone(),
             None => {
-                let c = lazy_channel(addr, Duration::from_millis(500))
+                let c = process_channel(addr, Duration::from_millis(500))
                     .map_err(|e| KeyspaceError::Invalid(format!("bad address {addr:?}: {e}")))?;
                 channels.insert(addr.to_string(), c.clone());
                 c
@@ -492,7 +491,7 @@ impl RaftNode {
         leader: NodeId,
         deadline: Instant,
         message: M,
-        call: impl FnOnce(AdminClient<Channel>, tonic::Request<M>) -> Fut,
+        call: impl FnOnce(AdminClient<GrpcChannel>, tonic::Request<M>) -> Fut,
     ) -> Result<(String, R), KeyspaceError>
     where
         Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,

@@ -12,12 +12,11 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::Channel;
 
 use super::{BasicNode, NodeId, TypeConfig};
-use crate::grpc::lazy_channel;
 use crate::grpc::pb::raft::raft_service_client::RaftServiceClient;
 use crate::grpc::pb::raft::RaftMessage;
+use crate::grpc::{process_channel, GrpcChannel, Refusal};
 
 /// Creates one client per peer; channels are shared by address so reconnecting after a
 /// peer restart reuses the same HTTP/2 connection machinery.
@@ -25,7 +24,7 @@ use crate::grpc::pb::raft::RaftMessage;
 pub struct Network {
     cluster: String,
     connect_timeout: Duration,
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    channels: Arc<Mutex<HashMap<String, GrpcChannel>>>,
 }
 
 impl Network {
@@ -37,12 +36,12 @@ impl Network {
         }
     }
 
-    fn channel(&self, addr: &str) -> Option<Channel> {
+    fn channel(&self, addr: &str) -> Option<GrpcChannel> {
         let mut channels = self.channels.lock().expect("channel map poisoned");
         if let Some(c) = channels.get(addr) {
             return Some(c.clone());
         }
-        match lazy_channel(addr, self.connect_timeout) {
+        match process_channel(addr, self.connect_timeout) {
             Ok(c) => {
                 channels.insert(addr.to_string(), c.clone());
                 Some(c)
@@ -72,7 +71,7 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     cluster: String,
-    client: Option<RaftServiceClient<Channel>>,
+    client: Option<RaftServiceClient<GrpcChannel>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,11 +133,20 @@ fn status_to_rpc_error<E: std::error::Error>(
     status: tonic::Status,
 ) -> RPCError<NodeId, BasicNode, E> {
     let e = TransportError(format!("{addr}: {}: {}", status.code(), status.message()));
+    if let Some(refusal) = Refusal::of(&status) {
+        // A peer of another cluster, or one whose raft.password differs: a configuration
+        // mistake, logged loudly; openraft backs off as from an unreachable peer.
+        tracing::error!(error = %e, ?refusal, "raft: peer refused our RPC");
+        return RPCError::Unreachable(Unreachable::new(&e));
+    }
     match status.code() {
-        // Connection refused / reset: tell openraft to back off instead of hammering the peer.
-        tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&e)),
+        // Connection refused / reset / TLS handshake refused: tell openraft to back off
+        // instead of hammering the peer.
+        tonic::Code::Unavailable => {
+            tracing::debug!(error = %e, source = ?std::error::Error::source(&status), "raft: peer unreachable");
+            RPCError::Unreachable(Unreachable::new(&e))
+        }
         tonic::Code::FailedPrecondition => {
-            // A peer of another cluster: logged loudly, it is a configuration mistake.
             tracing::error!(error = %e, "raft: peer refused our RPC");
             RPCError::Unreachable(Unreachable::new(&e))
         }

@@ -361,3 +361,77 @@ pub async fn node_status(endpoint: &str) -> Option<pgquorum::grpc::pb::admin::No
     req.set_timeout(Duration::from_secs(1));
     Some(client.node_status(req).await.ok()?.into_inner())
 }
+
+/// `yaml` (an agent config) with `keys` added to its `raft` section.
+pub fn with_raft_keys(yaml: &str, keys: &[(&str, String)]) -> String {
+    let lines: String = keys.iter().map(|(k, v)| format!("  {k}: {v}\n")).collect();
+    yaml.replacen("raft:\n", &format!("raft:\n{lines}"), 1)
+}
+
+/// The `raft` keys for mutual TLS with the files `pgquorum generate-certs` wrote into `certs`
+/// for node `name`.
+pub fn tls_keys(certs: &Path, name: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "certfile",
+            certs.join(format!("{name}.pem")).display().to_string(),
+        ),
+        (
+            "keyfile",
+            certs.join(format!("{name}-key.pem")).display().to_string(),
+        ),
+        ("cafile", certs.join("ca.pem").display().to_string()),
+    ]
+}
+
+/// pgquorumctl's flags for the client certificate `pgquorum generate-certs` wrote into `certs`.
+pub fn ctl_tls_flags(certs: &Path) -> Vec<String> {
+    let file = |n: &str| certs.join(n).display().to_string();
+    vec![
+        "--cacert".into(),
+        file("ca.pem"),
+        "--certfile".into(),
+        file("client.pem"),
+        "--keyfile".into(),
+        file("client-key.pem"),
+    ]
+}
+
+/// Run the pgquorumctl binary with `args`; (succeeded, stdout, stderr).
+pub async fn run_ctl(args: &[String]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(CTL)
+        .args(args)
+        .env_remove("PGQUORUMCTL_CONFIG_FILE")
+        .env_remove("PGQUORUMCTL_ENDPOINT")
+        .output()
+        .await
+        .expect("run pgquorumctl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `pgquorumctl raft status --json` at `endpoint` with `flags`: (leader's member name, its
+/// term, every member's address) once there is a leader.
+pub async fn ctl_raft_leader(endpoint: &str, flags: &[String]) -> Option<(String, u64, Vec<String>)> {
+    let mut args: Vec<String> = vec!["-e".into(), endpoint.into(), "--json".into()];
+    args.extend(flags.iter().cloned());
+    args.extend(["raft".to_string(), "status".to_string()]);
+    let (ok, stdout, _) = run_ctl(&args).await;
+    if !ok {
+        return None;
+    }
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).ok()?;
+    let leader = rows.iter().find(|r| r["role"] == "leader")?;
+    let addrs = rows
+        .iter()
+        .filter_map(|r| r["address"].as_str().map(String::from))
+        .collect();
+    Some((
+        leader["member"].as_str()?.to_string(),
+        leader["term"].as_u64()?,
+        addrs,
+    ))
+}
