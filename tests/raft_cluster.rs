@@ -22,7 +22,7 @@ async fn replicate_survive_leader_kill9_and_restart() {
     let mut demo = start_cluster(dir.path(), 4401).await;
 
     // A write sent to a follower is forwarded to the leader and reaches every node.
-    let leader = leader_index(&demo, 0).await.expect("a leader");
+    let leader = wait_leader(&demo, 0).await;
     let follower = (leader + 1) % 3;
     let (outcome, _) = client::write(&demo.endpoints[follower], &put("config", json!({"step": 1})))
         .await
@@ -144,7 +144,7 @@ async fn lease_renewals_ride_through_a_raft_election() {
     const RENEW_EVERY: Duration = Duration::from_secs(1);
     let dir = tempfile::tempdir().unwrap();
     let mut demo = start_cluster(dir.path(), 4421).await;
-    let raft_leader = leader_index(&demo, 0).await.expect("a leader");
+    let raft_leader = wait_leader(&demo, 0).await;
     // The lease holder is an agent that is not the Raft leader, renewing through itself.
     let holder = (raft_leader + 1) % 3;
     let endpoint = demo.endpoints[holder].clone();
@@ -182,7 +182,11 @@ async fn lease_renewals_ride_through_a_raft_election() {
         tokio::time::sleep(RENEW_EVERY).await;
     }
     assert!(killed);
-    let new_leader = leader_index(&demo, holder).await.expect("a new Raft leader");
+    let new_leader = wait_for("a new Raft leader", Duration::from_secs(15), || {
+        let demo = &demo;
+        async move { leader_index(demo, holder).await.filter(|l| *l != raft_leader) }
+    })
+    .await;
     assert_ne!(new_leader, raft_leader);
     assert!(
         longest_gap < Duration::from_millis(TTL_MS / 2),

@@ -73,6 +73,15 @@ pub async fn leader_index(demo: &Demo, ask: usize) -> Option<usize> {
     demo.endpoints.iter().position(|e| *e == leader.address)
 }
 
+/// The Raft leader as agent `ask` sees it, waiting out an election in progress (on a loaded
+/// machine one can start right after the group reported healthy).
+pub async fn wait_leader(demo: &Demo, ask: usize) -> usize {
+    wait_for("a Raft leader", Duration::from_secs(15), || {
+        leader_index(demo, ask)
+    })
+    .await
+}
+
 /// Start a 3-agent cluster with PostgreSQL and wait for a primary and two streaming replicas.
 pub async fn start_pg_cluster(dir: &Path, base_port: u16) -> (Demo, DemoOptions) {
     let opts = cluster_options(dir, base_port, true);
