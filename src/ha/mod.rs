@@ -2,6 +2,7 @@
 
 pub mod callbacks;
 pub mod decide;
+pub mod lease_watchdog;
 pub mod params;
 pub mod pg_adapter;
 pub mod pg_ops;
