@@ -54,6 +54,81 @@ async fn killing_the_primarys_agent_takes_its_postgres_down() {
     demo.stop().await;
 }
 
+/// The agent frozen (SIGSTOP): its lease runs out, the guard kills PostgreSQL at the deadline
+/// and, with the deadline still passed, kills it again when it is started by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_agents_postgres_started_again_by_hand_is_killed_again() {
+    let dir = TestDir::new();
+    let opts = cluster_options(dir.path(), 4631, true);
+    let yaml = solo_agent_yaml(dir.path(), &opts, "fence", 0, &[]);
+    let endpoint = format!("127.0.0.1:{}", opts.base_port);
+    let agent = SoloAgent::start(dir.path(), "node1", &endpoint, &yaml);
+    let port = opts.pg_port(0);
+    let data_dir = dir.path().join("node1").join("pgdata");
+    wait_for(
+        "node1 alone to hold the lease and run a primary",
+        Duration::from_secs(120),
+        || async {
+            let view = cluster_view(&endpoint).await.ok()?;
+            let up = view.member("node1").is_some_and(|m| m.state.is_up());
+            let primary = pg_scalar(port, "SELECT pg_is_in_recovery()").await.as_deref() == Some("f");
+            (view.leader_name() == Some("node1") && up && primary).then_some(())
+        },
+    )
+    .await;
+    let agent_pid = agent.pid().unwrap() as i32;
+    // SAFETY: plain kill(2) on the agent this test started.
+    unsafe { libc::kill(agent_pid, libc::SIGSTOP) };
+
+    let guard_kills = || {
+        agent
+            .log_text()
+            .matches("fence-guard: the agent did not renew the leader lease")
+            .count()
+    };
+    let postmaster_gone = |what: &'static str| {
+        let data_dir = data_dir.clone();
+        wait_for(what, Duration::from_secs(60), move || {
+            let gone = postmaster_pid(&data_dir).filter(|p| process_alive(*p)).is_none();
+            async move { gone.then_some(()) }
+        })
+    };
+    postmaster_gone("the guard to kill PostgreSQL after the lease deadline").await;
+    assert_eq!(guard_kills(), 1, "{}", agent.log_text());
+
+    // Started again by hand while the agent is still frozen: killed again.
+    let started = std::process::Command::new("runuser")
+        .args([
+            "-u",
+            "postgres",
+            "--",
+            "/usr/lib/postgresql/15/bin/pg_ctl",
+            "start",
+            "-w",
+            "-t",
+            "30",
+            "-D",
+        ])
+        .arg(&data_dir)
+        .current_dir("/")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    wait_for(
+        "the guard to kill the PostgreSQL started by hand",
+        Duration::from_secs(30),
+        || async { (guard_kills() >= 2).then_some(()) },
+    )
+    .await;
+    postmaster_gone("the PostgreSQL started by hand to be gone").await;
+    assert!(pg_connect(port).await.is_err(), "started by hand: {started}");
+
+    // SAFETY: as above.
+    unsafe { libc::kill(agent_pid, libc::SIGCONT) };
+    agent.stop().await;
+}
+
 fn process_alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence.
     unsafe { libc::kill(pid, 0) == 0 }
