@@ -134,12 +134,21 @@ pub fn run_guard(data_dir: &Path) -> std::process::ExitCode {
 fn guard_loop(fd: RawFd, data_dir: &Path) {
     let mut lines = LineBuffer::default();
     let mut deadline: Option<u64> = None;
+    // A killed postmaster can take a moment to die (a process in uninterruptible I/O): it is
+    // killed again at every look, but reported once.
+    let mut last_killed = None;
     loop {
-        if deadline.is_some_and(|d| boottime_ms() >= d) {
-            fence_writable(
-                data_dir,
-                "the agent did not renew the leader lease before its deadline (stalled?)",
-            );
+        if deadline.is_some_and(|d| boottime_ms() >= d) && !starts_read_only(data_dir) {
+            if let Some(pid) = kill_postgres(data_dir) {
+                if last_killed != Some(pid) {
+                    report_kill(
+                        data_dir,
+                        pid,
+                        "the agent did not renew the leader lease before its deadline (stalled?)",
+                    );
+                }
+                last_killed = Some(pid);
+            }
         }
         if wait_readable(fd, poll_timeout_ms(deadline, boottime_ms())) == Readable::TimedOut {
             continue;
@@ -149,7 +158,9 @@ fn guard_loop(fd: RawFd, data_dir: &Path) {
             let mut chunk = [0u8; 4096];
             match read_some(fd, &mut chunk) {
                 Some(0) | None => {
-                    kill_postgres(data_dir, "the agent is gone");
+                    if let Some(pid) = kill_postgres(data_dir) {
+                        report_kill(data_dir, pid, "the agent is gone");
+                    }
                     return;
                 }
                 Some(n) => deadline = latest_deadline(deadline, &lines.push(&chunk[..n])),
@@ -262,18 +273,9 @@ fn starts_read_only(data_dir: &Path) -> bool {
     data_dir.join("standby.signal").exists() || data_dir.join("recovery.signal").exists()
 }
 
-/// Past the deadline: kill a postmaster that could accept writes.
-fn fence_writable(data_dir: &Path, why: &str) {
-    if !starts_read_only(data_dir) {
-        kill_postgres(data_dir, why);
-    }
-}
-
-fn kill_postgres(data_dir: &Path, why: &str) {
-    let Some(pid) = crate::postgres::postmaster_of(data_dir) else {
-        return;
-    };
-    let pid = pid as i32;
+/// SIGKILL the postmaster of `data_dir` and its process group; returns its pid if there was one.
+fn kill_postgres(data_dir: &Path) -> Option<i32> {
+    let pid = crate::postgres::postmaster_of(data_dir)? as i32;
     // SAFETY: getpgid/killpg/kill on the verified postmaster of this data directory.
     unsafe {
         if libc::getpgid(pid) == pid {
@@ -282,6 +284,10 @@ fn kill_postgres(data_dir: &Path, why: &str) {
             libc::kill(pid, libc::SIGKILL);
         }
     }
+    Some(pid)
+}
+
+fn report_kill(data_dir: &Path, pid: i32, why: &str) {
     let _ = writeln!(
         std::io::stderr(),
         "pgquorum fence-guard: {why}; killed PostgreSQL (pid {pid}) of {} so it cannot keep accepting writes",

@@ -80,6 +80,7 @@ async fn a_stalled_agents_postgres_started_again_by_hand_is_killed_again() {
     // SAFETY: plain kill(2) on the agent this test started.
     unsafe { libc::kill(agent_pid, libc::SIGSTOP) };
 
+    // The guard reports each postmaster it kills at the deadline once.
     let guard_kills = || {
         agent
             .log_text()
