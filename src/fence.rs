@@ -184,11 +184,7 @@ fn poll_timeout_ms(deadline: Option<u64>, now_ms: u64) -> i32 {
 
 /// The deadline after `lines`, in order: the last valid line wins.
 fn latest_deadline(current: Option<u64>, lines: &[String]) -> Option<u64> {
-    lines
-        .iter()
-        .filter_map(|l| parse_line(l))
-        .last()
-        .unwrap_or(current)
+    lines.iter().rev().find_map(|l| parse_line(l)).unwrap_or(current)
 }
 
 /// `deadline <ms>` → `Some(Some(ms))`, `none` → `Some(None)`; anything else is ignored.
