@@ -52,6 +52,17 @@ pub enum AgentError {
     Serve(#[from] tonic::transport::Error),
     #[error(transparent)]
     Transport(#[from] crate::grpc::transport::TransportError),
+    #[error("the HA loop died ({0}); the agent stops so that the fence guard takes PostgreSQL down")]
+    HaLoopDied(String),
+}
+
+/// How the HA loop's task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskEnd {
+    /// It returned: the agent is shutting down and PostgreSQL has been dealt with.
+    Finished,
+    /// It panicked (or was cancelled): nothing manages PostgreSQL or the lease any more.
+    Died(String),
 }
 
 /// Run the agent until `shutdown` completes. `config_path` is re-read on reload.
@@ -92,8 +103,7 @@ pub async fn run(
 
     let mut operator = None;
     let mut position = None;
-    let ha_done = Arc::new(tokio::sync::Notify::new());
-    let mut ha_task = None;
+    let (ha_end_tx, ha_end) = watch::channel(None);
     if let Some(pg) = postgres {
         tracing::info!(data_dir = %pg.data_dir().display(), "managing PostgreSQL");
         let (snapshot_tx, snapshot_rx) =
@@ -130,35 +140,76 @@ pub async fn run(
             requests_rx,
         )
         .with_fence(guard);
-        let done = ha_done.clone();
         let stop = stop_rx.clone();
-        ha_task = Some(tokio::spawn(async move {
-            ha.run(stop).await;
-            done.notify_one();
-        }));
+        let task = tokio::spawn(async move { ha.run(stop).await });
+        tokio::spawn(watch_ha(task, ha_end_tx));
         tokio::spawn(reload_on_hangup(hangups, Some(requests_tx.clone())));
         operator = Some(requests_tx);
     } else {
         tokio::spawn(reload_on_hangup(hangups, None));
-        ha_done.notify_one();
+        let _ = ha_end_tx.send(Some(TaskEnd::Finished));
     }
 
-    // The Raft/admin server stays up until the HA loop has finished its shutdown (stopped
-    // PostgreSQL, published its final WAL position, released the lease): in a whole-cluster
-    // stop the other agents' Raft must still answer those writes.
-    let mut stop = stop_rx.clone();
-    let done = ha_done.clone();
-    let until = async move {
-        let _ = stop.wait_for(|s| *s).await;
-        done.notified().await;
-    };
+    let until = serve_until(stop_rx.clone(), ha_end.clone());
     serve(node.clone(), &transport, operator, position, listener, until).await?;
-    if let Some(task) = ha_task {
-        let _ = task.await;
+    if let Some(TaskEnd::Died(why)) = ha_end.borrow().clone() {
+        // No orderly shutdown: the process exits, which closes the fence guard's pipe.
+        return Err(AgentError::HaLoopDied(why));
     }
     node.shutdown().await;
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// Wait for the HA loop's task and publish how it ended. A panic leaves nothing to renew or
+/// give up the lease and to stop PostgreSQL on shutdown, so it is an ERROR that ends the
+/// agent (see `serve_until`).
+async fn watch_ha(task: tokio::task::JoinHandle<()>, ended: watch::Sender<Option<TaskEnd>>) {
+    let end = match task.await {
+        Ok(()) => TaskEnd::Finished,
+        Err(e) if e.is_panic() => TaskEnd::Died(format!("panicked: {}", panic_text(e.into_panic()))),
+        Err(_) => TaskEnd::Died("cancelled".to_string()),
+    };
+    if let TaskEnd::Died(why) = &end {
+        tracing::error!("the HA loop {why}: stopping the agent; the fence guard takes PostgreSQL down");
+    }
+    let _ = ended.send(Some(end));
+}
+
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(payload) => payload
+            .downcast_ref::<&str>()
+            .map_or_else(|| "no message".to_string(), |s| s.to_string()),
+    }
+}
+
+/// Completes when the Raft/admin server should stop. After a stop request it stays up until
+/// the HA loop has finished its shutdown (stopped PostgreSQL, published its final WAL
+/// position, released the lease): in a whole-cluster stop the other agents' Raft must still
+/// answer those writes. If the HA loop dies it completes at once: an agent that cannot manage
+/// PostgreSQL must exit rather than keep serving.
+async fn serve_until(mut stop: watch::Receiver<bool>, ha_end: watch::Receiver<Option<TaskEnd>>) {
+    let mut finished = ha_end.clone();
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+        let _ = finished.wait_for(Option::is_some).await;
+    };
+    let mut end = ha_end;
+    let died = async move {
+        if end
+            .wait_for(|e| matches!(e, Some(TaskEnd::Died(_))))
+            .await
+            .is_err()
+        {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = stopped => {}
+        _ = died => {}
+    }
 }
 
 pub async fn bind(key: &'static str, addr: &str) -> Result<TcpListener, AgentError> {
@@ -252,5 +303,61 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
             _ = int.recv() => tracing::info!("SIGINT received: stopping"),
             _ = term.recv() => tracing::info!("SIGTERM received: stopping"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Start the supervision of `body` as `run` does; return the server's stop condition.
+    fn supervised(
+        body: impl Future<Output = ()> + Send + 'static,
+    ) -> (
+        watch::Sender<bool>,
+        watch::Receiver<Option<TaskEnd>>,
+        impl Future<Output = ()>,
+    ) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (end_tx, end_rx) = watch::channel(None);
+        tokio::spawn(watch_ha(tokio::spawn(body), end_tx));
+        let until = serve_until(stop_rx, end_rx.clone());
+        (stop_tx, end_rx, until)
+    }
+
+    #[tokio::test]
+    async fn a_panicking_ha_loop_ends_the_agent_with_its_message() {
+        let (_stop, end, until) = supervised(async { panic!("boom in the HA loop") });
+        tokio::time::timeout(Duration::from_secs(5), until)
+            .await
+            .expect("the server must stop when the HA loop dies, without a stop request");
+        let end = end.borrow().clone();
+        assert_eq!(
+            end,
+            Some(TaskEnd::Died("panicked: boom in the HA loop".to_string()))
+        );
+        let err = AgentError::HaLoopDied("panicked: boom".into()).to_string();
+        assert!(err.contains("fence guard"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_healthy_ha_loop_keeps_the_server_up_until_it_has_shut_down() {
+        let (ha_stop_tx, mut ha_stop) = watch::channel(false);
+        let (stop, end, until) = supervised(async move {
+            let _ = ha_stop.wait_for(|s| *s).await;
+        });
+        tokio::pin!(until);
+        let early = tokio::time::timeout(Duration::from_millis(200), &mut until).await;
+        assert!(early.is_err(), "stopped without a stop request");
+        // A stop request: the server waits for the HA loop to finish its own shutdown.
+        stop.send_replace(true);
+        let early = tokio::time::timeout(Duration::from_millis(200), &mut until).await;
+        assert!(early.is_err(), "stopped before the HA loop finished");
+        ha_stop_tx.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(5), until)
+            .await
+            .expect("the server stops once the HA loop finished");
+        assert_eq!(*end.borrow(), Some(TaskEnd::Finished));
     }
 }

@@ -9,17 +9,27 @@
 //!   the guard sees end-of-file and kills PostgreSQL at once.
 //! - **Agent stalled**: while this node holds the leader lease, the agent sends the lease
 //!   deadline down the pipe after every renewal (`deadline <ms>` on the system-wide
-//!   CLOCK_MONOTONIC, which both processes read). If the deadline passes without a new one,
-//!   the guard kills PostgreSQL: an agent that cannot renew cannot keep a writable primary,
-//!   even when it is frozen and its own lease watchdog cannot run. `none` disarms the
-//!   deadline (the node gave the lease up, or is a replica).
+//!   CLOCK_BOOTTIME, which both processes read and which keeps counting while the machine is
+//!   suspended). Once the deadline has passed without a newer one, the guard kills PostgreSQL,
+//!   and keeps killing any postmaster of the data directory that could accept writes (looking
+//!   again every `RECHECK_PERIOD`) until a newer deadline or `none` arrives: an agent that
+//!   cannot renew cannot keep a writable primary, even when it is frozen and its own lease
+//!   watchdog cannot run, and a restart that finishes after the deadline is caught too.
+//!   `none` disarms the deadline (the node gave the lease up, or is a replica).
+//!
+//! A server set up as a standby (`standby.signal` or `recovery.signal` in the data directory)
+//! is read-only, so after the deadline the guard leaves it running: the agent starts its
+//! PostgreSQL as a replica after losing the lease, sometimes before it has told the guard.
+//! Promotion removes those files before the server accepts writes, and the guard kills it at
+//! its next look.
 //!
 //! "Kill" is SIGKILL to the postmaster's whole process group (pg_ctl starts the postmaster as
 //! a group leader), so no backend can commit after it. On a clean shutdown the agent has
 //! already stopped PostgreSQL, and the guard finds nothing to kill. What it does not cover: a
 //! frozen machine or kernel; that needs the hardware watchdog (docs/fencing.md).
 
-use std::io::{BufRead, Write};
+use std::io::Write;
+use std::os::fd::RawFd;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -28,6 +38,10 @@ use tokio::process::{Child, ChildStdin, Command};
 
 /// How long before the lease deadline the guard kills PostgreSQL: covers the kill itself.
 pub const GUARD_MARGIN: Duration = Duration::from_millis(250);
+
+/// How often the guard looks at the clock and, past the deadline, for a postmaster again.
+/// Also bounds how late it acts after a suspend (poll's own timeout does not count one).
+pub const RECHECK_PERIOD: Duration = Duration::from_millis(100);
 
 /// The agent's end of the guard.
 pub struct FenceGuard {
@@ -54,15 +68,7 @@ impl FenceGuard {
     /// PostgreSQL `GUARD_MARGIN` before it unless a later deadline arrives first.
     pub async fn set_deadline(&mut self, deadline: Option<Instant>) -> std::io::Result<()> {
         use tokio::io::AsyncWriteExt;
-        let line = match deadline {
-            Some(at) => {
-                let left = at.saturating_duration_since(Instant::now());
-                let at_ms = (monotonic_ms() + left.as_millis() as u64)
-                    .saturating_sub(GUARD_MARGIN.as_millis() as u64);
-                format!("deadline {at_ms}\n")
-            }
-            None => "none\n".to_string(),
-        };
+        let line = deadline_line(deadline.map(|at| at.saturating_duration_since(Instant::now())));
         match self.stdin.as_mut() {
             Some(stdin) => {
                 stdin.write_all(line.as_bytes()).await?;
@@ -78,14 +84,29 @@ impl FenceGuard {
     }
 }
 
-/// CLOCK_MONOTONIC in ms: the same clock in every process on the machine.
-pub fn monotonic_ms() -> u64 {
+/// The line telling the guard a deadline `left` from now (`None`: disarm). The agent measures
+/// `left` on its own monotonic clock at the moment of sending; from then on the deadline is a
+/// point on CLOCK_BOOTTIME, so a suspend after it was sent counts as time that passed.
+fn deadline_line(left: Option<Duration>) -> String {
+    match left {
+        Some(left) => {
+            let at_ms =
+                (boottime_ms() + left.as_millis() as u64).saturating_sub(GUARD_MARGIN.as_millis() as u64);
+            format!("deadline {at_ms}\n")
+        }
+        None => "none\n".to_string(),
+    }
+}
+
+/// CLOCK_BOOTTIME in ms: the same clock in every process on the machine, and unlike
+/// CLOCK_MONOTONIC it goes on counting while the machine is suspended.
+pub fn boottime_ms() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
@@ -100,34 +121,70 @@ pub fn run_guard(data_dir: &Path) -> std::process::ExitCode {
         libc::signal(libc::SIGTERM, libc::SIG_IGN);
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
     }
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock();
+    guard_loop(libc::STDIN_FILENO, data_dir);
+    std::process::ExitCode::SUCCESS
+}
+
+/// Read deadlines from `fd` until end of file, fencing PostgreSQL while the last one has
+/// passed; at end of file (the agent is gone) kill PostgreSQL and return.
+///
+/// The descriptor is read raw (no buffered reader whose hidden buffer `poll` cannot see), and
+/// every complete line that has arrived is taken in before the guard looks at the clock: a
+/// stale deadline followed by a fresh one in the same burst never fires.
+fn guard_loop(fd: RawFd, data_dir: &Path) {
+    let mut lines = LineBuffer::default();
     let mut deadline: Option<u64> = None;
+    // A killed postmaster can take a moment to die (a process in uninterruptible I/O): it is
+    // killed again at every look, but reported once.
+    let mut last_killed = None;
     loop {
-        let timeout_ms = match deadline {
-            Some(at) => at.saturating_sub(monotonic_ms()) as i32,
-            None => -1,
-        };
-        match wait_readable(timeout_ms) {
-            Readable::TimedOut => {
-                kill_postgres(
-                    data_dir,
-                    "the agent did not renew the leader lease before its deadline (stalled?)",
-                );
-                deadline = None;
-            }
-            Readable::Ready => {
-                let mut line = String::new();
-                match lines.read_line(&mut line) {
-                    Ok(0) | Err(_) => {
-                        kill_postgres(data_dir, "the agent is gone");
-                        return std::process::ExitCode::SUCCESS;
-                    }
-                    Ok(_) => deadline = parse_line(&line).unwrap_or(deadline),
+        if deadline.is_some_and(|d| boottime_ms() >= d) && !starts_read_only(data_dir) {
+            if let Some(pid) = kill_postgres(data_dir) {
+                if last_killed != Some(pid) {
+                    report_kill(
+                        data_dir,
+                        pid,
+                        "the agent did not renew the leader lease before its deadline (stalled?)",
+                    );
                 }
+                last_killed = Some(pid);
+            }
+        }
+        if wait_readable(fd, poll_timeout_ms(deadline, boottime_ms())) == Readable::TimedOut {
+            continue;
+        }
+        // Drain everything that is there now before acting on any of it.
+        loop {
+            let mut chunk = [0u8; 4096];
+            match read_some(fd, &mut chunk) {
+                Some(0) | None => {
+                    if let Some(pid) = kill_postgres(data_dir) {
+                        report_kill(data_dir, pid, "the agent is gone");
+                    }
+                    return;
+                }
+                Some(n) => deadline = latest_deadline(deadline, &lines.push(&chunk[..n])),
+            }
+            if wait_readable(fd, 0) == Readable::TimedOut {
+                break;
             }
         }
     }
+}
+
+/// How long to wait for input: forever without a deadline, otherwise no longer than
+/// `RECHECK_PERIOD` (to notice a suspend, and past the deadline to look for a postmaster).
+fn poll_timeout_ms(deadline: Option<u64>, now_ms: u64) -> i32 {
+    let period = RECHECK_PERIOD.as_millis() as u64;
+    match deadline {
+        None => -1,
+        Some(d) => d.saturating_sub(now_ms).clamp(1, period) as i32,
+    }
+}
+
+/// The deadline after `lines`, in order: the last valid line wins.
+fn latest_deadline(current: Option<u64>, lines: &[String]) -> Option<u64> {
+    lines.iter().rev().find_map(|l| parse_line(l)).unwrap_or(current)
 }
 
 /// `deadline <ms>` → `Some(Some(ms))`, `none` → `Some(None)`; anything else is ignored.
@@ -141,15 +198,55 @@ fn parse_line(line: &str) -> Option<Option<u64>> {
         .map(Some)
 }
 
+/// Bytes from the pipe cut into complete lines; a partial line waits for the rest.
+#[derive(Default)]
+struct LineBuffer {
+    partial: Vec<u8>,
+}
+
+/// Longer "lines" are not ours: dropped rather than buffered without bound.
+const MAX_LINE: usize = 1024;
+
+impl LineBuffer {
+    /// Add `bytes`; return the lines they complete, in order.
+    fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.partial.extend_from_slice(bytes);
+        let mut lines = Vec::new();
+        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            lines.push(String::from_utf8_lossy(&line[..end]).into_owned());
+        }
+        if self.partial.len() > MAX_LINE {
+            self.partial.clear();
+        }
+        lines
+    }
+}
+
+/// One `read(2)`: `Some(0)` at end of file, `None` on an error other than EINTR.
+fn read_some(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
+    loop {
+        // SAFETY: read into a buffer we own, at most its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Some(n as usize);
+        }
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return None;
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
 enum Readable {
     Ready,
     TimedOut,
 }
 
-/// Wait until stdin has input (or end of file), up to `timeout_ms` (-1: forever).
-fn wait_readable(timeout_ms: i32) -> Readable {
+/// Wait until `fd` has input (or end of file), up to `timeout_ms` (-1: forever).
+fn wait_readable(fd: RawFd, timeout_ms: i32) -> Readable {
     let mut fds = libc::pollfd {
-        fd: 0,
+        fd,
         events: libc::POLLIN,
         revents: 0,
     };
@@ -166,11 +263,15 @@ fn wait_readable(timeout_ms: i32) -> Readable {
     }
 }
 
-fn kill_postgres(data_dir: &Path, why: &str) {
-    let Some(pid) = crate::postgres::postmaster_of(data_dir) else {
-        return;
-    };
-    let pid = pid as i32;
+/// The data directory is set up to start read-only (a standby, or a targeted recovery):
+/// PostgreSQL removes these files before it accepts writes.
+fn starts_read_only(data_dir: &Path) -> bool {
+    data_dir.join("standby.signal").exists() || data_dir.join("recovery.signal").exists()
+}
+
+/// SIGKILL the postmaster of `data_dir` and its process group; returns its pid if there was one.
+fn kill_postgres(data_dir: &Path) -> Option<i32> {
+    let pid = crate::postgres::postmaster_of(data_dir)? as i32;
     // SAFETY: getpgid/killpg/kill on the verified postmaster of this data directory.
     unsafe {
         if libc::getpgid(pid) == pid {
@@ -179,6 +280,10 @@ fn kill_postgres(data_dir: &Path, why: &str) {
             libc::kill(pid, libc::SIGKILL);
         }
     }
+    Some(pid)
+}
+
+fn report_kill(data_dir: &Path, pid: i32, why: &str) {
     let _ = writeln!(
         std::io::stderr(),
         "pgquorum fence-guard: {why}; killed PostgreSQL (pid {pid}) of {} so it cannot keep accepting writes",
@@ -199,10 +304,58 @@ mod tests {
     }
 
     #[test]
-    fn monotonic_clock_advances() {
-        let a = monotonic_ms();
+    fn several_lines_in_one_read_are_all_taken_and_the_last_wins() {
+        let mut buf = LineBuffer::default();
+        let lines = buf.push(b"deadline 5\ndeadline 900\n");
+        assert_eq!(lines, vec!["deadline 5", "deadline 900"]);
+        // A stale deadline followed by a fresh one: only the fresh one counts.
+        assert_eq!(latest_deadline(None, &lines), Some(900));
+        // ... and a later `none` disarms; garbage changes nothing.
+        let lines = buf.push(b"deadline 7\nnone\nnoise\n");
+        assert_eq!(latest_deadline(Some(900), &lines), None);
+        assert_eq!(latest_deadline(Some(900), &buf.push(b"noise\n")), Some(900));
+    }
+
+    #[test]
+    fn a_partial_line_waits_for_its_end() {
+        let mut buf = LineBuffer::default();
+        assert!(buf.push(b"deadline 12").is_empty());
+        assert_eq!(buf.push(b"34\ndead"), vec!["deadline 1234"]);
+        assert_eq!(buf.push(b"line 9\n"), vec!["deadline 9"]);
+        // An endless line is dropped, not kept growing.
+        assert!(buf.push(&[b'x'; 2 * MAX_LINE]).is_empty());
+        assert_eq!(buf.push(b"\nnone\n"), vec!["", "none"]);
+    }
+
+    #[test]
+    fn the_guard_looks_again_at_least_every_recheck_period_while_armed() {
+        let period = RECHECK_PERIOD.as_millis() as i32;
+        assert_eq!(poll_timeout_ms(None, 1_000), -1);
+        assert_eq!(poll_timeout_ms(Some(1_050), 1_000), 50);
+        assert_eq!(poll_timeout_ms(Some(60_000), 1_000), period);
+        // Past the deadline: keep looking, never spin with a zero timeout.
+        assert_eq!(poll_timeout_ms(Some(500), 1_000), 1);
+    }
+
+    #[test]
+    fn deadlines_are_sent_on_the_boot_clock_less_the_margin() {
+        let before = boottime_ms();
+        let line = deadline_line(Some(Duration::from_secs(10)));
+        let after = boottime_ms();
+        let at: u64 = line.trim().strip_prefix("deadline ").unwrap().parse().unwrap();
+        let margin = GUARD_MARGIN.as_millis() as u64;
+        assert!(
+            at >= before + 10_000 - margin && at <= after + 10_000 - margin,
+            "{line}"
+        );
+        assert_eq!(deadline_line(None), "none\n");
+    }
+
+    #[test]
+    fn boot_clock_advances() {
+        let a = boottime_ms();
         let start = Instant::now();
         while start.elapsed() < Duration::from_millis(5) {}
-        assert!(monotonic_ms() >= a + 4);
+        assert!(boottime_ms() >= a + 4);
     }
 }

@@ -3,6 +3,7 @@
 pub mod callbacks;
 pub mod decide;
 pub mod engine;
+pub mod lease_watchdog;
 pub mod params;
 pub mod pg_adapter;
 pub mod pg_ops;

@@ -1324,42 +1324,16 @@ async fn fence_forward(
 /// How long before the lease deadline the watchdog stops PostgreSQL at the latest.
 const WATCHDOG_MARGIN_MS: u64 = 500;
 
-/// The backstop for the lease rule, independent of the loop: the loop normally renews or
-/// demotes well before the deadline, but one cycle can be slow (a keyspace request waiting
-/// out an election, a PostgreSQL query timing out). When the deadline comes within
-/// `WATCHDOG_MARGIN_MS` without a renewal, this task stops PostgreSQL itself (fast shutdown:
-/// open sessions end at once). The loop then sees it stopped and starts it again only after
-/// renewing the lease.
-async fn lease_watchdog<P: PgOps>(pg: Arc<P>, clock0: Instant, mut deadline: watch::Receiver<Option<u64>>) {
-    loop {
-        let current = *deadline.borrow_and_update();
-        let Some(d) = current else {
-            if deadline.changed().await.is_err() {
-                return;
-            }
-            continue;
-        };
-        let fire_at = clock0 + Duration::from_millis(d.saturating_sub(WATCHDOG_MARGIN_MS));
-        tokio::select! {
-            changed = deadline.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-            _ = tokio::time::sleep_until(fire_at.into()) => {
-                if *deadline.borrow() == current && pg.postmaster_running() {
-                    tracing::error!("the leader lease was not renewed before its deadline: stopping PostgreSQL now");
-                    if let Err(e) = pg.stop().await {
-                        tracing::error!("stopping PostgreSQL at the lease deadline failed: {e}");
-                    }
-                }
-                // Fire once per deadline: wait for the next renewal (or release).
-                if deadline.changed().await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
+/// The backstop for the lease rule, independent of the loop (src/ha/lease_watchdog.rs): from
+/// `WATCHDOG_MARGIN_MS` before the deadline until a renewal, it keeps PostgreSQL stopped.
+async fn lease_watchdog<P: PgOps>(pg: Arc<P>, clock0: Instant, deadline: watch::Receiver<Option<u64>>) {
+    super::lease_watchdog::watch_deadline(
+        super::lease_watchdog::Local(pg),
+        clock0,
+        WATCHDOG_MARGIN_MS,
+        deadline,
+    )
+    .await
 }
 
 /// A live query of the local PostgreSQL's WAL position, served to other agents over gRPC.

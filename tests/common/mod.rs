@@ -351,6 +351,11 @@ impl SoloAgent {
         }
     }
 
+    /// The agent's process id (to signal it).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The agent's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
