@@ -38,7 +38,19 @@ pub const SCENARIOS: &[&str] = &[
     "corrupt-keyspace",
     "restart-pg-partitioned",
     "forced-stop",
+    "duplicate-name",
+    "clock-jump",
 ];
+
+/// Whether `scenario` needs the agents started under libfaketime.
+pub fn needs_fake_time(scenario: &str) -> bool {
+    scenario == "clock-jump"
+}
+
+/// How many spare hosts (network namespaces without a cluster member) `scenario` needs.
+pub fn spare_hosts(scenario: &str) -> usize {
+    usize::from(scenario == "duplicate-name")
+}
 
 /// The scenarios `mixed` draws from: the original ten's faults (the later ones have their own
 /// promises, see [`promises_zero_loss`]).
@@ -135,12 +147,19 @@ pub enum Fault {
     /// a `members/<name>` of nobody, and a bad entry appended to `history`.
     CorruptKeyspace,
     /// Cut the primary's host from the other hosts (the client still reaches it) and, 0.5 s
-    /// later, restart its PostgreSQL behind the agent's back (`pg_ctl restart -m fast`).
+    /// later, restart its PostgreSQL behind the agent's back (`pg_ctl restart -m immediate`: a
+    /// fast shutdown cannot finish while the walsenders' peers are cut off).
     RestartPgPartitioned,
     /// SIGSTOP a backend of the primary that holds a transaction open, then a planned
     /// switchover: PostgreSQL's fast shutdown cannot finish, so the agent must fall back to
     /// an immediate stop. The backend gets SIGCONT when healed.
     ForcedStop,
+    /// Start a second agent with the `name` of an existing member (the primary's or a
+    /// replica's) on the spare host, with empty data directories; stopped when healed.
+    DuplicateName(Target),
+    /// One node's `CLOCK_REALTIME` (its agent's, through libfaketime) jumps by `offset_s`
+    /// seconds and stays skewed; it jumps back when healed.
+    ClockJump { target: Target, offset_s: i64 },
 }
 
 impl Fault {
@@ -161,6 +180,8 @@ impl Fault {
             Fault::CorruptKeyspace => "corrupt-keyspace",
             Fault::RestartPgPartitioned => "restart-pg-partitioned",
             Fault::ForcedStop => "forced-stop",
+            Fault::DuplicateName(_) => "duplicate-name",
+            Fault::ClockJump { .. } => "clock-jump",
         }
     }
 }
@@ -190,6 +211,10 @@ impl fmt::Display for Fault {
                 write!(f, "isolate the primary and restart its PostgreSQL")
             }
             Fault::ForcedStop => write!(f, "switchover with a stopped backend (forced stop)"),
+            Fault::DuplicateName(t) => write!(f, "a second agent named like {t}"),
+            Fault::ClockJump { target, offset_s } => {
+                write!(f, "the clock of {target} jumps {offset_s:+} s")
+            }
         }
     }
 }
@@ -295,6 +320,13 @@ fn pick(scenario: &str, rng: &mut SplitMix64) -> Result<(Fault, Duration), Nemes
         "corrupt-keyspace" => (Fault::CorruptKeyspace, rng.millis(3_000, 6_000)),
         "restart-pg-partitioned" => (Fault::RestartPgPartitioned, rng.millis(5_000, 10_000)),
         "forced-stop" => (Fault::ForcedStop, rng.millis(3_000, 5_000)),
+        "duplicate-name" => (Fault::DuplicateName(either(rng)), rng.millis(8_000, 12_000)),
+        "clock-jump" => {
+            let target = either(rng);
+            let magnitude = rng.range(3, 60) as i64;
+            let offset_s = if rng.chance(1, 2) { magnitude } else { -magnitude };
+            (Fault::ClockJump { target, offset_s }, rng.millis(5_000, 10_000))
+        }
         "mixed" => {
             let kinds = MIXED_FROM;
             let kind = kinds[rng.range(0, kinds.len() as u64 - 1) as usize];
@@ -371,6 +403,8 @@ enum Heal {
     StopStorm(Arc<AtomicBool>),
     /// Heal the cuts and SIGCONT a process.
     CutsAndCont(Vec<(Endpoint, Endpoint)>, Option<i32>),
+    StopDuplicate,
+    ClockBack(usize),
     StartAgent(usize),
     Resume(usize),
     Cuts(Vec<(Endpoint, Endpoint)>),
@@ -644,7 +678,7 @@ pub async fn apply(
                 start_ms,
                 description: format!(
                     "isolate {who} from the other hosts (the client still reaches it), then \
-                     pg_ctl restart -m fast its PostgreSQL: {restarted}"
+                     pg_ctl restart -m immediate its PostgreSQL: {restarted}"
                 ),
                 nodes: names(&[i]),
                 heal: Heal::Cuts(cuts),
@@ -665,6 +699,35 @@ pub async fn apply(
                 description: format!("{stopped}, then switchover away from {who}: {result}"),
                 nodes: names(&[i]),
                 heal: Heal::CutsAndCont(Vec::new(), pid.ok()),
+            }
+        }
+        Fault::DuplicateName(t) => {
+            let (i, who) = resolve(t, cluster).await;
+            let spare = n;
+            let start_ms = clock.ms();
+            cluster.start_duplicate(i, spare)?;
+            Applied {
+                kind: fault.kind(),
+                start_ms,
+                description: format!(
+                    "second agent named {} on the spare host {} (like {who})",
+                    node_name(i),
+                    crate::net::host_addr(spare)
+                ),
+                nodes: names(&[i]),
+                heal: Heal::StopDuplicate,
+            }
+        }
+        Fault::ClockJump { target, offset_s } => {
+            let (i, who) = resolve(target, cluster).await;
+            let start_ms = clock.ms();
+            cluster.set_clock_offset(i, offset_s)?;
+            Applied {
+                kind: fault.kind(),
+                start_ms,
+                description: format!("CLOCK_REALTIME of agent {who} jumps {offset_s:+} s (libfaketime)"),
+                nodes: names(&[i]),
+                heal: Heal::ClockBack(i),
             }
         }
     };
@@ -745,7 +808,7 @@ async fn corrupt_keyspace(r: usize) -> Result<String, NemesisError> {
     Ok(done.join(", "))
 }
 
-/// `pg_ctl restart -m fast` node `i`'s PostgreSQL as the postgres user, behind its agent's
+/// `pg_ctl restart -m immediate` node `i`'s PostgreSQL as the postgres user, behind its agent's
 /// back (bounded: 20 s).
 async fn restart_postgres(cluster: &Cluster, i: usize) -> String {
     let mut cmd = crate::net::exec_in_async(&crate::net::host_ns(i), "runuser");
@@ -756,7 +819,7 @@ async fn restart_postgres(cluster: &Cluster, i: usize) -> String {
         "/usr/lib/postgresql/15/bin/pg_ctl",
         "restart",
         "-m",
-        "fast",
+        "immediate",
         "-w",
         "-t",
         "15",
@@ -818,6 +881,8 @@ pub async fn heal(applied: &Applied, net: &Network, cluster: &mut Cluster) -> Re
         }
         Heal::StartAll => cluster.start_all()?,
         Heal::StopStorm(stop) => stop.store(true, Ordering::SeqCst),
+        Heal::StopDuplicate => cluster.stop_duplicate_agent().await,
+        Heal::ClockBack(i) => cluster.set_clock_offset(*i, 0)?,
         Heal::CutsAndCont(cuts, pid) => {
             if let Some(pid) = pid {
                 // SAFETY: kill(2) has no memory effects; the pid is a backend we stopped.

@@ -174,10 +174,11 @@ fn save_logs(opts: &RunOptions, temp: &Path) {
         let pg_log = format!("{}.postgres.log", node_name(i));
         let _ = std::fs::copy(temp.join(node_name(i)).join(&pg_log), opts.out.join(&pg_log));
     }
+    let _ = std::fs::copy(temp.join("duplicate.log"), opts.out.join("duplicate.log"));
 }
 
 fn run_in_network(opts: &RunOptions, schedule: &Schedule, temp: &Path) -> Result<History, ScenarioError> {
-    let mut network = Network::create(opts.nodes)?;
+    let mut network = Network::create(opts.nodes + nemesis::spare_hosts(&opts.scenario))?;
     let result = (|| {
         if interrupted() {
             return Err(ScenarioError::Interrupted);
@@ -218,6 +219,7 @@ async fn run_cluster(
         agent: opts.agent.clone(),
         dir: temp.to_path_buf(),
         synchronous_mode: opts.synchronous_mode,
+        fake_time: nemesis::needs_fake_time(&opts.scenario),
     })?;
     cluster.start_all()?;
     let result = drive(opts, schedule, net, &mut cluster).await;

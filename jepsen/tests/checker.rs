@@ -262,13 +262,14 @@ fn async_loss_over_maximum_lag_on_failover_fails() {
     assert_passes(&check(&h));
 }
 
+/// The recorded LSN is read by the insert's RETURNING, before the commit record: a lost write
+/// recorded at (or just before) the switch point may have committed past it (seen in
+/// restart-pg-partitioned, seed 1: recorded at exactly the switch point, lost).
 #[test]
-fn async_loss_before_the_switch_point_fails() {
-    // The new timeline continues from after id 20's commit: losing 19 and 20 is no failover's
-    // doing.
-    let r = check(&async_loss(0x0300_1428));
-    assert_fails_with(&r, "lost writes before the switch point");
-    assert_fails_with(&r, "ids 19, 20");
+fn async_loss_recorded_at_the_switch_point_is_allowed() {
+    let r = check(&async_loss(0x0300_1400));
+    assert_passes(&r);
+    assert_eq!(r.lost_bytes[0].bytes, Some(0));
 }
 
 #[test]
