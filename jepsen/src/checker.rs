@@ -7,9 +7,21 @@
 //!
 //! Violations (any of them fails the run, see [`CheckResult::passed`]):
 //!
-//! - **lost write** (only when `synchronous_mode` was on): an id acknowledged by an `Ok` op is
-//!   not in `final_state.ids_on_primary`. With `synchronous_mode` off the same ids are listed as
-//!   a finding next to `maximum_lag_on_failover`, since asynchronous failover may lose them.
+//! - **lost write, zero-loss run**: an id acknowledged by an `Ok` op is not in
+//!   `final_state.ids_on_primary`, and the run promised zero loss: `synchronous_mode` was on,
+//!   or the scenario is one that loses nothing even with asynchronous replication
+//!   ([`crate::history::RunInfo::zero_loss`]: a planned switchover, a clean whole-cluster restart, faults that
+//!   must cause no failover).
+//! - **lost write, asynchronous**: otherwise the lost ids are grouped by the timeline they were
+//!   acknowledged on and measured against where that timeline ended in the final primary's
+//!   timeline history (`final_state.timeline_switches`): a violation when the last lost LSN is
+//!   more than `maximum_lag_on_failover` bytes past the switch point, or when the timeline has
+//!   no switch point there (the final timeline itself, or a branch the final history does not
+//!   contain: the loss cannot be bounded). Within the bound, a finding. (A lost write recorded
+//!   at or before the switch point is not flagged: the recorded LSN is read before the commit
+//!   record is written.)
+//! - **no failover** (scenarios that promise none, [`crate::history::RunInfo::no_failover`]): acknowledged
+//!   writes on more than one node or timeline, or more than one node sampled primary.
 //! - **no single primary at the end**: `final_state.primary` is `None`, so no acknowledged write
 //!   can be verified.
 //! - **phantom write**: an id on the final primary that no op ever tried to insert.
@@ -30,6 +42,10 @@
 //!   promotion creates the next timeline). Two writers on one timeline means two promotions
 //!   from the same parent timeline (both picked the same next number: a fork) or a replica
 //!   opened for writes without a promotion; either way two histories took writes.
+//! - **split brain, stale timeline seen by the monitor**: an `Ok` op on node B, timeline t,
+//!   that started after the role monitor had sampled another node primary on a timeline T > t
+//!   (the sample's time is taken after the answer came). It catches the old primary's writes
+//!   in the gap between the promotion and the new primary's first acknowledged write.
 //! - **split brain observed by the monitor**: two different nodes sampled `Primary` within
 //!   [`CheckOptions::monitor_same_instant_ms`] of each other. Kept apart from the op-based kinds:
 //!   it needs no client write, but it rests on sampling (a sample is a point in time), so the
@@ -42,7 +58,7 @@
 //! - **unhealed fault**: a fault interval with `end_ms: None`.
 //! - **nothing verified**: no write was acknowledged during the whole run.
 //!
-//! Findings (reported, never fail the run): lost writes with `synchronous_mode` off, `Ok` ops
+//! Findings (reported, never fail the run): lost writes within `maximum_lag_on_failover`, `Ok` ops
 //! without node or timeline (left out of the split-brain rules), replicas whose final ids differ
 //! from the primary's, the final state's own notes, a `healed_at_ms` earlier than a fault's end.
 //!
@@ -60,7 +76,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::history::{FaultInterval, History, NodeRole, Op, Outcome, RoleSample};
+use crate::history::{FaultInterval, History, NodeRole, Op, Outcome, RoleSample, TimelineSwitch};
 
 /// Two `Primary` samples of different nodes this close together count as the same instant.
 pub const DEFAULT_MONITOR_SAME_INSTANT_MS: u64 = 50;
@@ -147,6 +163,37 @@ pub struct MonitorSplitBrain {
     pub first: (RoleSample, RoleSample),
 }
 
+/// Acknowledged writes lost from one timeline, measured against where that timeline ended in
+/// the final primary's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineLoss {
+    /// The timeline the lost writes were acknowledged on (`None`: ops without one).
+    pub timeline: Option<u64>,
+    /// The lost ids on it, ascending.
+    pub ids: Vec<i64>,
+    /// The highest LSN any of them was acknowledged at.
+    pub last_lsn: Option<u64>,
+    /// Where the timeline ended in the final primary's history; `None` when it is not an
+    /// ended ancestor of the final primary's timeline (the final timeline itself, or a branch
+    /// the final history does not contain): then the loss cannot be bounded.
+    pub switch_lsn: Option<u64>,
+    /// `last_lsn - switch_lsn`, when both are known.
+    pub bytes: Option<u64>,
+}
+
+/// An acknowledgement on an older timeline that started after the role monitor had already
+/// seen another node primary on a newer timeline. Grouped like [`SplitBrain`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitorStale {
+    /// The monitor's sample of the newer primary (its first with the highest timeline among
+    /// the samples taken before `op` started).
+    pub sample: RoleSample,
+    /// The earliest offending acknowledgement.
+    pub op: Op,
+    pub count: usize,
+    pub ids: Vec<i64>,
+}
+
 /// Did the cluster recover after the last fault healed?
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recovery {
@@ -195,8 +242,13 @@ pub struct CheckResult {
     /// Acknowledged ids missing from the final primary (empty when there is no final primary:
     /// then see `unverifiable_acked`).
     pub lost: Vec<i64>,
-    /// Whether `lost` is a violation (`synchronous_mode` on) or a finding.
+    /// Whether `lost` is a violation by itself (`synchronous_mode` on, or a scenario that
+    /// promises zero loss) or bounded in bytes (`lost_bytes`).
     pub lost_is_violation: bool,
+    /// With asynchronous replication: the loss per old timeline, in bytes past its switch
+    /// point, which must stay within `maximum_lag_on_failover`.
+    #[serde(default)]
+    pub lost_bytes: Vec<TimelineLoss>,
     /// `maximum_lag_on_failover` of the run, the bound that applies to `lost` when
     /// `synchronous_mode` is off.
     pub maximum_lag_on_failover: u64,
@@ -212,6 +264,9 @@ pub struct CheckResult {
     pub split_brain: Vec<SplitBrain>,
     /// Split brains seen by the role monitor.
     pub monitor_split_brain: Vec<MonitorSplitBrain>,
+    /// Stale-timeline acknowledgements proved by a monitor sample rather than by a client op.
+    #[serde(default)]
+    pub monitor_stale: Vec<MonitorStale>,
     pub recovery: Recovery,
     pub unhealed_faults: Vec<FaultInterval>,
     /// Gaps longer than `unavailability_threshold_ms` with no acknowledged write.
@@ -250,6 +305,10 @@ pub fn check_with(h: &History, opts: &CheckOptions) -> CheckResult {
     let writes = check_writes(h, &mut out);
     let split_brain = check_split_brain(h, &mut out);
     let monitor_split_brain = check_monitor(h, opts, &mut out);
+    let monitor_stale = check_monitor_stale(h, &split_brain, &mut out);
+    if h.info.no_failover {
+        check_no_failover(h, &mut out);
+    }
     let recovery = check_recovery(h, &mut out);
 
     let mut unhealed_faults = Vec::new();
@@ -277,7 +336,8 @@ pub fn check_with(h: &History, opts: &CheckOptions) -> CheckResult {
         acked: writes.acked,
         final_primary: h.final_state.primary.clone(),
         lost: writes.lost,
-        lost_is_violation: h.info.synchronous_mode,
+        lost_bytes: writes.lost_bytes,
+        lost_is_violation: h.info.synchronous_mode || h.info.zero_loss,
         maximum_lag_on_failover: h.info.maximum_lag_on_failover,
         unverifiable_acked: writes.unverifiable_acked,
         phantom: writes.phantom,
@@ -285,6 +345,7 @@ pub fn check_with(h: &History, opts: &CheckOptions) -> CheckResult {
         duplicate_acks: writes.duplicate_acks,
         split_brain,
         monitor_split_brain,
+        monitor_stale,
         recovery,
         unhealed_faults,
         unavailability,
@@ -357,6 +418,7 @@ struct Writes {
     counts: OpCounts,
     acked: usize,
     lost: Vec<i64>,
+    lost_bytes: Vec<TimelineLoss>,
     unverifiable_acked: usize,
     phantom: Vec<i64>,
     failed_but_present: Vec<i64>,
@@ -417,6 +479,7 @@ fn check_writes(h: &History, out: &mut Out) -> Writes {
     }
 
     let mut lost = Vec::new();
+    let mut lost_bytes = Vec::new();
     let mut unverifiable_acked = 0;
     let mut phantom = Vec::new();
     let mut failed_but_present = Vec::new();
@@ -469,11 +532,17 @@ fn check_writes(h: &History, out: &mut Out) -> Writes {
                     String::new()
                 };
                 let first_ack = lost.iter().map(|id| acked[id].end_ms).min().unwrap_or(0);
-                if h.info.synchronous_mode {
+                let lost_ops: Vec<&Op> = lost.iter().map(|id| acked[id]).collect();
+                if h.info.synchronous_mode || h.info.zero_loss {
+                    let why = if h.info.synchronous_mode {
+                        "synchronous_mode was on".to_string()
+                    } else {
+                        format!("scenario {} promises zero loss", h.info.scenario)
+                    };
                     out.violation(
                         format!(
                             "lost writes: {} missing from the final primary {primary} although \
-                             synchronous_mode was on: {}{more}",
+                             {why}: {}{more}",
                             plural(lost.len(), "acknowledged id is", "acknowledged ids are"),
                             ops.join("; ")
                         ),
@@ -483,6 +552,9 @@ fn check_writes(h: &History, out: &mut Out) -> Writes {
                         }),
                     );
                 } else {
+                    let loss = async_loss(&lost_ops, &fs.timeline_switches);
+                    judge_async_loss(h, primary, &loss, out);
+                    lost_bytes = loss;
                     out.finding(format!(
                         "lost writes allowed by asynchronous replication: {} missing from the \
                          final primary {primary} (synchronous_mode off, maximum_lag_on_failover \
@@ -546,6 +618,7 @@ fn check_writes(h: &History, out: &mut Out) -> Writes {
         counts,
         acked: acked.len(),
         lost,
+        lost_bytes,
         unverifiable_acked,
         phantom,
         failed_but_present,
@@ -586,6 +659,103 @@ struct Ack<'a> {
     op: &'a Op,
     node: &'a str,
     tl: u64,
+}
+
+/// Group lost acknowledged ops by timeline and measure each group against the timeline's
+/// switch point.
+fn async_loss(lost: &[&Op], switches: &[TimelineSwitch]) -> Vec<TimelineLoss> {
+    let mut by_tl: BTreeMap<Option<u64>, Vec<&Op>> = BTreeMap::new();
+    for op in lost {
+        by_tl.entry(op.timeline).or_default().push(op);
+    }
+    by_tl
+        .into_iter()
+        .map(|(timeline, ops)| {
+            let mut ids: Vec<i64> = ops.iter().map(|op| op.id).collect();
+            ids.sort_unstable();
+            let last_lsn = ops.iter().filter_map(|op| op.lsn).max();
+            let switch_lsn = timeline
+                .and_then(|t| switches.iter().find(|s| s.timeline == t))
+                .map(|s| s.switch_lsn);
+            let bytes = last_lsn.zip(switch_lsn).map(|(l, s)| l.saturating_sub(s));
+            TimelineLoss {
+                timeline,
+                ids,
+                last_lsn,
+                switch_lsn,
+                bytes,
+            }
+        })
+        .collect()
+}
+
+/// With asynchronous replication a failover may lose what the old primary had not shipped,
+/// but no more than `maximum_lag_on_failover` bytes past the old timeline's end.
+///
+/// A lost write whose recorded LSN is at or before the switch point is not flagged by itself:
+/// the LSN is read by the insert's `RETURNING`, before the commit record is written, so the
+/// commit may still lie past the switch point.
+fn judge_async_loss(h: &History, primary: &str, loss: &[TimelineLoss], out: &mut Out) {
+    let max = h.info.maximum_lag_on_failover;
+    let tl_name = |t: Option<u64>| t.map_or("an unknown timeline".to_string(), |t| format!("timeline {t}"));
+    for l in loss {
+        let mark = |label: String| -> Option<Mark> {
+            Some(Mark {
+                at_ms: h
+                    .ops
+                    .iter()
+                    .filter(|op| op.outcome == Outcome::Ok && l.ids.binary_search(&op.id).is_ok())
+                    .map(|op| op.end_ms)
+                    .min()
+                    .unwrap_or(0),
+                label,
+            })
+        };
+        match (l.switch_lsn, l.bytes) {
+            (None, _) => out.violation(
+                format!(
+                    "lost writes that cannot be bounded: {} acknowledged on {} are missing from \
+                     the final primary {primary}, and that timeline did not end in its history \
+                     (final timeline {}; ids {})",
+                    plural(l.ids.len(), "write", "writes"),
+                    tl_name(l.timeline),
+                    h.final_state
+                        .final_timeline
+                        .map_or("unknown".to_string(), |t| t.to_string()),
+                    list_ids(&l.ids)
+                ),
+                mark(format!("{} lost, unbounded", l.ids.len())),
+            ),
+            (Some(sw), Some(bytes)) => {
+                if bytes > max {
+                    out.violation(
+                        format!(
+                            "lost writes over maximum_lag_on_failover: {} acknowledged on {} up \
+                             to {} lost, {bytes} bytes past its switch point {} (limit {max} \
+                             bytes; ids {})",
+                            plural(l.ids.len(), "write", "writes"),
+                            tl_name(l.timeline),
+                            l.last_lsn.map_or("?".to_string(), fmt_lsn),
+                            fmt_lsn(sw),
+                            list_ids(&l.ids)
+                        ),
+                        mark(format!("{bytes} bytes lost")),
+                    );
+                }
+            }
+            (Some(sw), None) => out.violation(
+                format!(
+                    "lost writes without an LSN: {} acknowledged on {} (switch point {}) cannot \
+                     be measured (ids {})",
+                    plural(l.ids.len(), "write", "writes"),
+                    tl_name(l.timeline),
+                    fmt_lsn(sw),
+                    list_ids(&l.ids)
+                ),
+                mark(format!("{} lost, unmeasured", l.ids.len())),
+            ),
+        }
+    }
 }
 
 /// Op-based split brain: the stale-timeline and shared-timeline rules.
@@ -839,6 +1009,142 @@ fn check_monitor(h: &History, opts: &CheckOptions, out: &mut Out) -> Vec<Monitor
         );
     }
     episodes
+}
+
+/// Rule: an `Ok` op Y (node B, timeline t) that started after the monitor's sample of another
+/// node A primary on timeline T > t. The sample's time is taken after A answered, so A was
+/// primary on T before Y began: B's commit on t happened on a history already forked off.
+/// Acknowledgements the op-based rules already flagged are left out (one finding per write).
+fn check_monitor_stale(h: &History, already: &[SplitBrain], out: &mut Out) -> Vec<MonitorStale> {
+    let flagged: HashSet<i64> = already.iter().flat_map(|sb| sb.ids.iter().copied()).collect();
+    // Per node: its primary samples with a timeline, by time, and for each prefix the sample
+    // with the highest timeline (the earliest of those).
+    let mut per_node: BTreeMap<&str, Vec<&RoleSample>> = BTreeMap::new();
+    for s in h
+        .roles
+        .iter()
+        .filter(|s| s.role == NodeRole::Primary && s.timeline.is_some())
+    {
+        per_node.entry(s.node.as_str()).or_default().push(s);
+    }
+    let mut prefix_best: BTreeMap<&str, Vec<&RoleSample>> = BTreeMap::new();
+    for (node, list) in per_node.iter_mut() {
+        list.sort_by_key(|s| s.at_ms);
+        let mut best: Vec<&RoleSample> = Vec::with_capacity(list.len());
+        for s in list.iter() {
+            let b = match best.last() {
+                Some(prev) if prev.timeline >= s.timeline => *prev,
+                _ => *s,
+            };
+            best.push(b);
+        }
+        prefix_best.insert(*node, best);
+    }
+
+    type Group<'a> = (&'a str, u64, &'a str, u64);
+    let mut groups: BTreeMap<Group, Vec<(&RoleSample, &Op)>> = BTreeMap::new();
+    for op in h.ops.iter().filter(|op| op.outcome == Outcome::Ok) {
+        let (Some(node), Some(tl)) = (op.node.as_deref(), op.timeline) else {
+            continue;
+        };
+        if flagged.contains(&op.id) {
+            continue;
+        }
+        let mut proof: Option<&RoleSample> = None;
+        for (other, list) in &per_node {
+            if *other == node {
+                continue;
+            }
+            let n = list.partition_point(|s| s.at_ms < op.start_ms);
+            if n == 0 {
+                continue;
+            }
+            let cand = prefix_best[other][n - 1];
+            if cand.timeline.unwrap_or(0) > tl
+                && proof.is_none_or(|p| {
+                    (std::cmp::Reverse(cand.timeline), cand.at_ms) < (std::cmp::Reverse(p.timeline), p.at_ms)
+                })
+            {
+                proof = Some(cand);
+            }
+        }
+        if let Some(s) = proof {
+            groups
+                .entry((node, tl, s.node.as_str(), s.timeline.unwrap_or(0)))
+                .or_default()
+                .push((s, op));
+        }
+    }
+
+    let mut found: Vec<MonitorStale> = groups
+        .into_values()
+        .map(|mut pairs| {
+            pairs.sort_by_key(|(_, op)| (op.start_ms, op.end_ms, op.id));
+            let mut ids: Vec<i64> = pairs.iter().map(|(_, op)| op.id).collect();
+            ids.sort_unstable();
+            let (s, op) = pairs[0];
+            MonitorStale {
+                sample: s.clone(),
+                op: op.clone(),
+                count: pairs.len(),
+                ids,
+            }
+        })
+        .collect();
+    found.sort_by_key(|m| (m.op.end_ms, m.op.id));
+    for m in &found {
+        let b = m.op.node.as_deref().unwrap_or("?");
+        let tb = m.op.timeline.unwrap_or(0);
+        let ta = m.sample.timeline.unwrap_or(0);
+        out.violation(
+            format!(
+                "split brain: {b} acknowledged {} on timeline {tb} after the monitor had seen \
+                 {} primary on the newer timeline {ta} at {}; first: {} (ids {})",
+                plural(m.count, "write", "writes"),
+                m.sample.node,
+                secs(m.sample.at_ms),
+                describe_op(&m.op),
+                list_ids(&m.ids)
+            ),
+            Some(Mark {
+                at_ms: m.op.end_ms,
+                label: format!("split brain: {b} tl {tb} after {} seen on tl {ta}", m.sample.node),
+            }),
+        );
+    }
+    found
+}
+
+/// Rule for scenarios whose faults must not cause a failover: one writer, one timeline.
+fn check_no_failover(h: &History, out: &mut Out) {
+    let writers: BTreeSet<(&str, u64)> = h
+        .ops
+        .iter()
+        .filter(|op| op.outcome == Outcome::Ok)
+        .filter_map(|op| Some((op.node.as_deref()?, op.timeline?)))
+        .collect();
+    let sampled: BTreeSet<&str> = h
+        .roles
+        .iter()
+        .filter(|s| s.role == NodeRole::Primary)
+        .map(|s| s.node.as_str())
+        .collect();
+    if writers.len() > 1 || sampled.len() > 1 {
+        let writers: Vec<String> = writers
+            .iter()
+            .map(|(n, t)| format!("{n} on timeline {t}"))
+            .collect();
+        out.violation(
+            format!(
+                "failover although scenario {} promises none: acknowledged by {}; sampled \
+                 primary: {}",
+                h.info.scenario,
+                writers.join(", "),
+                sampled.iter().copied().collect::<Vec<_>>().join(", ")
+            ),
+            None,
+        );
+    }
 }
 
 fn check_recovery(h: &History, out: &mut Out) -> Recovery {

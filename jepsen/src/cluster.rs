@@ -41,6 +41,8 @@ pub enum ClusterError {
         "the cluster was not healthy within {timeout:?} (one primary, every other node streaming): {last}"
     )]
     NotHealthy { timeout: Duration, last: String },
+    #[error("{LIBFAKETIME} is missing: the clock scenario needs Debian's faketime package (apt-get install faketime)")]
+    NoFakeTime,
     #[error("SQL on {node}: {message}")]
     Sql { node: String, message: String },
 }
@@ -55,7 +57,13 @@ pub struct ClusterConfig {
     pub dir: PathBuf,
     /// `bootstrap.dcs.synchronous_mode`.
     pub synchronous_mode: bool,
+    /// Start every agent under libfaketime, each with its own offset file
+    /// ([`Cluster::set_clock_offset`]), so one node's `CLOCK_REALTIME` can be made to jump.
+    pub fake_time: bool,
 }
+
+/// libfaketime from Debian's `faketime` package.
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 /// One host's agent process.
 #[derive(Debug)]
@@ -68,6 +76,9 @@ struct Agent {
 pub struct Cluster {
     config: ClusterConfig,
     agents: Vec<Agent>,
+    /// A second agent started under an existing member's name on a spare host (the
+    /// duplicate-name fault), with that host's index.
+    duplicate: Option<(Child, usize)>,
 }
 
 /// Node name of host `i` (0-based): `node1`...
@@ -188,6 +199,9 @@ impl Cluster {
         if !config.agent.is_file() {
             return Err(ClusterError::NoAgent(config.agent.clone()));
         }
+        if config.fake_time && !Path::new(LIBFAKETIME).is_file() {
+            return Err(ClusterError::NoFakeTime);
+        }
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| ClusterError::Io { path, source }
@@ -196,6 +210,10 @@ impl Cluster {
         for i in 0..config.nodes {
             let path = config.dir.join(format!("{}.yml", node_name(i)));
             std::fs::write(&path, node_yaml(&config, i)).map_err(io(&path))?;
+            if config.fake_time {
+                let path = faketime_file(&config.dir, i);
+                std::fs::write(&path, "+0\n").map_err(io(&path))?;
+            }
         }
         let agents = (0..config.nodes)
             .map(|_| Agent {
@@ -203,7 +221,11 @@ impl Cluster {
                 stopped: false,
             })
             .collect();
-        Ok(Cluster { config, agents })
+        Ok(Cluster {
+            config,
+            agents,
+            duplicate: None,
+        })
     }
 
     pub fn nodes(&self) -> usize {
@@ -242,6 +264,14 @@ impl Cluster {
         };
         let (out, err) = (open()?, open()?);
         let mut cmd = net::exec_in_async(&net::host_ns(i), &self.config.agent);
+        if self.config.fake_time {
+            // Only CLOCK_REALTIME (and time()/gettimeofday()) follow the file; the monotonic
+            // clock stays true. Re-read at most once a second.
+            cmd.env("LD_PRELOAD", LIBFAKETIME)
+                .env("FAKETIME_TIMESTAMP_FILE", faketime_file(&self.config.dir, i))
+                .env("FAKETIME_CACHE_DURATION", "1")
+                .env("DONT_FAKE_MONOTONIC", "1");
+        }
         cmd.arg(self.config.dir.join(format!("{name}.yml")))
             .stdin(Stdio::null())
             .stdout(out)
@@ -268,6 +298,80 @@ impl Cluster {
             stopped: false,
         };
         Ok(())
+    }
+
+    /// Start a second agent named like node `of`, on the spare host `host` (an address outside
+    /// the cluster's, its own empty data directories, every member as a partner). Its output
+    /// goes to `<dir>/duplicate.log`.
+    pub fn start_duplicate(&mut self, of: usize, host: usize) -> Result<(), ClusterError> {
+        let path = self.config.dir.join("duplicate.yml");
+        let yaml = agent_yaml(
+            &self.config,
+            &node_name(of),
+            host,
+            &self.config.dir.join("duplicate"),
+        );
+        std::fs::write(&path, yaml).map_err(|source| ClusterError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let log_path = self.config.dir.join("duplicate.log");
+        let open = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .map_err(|source| ClusterError::Io {
+                    path: log_path.clone(),
+                    source,
+                })
+        };
+        let (out, err) = (open()?, open()?);
+        let mut cmd = net::exec_in_async(&net::host_ns(host), &self.config.agent);
+        cmd.arg(&path)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .kill_on_drop(true);
+        // SAFETY: as in start_agent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|source| ClusterError::Spawn {
+            node: format!("duplicate {}", node_name(of)),
+            source,
+        })?;
+        self.duplicate = Some((child, host));
+        Ok(())
+    }
+
+    /// Stop the duplicate agent (SIGTERM, then SIGKILL after 20 s) and everything left in its
+    /// host's namespace (its PostgreSQL).
+    pub async fn stop_duplicate_agent(&mut self) {
+        let Some((mut child, host)) = self.duplicate.take() else {
+            return;
+        };
+        if let Some(pid) = child.id() {
+            signal(pid as i32, libc::SIGTERM);
+        }
+        if tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+        }
+        net::kill_all_in(&net::host_ns(host));
+    }
+
+    /// Set node `i`'s clock offset (seconds, may be negative): its agent's `CLOCK_REALTIME`
+    /// jumps by that much from now on (within a second). Needs `fake_time`.
+    pub fn set_clock_offset(&self, i: usize, offset_s: i64) -> Result<(), ClusterError> {
+        let path = faketime_file(&self.config.dir, i);
+        std::fs::write(&path, format!("{offset_s:+}\n")).map_err(|source| ClusterError::Io { path, source })
     }
 
     pub fn start_all(&mut self) -> Result<(), ClusterError> {
@@ -510,6 +614,9 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if let Some((_, host)) = &self.duplicate {
+            net::kill_all_in(&net::host_ns(*host));
+        }
         // Agents are killed by kill_on_drop; make sure no postmaster outlives the run.
         for i in 0..self.config.nodes {
             if let Some(pid) = self.postmaster_pid(i) {
@@ -524,13 +631,22 @@ fn signal(pid: i32, sig: i32) {
     unsafe { libc::kill(pid, sig) };
 }
 
+/// libfaketime's offset file of node `i`.
+fn faketime_file(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("{}.faketime", node_name(i)))
+}
+
 /// The YAML configuration of node `i`.
 fn node_yaml(config: &ClusterConfig, i: usize) -> String {
-    let name = node_name(i);
-    let addr = net::host_addr(i);
-    let node_dir = config.dir.join(&name);
+    agent_yaml(config, &node_name(i), i, &config.dir.join(node_name(i)))
+}
+
+/// The YAML configuration of an agent named `name` on host `host`, its files under `node_dir`;
+/// every cluster member but itself is a partner.
+fn agent_yaml(config: &ClusterConfig, name: &str, host: usize, node_dir: &Path) -> String {
+    let addr = net::host_addr(host);
     let partners: String = (0..config.nodes)
-        .filter(|j| *j != i)
+        .filter(|j| *j != host)
         .map(|j| format!("  - {}:{RAFT_PORT}\n", net::host_addr(j)))
         .collect();
     format!(
@@ -586,6 +702,7 @@ mod tests {
             agent: PathBuf::from("/nonexistent"),
             dir: PathBuf::from("/tmp/pgqj-0-test"),
             synchronous_mode: true,
+            fake_time: false,
         };
         let yaml = node_yaml(&config, 1);
         let parsed =

@@ -99,6 +99,37 @@ pub struct FinalState {
     /// Problems seen while establishing the final state (a node that never came back...).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The final primary's timeline and its ancestry, from its newest timeline history file
+    /// (`pg_wal/0000000N.history`): where each earlier timeline ended. Empty when the final
+    /// primary is still on timeline 1 (or the file could not be read).
+    #[serde(default)]
+    pub timeline_switches: Vec<TimelineSwitch>,
+    /// The final primary's timeline, when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_timeline: Option<u64>,
+}
+
+/// One line of a timeline history file: `timeline` ended at `switch_lsn`, where its child
+/// (the next timeline of the final primary's ancestry) begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineSwitch {
+    pub timeline: u64,
+    pub switch_lsn: u64,
+}
+
+/// Parse a timeline history file (`1\t0/3000148\tno recovery target specified` per line;
+/// comments and blank lines skipped). Lines that do not parse are left out.
+pub fn parse_timeline_history(text: &str) -> Vec<TimelineSwitch> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            let timeline = parts.next()?.parse().ok()?;
+            let (hi, lo) = parts.next()?.split_once('/')?;
+            let switch_lsn = (u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?;
+            Some(TimelineSwitch { timeline, switch_lsn })
+        })
+        .collect()
 }
 
 /// Settings of the run that the checker and the report need.
@@ -113,6 +144,15 @@ pub struct RunInfo {
     /// `maximum_lag_on_failover` in force (bytes): bounds the loss when synchronous mode is off.
     pub maximum_lag_on_failover: u64,
     pub ttl_ms: u64,
+    /// The scenario promises that no acknowledged write is lost even with asynchronous
+    /// replication (a planned switchover, a clean whole-cluster restart, faults that must not
+    /// cause a failover at all): then any lost acknowledged write is a violation.
+    #[serde(default)]
+    pub zero_loss: bool,
+    /// The scenario's faults must cause no failover: every acknowledged write on one node and
+    /// one timeline, and the monitor never sees a second node primary.
+    #[serde(default)]
+    pub no_failover: bool,
 }
 
 /// A whole run.

@@ -29,7 +29,8 @@ enum Cmd {
     /// Run one scenario.
     Run {
         /// One of: kill-agent, kill-postmaster, kill-node, stall-agent, isolate-primary,
-        /// majority-minority, bridge, netem, restart-cluster, mixed.
+        /// majority-minority, bridge, netem, restart-cluster, mixed, switchover, sighup-storm,
+        /// corrupt-keyspace, restart-pg-partitioned, forced-stop, duplicate-name.
         #[arg(long)]
         scenario: String,
         #[arg(long, default_value = "60s", value_parser = parse_duration)]

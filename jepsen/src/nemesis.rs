@@ -10,9 +10,14 @@
 //! Not covered: losing a witness (pgquorum has no witness member yet).
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cluster::{node_name, Cluster, ClusterError};
+use pgquorum::ctl::switchover::SwitchoverArgs;
+use pgquorum::keyspace::{Command, Key, Precondition};
+
+use crate::cluster::{self, node_name, Cluster, ClusterError, RAFT_PORT};
 use crate::net::{Endpoint, NetError, Network};
 use crate::workload::Clock;
 
@@ -28,7 +33,53 @@ pub const SCENARIOS: &[&str] = &[
     "netem",
     "restart-cluster",
     "mixed",
+    "switchover",
+    "sighup-storm",
+    "corrupt-keyspace",
+    "restart-pg-partitioned",
+    "forced-stop",
+    "duplicate-name",
+    "clock-jump",
 ];
+
+/// Whether `scenario` needs the agents started under libfaketime.
+pub fn needs_fake_time(scenario: &str) -> bool {
+    scenario == "clock-jump"
+}
+
+/// How many spare hosts (network namespaces without a cluster member) `scenario` needs.
+pub fn spare_hosts(scenario: &str) -> usize {
+    usize::from(scenario == "duplicate-name")
+}
+
+/// The scenarios `mixed` draws from: the original ten's faults (the later ones have their own
+/// promises, see [`promises_zero_loss`]).
+const MIXED_FROM: &[&str] = &[
+    "kill-agent",
+    "kill-postmaster",
+    "kill-node",
+    "stall-agent",
+    "isolate-primary",
+    "majority-minority",
+    "bridge",
+    "netem",
+    "restart-cluster",
+];
+
+/// Scenarios in which no acknowledged write may be lost even with asynchronous replication:
+/// a planned switchover (the old primary stops cleanly, its walsenders ship everything), a
+/// clean whole-cluster stop/start, and faults that must not cause a failover at all.
+pub fn promises_zero_loss(scenario: &str) -> bool {
+    matches!(
+        scenario,
+        "switchover" | "restart-cluster" | "sighup-storm" | "corrupt-keyspace"
+    )
+}
+
+/// Scenarios whose faults must not cause a failover (one writer, one timeline all run long).
+pub fn promises_no_failover(scenario: &str) -> bool {
+    matches!(scenario, "sighup-storm" | "corrupt-keyspace")
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NemesisError {
@@ -38,6 +89,8 @@ pub enum NemesisError {
     Net(#[from] NetError),
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    #[error("{0}")]
+    Other(String),
 }
 
 /// A node chosen when the fault is applied.
@@ -85,6 +138,28 @@ pub enum Fault {
     },
     /// Stop every agent cleanly (SIGTERM), start them all again when healed.
     RestartCluster,
+    /// A planned switchover away from the primary (`pgquorumctl switchover --force`, through
+    /// the library), with the workload running.
+    Switchover,
+    /// SIGHUP the agent every 20 ms (it reloads its configuration on each) for the duration.
+    SighupStorm(Target),
+    /// Write undecodable values through the admin `Write` RPC: a replica's `members/<name>`,
+    /// a `members/<name>` of nobody, and a bad entry appended to `history`.
+    CorruptKeyspace,
+    /// Cut the primary's host from the other hosts (the client still reaches it) and, 0.5 s
+    /// later, restart its PostgreSQL behind the agent's back (`pg_ctl restart -m immediate`: a
+    /// fast shutdown cannot finish while the walsenders' peers are cut off).
+    RestartPgPartitioned,
+    /// SIGSTOP a backend of the primary that holds a transaction open, then a planned
+    /// switchover: PostgreSQL's fast shutdown cannot finish, so the agent must fall back to
+    /// an immediate stop. The backend gets SIGCONT when healed.
+    ForcedStop,
+    /// Start a second agent with the `name` of an existing member (the primary's or a
+    /// replica's) on the spare host, with empty data directories; stopped when healed.
+    DuplicateName(Target),
+    /// One node's `CLOCK_REALTIME` (its agent's, through libfaketime) jumps by `offset_s`
+    /// seconds and stays skewed; it jumps back when healed.
+    ClockJump { target: Target, offset_s: i64 },
 }
 
 impl Fault {
@@ -100,6 +175,13 @@ impl Fault {
             Fault::Bridge { .. } => "bridge",
             Fault::Netem { .. } => "netem",
             Fault::RestartCluster => "restart-cluster",
+            Fault::Switchover => "switchover",
+            Fault::SighupStorm(_) => "sighup-storm",
+            Fault::CorruptKeyspace => "corrupt-keyspace",
+            Fault::RestartPgPartitioned => "restart-pg-partitioned",
+            Fault::ForcedStop => "forced-stop",
+            Fault::DuplicateName(_) => "duplicate-name",
+            Fault::ClockJump { .. } => "clock-jump",
         }
     }
 }
@@ -122,6 +204,17 @@ impl fmt::Display for Fault {
                 loss_pct,
             } => write!(f, "netem delay {delay_ms}±{jitter_ms} ms, loss {loss_pct}%"),
             Fault::RestartCluster => write!(f, "restart the whole cluster"),
+            Fault::Switchover => write!(f, "planned switchover away from the primary"),
+            Fault::SighupStorm(t) => write!(f, "SIGHUP storm on the agent of {t}"),
+            Fault::CorruptKeyspace => write!(f, "undecodable members/ and history values"),
+            Fault::RestartPgPartitioned => {
+                write!(f, "isolate the primary and restart its PostgreSQL")
+            }
+            Fault::ForcedStop => write!(f, "switchover with a stopped backend (forced stop)"),
+            Fault::DuplicateName(t) => write!(f, "a second agent named like {t}"),
+            Fault::ClockJump { target, offset_s } => {
+                write!(f, "the clock of {target} jumps {offset_s:+} s")
+            }
         }
     }
 }
@@ -220,8 +313,22 @@ fn pick(scenario: &str, rng: &mut SplitMix64) -> Result<(Fault, Duration), Nemes
             )
         }
         "restart-cluster" => (Fault::RestartCluster, rng.millis(2_000, 5_000)),
+        // The switchover itself runs while the fault is applied; the duration is the time
+        // after it, before the next one.
+        "switchover" => (Fault::Switchover, rng.millis(3_000, 5_000)),
+        "sighup-storm" => (Fault::SighupStorm(mostly_primary(rng)), rng.millis(5_000, 10_000)),
+        "corrupt-keyspace" => (Fault::CorruptKeyspace, rng.millis(3_000, 6_000)),
+        "restart-pg-partitioned" => (Fault::RestartPgPartitioned, rng.millis(5_000, 10_000)),
+        "forced-stop" => (Fault::ForcedStop, rng.millis(3_000, 5_000)),
+        "duplicate-name" => (Fault::DuplicateName(either(rng)), rng.millis(8_000, 12_000)),
+        "clock-jump" => {
+            let target = either(rng);
+            let magnitude = rng.range(3, 60) as i64;
+            let offset_s = if rng.chance(1, 2) { magnitude } else { -magnitude };
+            (Fault::ClockJump { target, offset_s }, rng.millis(5_000, 10_000))
+        }
         "mixed" => {
-            let kinds = &SCENARIOS[..SCENARIOS.len() - 1];
+            let kinds = MIXED_FROM;
             let kind = kinds[rng.range(0, kinds.len() as u64 - 1) as usize];
             return pick(kind, rng);
         }
@@ -290,8 +397,14 @@ impl fmt::Display for Schedule {
 }
 
 /// How to undo an applied fault.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Heal {
+    /// Stop a SIGHUP storm.
+    StopStorm(Arc<AtomicBool>),
+    /// Heal the cuts and SIGCONT a process.
+    CutsAndCont(Vec<(Endpoint, Endpoint)>, Option<i32>),
+    StopDuplicate,
+    ClockBack(usize),
     StartAgent(usize),
     Resume(usize),
     Cuts(Vec<(Endpoint, Endpoint)>),
@@ -503,8 +616,252 @@ pub async fn apply(
                 heal: Heal::StartAll,
             }
         }
+        Fault::Switchover => {
+            let (i, who) = resolve(Target::Primary, cluster).await;
+            let start_ms = clock.ms();
+            let result = switchover(i).await;
+            Applied {
+                kind: fault.kind(),
+                start_ms,
+                description: format!("planned switchover away from {who}: {result}"),
+                nodes: names(&[i]),
+                heal: Heal::Nothing,
+            }
+        }
+        Fault::SighupStorm(t) => {
+            let (i, who) = resolve(t, cluster).await;
+            let pid = cluster
+                .agent_pid(i)
+                .ok_or_else(|| NemesisError::Other(format!("no agent running on {who}")))?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let start_ms = clock.ms();
+            let flag = stop.clone();
+            tokio::spawn(async move {
+                while !flag.load(Ordering::SeqCst) {
+                    // SAFETY: kill(2) has no memory effects; the pid is our agent child.
+                    unsafe { libc::kill(pid, libc::SIGHUP) };
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+            Applied {
+                kind: fault.kind(),
+                start_ms,
+                description: format!("SIGHUP every 20 ms to agent {who}"),
+                nodes: names(&[i]),
+                heal: Heal::StopStorm(stop),
+            }
+        }
+        Fault::CorruptKeyspace => {
+            let (r, who) = resolve(Target::Replica(0), cluster).await;
+            let start_ms = clock.ms();
+            let what = corrupt_keyspace(r).await?;
+            Applied {
+                kind: fault.kind(),
+                start_ms,
+                description: format!("through {who}'s admin service: {what}"),
+                nodes: names(&[r]),
+                heal: Heal::Nothing,
+            }
+        }
+        Fault::RestartPgPartitioned => {
+            let (i, who) = resolve(Target::Primary, cluster).await;
+            let start_ms = clock.ms();
+            let cuts: Vec<_> = (0..n)
+                .filter(|j| *j != i)
+                .map(|j| (Endpoint::Host(i), Endpoint::Host(j)))
+                .collect();
+            cut_all(net, &cuts)?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let restarted = restart_postgres(cluster, i).await;
+            Applied {
+                kind: fault.kind(),
+                start_ms,
+                description: format!(
+                    "isolate {who} from the other hosts (the client still reaches it), then \
+                     pg_ctl restart -m immediate its PostgreSQL: {restarted}"
+                ),
+                nodes: names(&[i]),
+                heal: Heal::Cuts(cuts),
+            }
+        }
+        Fault::ForcedStop => {
+            let (i, who) = resolve(Target::Primary, cluster).await;
+            let start_ms = clock.ms();
+            let pid = stop_a_backend(i).await;
+            let result = switchover(i).await;
+            let stopped = match &pid {
+                Ok(pid) => format!("backend pid {pid} SIGSTOPped in an open transaction"),
+                Err(e) => format!("no backend stopped ({e})"),
+            };
+            Applied {
+                kind: fault.kind(),
+                start_ms,
+                description: format!("{stopped}, then switchover away from {who}: {result}"),
+                nodes: names(&[i]),
+                heal: Heal::CutsAndCont(Vec::new(), pid.ok()),
+            }
+        }
+        Fault::DuplicateName(t) => {
+            let (i, who) = resolve(t, cluster).await;
+            let spare = n;
+            let start_ms = clock.ms();
+            cluster.start_duplicate(i, spare)?;
+            Applied {
+                kind: fault.kind(),
+                start_ms,
+                description: format!(
+                    "second agent named {} on the spare host {} (like {who})",
+                    node_name(i),
+                    crate::net::host_addr(spare)
+                ),
+                nodes: names(&[i]),
+                heal: Heal::StopDuplicate,
+            }
+        }
+        Fault::ClockJump { target, offset_s } => {
+            let (i, who) = resolve(target, cluster).await;
+            let start_ms = clock.ms();
+            cluster.set_clock_offset(i, offset_s)?;
+            Applied {
+                kind: fault.kind(),
+                start_ms,
+                description: format!("CLOCK_REALTIME of agent {who} jumps {offset_s:+} s (libfaketime)"),
+                nodes: names(&[i]),
+                heal: Heal::ClockBack(i),
+            }
+        }
     };
     Ok(applied)
+}
+
+/// The admin endpoint of node `i`.
+fn admin_endpoint(i: usize) -> String {
+    format!("{}:{RAFT_PORT}", crate::net::host_addr(i))
+}
+
+/// A planned switchover from node `i` (the lease holder) to any eligible replica, as
+/// `pgquorumctl switchover --force` does it; returns what happened, in a few words.
+async fn switchover(i: usize) -> String {
+    let args = SwitchoverArgs {
+        leader: Some(node_name(i)),
+        force: true,
+        ..SwitchoverArgs::default()
+    };
+    match tokio::time::timeout(
+        Duration::from_secs(60),
+        pgquorum::ctl::switchover::switchover(&admin_endpoint(i), "jepsen", &args),
+    )
+    .await
+    {
+        Ok(Ok(text)) => text
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("done")
+            .trim()
+            .to_string(),
+        Ok(Err(e)) => format!("refused or failed: {e}"),
+        Err(_) => "not completed within 60 s".to_string(),
+    }
+}
+
+/// Write undecodable values through node `r`'s admin service.
+async fn corrupt_keyspace(r: usize) -> Result<String, NemesisError> {
+    let endpoint = admin_endpoint(r);
+    let put = |key: Key, value: serde_json::Value| Command::Put {
+        key,
+        value,
+        ttl_ms: None,
+        precondition: Precondition::default(),
+    };
+    let bad = |e: String| NemesisError::Other(format!("corrupt the keyspace: {e}"));
+    let mut done = Vec::new();
+    let writes = [
+        (
+            Key::member(&node_name(r)).map_err(|e| bad(e.to_string()))?,
+            serde_json::json!("not a member record"),
+        ),
+        (
+            Key::member("jepsen-ghost").map_err(|e| bad(e.to_string()))?,
+            serde_json::json!({"role": 42, "xlog_location": "nonsense", "state": ["x"]}),
+        ),
+    ];
+    for (key, value) in writes {
+        pgquorum::ctl::client::write(&endpoint, &put(key.clone(), value))
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        done.push(format!("{key} undecodable"));
+    }
+    // history: whatever is there, plus an entry that is not [timeline, lsn, reason, ...].
+    let current = pgquorum::ctl::client::read(&endpoint, "history", false, true)
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    let mut entries = match current.entries.first().map(|e| e.value.clone()) {
+        Some(serde_json::Value::Array(a)) => a,
+        _ => Vec::new(),
+    };
+    entries.push(serde_json::json!({"garbage": true}));
+    entries.push(serde_json::json!(["x", "y"]));
+    pgquorum::ctl::client::write(&endpoint, &put(Key::History, serde_json::Value::Array(entries)))
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    done.push("history with 2 bad entries appended".into());
+    Ok(done.join(", "))
+}
+
+/// `pg_ctl restart -m immediate` node `i`'s PostgreSQL as the postgres user, behind its agent's
+/// back (bounded: 20 s).
+async fn restart_postgres(cluster: &Cluster, i: usize) -> String {
+    let mut cmd = crate::net::exec_in_async(&crate::net::host_ns(i), "runuser");
+    cmd.args([
+        "-u",
+        "postgres",
+        "--",
+        "/usr/lib/postgresql/15/bin/pg_ctl",
+        "restart",
+        "-m",
+        "immediate",
+        "-w",
+        "-t",
+        "15",
+        "-D",
+    ])
+    .arg(cluster.data_dir(i))
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .kill_on_drop(true);
+    match tokio::time::timeout(Duration::from_secs(20), cmd.output()).await {
+        Ok(Ok(out)) if out.status.success() => "restarted".to_string(),
+        Ok(Ok(out)) => format!(
+            "pg_ctl failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim()
+        ),
+        Ok(Err(e)) => format!("pg_ctl did not run: {e}"),
+        Err(_) => "pg_ctl did not finish within 20 s".to_string(),
+    }
+}
+
+/// Open a transaction on node `i` and SIGSTOP its backend; returns the backend's pid.
+async fn stop_a_backend(i: usize) -> Result<i32, String> {
+    let client = cluster::connect(&cluster::conninfo(i, 2), Duration::from_secs(3)).await?;
+    let pid: i32 = tokio::time::timeout(Duration::from_secs(3), async {
+        client.batch_execute("BEGIN; SELECT count(*) FROM jepsen").await?;
+        client.query_one("SELECT pg_backend_pid()", &[]).await
+    })
+    .await
+    .map_err(|_| "timed out".to_string())?
+    .map_err(|e| cluster::short_error(&e))?
+    .get(0);
+    // SAFETY: kill(2) has no memory effects; the pid is the backend serving our connection.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    // The connection is left open (leaked): closing it would only queue a message the stopped
+    // backend cannot read.
+    std::mem::forget(client);
+    Ok(pid)
 }
 
 /// Undo an applied fault.
@@ -523,6 +880,18 @@ pub async fn heal(applied: &Applied, net: &Network, cluster: &mut Cluster) -> Re
             }
         }
         Heal::StartAll => cluster.start_all()?,
+        Heal::StopStorm(stop) => stop.store(true, Ordering::SeqCst),
+        Heal::StopDuplicate => cluster.stop_duplicate_agent().await,
+        Heal::ClockBack(i) => cluster.set_clock_offset(*i, 0)?,
+        Heal::CutsAndCont(cuts, pid) => {
+            if let Some(pid) = pid {
+                // SAFETY: kill(2) has no memory effects; the pid is a backend we stopped.
+                unsafe { libc::kill(*pid, libc::SIGCONT) };
+            }
+            for (a, b) in cuts {
+                net.heal_cut(*a, *b)?;
+            }
+        }
         Heal::Nothing => {}
     }
     Ok(())

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::checker::{describe_op, plural, secs, CheckResult, SplitBrainKind, Window};
+use crate::checker::{describe_op, fmt_lsn, plural, secs, CheckResult, SplitBrainKind, Window};
 use crate::history::{History, NodeRole, Outcome};
 
 /// Ops listed one per line in the summary before it switches to a count.
@@ -142,7 +142,11 @@ pub fn summary_text(h: &History, r: &CheckResult) -> String {
             "lost writes: {}{}",
             r.lost.len(),
             if r.lost_is_violation {
-                " (synchronous_mode on: a violation)".to_string()
+                if h.info.synchronous_mode {
+                    " (synchronous_mode on: a violation)".to_string()
+                } else {
+                    format!(" (scenario {} promises zero loss: a violation)", h.info.scenario)
+                }
             } else {
                 format!(
                     " (synchronous_mode off: allowed up to maximum_lag_on_failover {} bytes)",
@@ -150,6 +154,19 @@ pub fn summary_text(h: &History, r: &CheckResult) -> String {
                 )
             }
         );
+        for l in &r.lost_bytes {
+            let _ = writeln!(
+                s,
+                "  timeline {}: {} lost, last acknowledged at {}, timeline ended at {}: {}",
+                l.timeline.map_or("?".to_string(), |t| t.to_string()),
+                l.ids.len(),
+                l.last_lsn.map_or("?".to_string(), fmt_lsn),
+                l.switch_lsn
+                    .map_or("? (not in the final history)".to_string(), fmt_lsn),
+                l.bytes
+                    .map_or("unbounded".to_string(), |b| format!("{b} bytes past it"))
+            );
+        }
         let lost: HashSet<i64> = r.lost.iter().copied().collect();
         let lost_ops: Vec<_> = h
             .ops

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::checker::{self, CheckResult};
 use crate::cluster::{self, node_name, Cluster, ClusterConfig, ClusterError};
-use crate::history::{FaultInterval, FinalState, History, RunInfo};
+use crate::history::{parse_timeline_history, FaultInterval, FinalState, History, RunInfo, TimelineSwitch};
 use crate::nemesis::{self, NemesisError, Schedule};
 use crate::net::{self, NetError, Network};
 use crate::report;
@@ -174,10 +174,11 @@ fn save_logs(opts: &RunOptions, temp: &Path) {
         let pg_log = format!("{}.postgres.log", node_name(i));
         let _ = std::fs::copy(temp.join(node_name(i)).join(&pg_log), opts.out.join(&pg_log));
     }
+    let _ = std::fs::copy(temp.join("duplicate.log"), opts.out.join("duplicate.log"));
 }
 
 fn run_in_network(opts: &RunOptions, schedule: &Schedule, temp: &Path) -> Result<History, ScenarioError> {
-    let mut network = Network::create(opts.nodes)?;
+    let mut network = Network::create(opts.nodes + nemesis::spare_hosts(&opts.scenario))?;
     let result = (|| {
         if interrupted() {
             return Err(ScenarioError::Interrupted);
@@ -218,6 +219,7 @@ async fn run_cluster(
         agent: opts.agent.clone(),
         dir: temp.to_path_buf(),
         synchronous_mode: opts.synchronous_mode,
+        fake_time: nemesis::needs_fake_time(&opts.scenario),
     })?;
     cluster.start_all()?;
     let result = drive(opts, schedule, net, &mut cluster).await;
@@ -290,6 +292,13 @@ async fn drive(
     let final_primary = cluster.current_primary().await;
     let (ids_per_node, mut read_notes) = final_read(cluster, final_primary).await;
     notes.append(&mut read_notes);
+    let (final_timeline, timeline_switches) = match final_primary {
+        Some(p) => timeline_history(p).await.unwrap_or_else(|e| {
+            notes.push(format!("cannot read the final primary's timeline history: {e}"));
+            (None, Vec::new())
+        }),
+        None => (None, Vec::new()),
+    };
     let ids_on_primary = final_primary
         .and_then(|p| ids_per_node.iter().find(|(n, _)| *n == node_name(p)))
         .map(|(_, ids)| ids.clone())
@@ -306,6 +315,8 @@ async fn drive(
             synchronous_mode: opts.synchronous_mode,
             maximum_lag_on_failover: cluster::MAXIMUM_LAG_ON_FAILOVER,
             ttl_ms: cluster::TTL_MS,
+            zero_loss: nemesis::promises_zero_loss(&opts.scenario),
+            no_failover: nemesis::promises_no_failover(&opts.scenario),
         },
         ops,
         faults,
@@ -318,6 +329,8 @@ async fn drive(
             ids_on_primary,
             ids_per_node,
             notes,
+            timeline_switches,
+            final_timeline,
         },
     })
 }
@@ -485,6 +498,25 @@ async fn timeline_cross_check(p: usize) -> Option<String> {
             node_name(p)
         )
     })
+}
+
+/// The final primary's timeline and the switch points of its ancestry, from its newest
+/// timeline history file (none on timeline 1).
+async fn timeline_history(p: usize) -> Result<(Option<u64>, Vec<TimelineSwitch>), String> {
+    let client = cluster::connect(&cluster::conninfo(p, 2), Duration::from_secs(3)).await?;
+    let sql = "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint, \
+               (SELECT pg_read_file('pg_wal/' || name) FROM pg_ls_waldir() \
+                WHERE name ~ '^[0-9A-F]{8}\\.history$' ORDER BY name DESC LIMIT 1)";
+    let row = tokio::time::timeout(Duration::from_secs(5), client.query_one(sql, &[]))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| cluster::short_error(&e))?;
+    let tl: i64 = row.get(0);
+    let text: Option<String> = row.get(1);
+    Ok((
+        Some(tl as u64),
+        text.map(|t| parse_timeline_history(&t)).unwrap_or_default(),
+    ))
 }
 
 async fn lsn_of(i: usize, sql: &str) -> Option<u64> {

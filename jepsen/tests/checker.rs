@@ -2,7 +2,8 @@
 
 use pgquorum_jepsen::checker::{check, CheckResult, SplitBrainKind};
 use pgquorum_jepsen::history::{
-    FaultInterval, FinalState, History, NodeRole, Op, Outcome, RoleSample, RunInfo,
+    parse_timeline_history, FaultInterval, FinalState, History, NodeRole, Op, Outcome, RoleSample, RunInfo,
+    TimelineSwitch,
 };
 use pgquorum_jepsen::report::{result_json, summary_text, timeline_svg, write_all};
 
@@ -105,6 +106,8 @@ fn clean() -> History {
             synchronous_mode: true,
             maximum_lag_on_failover: 1_048_576,
             ttl_ms: 5_000,
+            zero_loss: false,
+            no_failover: false,
         },
         ops,
         faults: vec![FaultInterval {
@@ -127,6 +130,12 @@ fn clean() -> History {
                 ("node3".into(), ids),
             ],
             notes: Vec::new(),
+            // Timeline 1 ended right after id 20's commit (acknowledged at 0/3001400).
+            timeline_switches: vec![TimelineSwitch {
+                timeline: 1,
+                switch_lsn: 0x0300_1428,
+            }],
+            final_timeline: Some(2),
         },
     }
 }
@@ -199,19 +208,39 @@ fn lost_write_fails_with_synchronous_mode() {
     assert!(summary_text(&h, &r).contains("RESULT: FAIL"));
 }
 
-#[test]
-fn lost_write_is_a_finding_without_synchronous_mode() {
+/// Asynchronous replication: timeline 1 ended at `switch_lsn`; ids 19 and 20 (acknowledged at
+/// 0/3001300 and 0/3001400) never reached the new primary.
+fn async_loss(switch_lsn: u64) -> History {
     let mut h = clean();
     h.info.synchronous_mode = false;
-    drop_id(&mut h, 5);
+    h.final_state.timeline_switches = vec![TimelineSwitch {
+        timeline: 1,
+        switch_lsn,
+    }];
+    drop_id(&mut h, 19);
+    drop_id(&mut h, 20);
+    h
+}
+
+#[test]
+fn lost_write_is_a_finding_without_synchronous_mode() {
+    // Timeline 1 ended at id 18's position: 0x200 bytes lost, well within 1 MB.
+    let h = async_loss(0x0300_1200);
     let r = check(&h);
     assert_passes(&r);
-    assert_eq!(r.lost, vec![5]);
+    assert_eq!(r.lost, vec![19, 20]);
     assert!(!r.lost_is_violation);
+    assert_eq!(r.lost_bytes.len(), 1, "{:#?}", r.lost_bytes);
+    let l = &r.lost_bytes[0];
+    assert_eq!(
+        (l.timeline, l.switch_lsn, l.bytes),
+        (Some(1), Some(0x0300_1200), Some(0x200))
+    );
+    assert_eq!(l.ids, vec![19, 20]);
     assert!(
         r.findings
             .iter()
-            .any(|f| f.contains("id 5 ") && f.contains("maximum_lag_on_failover 1048576")),
+            .any(|f| f.contains("id 20 ") && f.contains("maximum_lag_on_failover 1048576")),
         "{:#?}",
         r.findings
     );
@@ -220,8 +249,133 @@ fn lost_write_is_a_finding_without_synchronous_mode() {
     assert!(text.contains("synchronous_mode off"), "{text}");
 }
 
-/// node1, still on timeline 1, acknowledges id 100 which started after node2's first write on
-/// timeline 2 (id 27, acknowledged at 15.52 s) had been acknowledged.
+#[test]
+fn async_loss_over_maximum_lag_on_failover_fails() {
+    let mut h = async_loss(0x0300_1200);
+    h.info.maximum_lag_on_failover = 0x1FF;
+    let r = check(&h);
+    assert_fails_with(&r, "lost writes over maximum_lag_on_failover");
+    assert_fails_with(&r, "512 bytes past its switch point 0/3001200");
+    assert_eq!(r.violations.len(), 1, "{:#?}", r.violations);
+    // Exactly at the limit is allowed.
+    h.info.maximum_lag_on_failover = 0x200;
+    assert_passes(&check(&h));
+}
+
+/// The recorded LSN is read by the insert's RETURNING, before the commit record: a lost write
+/// recorded at (or just before) the switch point may have committed past it (seen in
+/// restart-pg-partitioned, seed 1: recorded at exactly the switch point, lost).
+#[test]
+fn async_loss_recorded_at_the_switch_point_is_allowed() {
+    let r = check(&async_loss(0x0300_1400));
+    assert_passes(&r);
+    assert_eq!(r.lost_bytes[0].bytes, Some(0));
+}
+
+#[test]
+fn async_loss_on_a_timeline_without_switch_point_fails() {
+    let mut h = clean();
+    h.info.synchronous_mode = false;
+    // id 30 was acknowledged on timeline 2, the final primary's own timeline.
+    drop_id(&mut h, 30);
+    let r = check(&h);
+    assert_fails_with(&r, "lost writes that cannot be bounded");
+    assert_fails_with(&r, "timeline 2");
+    // And without any timeline history at all (final primary on timeline 1 or unread).
+    let mut h = async_loss(0x0300_1200);
+    h.final_state.timeline_switches.clear();
+    assert_fails_with(&check(&h), "cannot be bounded");
+}
+
+#[test]
+fn zero_loss_scenario_fails_on_any_lost_write() {
+    let mut h = async_loss(0x0300_1200);
+    h.info.scenario = "switchover".into();
+    h.info.zero_loss = true;
+    let r = check(&h);
+    assert!(r.lost_is_violation);
+    assert_fails_with(&r, "scenario switchover promises zero loss");
+    assert_eq!(r.violations.len(), 1, "{:#?}", r.violations);
+    // Nothing lost: passes.
+    let mut h = clean();
+    h.info.synchronous_mode = false;
+    h.info.zero_loss = true;
+    assert_passes(&check(&h));
+}
+
+#[test]
+fn timeline_history_file_parses() {
+    let text = "1\t0/3000148\tno recovery target specified\n\n2\t1/A0000028\tno recovery target specified\n";
+    let s = parse_timeline_history(text);
+    assert_eq!(
+        s,
+        vec![
+            TimelineSwitch {
+                timeline: 1,
+                switch_lsn: 0x0300_0148
+            },
+            TimelineSwitch {
+                timeline: 2,
+                switch_lsn: (1 << 32) | 0xA000_0028
+            },
+        ]
+    );
+}
+
+#[test]
+fn monitor_sample_proves_a_stale_timeline_write() {
+    // node2 is sampled primary on timeline 2 at 15.0 s; its first acknowledgement ends only at
+    // 15.52 s. node1 acknowledges id 100 on timeline 1 in between: no client op proves it
+    // stale, the monitor's sample does.
+    let mut h = clean();
+    h.ops.push(ok(100, 15_200, 15_300, "node1", 1));
+    h.final_state.ids_on_primary.push(100);
+    let r = check(&h);
+    assert!(r.split_brain.is_empty(), "{:#?}", r.split_brain);
+    assert_eq!(r.monitor_stale.len(), 1, "{:#?}", r.monitor_stale);
+    assert_eq!(r.monitor_stale[0].ids, vec![100]);
+    assert_eq!(r.monitor_stale[0].sample.at_ms, 15_000);
+    assert_fails_with(
+        &r,
+        "after the monitor had seen node2 primary on the newer timeline 2",
+    );
+}
+
+#[test]
+fn write_started_before_the_monitor_sample_is_not_stale() {
+    let mut h = clean();
+    h.ops.push(ok(100, 14_990, 15_300, "node1", 1));
+    h.final_state.ids_on_primary.push(100);
+    let r = check(&h);
+    assert!(r.monitor_stale.is_empty(), "{:#?}", r.monitor_stale);
+    assert_passes(&r);
+}
+
+#[test]
+fn failover_in_a_no_failover_scenario_fails() {
+    let mut h = clean();
+    h.info.no_failover = true;
+    assert_fails_with(&check(&h), "promises none");
+
+    // The same run without the failover: node1 stays primary on timeline 1.
+    let mut h = clean();
+    h.info.no_failover = true;
+    h.ops.retain(|op| op.node.as_deref() != Some("node2"));
+    h.roles.retain(|s| s.node != "node2");
+    let kept: Vec<i64> = h.ops.iter().map(|op| op.id).collect();
+    h.final_state.ids_on_primary.retain(|id| kept.contains(id));
+    h.final_state.primary = Some("node1".into());
+    h.final_state.ids_per_node.clear();
+    h.final_state.timeline_switches.clear();
+    h.final_state.final_timeline = Some(1);
+    let r = check(&h);
+    assert!(
+        !r.violations.iter().any(|v| v.contains("promises none")),
+        "{:#?}",
+        r.violations
+    );
+}
+
 #[test]
 fn stale_timeline_write_is_split_brain() {
     let mut h = clean();
@@ -268,6 +422,9 @@ fn in_flight_write_on_old_timeline_is_not_split_brain() {
     // Started exactly when id 27 was acknowledged: still not provably after it.
     h.ops.push(ok(102, 15_520, 15_530, "node1", 1));
     h.final_state.ids_on_primary.extend([101, 102]);
+    // The monitor first sees node2 primary at 16 s here (else its sample at 15 s would prove
+    // both writes stale: see monitor_sample_proves_a_stale_timeline_write).
+    h.roles.retain(|s| !(s.node == "node2" && s.at_ms == 15_000));
     let r = check(&h);
     assert_passes(&r);
     assert!(r.split_brain.is_empty());
@@ -290,9 +447,10 @@ fn two_nodes_on_one_timeline_is_split_brain() {
 #[test]
 fn monitor_sees_two_primaries() {
     let mut h = clean();
-    // node1 is sampled primary at 5.000 s; node3 claims the same 12 ms later, twice.
-    h.roles.push(sample("node3", 5_012, NodeRole::Primary, Some(2)));
-    h.roles.push(sample("node3", 5_990, NodeRole::Primary, Some(2)));
+    // node1 is sampled primary at 5.000 s; node3 claims the same 12 ms later, twice (on the
+    // same timeline: a newer one would also make node1's later writes stale).
+    h.roles.push(sample("node3", 5_012, NodeRole::Primary, Some(1)));
+    h.roles.push(sample("node3", 5_990, NodeRole::Primary, Some(1)));
     let r = check(&h);
     assert_eq!(r.monitor_split_brain.len(), 1, "{:#?}", r.monitor_split_brain);
     let m = &r.monitor_split_brain[0];
@@ -307,7 +465,7 @@ fn monitor_sees_two_primaries() {
 fn primaries_far_apart_are_not_monitor_split_brain() {
     let mut h = clean();
     // 60 ms apart: outside the same-instant window.
-    h.roles.push(sample("node3", 5_060, NodeRole::Primary, Some(2)));
+    h.roles.push(sample("node3", 5_060, NodeRole::Primary, Some(1)));
     let r = check(&h);
     assert_passes(&r);
 }
