@@ -233,3 +233,47 @@ async fn a_partner_of_another_scope_is_never_joined() {
     node2.stop().await;
     node1.stop().await;
 }
+
+/// Two agents with one `name` (found by the fault suite's duplicate-name scenario: the second
+/// became a fourth voter and fought over the first one's replication slot): a join from an
+/// agent whose name a live member holds at another address is refused, and it never becomes a
+/// voter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_reusing_a_live_members_name_is_refused() {
+    let dir = TestDir::new();
+    let opts = options(&dir, 4731, true);
+    let ep0 = endpoint(&opts, 0);
+    let node1 = start(&dir, &opts, 0, &[]);
+    wait_for(
+        "node1 publishes its member key",
+        Duration::from_secs(120),
+        || async {
+            let view = cluster_view(&ep0).await.ok()?;
+            view.member("node1").filter(|m| m.state.is_up()).map(|_| ())
+        },
+    )
+    .await;
+    // A Raft-only agent at the next address, named node1 too, naming node1 as its partner.
+    let raft_only = options(&dir, 4731, false);
+    let yaml =
+        solo_agent_yaml(dir.path(), &raft_only, "join", 1, &[0]).replace("name: node2\n", "name: node1\n");
+    let duplicate = SoloAgent::start(dir.path(), "node1-duplicate", &endpoint(&opts, 1), &yaml);
+    wait_for(
+        "the duplicate is told its name is taken",
+        Duration::from_secs(30),
+        || async { duplicate.log_text().contains("our name is taken").then_some(()) },
+    )
+    .await;
+    assert!(node1
+        .log_text()
+        .contains("refused a join request: a member of that name runs at another address"));
+    let status = node_status(&ep0).await.expect("node1 answers");
+    assert_eq!(
+        status.voters.values().collect::<Vec<_>>(),
+        [&ep0],
+        "the duplicate never became a voter: {status:?}"
+    );
+    assert!(status.learners.is_empty(), "nor a learner: {status:?}");
+    duplicate.stop().await;
+    node1.stop().await;
+}

@@ -167,6 +167,10 @@ async fn join_through(node: &RaftNode, via: &str) -> Result<(), ()> {
             tracing::warn!(%via, detail = %reply.detail, "raft: the partner refused us: it belongs to another scope");
             Err(())
         }
+        JoinOutcome::NameTaken => {
+            tracing::error!(%via, detail = %reply.detail, "raft: the group refused us: our name is taken");
+            Err(())
+        }
         JoinOutcome::Unspecified => {
             tracing::warn!(%via, "raft: the partner gave no join outcome; retrying");
             Err(())

@@ -80,6 +80,22 @@ impl RaftNode {
             return Ok(reply);
         }
 
+        if let Some(holder) = self.name_held_elsewhere(&req.name, req.addr.trim()) {
+            tracing::error!(
+                joiner = %req.name, addr = %req.addr, member_at = %holder,
+                "raft: refused a join request: a member of that name runs at another address \
+                 (two agents with one `name`?)"
+            );
+            return Ok(JoinReply {
+                outcome: JoinOutcome::NameTaken.into(),
+                detail: format!(
+                    "member {:?} already runs at {holder}; give this agent its own `name`, or wait \
+                     until that member's key expires if it moved",
+                    req.name
+                ),
+                voters: Default::default(),
+            });
+        }
         let task = tokio::spawn(self.clone().admit(req.name.clone(), req.addr.trim().to_string()));
         let result = match tokio::time::timeout(JOIN_LEADER_WAIT, task).await {
             Ok(Ok(result)) => result,
@@ -136,6 +152,20 @@ impl RaftNode {
         let addrs: Vec<&str> = voters.values().map(String::as_str).collect();
         tracing::info!(joiner = %name, %addr, voters = ?addrs, "raft: the joiner is now a voter");
         Ok(voters)
+    }
+
+    /// The Raft address of the live member `name` (its `members/<name>` key, which expires when
+    /// its agent stops) when that is not `addr`.
+    fn name_held_elsewhere(&self, name: &str, addr: &str) -> Option<String> {
+        let key = crate::keyspace::Key::member(name).ok()?;
+        let read = self.read_local(&super::ReadQuery {
+            key: key.to_string(),
+            prefix: false,
+            linearizable: false,
+        });
+        let entry = read.entries.into_iter().next()?;
+        let member: crate::cluster::MemberStatus = serde_json::from_value(entry.value).ok()?;
+        member.raft_addr.filter(|held| held.trim() != addr)
     }
 
     /// Voter and learner ids of this node's latest membership.
