@@ -16,15 +16,16 @@
 //! | the replicated keyspace: keys, commands, CAS, leases, TTL | [`keyspace`] (pure state machine) |
 //! | typed values under the keys, and the cluster as one read sees it | [`cluster`] |
 //! | the Raft node: leader-stamped writes, forwarding, linearizable reads | [`node`] |
-//! | forming the Raft group, joining a running one by starting | `node::formation` |
+//! | forming the Raft group, joining a running one by starting | `node::formation` (runner), `node::formation_rule` (pure), `node::join` (leader side) |
 //! | Raft storage (sled), snapshots, the Raft RPC client | [`raft`] |
 //! | gRPC servers (Raft RPCs, admin service for `pgquorumctl`) | [`grpc`], protos in `proto/` |
+//! | TLS, `raft.password`, the scope check on every call; every gRPC channel is built here | `grpc::transport`, `grpc::certs` (`generate-certs`) |
 //! | PostgreSQL operations (initdb, pg_basebackup, pg_ctl, pg_rewind, queries) | [`postgres`] |
-//! | fencing a primary whose agent died or stalled | [`fence`] (guard process), [`watchdog`] (device) |
+//! | fencing a primary whose agent died or stalled | [`fence`] (guard process), [`ha::lease_watchdog`] (in-agent backstop), [`watchdog`] (device) |
 //! | configuration file, validation, Patroni compatibility, env overrides | [`config`] |
 //! | REST API (Patroni's paths, health checks, metrics) | [`rest`] |
 //! | `pgquorumctl` commands and their output | [`ctl`] |
-//! | agent start-up and shutdown | [`agent`] |
+//! | agent start-up and shutdown, SIGHUP = reload, an HA-loop panic ends the agent | [`agent`] |
 //! | `pgquorum demo` and the test/bench cluster launcher | [`demo`] |
 //!
 //! The map with the reasons is `docs/architecture.md`.
