@@ -120,6 +120,13 @@ struct WorldState {
     /// A leader lease has been written at least once (the bootstrap primary runs before it).
     lease_ever: bool,
     trace: Vec<String>,
+    /// Promotions so far (a run without any exercised no failover).
+    promotions: u64,
+    /// How long a promotion takes.
+    promote_ms: u64,
+    /// pg_rewind runs that compared a diverged directory with a source still on the same
+    /// timeline ("no rewind required") and so missed the divergence.
+    blind_rewinds: u64,
 }
 
 /// Everything the simulated members share: the keyspace, the PostgreSQL servers, the clock.
@@ -140,6 +147,9 @@ impl World {
                 violations: Vec::new(),
                 lease_ever: false,
                 trace: Vec::new(),
+                promotions: 0,
+                promote_ms: 100,
+                blind_rewinds: 0,
             }),
         })
     }
@@ -159,9 +169,8 @@ impl World {
     /// The keyspace's lease is `me`'s and has not expired.
     fn holds_lease(&self, me: &str) -> bool {
         let now = self.now_ms();
-        self.lease().is_some_and(|e| {
-            e.holder.as_deref() == Some(me) && e.expires_at_ms.is_some_and(|x| x > now)
-        })
+        self.lease()
+            .is_some_and(|e| e.holder.as_deref() == Some(me) && e.expires_at_ms.is_some_and(|x| x > now))
     }
 
     fn violation(&self, state: &mut WorldState, what: String) {
@@ -332,7 +341,8 @@ impl SimPg {
             pg.writable = false;
             pg.clean = false;
             let me = self.me.clone();
-            self.world.note(&mut s, format!("{me}: PostgreSQL crashed during {op:?}"));
+            self.world
+                .note(&mut s, format!("{me}: PostgreSQL crashed during {op:?}"));
             true
         } else {
             false
@@ -422,7 +432,11 @@ impl PgOps for SimPg {
                 });
             }
             Ok(PgObservation {
-                role: Some(if p.writable { PgRole::Primary } else { PgRole::Replica }),
+                role: Some(if p.writable {
+                    PgRole::Primary
+                } else {
+                    PgRole::Replica
+                }),
                 timeline: Some(p.timeline),
                 wal_lsn: p.writable.then_some(p.lsn),
                 received_lsn: (!p.writable).then_some(p.lsn),
@@ -516,7 +530,8 @@ impl PgOps for SimPg {
         Ok(())
     }
     async fn promote(&self) -> PgResult<()> {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let took = self.world.lock().promote_ms;
+        tokio::time::sleep(Duration::from_millis(took)).await;
         if self.crashes(Op::Promote) {
             return Err(Self::crashed("PostgreSQL exited during promote"));
         }
@@ -537,9 +552,12 @@ impl PgOps for SimPg {
         pg.was_primary = true;
         pg.standby_signal = false;
         pg.upstream = None;
+        s.promotions += 1;
         let me = self.me.clone();
-        self.world
-            .note(&mut s, format!("{me}: promoted to timeline {} at {lsn:X}", tl + 1));
+        self.world.note(
+            &mut s,
+            format!("{me}: promoted to timeline {} at {lsn:X}", tl + 1),
+        );
         self.check_lease(&mut s, "promoted");
         Ok(())
     }
@@ -577,6 +595,15 @@ impl PgOps for SimPg {
         }
         if src.timeline == pg.timeline {
             // pg_rewind: "source and target cluster are on the same timeline".
+            s.blind_rewinds += 1;
+            let me = self.me.clone();
+            self.world.note(
+                &mut s,
+                format!(
+                    "{me}: pg_rewind against {} on the same timeline: no rewind",
+                    source.member
+                ),
+            );
             return Ok(Rewind::NotNeeded);
         }
         if dry_run {
@@ -654,7 +681,8 @@ impl Sim {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ha = HaLoop::new(store, member_config(name), None, pg, snapshot_tx, requests_rx);
         let handle = tokio::spawn(ha.run(shutdown_rx));
-        self.agents.insert(name.to_string(), Some(Agent { shutdown, handle }));
+        self.agents
+            .insert(name.to_string(), Some(Agent { shutdown, handle }));
     }
 
     /// A clean agent stop (SIGTERM): the loop stops PostgreSQL and gives the lease back.
@@ -745,12 +773,13 @@ impl Sim {
 
 /// One seeded run: a cluster of three, 60 s of simulated time with a fault every few
 /// seconds. Returns the invariant violations with a trace.
-async fn run_seed(seed: u64) -> Result<(), String> {
+async fn run_seed(seed: u64) -> Result<u64, String> {
     let mut rng = Rng(seed);
     let names = ["m1", "m2", "m3"];
     let mut sim = Sim::new(&names);
     // Let the cluster form before the faults start.
-    sim.run_until(Duration::from_secs(30), |s| s.writable().len() == 1).await;
+    sim.run_until(Duration::from_secs(30), |s| s.writable().len() == 1)
+        .await;
     let mut schedule = Vec::new();
     let end = sim.world.now_ms() + 60_000;
     let mut restart_at: BTreeMap<String, u64> = BTreeMap::new();
@@ -768,7 +797,8 @@ async fn run_seed(seed: u64) -> Result<(), String> {
             let span = 1_000 + rng.below(15_000);
             schedule.push(format!("t={now} {who} fault {kind} span {span}"));
             let mut s = sim.world.lock();
-            sim.world.note(&mut s, format!("fault {kind} on {who} for {span}ms"));
+            sim.world
+                .note(&mut s, format!("fault {kind} on {who} for {span}ms"));
             let f = s.faults.get_mut(&who).expect("member");
             match kind {
                 0 => f.unreachable_until = now + span,
@@ -801,9 +831,13 @@ async fn run_seed(seed: u64) -> Result<(), String> {
     }
     let violations = sim.violations();
     let report = sim.report();
+    let promotions = sim.world.lock().promotions;
+    if std::env::var_os("SIM_TRACE").is_some() {
+        eprintln!("seed {seed}: {report}");
+    }
     sim.shutdown().await;
     if violations.is_empty() {
-        Ok(())
+        Ok(promotions)
     } else {
         Err(format!("seed {seed}: schedule {schedule:#?}\n{report}"))
     }
@@ -819,12 +853,24 @@ fn seeds() -> u64 {
 #[tokio::test(start_paused = true)]
 async fn seeded_fault_schedules_keep_the_invariants() {
     let mut failures = Vec::new();
+    let mut promotions = 0;
     for seed in 0..seeds() {
-        if let Err(e) = run_seed(seed).await {
-            failures.push(e);
+        match run_seed(seed).await {
+            Ok(p) => promotions += p,
+            Err(e) => failures.push(e),
         }
     }
-    assert!(failures.is_empty(), "{} failing seeds; first:\n{}", failures.len(), failures[0]);
+    assert!(
+        failures.is_empty(),
+        "{} failing seeds; first:\n{}",
+        failures.len(),
+        failures[0]
+    );
+    eprintln!("{} seeds, {promotions} promotions", seeds());
+    assert!(
+        promotions > 0,
+        "the faults never caused a failover: the simulation tests nothing"
+    );
 }
 
 /// The checker can fail: a second writable server is caught at once.
@@ -840,4 +886,177 @@ async fn the_checker_catches_two_writable_primaries() {
     }
     world.tick();
     assert!(world.lock().violations.iter().any(|v| v.contains("two writable")));
+}
+
+impl Sim {
+    /// Form a cluster of three and return its primary.
+    async fn formed() -> (Sim, String) {
+        let sim = Sim::new(&["m1", "m2", "m3"]);
+        let formed = sim
+            .run_until(Duration::from_secs(60), |s| {
+                s.writable().len() == 1 && s.names.iter().filter(|n| s.pg(n).streaming).count() == 2
+            })
+            .await;
+        assert!(formed, "no cluster formed: {}", sim.report());
+        let primary = sim.writable().remove(0);
+        (sim, primary)
+    }
+
+    /// Every agent gets SIGTERM at the same moment (a whole-cluster stop).
+    async fn stop_all(&mut self) {
+        let agents: Vec<Agent> = self.agents.values_mut().filter_map(Option::take).collect();
+        for a in &agents {
+            a.shutdown.send_replace(true);
+        }
+        for a in agents {
+            let _ = tokio::time::timeout(Duration::from_secs(30), a.handle).await;
+        }
+    }
+
+    /// One writable primary, every other member streaming from it on its timeline.
+    fn healthy(&self) -> bool {
+        let w = self.writable();
+        w.len() == 1 && self.names.iter().filter(|n| self.pg(n).streaming).count() == self.names.len() - 1
+    }
+
+    fn assert_clean(&self) {
+        assert!(self.violations().is_empty(), "{}", self.report());
+    }
+}
+
+/// Bug 1 of docs/testing.md ("A stopped replica started as primary on the old timeline after a
+/// whole-cluster restart"): the replicas come back while the old primary's agent stays down;
+/// whoever takes over must promote (a new timeline), never start as a primary on the old one.
+#[tokio::test(start_paused = true)]
+async fn replay_whole_cluster_restart_replica_never_primary_on_old_timeline() {
+    let (mut sim, old) = Sim::formed().await;
+    let old_timeline = sim.pg(&old).timeline;
+    sim.stop_all().await;
+    for n in sim.names.clone() {
+        if n != old {
+            sim.start_agent(&n);
+        }
+    }
+    sim.run_for(Duration::from_secs(40)).await;
+    for w in sim.writable() {
+        assert!(
+            sim.pg(&w).timeline > old_timeline,
+            "{w} writable on the old timeline {old_timeline}: {}",
+            sim.report()
+        );
+    }
+    sim.start_agent(&old);
+    assert!(
+        sim.run_until(Duration::from_secs(60), Sim::healthy).await,
+        "the cluster did not recover: {}",
+        sim.report()
+    );
+    sim.assert_clean();
+    sim.shutdown().await;
+}
+
+/// Bug 2, last part (acknowledged writes across a clean whole-cluster stop/start): the
+/// primary's final position is published and whoever leads after the restart has all of it.
+#[tokio::test(start_paused = true)]
+async fn replay_clean_whole_cluster_stop_start_keeps_acknowledged_writes() {
+    let (mut sim, old) = Sim::formed().await;
+    sim.stop_all().await;
+    let final_lsn = sim.pg(&old).lsn;
+    let status = sim
+        .world
+        .store
+        .local_entry(&Key::Status)
+        .expect("status published");
+    assert_eq!(
+        status.value.get("clean_shutdown").and_then(|v| v.as_bool()),
+        Some(true)
+    );
+    assert_eq!(
+        status.value.get("optime").and_then(|v| v.as_u64()),
+        Some(final_lsn)
+    );
+    // The replicas stopped a moment before the primary: they miss its last WAL.
+    {
+        let mut s = sim.world.lock();
+        for (n, p) in s.pgs.iter_mut() {
+            if *n != old {
+                p.lsn = final_lsn - 0x80;
+            }
+        }
+    }
+    for n in sim.names.clone() {
+        sim.start_agent(&n);
+    }
+    assert!(
+        sim.run_until(Duration::from_secs(60), Sim::healthy).await,
+        "the cluster did not recover: {}",
+        sim.report()
+    );
+    let new = sim.writable().remove(0);
+    assert!(
+        sim.pg(&new).lsn >= final_lsn,
+        "{new} leads without the old primary's final position {final_lsn:X}: {}",
+        sim.report()
+    );
+    sim.assert_clean();
+    sim.shutdown().await;
+}
+
+/// Bug 2 (a replica past the fork): the primary dies with WAL only one replica received; the
+/// other wins or not, and either way every member streams from the new primary in the end (the
+/// replica past the fork is rewound, not left failing to start for good).
+#[tokio::test(start_paused = true)]
+async fn replay_replica_past_the_fork_is_rewound_and_follows() {
+    let (mut sim, old) = Sim::formed().await;
+    let ahead = sim.names.iter().find(|n| **n != old).cloned().expect("a replica");
+    sim.crash_agent(&old);
+    {
+        let mut s = sim.world.lock();
+        s.pgs.get_mut(&ahead).expect("member").lsn += 0x80;
+    }
+    assert!(
+        sim.run_until(Duration::from_secs(60), |s| s.writable().len() == 1)
+            .await,
+        "no failover: {}",
+        sim.report()
+    );
+    sim.start_agent(&old);
+    assert!(
+        sim.run_until(Duration::from_secs(90), Sim::healthy).await,
+        "the cluster did not recover: {}",
+        sim.report()
+    );
+    sim.assert_clean();
+    sim.shutdown().await;
+}
+
+/// Bug 2, second run (rejoin against a lease holder that has not promoted yet): the old
+/// primary, with WAL nobody else has, comes back while the winner's promotion is slow; its
+/// rewind must not run against the unpromoted winner ("same timeline, no rewind required").
+#[tokio::test(start_paused = true)]
+async fn replay_rejoin_waits_for_the_lease_holder_to_promote() {
+    let (mut sim, old) = Sim::formed().await;
+    sim.world.lock().promote_ms = 8_000;
+    sim.crash_agent(&old);
+    {
+        let mut s = sim.world.lock();
+        s.pgs.get_mut(&old).expect("member").lsn += 0x80;
+    }
+    // Back as soon as somebody else holds the lease, before the promotion ends.
+    let other_holds = |s: &Sim| s.world.lease().and_then(|e| e.holder).is_some_and(|h| h != old);
+    assert!(
+        sim.run_until(Duration::from_secs(60), other_holds).await,
+        "no new lease holder: {}",
+        sim.report()
+    );
+    sim.start_agent(&old);
+    assert!(
+        sim.run_until(Duration::from_secs(90), Sim::healthy).await,
+        "the cluster did not recover: {}",
+        sim.report()
+    );
+    let blind = sim.world.lock().blind_rewinds;
+    assert_eq!(blind, 0, "{}", sim.report());
+    sim.assert_clean();
+    sim.shutdown().await;
 }
