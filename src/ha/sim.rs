@@ -796,35 +796,36 @@ async fn run_seed(seed: u64) -> Result<u64, String> {
             let kind = rng.below(8);
             let span = 1_000 + rng.below(15_000);
             schedule.push(format!("t={now} {who} fault {kind} span {span}"));
-            let mut s = sim.world.lock();
-            sim.world
-                .note(&mut s, format!("fault {kind} on {who} for {span}ms"));
-            let f = s.faults.get_mut(&who).expect("member");
-            match kind {
-                0 => f.unreachable_until = now + span,
-                1 => f.reject_lease_until = now + span,
-                2 => {
-                    f.delay_ms = 50 + rng.below(2_000);
-                    f.delay_until = now + span;
-                }
-                3 => f.crash_at = Some(Op::Start),
-                4 => f.crash_at = Some(Op::Stop),
-                5 => f.crash_at = Some(Op::Promote),
-                6 => {
-                    drop(s);
-                    sim.crash_pg(&who);
-                }
-                _ => {
-                    drop(s);
-                    if sim.agents.get(&who).is_some_and(Option::is_some) && !restart_at.contains_key(&who) {
-                        if rng.below(2) == 0 {
-                            sim.stop_agent(&who).await;
-                        } else {
-                            sim.crash_agent(&who);
-                        }
-                        restart_at.insert(who, sim.world.now_ms() + rng.below(5_000));
+            {
+                let mut s = sim.world.lock();
+                sim.world
+                    .note(&mut s, format!("fault {kind} on {who} for {span}ms"));
+                let f = s.faults.get_mut(&who).expect("member");
+                match kind {
+                    0 => f.unreachable_until = now + span,
+                    1 => f.reject_lease_until = now + span,
+                    2 => {
+                        f.delay_ms = 50 + rng.below(2_000);
+                        f.delay_until = now + span;
                     }
+                    3 => f.crash_at = Some(Op::Start),
+                    4 => f.crash_at = Some(Op::Stop),
+                    5 => f.crash_at = Some(Op::Promote),
+                    _ => {}
                 }
+            }
+            if kind == 6 {
+                sim.crash_pg(&who);
+            } else if kind == 7
+                && sim.agents.get(&who).is_some_and(Option::is_some)
+                && !restart_at.contains_key(&who)
+            {
+                if rng.below(2) == 0 {
+                    sim.stop_agent(&who).await;
+                } else {
+                    sim.crash_agent(&who);
+                }
+                restart_at.insert(who, sim.world.now_ms() + rng.below(5_000));
             }
         }
         sim.step().await;
