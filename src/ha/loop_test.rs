@@ -1,7 +1,6 @@
 //! The whole HA loop without Raft or PostgreSQL: `HaLoop` over the in-memory keyspace
-//! (`MemoryStore`) and a PostgreSQL stand-in. (The loop runs on tokio's clock, so a test
-//! could pause it; that needs tokio's `test-util` feature, which the crate does not enable:
-//! these tests use short timings instead.)
+//! (`MemoryStore`) and a PostgreSQL stand-in, with short real timings. The multi-member runs
+//! under paused time, with seeded faults and an invariant checker, are in `sim.rs`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

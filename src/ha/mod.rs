@@ -20,6 +20,8 @@ mod decide_test;
 mod engine_test;
 #[cfg(test)]
 mod loop_test;
+#[cfg(test)]
+mod sim;
 
 pub use decide::{decide, Action, DataDir, Decision, Inputs, Job, LeaseClock, LocalPg, WalPosition};
 pub use runner::{position_probe, HaLoop, PositionProbe};
