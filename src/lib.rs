@@ -8,6 +8,7 @@
 //! | bootstrap and clone retries: back-off, give-up | `ha::retry` (pure) |
 //! | what the HA loop remembers between cycles, and how observations and executor events change it | [`ha::engine`] (pure; table rows in `ha/engine_test.rs`) |
 //! | the HA loop's seam to the keyspace (Raft node, or in memory for tests) | [`ha::store`] |
+//! | several HA loops under paused time with seeded faults and an invariant checker | `ha::sim` (tests only; `SIM_SEEDS`) |
 //! | carrying decisions out, the loop's timers, operator requests | [`ha::runner`] (executor), [`ha::pg_adapter`] (on the real server) |
 //! | which PostgreSQL settings are written | [`ha::params`] (merge), `postgres::param_compat` (per-version translation), [`postgres::conf`] (files) |
 //! | switchover / failover rules shared by CLI and REST | [`ha::switchover`] |
