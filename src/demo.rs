@@ -223,17 +223,8 @@ impl Demo {
 
     /// Stop agent `i` cleanly (SIGTERM: it stops its PostgreSQL and gives its lease back).
     pub async fn terminate(&mut self, i: usize) {
-        if let Some(mut child) = self.children[i].1.take() {
-            if let Some(pid) = child.id() {
-                // SAFETY: plain kill(2) on a child we started.
-                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-            }
-            if tokio::time::timeout(Duration::from_secs(30), child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.kill().await;
-            }
+        if let Some(child) = self.children[i].1.take() {
+            terminate_agent(child).await;
         }
     }
 
@@ -344,5 +335,20 @@ impl Demo {
                 }
             }
         }
+    }
+}
+
+/// Stop an agent process cleanly: SIGTERM (it stops its PostgreSQL and gives its lease back),
+/// then SIGKILL if it has not exited within 30 s.
+pub async fn terminate_agent(mut child: Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: plain kill(2) on a child we started.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    if tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
     }
 }

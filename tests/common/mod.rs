@@ -260,18 +260,7 @@ pub fn spawn_agent(config: &Path, log: &Path) -> tokio::process::Child {
 }
 
 /// Stop an agent cleanly (SIGTERM, then SIGKILL after 30 s).
-pub async fn terminate_agent(mut child: tokio::process::Child) {
-    if let Some(pid) = child.id() {
-        // SAFETY: plain kill(2) on a child we started.
-        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    }
-    if tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.kill().await;
-    }
-}
+pub use pgquorum::demo::terminate_agent;
 
 /// Options for a 3-agent PostgreSQL cluster whose `bootstrap.dcs.postgresql.parameters` has
 /// `parameters` besides the demo's own.
