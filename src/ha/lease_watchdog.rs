@@ -9,15 +9,17 @@
 //! loop gave the lease up). A server set up as a standby is read-only and left running: the
 //! loop starts its PostgreSQL as a replica once another member holds the lease.
 //!
-//! The deadline is on the loop's clock (`clock0`-relative ms, CLOCK_MONOTONIC); the watchdog
-//! turns it into a point on CLOCK_BOOTTIME as it arrives, so a suspend of the machine counts
-//! as time that passed, as for the fence guard (src/fence.rs).
+//! The deadline is on the loop's clock (`clock0`-relative ms on tokio's clock, so the
+//! simulation's paused time drives it); the watchdog also turns it into a point on
+//! CLOCK_BOOTTIME as it arrives and fires on whichever passes first, so a suspend of the
+//! machine counts as time that passed, as for the fence guard (src/fence.rs).
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::pg_ops::{PgFailure, PgOps};
 use crate::fence::{boottime_ms, RECHECK_PERIOD};
@@ -57,15 +59,18 @@ pub async fn watch_deadline(
             }
             continue;
         };
+        // Passed when the loop's clock (tokio's: it can be paused and advanced in tests) says
+        // so, or when CLOCK_BOOTTIME does — the monotonic clock stops while the machine is
+        // suspended, the boot clock does not.
         let fire_at = clock0 + Duration::from_millis(d.saturating_sub(margin_ms));
         let fire_at_boot =
             boottime_ms() + fire_at.saturating_duration_since(Instant::now()).as_millis() as u64;
         // Before the deadline: wait for it, or for a newer one.
         let passed = loop {
-            let left = fire_at_boot.saturating_sub(boottime_ms());
-            if left == 0 {
+            if Instant::now() >= fire_at || boottime_ms() >= fire_at_boot {
                 break true;
             }
+            let next_look = fire_at.min(Instant::now() + RECHECK_PERIOD);
             tokio::select! {
                 changed = deadline.changed() => {
                     if changed.is_err() {
@@ -73,7 +78,7 @@ pub async fn watch_deadline(
                     }
                     break false;
                 }
-                _ = tokio::time::sleep(Duration::from_millis(left).min(RECHECK_PERIOD)) => {}
+                _ = tokio::time::sleep_until(next_look) => {}
             }
         };
         if !passed {

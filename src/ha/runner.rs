@@ -159,7 +159,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let watchdog = tokio::spawn(lease_watchdog(
             self.pg.clone(),
-            self.clock0.into_std(),
+            self.clock0,
             self.deadline_tx.subscribe(),
         ));
         let postmaster_watch = tokio::spawn(postmaster_watch(self.pg.clone(), self.postmaster_exit.clone()));
@@ -1326,7 +1326,11 @@ const WATCHDOG_MARGIN_MS: u64 = 500;
 
 /// The backstop for the lease rule, independent of the loop (src/ha/lease_watchdog.rs): from
 /// `WATCHDOG_MARGIN_MS` before the deadline until a renewal, it keeps PostgreSQL stopped.
-async fn lease_watchdog<P: PgOps>(pg: Arc<P>, clock0: Instant, deadline: watch::Receiver<Option<u64>>) {
+async fn lease_watchdog<P: PgOps>(
+    pg: Arc<P>,
+    clock0: tokio::time::Instant,
+    deadline: watch::Receiver<Option<u64>>,
+) {
     super::lease_watchdog::watch_deadline(
         super::lease_watchdog::Local(pg),
         clock0,
