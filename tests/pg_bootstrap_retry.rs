@@ -163,6 +163,11 @@ async fn a_failing_clone_is_retried_with_backoff_and_leaves_no_partial_directory
     let dir = TestDir::new();
     let primary_config = pg_agent_config(dir.path(), BASE, 0, 2, &[], "demo-repl");
     let replica_config = pg_agent_config(dir.path(), BASE, 1, 2, &[], "not-the-password");
+    // The replica must never win the bootstrap race (both agents start together: the group
+    // needs both to form); tagged nofailover, it waits for node1's bootstrap and clones.
+    let mut yaml = std::fs::read_to_string(&replica_config).unwrap();
+    yaml.push_str("tags:\n  nofailover: true\n");
+    std::fs::write(&replica_config, yaml).unwrap();
     let primary_log = dir.path().join("node1.log");
     let replica_log = dir.path().join("node2.log");
     let primary = spawn_agent(&primary_config, &primary_log);
