@@ -148,9 +148,11 @@ async fn mutual_tls_admits_only_the_cluster_ca() {
         "waiting before initialising",
     )
     .await;
-    let after = ctl_raft_leader(&ep, &client)
-        .await
-        .expect("the group still has a leader");
+    // Waits out an election a loaded machine may start meanwhile.
+    let after = wait_for("the group still has a leader", Duration::from_secs(15), || {
+        ctl_raft_leader(&ep, &client)
+    })
+    .await;
     assert_eq!(after, (leader, term, members), "the intruder changed the group");
     let status = node_status(&intruder.endpoint).await;
     assert!(status.is_none(), "the TLS-only intruder answered plain gRPC");
@@ -256,9 +258,11 @@ async fn raft_password_is_required_on_every_call() {
         "refused: a wrong proof of this cluster's raft.password",
     )
     .await;
-    let after = ctl_raft_leader(&ep, &right)
-        .await
-        .expect("the group still has a leader");
+    // Waits out an election a loaded machine may start meanwhile.
+    let after = wait_for("the group still has a leader", Duration::from_secs(15), || {
+        ctl_raft_leader(&ep, &right)
+    })
+    .await;
     assert_eq!(after.2, members, "the intruder joined");
     intruder.stop().await;
 
