@@ -96,9 +96,18 @@ async fn a_refused_bootstrap_is_retried_with_backoff_five_times_then_given_up() 
     })
     .await;
     // Proving that nothing more happens takes a time window: 6 s is a dozen loops (loop_wait
-    // is 0.5 s by default), and 4 times the longest back-off before the last attempt.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    check_bounds();
+    // is 0.5 s by default), and 4 times the longest back-off before the last attempt. Watched
+    // throughout, so a new attempt fails the test when it happens, not at the end.
+    let window_ends = tokio::time::Instant::now() + Duration::from_secs(6);
+    while tokio::time::Instant::now() < window_ends {
+        check_bounds();
+        let started = lines_with(&read_log(), ATTEMPT_LINE).len();
+        assert!(
+            started <= BOOTSTRAP_MAX_ATTEMPTS as usize,
+            "attempt {started} started after giving up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let log = read_log();
     let attempts = lines_with(&log, ATTEMPT_LINE);

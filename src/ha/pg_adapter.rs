@@ -428,10 +428,11 @@ fn diverged_from_upstream(message: &str) -> bool {
 impl From<PgError> for PgFailure {
     fn from(error: PgError) -> PgFailure {
         let message = error.to_string();
-        if diverged_from_upstream(&message) {
-            return PgFailure::Diverged { message };
-        }
         match error {
+            // Only a failed start carries PostgreSQL's own start-up log lines.
+            PgError::StartFailed { detail, .. } if diverged_from_upstream(&detail) => {
+                PgFailure::Diverged { message }
+            }
             PgError::NotRunning { .. } => PgFailure::NotRunning { message },
             PgError::Timeout { .. } => PgFailure::Timeout { message },
             PgError::ToolFailed { program, detail } => PgFailure::Tool { program, detail },
