@@ -57,6 +57,10 @@ pub enum PgRunState {
     /// A former primary checking / rewinding its timeline before it rejoins.
     #[serde(rename = "rewinding")]
     Rewinding,
+    /// A pg_rewind failed after it began changing the data directory: left alone until
+    /// `reinit` (src/ha/rewind_marker.rs).
+    #[serde(rename = "rewind failed")]
+    RewindFailed,
     /// A state this agent does not know (written by a newer agent): not up.
     #[serde(other, rename = "unknown")]
     Unknown,
@@ -76,6 +80,7 @@ impl PgRunState {
             PgRunState::StartFailed => "start failed",
             PgRunState::Crashed => "crashed",
             PgRunState::Rewinding => "rewinding",
+            PgRunState::RewindFailed => "rewind failed",
             PgRunState::Unknown => "unknown",
         }
     }

@@ -52,6 +52,9 @@ pub struct LocalPg {
     /// Failed clones (pg_basebackup) since the last good one: back-off only, never spent (the
     /// source may come back).
     pub clone_retry: RetryBudget,
+    /// Rejoin checks that failed without changing the data directory (a dead postmaster's
+    /// backends still held its shared memory, the source was unreachable): back-off only.
+    pub rejoin_retry: RetryBudget,
 }
 
 /// How long a switchover candidate has to take the lease once the old primary handed it
@@ -491,10 +494,14 @@ fn primary_with_lease(input: &Inputs<'_>, cluster: &ClusterView) -> Decision {
         {
             keep(None, format!("switchover pending: {why}; waiting for it"))
         }
+        // Renewed first: the fast shutdown may take what is left of the lease (hand_over.rs).
         Ok(candidate) => decision(
-            vec![Action::HandOver {
-                candidate: candidate.clone(),
-            }],
+            vec![
+                Action::AcquireLease,
+                Action::HandOver {
+                    candidate: candidate.clone(),
+                },
+            ],
             format!("switchover to {candidate}: shutting down cleanly and handing the lease over"),
         ),
         Err(Unfit::NotStreaming(why) | Unfit::Never(why)) => keep(
@@ -584,6 +591,18 @@ fn follower_of(input: &Inputs<'_>, cluster: &ClusterView, leader: &str) -> Decis
             return decision(
                 vec![],
                 format!("I was a primary; waiting for the new primary {leader} to be up before rejoining"),
+            );
+        }
+        let budget = &pg.rejoin_retry;
+        if let Gate::Wait { attempt, .. } = budget.gate(input.now_ms) {
+            return decision(
+                vec![],
+                format!(
+                    "I was a primary: waiting {} before rejoin check {} against {leader}{}",
+                    seconds_text(backoff_ms(budget.failures)),
+                    budget.attempt_text(attempt),
+                    budget.last_failure_text()
+                ),
             );
         }
         return decision(

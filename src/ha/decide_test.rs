@@ -47,6 +47,7 @@ fn pg(data: DataDir, running: bool, role: Option<PgRole>, following: Option<&str
         handed_over_at_ms: None,
         bootstrap_retry: RetryBudget::bootstrap(),
         clone_retry: RetryBudget::unlimited(),
+        rejoin_retry: RetryBudget::unlimited(),
     }
 }
 
@@ -911,9 +912,12 @@ fn failover_rejoin_and_crash_table() {
                 None,
             )),
             pg(ours(), true, primary, None),
-            vec![HandOver {
-                candidate: "node3".into(),
-            }],
+            vec![
+                AcquireLease,
+                HandOver {
+                    candidate: "node3".into(),
+                },
+            ],
             "switchover to node3",
         ),
         row(
@@ -926,9 +930,12 @@ fn failover_rejoin_and_crash_table() {
             )),
             pg(ours(), true, primary, None),
             // node1 runs but does not stream: node3 is the only eligible one.
-            vec![HandOver {
-                candidate: "node3".into(),
-            }],
+            vec![
+                AcquireLease,
+                HandOver {
+                    candidate: "node3".into(),
+                },
+            ],
             "switchover to node3",
         ),
         row(
@@ -983,9 +990,12 @@ fn failover_rejoin_and_crash_table() {
             "switchover in maintenance mode still proceeds (explicit operator request)",
             Some(paused_switchover),
             pg(ours(), true, primary, None),
-            vec![HandOver {
-                candidate: "node3".into(),
-            }],
+            vec![
+                AcquireLease,
+                HandOver {
+                    candidate: "node3".into(),
+                },
+            ],
             "switchover to node3",
         ),
         // --- switchover / failover, the others ---

@@ -48,6 +48,8 @@ pub struct EngineMemory {
     pub bootstrap_retry: RetryBudget,
     /// Failed clones: back-off only.
     pub clone_retry: RetryBudget,
+    /// Rejoin checks that failed without changing the data directory: back-off only.
+    pub rejoin_retry: RetryBudget,
     /// The run state published instead of the observed one (starting, stopping, stopped on
     /// purpose, crashed, start failed).
     pub state_override: Option<PgRunState>,
@@ -76,6 +78,7 @@ impl Default for EngineMemory {
             promote_reason: None,
             bootstrap_retry: RetryBudget::bootstrap(),
             clone_retry: RetryBudget::unlimited(),
+            rejoin_retry: RetryBudget::unlimited(),
             state_override: None,
             postmaster_start_time: None,
             bootstrap_claim: None,
@@ -140,6 +143,8 @@ pub enum JobOutcome {
     /// The data directory was removed (diverged and not rewindable): clone again.
     Removed,
     Failed(String),
+    /// Failed, but nothing changed on disk: worth another try after a back-off.
+    FailedRetryable(String),
 }
 
 /// What the executor reports back.
@@ -194,6 +199,11 @@ pub enum Event {
     /// The postmaster was restarted at `at` by an operator's request.
     Restarted {
         at: String,
+    },
+    /// The data directory carries a rewind-failed marker (src/ha/rewind_marker.rs) with
+    /// `reason`: a pg_rewind failed after it began changing it, maybe before an agent restart.
+    RewindMarkerFound {
+        reason: String,
     },
 }
 
@@ -259,6 +269,7 @@ pub fn step(memory: &EngineMemory, obs: &Observation<'_>, now_ms: u64) -> (Engin
         handed_over_at_ms: m.handed_over_at_ms,
         bootstrap_retry: m.bootstrap_retry.clone(),
         clone_retry: m.clone_retry.clone(),
+        rejoin_retry: m.rejoin_retry.clone(),
     };
     let mut decision = decide(&Inputs {
         me: obs.me,
@@ -379,7 +390,9 @@ pub fn apply(m: &mut EngineMemory, event: Event, now_ms: u64) {
         Event::LeaseDropped => m.lease.deadline_ms = None,
         Event::Reinitialized => {
             m.clone_retry.reset();
+            m.rejoin_retry.reset();
             m.blocked = None;
+            m.state_override = None;
             m.rejoined = false;
             m.must_rejoin = false;
             m.following = None;
@@ -388,6 +401,11 @@ pub fn apply(m: &mut EngineMemory, event: Event, now_ms: u64) {
         }
         Event::HistoryWritten => m.promote_reason = None,
         Event::Restarted { at } => m.postmaster_start_time = Some(at),
+        Event::RewindMarkerFound { reason } => {
+            // Never started or rewound again, also after an agent restart: only `reinit`.
+            m.blocked = Some(super::rewind_marker::blocked_reason(&reason));
+            m.state_override = Some(PgRunState::RewindFailed);
+        }
     }
 }
 
@@ -411,12 +429,19 @@ fn job_finished(m: &mut EngineMemory, job: Job, outcome: JobOutcome, now_ms: u64
             m.rejoined = true;
         }
         (Job::Rejoin, JobOutcome::Rejoined) => {
+            m.rejoin_retry.reset();
             m.rejoined = true;
             m.must_rejoin = false;
             m.again = true;
         }
         (Job::Rejoin, JobOutcome::Failed(e)) => m.blocked = Some(e),
+        // The rejoin check stays due (`must_rejoin`), after the back-off.
+        (Job::Rejoin, JobOutcome::FailedRetryable(e)) => {
+            m.rejoin_retry
+                .record_failure_and_log("the rejoin check (pg_rewind)", e, now_ms);
+        }
         (Job::Rejoin, _) => {
+            m.rejoin_retry.reset();
             m.must_rejoin = false;
             m.again = true;
         }

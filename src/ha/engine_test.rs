@@ -871,3 +871,85 @@ fn a_new_primary_appends_the_timeline_it_left_to_history() {
     );
     assert!(!holding.holds_lease(None, "node2", 1_000), "nothing read");
 }
+
+/// A stopped former primary that must rejoin node1 (what `step_passes_the_memory_to_decide`
+/// observes), decided from `memory` at `now_ms`.
+fn rejoin_decision(memory: &EngineMemory, now_ms: u64) -> (EngineMemory, super::decide::Decision) {
+    let s = seen();
+    let tags = Tags::default();
+    let obs = Observation {
+        me: "node2",
+        tags: &tags,
+        cluster: s.cluster.as_ref(),
+        local: LocalObservation {
+            data: ours(),
+            running: false,
+            job: None,
+        },
+        role: None,
+        streaming: false,
+        timeline: None,
+        former_primary: true,
+        standby_dir: false,
+        my_position: None,
+        fresh: None,
+        demote_margin_ms: 600,
+    };
+    step(memory, &obs, now_ms)
+}
+
+/// Hole 7 of issue 9: after an agent restart (a fresh memory) the rewind-failed marker found in
+/// the data directory blocks it: no start, no second pg_rewind, `rewind failed` published;
+/// only `reinit` lifts it.
+#[test]
+fn a_rewind_marker_found_after_a_restart_blocks_the_directory() {
+    let mut m = EngineMemory::default();
+    apply(
+        &mut m,
+        Event::RewindMarkerFound {
+            reason: "pg_rewind from node1 failed after it began changing the data directory".into(),
+        },
+        1_000,
+    );
+    assert_eq!(m.state_override, Some(PgRunState::RewindFailed));
+    let (_, decision) = rejoin_decision(&m, 1_000);
+    assert_eq!(decision.actions, vec![Action::Refuse], "{}", decision.reason);
+    assert!(decision.reason.contains("reinit"), "{}", decision.reason);
+    apply(&mut m, Event::Reinitialized, 2_000);
+    assert_eq!(m.blocked, None);
+    assert_eq!(m.state_override, None);
+}
+
+/// Hole 1, last part: a rejoin that failed without changing the directory (a dead postmaster's
+/// backends held the shared memory) is not a block: the check runs again after a back-off.
+#[test]
+fn a_rejoin_that_changed_nothing_is_retried_after_a_back_off() {
+    let mut m = mem();
+    m.must_rejoin = true;
+    apply(
+        &mut m,
+        Event::JobFinished {
+            job: Job::Rejoin,
+            outcome: JobOutcome::FailedRetryable("pre-existing shared memory block is still in use".into()),
+        },
+        10_000,
+    );
+    assert_eq!(m.blocked, None);
+    assert!(m.must_rejoin, "the check stays due");
+    let (_, waiting) = rejoin_decision(&m, 10_500);
+    assert_eq!(waiting.actions, vec![], "{}", waiting.reason);
+    assert!(
+        waiting.reason.contains("waiting 1 s before rejoin check"),
+        "{}",
+        waiting.reason
+    );
+    let (_, again) = rejoin_decision(&m, 11_000);
+    assert_eq!(
+        again.actions,
+        vec![Action::Rejoin {
+            leader: "node1".into()
+        }],
+        "{}",
+        again.reason
+    );
+}

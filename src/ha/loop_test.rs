@@ -79,6 +79,9 @@ impl PgOps for FakePg {
         self.state().running = false;
         Ok(())
     }
+    async fn stop_fast(&self, _within: Duration) -> PgResult<()> {
+        self.stop().await
+    }
     async fn restart(&self) -> PgResult<()> {
         Ok(())
     }
@@ -105,6 +108,12 @@ impl PgOps for FakePg {
     }
     async fn remove_data_dir(&self) -> PgResult<()> {
         Ok(())
+    }
+    fn mark_rewind_failed(&self, _reason: &str) -> PgResult<()> {
+        Ok(())
+    }
+    fn rewind_failed_marker(&self) -> Option<String> {
+        None
     }
     fn timeline_switch(&self, _timeline: u64) -> PgResult<Option<(u64, u64, String)>> {
         Ok(None)

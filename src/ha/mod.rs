@@ -3,12 +3,14 @@
 pub mod callbacks;
 pub mod decide;
 pub mod engine;
+pub mod hand_over;
 pub mod lease_watchdog;
 pub mod params;
 pub mod pg_adapter;
 pub mod pg_ops;
 pub mod publish;
 pub mod retry;
+pub mod rewind_marker;
 pub mod runner;
 pub mod snapshot;
 pub mod store;

@@ -310,6 +310,20 @@ impl PgOps for LocalPostgres {
         }
     }
 
+    async fn stop_fast(&self, within: std::time::Duration) -> PgResult<()> {
+        // pg_ctl waits whole seconds: round down (at least one), and bound the wait itself too.
+        let stop = self.pg.stop_within(StopMode::Fast, within);
+        match tokio::time::timeout(within.max(std::time::Duration::from_secs(1)), stop).await {
+            Ok(r) => r.map_err(PgFailure::from),
+            Err(_) => Err(PgFailure::Timeout {
+                message: format!(
+                    "PostgreSQL did not finish a fast shutdown within {:.1} s",
+                    within.as_secs_f64()
+                ),
+            }),
+        }
+    }
+
     async fn restart(&self) -> PgResult<()> {
         self.pg.restart().await.map_err(PgFailure::from)
     }
@@ -360,16 +374,17 @@ impl PgOps for LocalPostgres {
     }
 
     fn final_lsn(&self) -> PgResult<u64> {
-        self.pg
-            .control_data()
-            .map(|c| c.checkpoint_lsn)
-            .map_err(PgFailure::from)
+        let control = self.pg.control_data().map_err(PgFailure::from)?;
+        final_position(&control)
     }
 
     async fn rewind(&self, source: &Upstream, dry_run: bool) -> PgResult<Rewind> {
         let settings = self.pg.settings();
         let credentials = settings.rewind.as_ref().unwrap_or(&settings.superuser);
         let from = RewindSource::new(&source.host, source.port, credentials);
+        // A forced stop can leave backends of the dead postmaster holding the shared memory;
+        // pg_rewind's crash recovery would fail on them every time.
+        self.pg.end_leftover_processes().await.map_err(PgFailure::from)?;
         match self.pg.rewind(&from, dry_run).await {
             Ok(RewindOutcome::NotNeeded) => Ok(Rewind::NotNeeded),
             Ok(RewindOutcome::Needed) => Ok(Rewind::Needed),
@@ -380,6 +395,21 @@ impl PgOps for LocalPostgres {
 
     async fn remove_data_dir(&self) -> PgResult<()> {
         self.pg.remove_data_dir().await.map_err(PgFailure::from)
+    }
+
+    fn mark_rewind_failed(&self, reason: &str) -> PgResult<()> {
+        let dir = self.pg.data_dir();
+        super::rewind_marker::write(dir, reason).map_err(|e| {
+            PgFailure::Other(format!(
+                "could not write {} in {}: {e}",
+                super::rewind_marker::FILE_NAME,
+                dir.display()
+            ))
+        })
+    }
+
+    fn rewind_failed_marker(&self) -> Option<String> {
+        super::rewind_marker::read(self.pg.data_dir())
     }
 
     fn timeline_switch(&self, timeline: u64) -> PgResult<Option<(u64, u64, String)>> {
@@ -417,6 +447,19 @@ impl LocalPostgres {
     }
 }
 
+/// The final position of a stopped primary: its shutdown checkpoint, only when the control
+/// file says `shut down`. After an immediate stop or a crash the latest checkpoint is older
+/// than the end of WAL: publishing it would let a member without the last WAL take over.
+pub fn final_position(control: &crate::postgres::ControlData) -> PgResult<u64> {
+    if control.cluster_state == crate::postgres::ClusterState::ShutDown {
+        Ok(control.checkpoint_lsn)
+    } else {
+        Err(PgFailure::NotCleanlyStopped {
+            state: control.cluster_state.to_string(),
+        })
+    }
+}
+
 /// PostgreSQL's start-up errors for a standby whose own WAL went past its upstream's timeline
 /// switch. PostgreSQL says this only in its log, so its words are read here, at the seam, and
 /// nowhere else: the loop sees `PgFailure::Diverged`.
@@ -436,6 +479,11 @@ impl From<PgError> for PgFailure {
             PgError::NotRunning { .. } => PgFailure::NotRunning { message },
             PgError::Timeout { .. } => PgFailure::Timeout { message },
             PgError::ToolFailed { program, detail } => PgFailure::Tool { program, detail },
+            PgError::Rewind { target_modified, .. } => PgFailure::Rewind {
+                message,
+                target_modified,
+            },
+            PgError::LeftoverProcesses { .. } => PgFailure::LeftoverProcesses { message },
             _ => PgFailure::Other(message),
         }
     }

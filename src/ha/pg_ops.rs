@@ -65,6 +65,19 @@ pub enum PgFailure {
     /// A PostgreSQL program (initdb, pg_ctl, pg_rewind …) exited with an error.
     #[error("{program} failed: {detail}")]
     Tool { program: String, detail: String },
+    /// The stopped server's control file does not say `shut down` (a fast stop fell back to
+    /// an immediate one, or it crashed): its latest checkpoint is not the end of its WAL, so
+    /// it has no final position to publish.
+    #[error("PostgreSQL was not shut down cleanly (control file state: {state}): no final WAL position")]
+    NotCleanlyStopped { state: String },
+    /// pg_rewind failed; `target_modified`: it had begun changing the data directory, which
+    /// may now be unusable (only a new base backup helps).
+    #[error("{message}")]
+    Rewind { message: String, target_modified: bool },
+    /// Processes a dead postmaster left behind still use this data directory (and hold its
+    /// shared memory) and could not be ended: nothing can run on it until they are gone.
+    #[error("{message}")]
+    LeftoverProcesses { message: String },
     /// Anything else, as a sentence.
     #[error("{0}")]
     Other(String),
@@ -72,9 +85,17 @@ pub enum PgFailure {
 
 impl PgFailure {
     /// Worth trying again on a later cycle as it is. Not retryable: a diverged standby, which
-    /// fails the same way until a rejoin check (pg_rewind) takes its WAL back to the fork.
+    /// fails the same way until a rejoin check (pg_rewind) takes its WAL back to the fork, and
+    /// a pg_rewind that had begun changing the directory (only a new base backup helps).
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, PgFailure::Diverged { .. })
+        !matches!(
+            self,
+            PgFailure::Diverged { .. }
+                | PgFailure::Rewind {
+                    target_modified: true,
+                    ..
+                }
+        )
     }
 }
 
@@ -121,6 +142,9 @@ pub trait PgOps: Send + Sync + 'static {
     fn start(&self) -> impl Future<Output = PgResult<()>> + Send;
     /// Stop at once, ending open sessions (`fast`), or `immediate` when that fails.
     fn stop(&self) -> impl Future<Output = PgResult<()>> + Send;
+    /// A fast shutdown only, never an immediate one: `Timeout` when the server has not
+    /// stopped `within` (it goes on shutting down; it accepts no new sessions meanwhile).
+    fn stop_fast(&self, within: std::time::Duration) -> impl Future<Output = PgResult<()>> + Send;
     fn restart(&self) -> impl Future<Output = PgResult<()>> + Send;
     fn reload(&self) -> impl Future<Output = PgResult<()>> + Send;
     fn promote(&self) -> impl Future<Output = PgResult<()>> + Send;
@@ -131,12 +155,19 @@ pub trait PgOps: Send + Sync + 'static {
     /// The data directory is set up as a standby (`standby.signal`): starting it brings up a
     /// read-only server, never a primary.
     fn is_standby_dir(&self) -> bool;
-    /// The last WAL position of a cleanly stopped server (its shutdown checkpoint).
+    /// The last WAL position of a cleanly stopped server (its shutdown checkpoint), only from
+    /// a control file that says `shut down`; `NotCleanlyStopped` otherwise.
     fn final_lsn(&self) -> PgResult<u64>;
     /// pg_rewind the stopped data directory from `source` (or only check, with `dry_run`).
     fn rewind(&self, source: &Upstream, dry_run: bool) -> impl Future<Output = PgResult<Rewind>> + Send;
-    /// Remove the stopped data directory's contents (to clone it again).
+    /// Remove the stopped data directory's contents (to clone it again); this removes the
+    /// rewind-failed marker with it.
     fn remove_data_dir(&self) -> impl Future<Output = PgResult<()>> + Send;
+    /// Persist, in the data directory, that a pg_rewind failed after it may have changed it
+    /// (src/ha/rewind_marker.rs): the directory is not started again until `reinit`.
+    fn mark_rewind_failed(&self, reason: &str) -> PgResult<()>;
+    /// The reason of a rewind-failed marker in the data directory, if there is one.
+    fn rewind_failed_marker(&self) -> Option<String>;
     /// Where timeline `timeline` branched off its parent: (parent timeline, switch LSN, reason).
     fn timeline_switch(&self, timeline: u64) -> PgResult<Option<(u64, u64, String)>>;
 }

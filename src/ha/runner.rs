@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use super::callbacks::{role, CallbackEvent, CallbackRunner};
 use super::decide::{Action, DataDir, Job, WalPosition};
 use super::engine::{self, EngineMemory, Event, JobOutcome, LocalObservation, Observation};
+use super::hand_over;
 use super::params::{desired_config, upstream_of};
 use super::pg_ops::{Applied, PgFailure, PgObservation, PgOps, PgResult, Rewind};
 use super::publish::{member_status, Observed};
@@ -38,6 +39,8 @@ enum JobResult {
     Rejoined,
     /// The data directory was removed (diverged and not rewindable): clone again.
     Removed,
+    /// The rejoin failed and left the data directory as it was: try again after a back-off.
+    RetryLater(String),
 }
 
 struct RunningJob {
@@ -191,7 +194,11 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                 break;
             }
         }
-        if let Some(job) = self.job.take() {
+        if let Some(mut job) = self.job.take() {
+            // pg_rewind killed mid-copy leaves a directory of neither timeline: let it finish.
+            if job.kind == Job::Rejoin {
+                super::rewind_marker::let_rewind_finish(&*self.pg, &mut job.handle).await;
+            }
             job.handle.abort();
         }
         postmaster_watch.abort();
@@ -223,7 +230,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             // whole-cluster stop they shut down at the same moment); the exact final position
             // follows after the stop if the keyspace still answers.
             if let Some(lsn) = self.pg.observe().await.ok().and_then(|o| o.wal_lsn) {
-                self.publish_clean_shutdown(lsn).await;
+                self.publish_clean_shutdown(lsn, false).await;
             }
         }
         if let Err(e) = self.pg.stop().await {
@@ -249,8 +256,9 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             // The final position of a cleanly stopped primary: after a full-cluster restart
             // only a member with all of it may take over (the others stop their servers at the
             // same time and may have missed the last WAL).
-            if let Ok(final_lsn) = self.pg.final_lsn() {
-                self.publish_clean_shutdown(final_lsn).await;
+            match self.pg.final_lsn() {
+                Ok(final_lsn) => self.publish_clean_shutdown(final_lsn, true).await,
+                Err(e) => tracing::warn!("no final WAL position to publish: {e}"),
             }
             self.set_lease_deadline(None);
             self.disarm_watchdog();
@@ -265,12 +273,12 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         }
     }
 
-    /// `status` for a primary stopping cleanly: its WAL position and the mark that only a
-    /// member with all of it may take over automatically.
-    async fn publish_clean_shutdown(&self, lsn: u64) {
+    /// `status` for a primary stopping: its WAL position, and (`clean`: only from a control
+    /// file that says `shut down`) the mark that only a member with all of it may take over.
+    async fn publish_clean_shutdown(&self, lsn: u64, clean: bool) {
         let cmd = Command::Put {
             key: Key::Status,
-            value: serde_json::json!({ "optime": lsn, "clean_shutdown": true }),
+            value: serde_json::json!({ "optime": lsn, "clean_shutdown": clean }),
             ttl_ms: None,
             precondition: Precondition::Any,
         };
@@ -291,7 +299,11 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         }
         // Wake when a failed job's back-off ends, to try it again then.
         .min(wake_in(
-            &[&self.mem.bootstrap_retry, &self.mem.clone_retry],
+            &[
+                &self.mem.bootstrap_retry,
+                &self.mem.clone_retry,
+                &self.mem.rejoin_retry,
+            ],
             self.now_ms(),
         ))
     }
@@ -310,6 +322,9 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
 
     async fn cycle(&mut self) {
         self.reap_job().await;
+        if let Some(reason) = self.pg.rewind_failed_marker().filter(|_| self.job.is_none()) {
+            self.apply(Event::RewindMarkerFound { reason });
+        }
         let data = self.pg.data_dir();
         let running = self.pg.postmaster_running();
         let observation = if running && self.job.is_none() {
@@ -610,7 +625,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                 self.callbacks.fire(CallbackEvent::OnRoleChange, role::DEMOTED);
                 Ok(())
             }
-            Action::HandOver { candidate } => self.hand_over(candidate).await,
+            Action::HandOver { candidate } => self.hand_over(candidate, cluster).await,
             Action::Rejoin { leader } => {
                 let upstream = cluster
                     .and_then(|c| upstream_of(c, leader))
@@ -691,10 +706,19 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
     /// WAL record, up to its shutdown checkpoint, to the connected standbys before it exits;
     /// then publish that final position, so the candidate promotes only once it has all of it,
     /// and give the lease up for it.
-    async fn hand_over(&mut self, candidate: &str) -> Result<(), String> {
-        tracing::info!("switchover to {candidate}: stopping PostgreSQL (fast shutdown)");
-        self.stop_deliberately().await?;
-        let final_lsn = self.pg.final_lsn()?;
+    /// Never an immediate stop: when the fast one does not end in the lease's time, stay
+    /// primary and cancel the request (src/ha/hand_over.rs).
+    async fn hand_over(&mut self, candidate: &str, cluster: Option<&ClusterView>) -> Result<(), String> {
+        let (deadline, now, margin) = (self.mem.lease.deadline_ms, self.now_ms(), self.demote_margin_ms());
+        self.apply(Event::OperationBegan(PgRunState::Stopping));
+        let final_lsn = match hand_over::stop_cleanly(&*self.pg, candidate, deadline, now, margin).await {
+            Ok(lsn) => lsn,
+            Err(_) => {
+                self.apply(Event::OperationEnded);
+                return Box::pin(self.execute(&Action::ClearFailover, cluster, None)).await;
+            }
+        };
+        self.apply(Event::StoppedDeliberately);
         let cmd = Command::Put {
             key: Key::Status,
             value: serde_json::json!({ "optime": final_lsn }),
@@ -990,6 +1014,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             Ok(JobResult::Cloned) => JobOutcome::Cloned,
             Ok(JobResult::Rejoined) => JobOutcome::Rejoined,
             Ok(JobResult::Removed) => JobOutcome::Removed,
+            Ok(JobResult::RetryLater(e)) => JobOutcome::FailedRetryable(e.clone()),
             Err(e) => JobOutcome::Failed(e.clone()),
         };
         self.apply(Event::JobFinished {
@@ -1251,7 +1276,7 @@ async fn rejoin<P: PgOps>(
                 tracing::info!("rejoin: pg_rewind done; starting as a replica of {leader}");
                 Ok(JobResult::Rejoined)
             }
-            Err(e) => rewind_failed(pg, leader, &e.to_string(), remove_on_failure).await,
+            Err(e) => rewind_failed(pg, leader, &e, remove_on_failure).await,
         };
     }
     tracing::info!(
@@ -1283,7 +1308,7 @@ async fn rejoin<P: PgOps>(
 async fn rewind_failed<P: PgOps>(
     pg: &P,
     leader: &str,
-    error: &str,
+    error: &PgFailure,
     remove_on_failure: bool,
 ) -> Result<JobResult, String> {
     if remove_on_failure {
@@ -1294,10 +1319,17 @@ async fn rewind_failed<P: PgOps>(
         pg.remove_data_dir().await?;
         return Ok(JobResult::Removed);
     }
-    Err(format!(
-        "pg_rewind from {leader} failed: {error}. Leaving the data directory alone. To rejoin: fix the cause and \
-         restart the agent, set remove_data_directory_on_rewind_failure, or run `pgquorumctl reinit <this member>`"
-    ))
+    if error.is_retryable() {
+        // Nothing changed on disk (e.g. a dead postmaster's backends held the shared memory).
+        return Ok(JobResult::RetryLater(format!(
+            "pg_rewind from {leader} failed: {error}"
+        )));
+    }
+    let why = format!("pg_rewind from {leader} failed after it began changing the data directory: {error}");
+    if let Err(e) = pg.mark_rewind_failed(&why) {
+        tracing::error!("{e}");
+    }
+    Err(super::rewind_marker::blocked_reason(&why))
 }
 
 /// Forward each lease deadline to the fence guard. A write error means the guard is gone:

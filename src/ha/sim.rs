@@ -78,6 +78,12 @@ struct Pg {
     was_primary: bool,
     /// Stopped cleanly (a shutdown checkpoint at `lsn`).
     clean: bool,
+    /// A fast shutdown is under way: no writes, no queries, until it completes.
+    shutting_down: bool,
+    /// A pg_rewind failed after it began changing the directory: neither timeline.
+    broken: bool,
+    /// The rewind-failed marker file in the data directory.
+    rewind_marker: Option<String>,
 }
 
 impl Pg {
@@ -111,6 +117,11 @@ struct Faults {
     delay_ms: u64,
     delay_until: u64,
     crash_at: Option<Op>,
+    /// A fast shutdown cannot finish before then (a backend that cannot end). Until it does,
+    /// the walsenders do not send the last WAL (standbys lag one step behind a primary).
+    stop_hangs_until: u64,
+    /// The next pg_rewind runs fail with these, in order.
+    rewind_failures: Vec<PgFailure>,
 }
 
 struct WorldState {
@@ -187,6 +198,22 @@ impl World {
     /// from it; then the invariants.
     fn tick(&self) {
         let mut s = self.lock();
+        let now = self.now_ms();
+        // A fast shutdown completes once nothing holds it up any more.
+        let hang: BTreeMap<String, u64> = s
+            .faults
+            .iter()
+            .map(|(n, f)| (n.clone(), f.stop_hangs_until))
+            .collect();
+        let done: Vec<String> = s
+            .pgs
+            .iter()
+            .filter(|(n, p)| p.shutting_down && now >= hang[*n])
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in done {
+            finish_shutdown(&mut s, &name);
+        }
         let snapshot = s.pgs.clone();
         for pg in s.pgs.values_mut() {
             if pg.running && pg.writable {
@@ -235,6 +262,27 @@ impl World {
         }
     }
 }
+
+/// `name`'s fast shutdown completes: the walsenders send every WAL record to the standbys
+/// streaming from it (up to the shutdown checkpoint), then the server is gone, stopped cleanly.
+fn finish_shutdown(s: &mut WorldState, name: &str) {
+    let Some(me) = s.pgs.get(name).filter(|p| p.running).cloned() else {
+        return;
+    };
+    for (n, pg) in s.pgs.iter_mut() {
+        if n != name && pg.running && pg.upstream.as_deref() == Some(name) && pg.compatible_with(&me) {
+            pg.lsn = pg.lsn.max(me.lsn);
+        }
+    }
+    let pg = s.pgs.get_mut(name).expect("member");
+    pg.running = false;
+    pg.writable = false;
+    pg.shutting_down = false;
+    pg.clean = true;
+}
+
+/// How long `pg_ctl stop` waits before the adapter falls back to an immediate stop.
+const PG_CTL_TIMEOUT_MS: u64 = 60_000;
 
 /// The keyspace as one member sees it: the shared keyspace behind this member's faults.
 struct SimStore {
@@ -370,6 +418,14 @@ impl SimPg {
         if pg.running {
             return Ok(());
         }
+        if pg.broken {
+            let me = self.me.clone();
+            self.world.violation(
+                &mut s,
+                format!("{me} started a data directory a failed pg_rewind left half changed"),
+            );
+            return Err(PgFailure::Other("the directory is damaged".into()));
+        }
         if pg.standby_signal {
             if let Some(up) = pg.conf_upstream.as_ref().and_then(|u| snapshot.get(u)) {
                 if up.initialized && !pg.compatible_with(up) && up.timeline != pg.timeline {
@@ -400,13 +456,33 @@ impl SimPg {
     }
 
     fn stop_now(&self) {
-        self.with(|pg| {
-            if pg.running {
-                pg.running = false;
-                pg.writable = false;
-                pg.clean = true;
-            }
+        let mut s = self.world.lock();
+        finish_shutdown(&mut s, &self.me);
+    }
+
+    /// A fast shutdown: no new writes at once; done a moment later unless it hangs. Waits at
+    /// most `within` for it; false: still shutting down.
+    async fn fast_shutdown(&self, within: u64) -> bool {
+        let until = self.world.now_ms() + within;
+        self.with(|p| {
+            p.writable = false;
+            p.shutting_down = p.running;
         });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        loop {
+            let hang = self.world.lock().faults[&self.me].stop_hangs_until;
+            if self.world.now_ms() >= hang {
+                self.stop_now();
+                return true;
+            }
+            if !self.with(|p| p.running) {
+                return true;
+            }
+            if self.world.now_ms() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -430,6 +506,9 @@ impl PgOps for SimPg {
                 return Err(PgFailure::NotRunning {
                     message: format!("{me}: no server"),
                 });
+            }
+            if p.shutting_down {
+                return Err(PgFailure::Other("the database system is shutting down".into()));
             }
             Ok(PgObservation {
                 role: Some(if p.writable {
@@ -508,14 +587,36 @@ impl PgOps for SimPg {
         self.start_now()
     }
     async fn stop(&self) -> PgResult<()> {
-        // A fast shutdown: no new writes at once, the server gone a moment later.
-        self.with(|p| p.writable = false);
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Fast, and immediate when that does not finish within pg_ctl's timeout (the
+        // adapter's contract): an immediate stop sends nothing more and is not clean.
         if self.crashes(Op::Stop) {
             return Ok(());
         }
-        self.stop_now();
+        if !self.fast_shutdown(PG_CTL_TIMEOUT_MS).await {
+            self.with(|p| {
+                p.running = false;
+                p.writable = false;
+                p.shutting_down = false;
+                p.clean = false;
+            });
+            let mut s = self.world.lock();
+            let me = self.me.clone();
+            self.world
+                .note(&mut s, format!("{me}: fast shutdown hung; stopped immediately"));
+        }
         Ok(())
+    }
+    async fn stop_fast(&self, within: Duration) -> PgResult<()> {
+        if self.crashes(Op::Stop) {
+            return Ok(());
+        }
+        if self.fast_shutdown(within.as_millis() as u64).await {
+            Ok(())
+        } else {
+            Err(PgFailure::Timeout {
+                message: "fast shutdown still running".into(),
+            })
+        }
     }
     async fn restart(&self) -> PgResult<()> {
         self.stop().await?;
@@ -544,6 +645,12 @@ impl PgOps for SimPg {
         }
         if pg.writable {
             return Ok(());
+        }
+        if pg.shutting_down {
+            return Err(PgFailure::Tool {
+                program: "pg_ctl promote".into(),
+                detail: "server is not in standby mode".into(),
+            });
         }
         let (tl, lsn) = (pg.timeline, pg.lsn);
         pg.history.push((tl, lsn));
@@ -582,6 +689,29 @@ impl PgOps for SimPg {
     async fn rewind(&self, source: &Upstream, dry_run: bool) -> PgResult<Rewind> {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let mut s = self.world.lock();
+        let me = self.me.clone();
+        if s.pgs[&me].broken {
+            self.world.violation(
+                &mut s,
+                format!("{me} rewound again a data directory a failed pg_rewind left half changed"),
+            );
+        }
+        let faults = s.faults.get_mut(&me).expect("member");
+        if !faults.rewind_failures.is_empty() {
+            let failure = faults.rewind_failures.remove(0);
+            if matches!(
+                failure,
+                PgFailure::Rewind {
+                    target_modified: true,
+                    ..
+                }
+            ) {
+                s.pgs.get_mut(&me).expect("member").broken = true;
+            }
+            self.world
+                .note(&mut s, format!("{me}: pg_rewind failed: {failure}"));
+            return Err(failure);
+        }
         let src = s.pgs.get(&source.member).cloned().unwrap_or_default();
         if !src.running {
             return Err(PgFailure::Tool {
@@ -619,6 +749,13 @@ impl PgOps for SimPg {
     async fn remove_data_dir(&self) -> PgResult<()> {
         self.with(|p| *p = Pg::default());
         Ok(())
+    }
+    fn mark_rewind_failed(&self, reason: &str) -> PgResult<()> {
+        self.with(|p| p.rewind_marker = Some(reason.to_string()));
+        Ok(())
+    }
+    fn rewind_failed_marker(&self) -> Option<String> {
+        self.with(|p| p.rewind_marker.clone())
     }
     fn timeline_switch(&self, timeline: u64) -> PgResult<Option<(u64, u64, String)>> {
         Ok(self.with(|p| {
@@ -1073,6 +1210,173 @@ async fn replay_rejoin_waits_for_the_lease_holder_to_promote() {
     );
     let blind = sim.world.lock().blind_rewinds;
     assert_eq!(blind, 0, "{}", sim.report());
+    sim.assert_clean();
+    sim.shutdown().await;
+}
+
+impl Sim {
+    /// An operator's `switchover` away from `leader` to `member`.
+    async fn request_switchover(&self, leader: &str, member: &str) {
+        let cmd = Command::Put {
+            key: Key::Failover,
+            value: serde_json::json!({ "leader": leader, "member": member }),
+            ttl_ms: None,
+            precondition: crate::keyspace::Precondition::Any,
+        };
+        self.world.store.set_now_ms(self.world.now_ms());
+        self.world.store.write(cmd).await.expect("failover key written");
+    }
+
+    fn member_state(&self, name: &str) -> Option<String> {
+        let entry = self.world.store.local_entry(&Key::member(name).expect("name"))?;
+        entry.value.get("state")?.as_str().map(str::to_string)
+    }
+}
+
+/// Hole 1 of issue 9 (jepsen `forced-stop`): a switchover whose fast shutdown cannot finish (a
+/// backend that cannot end; the standbys lack the last WAL until it does) for longer than
+/// pg_ctl waits. The hand-over must never fall back to an immediate stop, which loses the WAL the
+/// standbys have not received: it gives up within the lease, stays primary and cancels the
+/// request; nobody is promoted without everything the old primary acknowledged, and the
+/// cluster is whole again once the shutdown completes.
+#[tokio::test(start_paused = true)]
+async fn replay_forced_stop_switchover_never_promotes_without_acknowledged_wal() {
+    let (sim, old) = Sim::formed().await;
+    let old_timeline = sim.pg(&old).timeline;
+    let candidate = sim.names.iter().find(|n| **n != old).cloned().expect("a replica");
+    let hang_ms = PG_CTL_TIMEOUT_MS + 10_000;
+    {
+        let now = sim.world.now_ms();
+        sim.world
+            .lock()
+            .faults
+            .get_mut(&old)
+            .expect("member")
+            .stop_hangs_until = now + hang_ms;
+    }
+    sim.request_switchover(&old, &candidate).await;
+    assert!(
+        sim.run_until(Duration::from_secs(10), |s| !s.pg(&old).writable)
+            .await,
+        "the switchover never began: {}",
+        sim.report()
+    );
+    let acknowledged = sim.pg(&old).lsn;
+    assert!(
+        sim.run_until(Duration::from_millis(hang_ms + 60_000), Sim::healthy)
+            .await,
+        "the cluster did not recover: {}",
+        sim.report()
+    );
+    let new = sim.writable().remove(0);
+    let pg = sim.pg(&new);
+    let kept = if pg.timeline == old_timeline {
+        pg.lsn
+    } else {
+        pg.history
+            .iter()
+            .find(|(tl, _)| *tl == old_timeline)
+            .map_or(0, |(_, switch)| *switch)
+    };
+    assert!(
+        kept >= acknowledged,
+        "{new} took over at {kept:X} without the acknowledged WAL up to {acknowledged:X}: {}",
+        sim.report()
+    );
+    assert!(
+        sim.world.store.local_entry(&Key::Failover).is_none(),
+        "the request stays pending: {}",
+        sim.report()
+    );
+    sim.assert_clean();
+    sim.shutdown().await;
+}
+
+/// Hole 1, the pre-stop mark: an agent shutdown whose stop of PostgreSQL ends immediate (a
+/// crash during the stop) never publishes a clean shutdown — a whole-cluster restart would
+/// otherwise wait for, or trust, a final position the data directory does not end at.
+#[tokio::test(start_paused = true)]
+async fn forced_stop_at_agent_shutdown_never_claims_a_clean_shutdown() {
+    let (mut sim, old) = Sim::formed().await;
+    sim.world.lock().faults.get_mut(&old).expect("member").crash_at = Some(Op::Stop);
+    sim.stop_agent(&old).await;
+    assert!(!sim.pg(&old).clean, "the stop was meant to be forced");
+    let status = sim.world.store.local_entry(&Key::Status).expect("status");
+    assert_ne!(
+        status.value.get("clean_shutdown").and_then(|v| v.as_bool()),
+        Some(true),
+        "{status:?}: {}",
+        sim.report()
+    );
+    sim.assert_clean();
+    sim.shutdown().await;
+}
+
+/// The old primary, with WAL nobody else has, is crashed and comes back: its rejoin has to
+/// rewind. Returns the cluster with a new primary, the old one's agent not running.
+async fn diverged_old_primary(rewind_failures: Vec<PgFailure>) -> (Sim, String) {
+    let (mut sim, old) = Sim::formed().await;
+    sim.crash_agent(&old);
+    {
+        let mut s = sim.world.lock();
+        s.pgs.get_mut(&old).expect("member").lsn += 0x80;
+        s.faults.get_mut(&old).expect("member").rewind_failures = rewind_failures;
+    }
+    assert!(
+        sim.run_until(Duration::from_secs(60), |s| s.writable().len() == 1)
+            .await,
+        "no failover: {}",
+        sim.report()
+    );
+    (sim, old)
+}
+
+/// Hole 7 of issue 9: a pg_rewind that failed after it began changing the directory is
+/// remembered on disk: after an agent restart the directory is neither started nor rewound
+/// again, and the member shows `rewind failed`, until `reinit`.
+#[tokio::test(start_paused = true)]
+async fn agent_restart_after_a_failed_rewind_never_starts_that_directory() {
+    let failure = PgFailure::Rewind {
+        message: "pg_rewind failed: could not write file".into(),
+        target_modified: true,
+    };
+    let (mut sim, old) = diverged_old_primary(vec![failure]).await;
+    sim.start_agent(&old);
+    assert!(
+        sim.run_until(Duration::from_secs(60), |s| s.pg(&old).broken)
+            .await,
+        "the rewind never ran: {}",
+        sim.report()
+    );
+    sim.run_for(Duration::from_secs(3)).await;
+    assert!(sim.pg(&old).rewind_marker.is_some(), "{}", sim.report());
+    sim.stop_agent(&old).await;
+    sim.start_agent(&old);
+    let touched = sim
+        .run_until(Duration::from_secs(30), |s| s.pg(&old).running)
+        .await;
+    assert!(!touched, "the damaged directory was started: {}", sim.report());
+    assert_eq!(sim.member_state(&old).as_deref(), Some("rewind failed"));
+    sim.assert_clean();
+    sim.shutdown().await;
+}
+
+/// Hole 1, last part (jepsen `forced-stop`: a dead postmaster's backend held the shared memory,
+/// pg_rewind's crash recovery failed, and was never tried again): a rejoin that failed without
+/// changing the directory is retried after a back-off, and the old primary follows again.
+#[tokio::test(start_paused = true)]
+async fn a_rewind_that_changed_nothing_is_retried_with_back_off() {
+    let leftovers = || PgFailure::LeftoverProcesses {
+        message: "processes [4242] of a dead postmaster still use the data directory".into(),
+    };
+    let (mut sim, old) = diverged_old_primary(vec![leftovers(), leftovers()]).await;
+    sim.start_agent(&old);
+    assert!(
+        sim.run_until(Duration::from_secs(90), Sim::healthy).await,
+        "the old primary never rejoined: {}",
+        sim.report()
+    );
+    assert!(sim.world.lock().faults[&old].rewind_failures.is_empty());
     sim.assert_clean();
     sim.shutdown().await;
 }

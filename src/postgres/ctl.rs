@@ -255,12 +255,18 @@ impl Postgres {
 
     /// `pg_ctl stop -m <mode> -w`. Ok when already stopped.
     pub async fn stop(&self, mode: StopMode) -> Result<(), PgError> {
+        self.stop_within(mode, self.settings.pg_ctl_timeout).await
+    }
+
+    /// `pg_ctl stop -m <mode> -w -t <within, in whole seconds, at least 1>`: `Timeout` when the
+    /// server has not stopped by then (it goes on with the shutdown it was asked for).
+    pub async fn stop_within(&self, mode: StopMode, within: std::time::Duration) -> Result<(), PgError> {
         let Some(pid) = self.postmaster_pid() else {
             tracing::debug!("PostgreSQL is not running; nothing to stop");
             return Ok(());
         };
         tracing::info!(pid, mode = mode.as_str(), "stopping PostgreSQL");
-        let timeout = self.settings.pg_ctl_timeout.as_secs().max(1);
+        let timeout = within.as_secs().max(1);
         let mut command = self.tools.command(Program::PgCtl);
         command
             .arg("stop")

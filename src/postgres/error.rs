@@ -106,6 +106,13 @@ pub enum PgError {
         target_modified: bool,
     },
 
+    /// Processes of a dead postmaster still work in the data directory (and hold its shared
+    /// memory) after SIGKILL: nothing can start on it until they are gone.
+    #[error(
+        "processes {pids:?} of a dead postmaster still use data directory {path} and did not end after SIGKILL"
+    )]
+    LeftoverProcesses { path: PathBuf, pids: Vec<u32> },
+
     /// An operation that needs PostgreSQL stopped (pg_rewind, removing the data directory).
     #[error(
         "{operation} refused: PostgreSQL (pid {pid}) is running on data directory {path}; stop it first"

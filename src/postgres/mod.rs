@@ -16,6 +16,7 @@
 //! - `rewind`: rejoining a former primary (pg_rewind, or emptying the data directory for a
 //!   new base backup);
 //! - `initdb`, `basebackup`, `ctl` (pg_ctl start/stop/reload/promote, postmaster.pid);
+//! - `leftovers`: ending the processes a dead postmaster left in the data directory;
 //! - `conf`: postgresql.conf / pg_hba.conf / standby.signal;
 //! - `param_compat`: parameters across PostgreSQL versions (what the binary knows, what
 //!   Patroni translates);
@@ -31,6 +32,7 @@ mod data_dir;
 mod error;
 mod fresh_dir;
 mod initdb;
+mod leftovers;
 mod lsn;
 mod os_user;
 mod param_compat;

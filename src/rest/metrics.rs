@@ -181,7 +181,7 @@ fn postgres_state_value(state: PgRunState) -> u8 {
         PgRunState::Stopping => 11,
         // Patroni has no rewinding state; it reports a member running pg_rewind as stopped.
         // (`Unknown` is only ever another member's state, read from a newer agent.)
-        PgRunState::Stopped | PgRunState::Rewinding | PgRunState::Unknown => 12,
+        PgRunState::Stopped | PgRunState::Rewinding | PgRunState::RewindFailed | PgRunState::Unknown => 12,
         PgRunState::Crashed => 14,
     }
 }
