@@ -569,3 +569,101 @@ async fn basebackup_from_an_unreachable_server_leaves_the_target_as_it_was() {
         (before.uid(), before.gid(), before.mode())
     );
 }
+
+/// The adapter (`PgOps`) over `pg`, for what only the HA seam decides.
+fn adapter(pg: &Postgres) -> pgquorum::ha::pg_adapter::LocalPostgres {
+    let yaml = "scope: pgq-test\nname: node21\nraft:\n  self_addr: 127.0.0.1:1\n  data_dir: /tmp/unused\n\
+                postgresql:\n  connect_address: 127.0.0.1:5721\n  data_dir: /tmp/unused\n";
+    let config = pgquorum::config::Config::from_yaml_str(yaml, "test", Vec::<(String, String)>::new())
+        .unwrap()
+        .config;
+    pgquorum::ha::pg_adapter::LocalPostgres::new(pg.clone(), config)
+}
+
+/// Issue 9, hole 1: after an immediate stop the control file's latest checkpoint lies before
+/// the end of WAL, so it is no final position: only a control file that says `shut down` gives
+/// one (what a switchover candidate and a whole-cluster restart wait for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_position_only_from_a_cleanly_shut_down_primary() {
+    use pgquorum::ha::pg_ops::{PgFailure, PgOps};
+    init_logging();
+    let dir = test_dir();
+    let (pg, _guard) = running_primary(dir.path(), "node21", 5721).await;
+    let local = adapter(&pg);
+    pg.execute("CHECKPOINT").await.unwrap();
+    pg.execute("CREATE TABLE t AS SELECT g FROM generate_series(1, 10000) g")
+        .await
+        .unwrap();
+    let written = pg
+        .query_state()
+        .await
+        .unwrap()
+        .wal_lsn
+        .expect("a primary's WAL position");
+    pg.stop(StopMode::Immediate).await.unwrap();
+    let control = pg.control_data().unwrap();
+    assert!(
+        control.checkpoint_lsn < written,
+        "the premise: latest checkpoint {:X} before the WAL written {written:X}",
+        control.checkpoint_lsn
+    );
+    match local.final_lsn() {
+        Err(PgFailure::NotCleanlyStopped { state }) => assert_eq!(state, "in production"),
+        other => panic!("a final position from an immediately stopped primary: {other:?}"),
+    }
+    // Crash recovery, then a clean (fast) stop: the shutdown checkpoint is the end of WAL.
+    pg.start().await.unwrap();
+    pg.stop(StopMode::Fast).await.unwrap();
+    let final_lsn = local
+        .final_lsn()
+        .expect("a cleanly stopped primary has a final position");
+    assert!(final_lsn >= written, "{final_lsn:X} < {written:X}");
+    assert_eq!(final_lsn, pg.control_data().unwrap().checkpoint_lsn);
+}
+
+/// Issue 9, hole 1 (jepsen forced-stop): a backend that outlives its killed postmaster (here
+/// SIGSTOPped) holds the shared memory, and every start on the directory — pg_rewind's crash
+/// recovery too — fails. The adapter ends such leftovers of the directory (and only when no
+/// postmaster runs); then PostgreSQL starts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftover_backends_of_a_killed_postmaster_are_ended() {
+    init_logging();
+    let dir = test_dir();
+    let (pg, _guard) = running_primary(dir.path(), "node22", 5722).await;
+    assert_eq!(
+        pg.end_leftover_processes().await.unwrap(),
+        Vec::<u32>::new(),
+        "none while running"
+    );
+    let conninfo =
+        format!("host=127.0.0.1 port=5722 user=postgres password={SUPERUSER_PASSWORD} dbname=postgres");
+    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let backend: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let postmaster = pg.postmaster_pid().expect("running") as i32;
+    // SAFETY: signals to processes this test started; no memory effects here.
+    unsafe {
+        libc::kill(backend, libc::SIGSTOP);
+        libc::kill(postmaster, libc::SIGKILL);
+    }
+    wait_for("the postmaster to be gone", || async {
+        pg.postmaster_pid().is_none().then_some(())
+    })
+    .await;
+    let err = pg
+        .start()
+        .await
+        .expect_err("the leftover backend holds the shared memory");
+    assert!(matches!(err, PgError::StartFailed { .. }), "{err}");
+    let ended = pg.end_leftover_processes().await.unwrap();
+    assert_eq!(ended, vec![backend as u32]);
+    pg.start().await.unwrap();
+    assert!(pg.is_ready().await);
+    pg.stop(StopMode::Fast).await.unwrap();
+}
