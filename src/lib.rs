@@ -12,6 +12,8 @@
 //! | carrying decisions out, the loop's timers, operator requests | [`ha::runner`] (executor), [`ha::pg_adapter`] (on the real server) |
 //! | which PostgreSQL settings are written | [`ha::params`] (merge), `postgres::param_compat` (per-version translation), [`postgres::conf`] (files) |
 //! | switchover / failover rules shared by CLI and REST | [`ha::switchover`] |
+//! | the old primary's side of a switchover: bounded fast stop, never immediate, abort and stay primary | [`ha::hand_over`] |
+//! | a failed pg_rewind remembered on disk (refuse until `reinit`); leftovers of a dead postmaster | [`ha::rewind_marker`], `postgres::leftovers` |
 //! | hooks (`on_start`, `on_role_change`, …) | [`ha::callbacks`] |
 //! | the member record published every loop | [`ha::publish`] |
 //! | the replicated keyspace: keys, commands, CAS, leases, TTL | [`keyspace`] (pure state machine) |
