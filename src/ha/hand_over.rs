@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use super::pg_ops::{PgFailure, PgOps, PgResult};
 
-/// A fast shutdown shorter than this is not tried (pg_ctl counts in whole seconds).
+/// With less of the lease left than this, a fast shutdown is not even begun (a checkpoint of
+/// a busy server takes longer): the hand-over is aborted at once.
 pub const MIN_FAST_STOP: Duration = Duration::from_secs(1);
 
 /// How long the fast shutdown of a hand-over may take: until `margin_ms` before the lease

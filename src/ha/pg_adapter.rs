@@ -311,9 +311,9 @@ impl PgOps for LocalPostgres {
     }
 
     async fn stop_fast(&self, within: std::time::Duration) -> PgResult<()> {
-        // pg_ctl waits whole seconds: round down (at least one), and bound the wait itself too.
+        // pg_ctl waits whole seconds (rounded up): the sharp bound is this timeout.
         let stop = self.pg.stop_within(StopMode::Fast, within);
-        match tokio::time::timeout(within.max(std::time::Duration::from_secs(1)), stop).await {
+        match tokio::time::timeout(within, stop).await {
             Ok(r) => r.map_err(PgFailure::from),
             Err(_) => Err(PgFailure::Timeout {
                 message: format!(

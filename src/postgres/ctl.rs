@@ -258,15 +258,16 @@ impl Postgres {
         self.stop_within(mode, self.settings.pg_ctl_timeout).await
     }
 
-    /// `pg_ctl stop -m <mode> -w -t <within, in whole seconds, at least 1>`: `Timeout` when the
-    /// server has not stopped by then (it goes on with the shutdown it was asked for).
+    /// `pg_ctl stop -m <mode> -w -t <within, rounded up to whole seconds>`: `Timeout` when the
+    /// server has not stopped by then (it goes on with the shutdown it was asked for). A caller
+    /// that needs a sharper bound wraps this in its own timeout (pg_ctl dies with the future).
     pub async fn stop_within(&self, mode: StopMode, within: std::time::Duration) -> Result<(), PgError> {
         let Some(pid) = self.postmaster_pid() else {
             tracing::debug!("PostgreSQL is not running; nothing to stop");
             return Ok(());
         };
         tracing::info!(pid, mode = mode.as_str(), "stopping PostgreSQL");
-        let timeout = within.as_secs().max(1);
+        let timeout = (within.as_secs_f64().ceil() as u64).max(1);
         let mut command = self.tools.command(Program::PgCtl);
         command
             .arg("stop")
