@@ -78,6 +78,20 @@ impl FenceGuard {
         }
     }
 
+    /// Tell the guard that the agent is about to exit on purpose and leave PostgreSQL running
+    /// (maintenance mode): it disarms and exits at end of file without killing PostgreSQL. Any
+    /// later [`FenceGuard::set_deadline`] attaches it again.
+    pub async fn detach(&mut self) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        match self.stdin.as_mut() {
+            Some(stdin) => {
+                stdin.write_all(b"detach\n").await?;
+                stdin.flush().await
+            }
+            None => Ok(()),
+        }
+    }
+
     /// The guard's process id (for tests and logs).
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
@@ -133,11 +147,12 @@ pub fn run_guard(data_dir: &Path) -> std::process::ExitCode {
 /// stale deadline followed by a fresh one in the same burst never fires.
 fn guard_loop(fd: RawFd, data_dir: &Path) {
     let mut lines = LineBuffer::default();
-    let mut deadline: Option<u64> = None;
+    let mut state = GuardState::default();
     // A killed postmaster can take a moment to die (a process in uninterruptible I/O): it is
     // killed again at every look, but reported once.
     let mut last_killed = None;
     loop {
+        let deadline = state.deadline;
         if deadline.is_some_and(|d| boottime_ms() >= d) && !starts_read_only(data_dir) {
             if let Some(pid) = kill_postgres(data_dir) {
                 if last_killed != Some(pid) {
@@ -158,12 +173,16 @@ fn guard_loop(fd: RawFd, data_dir: &Path) {
             let mut chunk = [0u8; 4096];
             match read_some(fd, &mut chunk) {
                 Some(0) | None => {
+                    if !state.attached {
+                        report_detached(data_dir);
+                        return;
+                    }
                     if let Some(pid) = kill_postgres(data_dir) {
                         report_kill(data_dir, pid, "the agent is gone");
                     }
                     return;
                 }
-                Some(n) => deadline = latest_deadline(deadline, &lines.push(&chunk[..n])),
+                Some(n) => state = after_lines(state, &lines.push(&chunk[..n])),
             }
             if wait_readable(fd, 0) == Readable::TimedOut {
                 break;
@@ -182,20 +201,73 @@ fn poll_timeout_ms(deadline: Option<u64>, now_ms: u64) -> i32 {
     }
 }
 
-/// The deadline after `lines`, in order: the last valid line wins.
-fn latest_deadline(current: Option<u64>, lines: &[String]) -> Option<u64> {
-    lines.iter().rev().find_map(|l| parse_line(l)).unwrap_or(current)
+/// What the guard holds between reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct GuardState {
+    /// The lease deadline (CLOCK_BOOTTIME ms), if armed.
+    deadline: Option<u64>,
+    /// End of file kills PostgreSQL. Cleared by `detach`: the agent is about to exit on
+    /// purpose and leave PostgreSQL running (maintenance mode, as Patroni does); set again by
+    /// any later `deadline` or `none`.
+    attached: bool,
 }
 
-/// `deadline <ms>` → `Some(Some(ms))`, `none` → `Some(None)`; anything else is ignored.
-fn parse_line(line: &str) -> Option<Option<u64>> {
+impl Default for GuardState {
+    fn default() -> GuardState {
+        GuardState {
+            deadline: None,
+            attached: true,
+        }
+    }
+}
+
+/// One message from the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Message {
+    /// `deadline <ms>` (`Some`) or `none`.
+    Deadline(Option<u64>),
+    /// `detach`: disarm, and at end of file exit without touching PostgreSQL.
+    Detach,
+}
+
+/// The state after `lines`, taken in order; lines that are not messages change nothing.
+fn after_lines(mut state: GuardState, lines: &[String]) -> GuardState {
+    for message in lines.iter().filter_map(|l| parse_line(l)) {
+        state = match message {
+            Message::Deadline(deadline) => GuardState {
+                deadline,
+                attached: true,
+            },
+            Message::Detach => GuardState {
+                deadline: None,
+                attached: false,
+            },
+        };
+    }
+    state
+}
+
+/// The deadline after `lines`, in order: the last valid line wins.
+#[cfg(test)]
+fn latest_deadline(current: Option<u64>, lines: &[String]) -> Option<u64> {
+    let state = GuardState {
+        deadline: current,
+        attached: true,
+    };
+    after_lines(state, lines).deadline
+}
+
+/// `deadline <ms>`, `none` or `detach`; anything else is ignored.
+fn parse_line(line: &str) -> Option<Message> {
     let line = line.trim();
-    if line == "none" {
-        return Some(None);
+    match line {
+        "none" => return Some(Message::Deadline(None)),
+        "detach" => return Some(Message::Detach),
+        _ => {}
     }
     line.strip_prefix("deadline ")
         .and_then(|ms| ms.trim().parse().ok())
-        .map(Some)
+        .map(|ms| Message::Deadline(Some(ms)))
 }
 
 /// Bytes from the pipe cut into complete lines; a partial line waits for the rest.
@@ -283,6 +355,14 @@ fn kill_postgres(data_dir: &Path) -> Option<i32> {
     Some(pid)
 }
 
+fn report_detached(data_dir: &Path) {
+    let _ = writeln!(
+        std::io::stderr(),
+        "pgquorum fence-guard: the agent detached (maintenance mode) and exited; leaving PostgreSQL of {} running",
+        data_dir.display()
+    );
+}
+
 fn report_kill(data_dir: &Path, pid: i32, why: &str) {
     let _ = writeln!(
         std::io::stderr(),
@@ -297,8 +377,11 @@ mod tests {
 
     #[test]
     fn guard_lines_parse() {
-        assert_eq!(parse_line("deadline 12345\n"), Some(Some(12345)));
-        assert_eq!(parse_line("none\n"), Some(None));
+        assert_eq!(
+            parse_line("deadline 12345\n"),
+            Some(Message::Deadline(Some(12345)))
+        );
+        assert_eq!(parse_line("none\n"), Some(Message::Deadline(None)));
         assert_eq!(parse_line("garbage\n"), None);
         assert_eq!(parse_line("deadline soon\n"), None);
     }
@@ -314,6 +397,39 @@ mod tests {
         let lines = buf.push(b"deadline 7\nnone\nnoise\n");
         assert_eq!(latest_deadline(Some(900), &lines), None);
         assert_eq!(latest_deadline(Some(900), &buf.push(b"noise\n")), Some(900));
+    }
+
+    /// Hole 9b (issue 9): `detach` disarms and makes end of file harmless; any later deadline
+    /// (or `none`) attaches the guard again, so the level-triggered fence is back.
+    #[test]
+    fn detach_disarms_until_the_next_deadline() {
+        let mut buf = LineBuffer::default();
+        assert_eq!(parse_line("detach\n"), Some(Message::Detach));
+        let armed = after_lines(GuardState::default(), &buf.push(b"deadline 900\n"));
+        assert_eq!(
+            armed,
+            GuardState {
+                deadline: Some(900),
+                attached: true
+            }
+        );
+        let detached = after_lines(armed, &buf.push(b"detach\n"));
+        assert_eq!(
+            detached,
+            GuardState {
+                deadline: None,
+                attached: false
+            }
+        );
+        assert_eq!(after_lines(detached, &buf.push(b"noise\n")), detached);
+        assert_eq!(
+            after_lines(detached, &buf.push(b"deadline 5\n")),
+            GuardState {
+                deadline: Some(5),
+                attached: true
+            }
+        );
+        assert!(after_lines(detached, &buf.push(b"none\n")).attached);
     }
 
     #[test]

@@ -325,3 +325,35 @@ async fn guard_leaves_a_standby_running_after_the_deadline_until_it_is_promoted(
         .wait_killed("the promoted server to be killed past the deadline")
         .await;
 }
+
+/// Hole 9b (issue 9): an agent that exits on purpose in maintenance mode sends `detach` first;
+/// the guard then exits at end of file and leaves the postmaster running. Without `detach`
+/// (the agent died) end of file still kills it.
+#[tokio::test]
+async fn a_detached_guard_leaves_postgres_running_when_the_agent_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = fake_data_dir(dir.path());
+    let mut postmaster = FakePostmaster::start(&data_dir);
+    let mut guard = GuardProcess::start(&data_dir);
+    guard.send(&format!("deadline {}\n", boottime_ms() + 60_000));
+    guard.send("detach\n");
+    guard.close();
+    wait_for("the detached guard to exit", Duration::from_secs(5), || {
+        let exited = guard.child.try_wait().unwrap().is_some();
+        async move { exited.then_some(()) }
+    })
+    .await;
+    assert!(
+        postmaster.survives(SEVERAL_LOOKS).await,
+        "the detached guard killed PostgreSQL"
+    );
+
+    // Attached again by a deadline after the detach: end of file kills as before.
+    let mut guard = GuardProcess::start(&data_dir);
+    guard.send("detach\n");
+    guard.send("none\n");
+    guard.close();
+    postmaster
+        .wait_killed("the re-attached guard to kill at end of file")
+        .await;
+}

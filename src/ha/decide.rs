@@ -174,10 +174,22 @@ fn decision(actions: Vec<Action>, reason: impl Into<String>) -> Decision {
 pub fn decide(input: &Inputs<'_>) -> Decision {
     let d = decide_unpaused(input);
     match input.cluster {
-        // An operator's explicit switchover / failover proceeds in maintenance mode too.
-        Some(c) if c.paused() && c.failover.is_none() => paused(input, d),
+        // An operator's explicit switchover / failover proceeds in maintenance mode too, but
+        // only for the two members it names: the others stay paused.
+        Some(c) if c.paused() && !in_requested_handover(input.me, c) => paused(input, d),
         _ => d,
     }
+}
+
+/// Whether `me` takes part in the hand-over a pending `failover` request asks for: as its
+/// candidate, or as the primary it moves away from (the named leader; for a failover, which
+/// names none, the lease holder).
+fn in_requested_handover(me: &str, cluster: &ClusterView) -> bool {
+    let Some(req) = cluster.failover.as_ref() else {
+        return false;
+    };
+    let from = req.leader.as_deref().or(cluster.leader_name());
+    req.member.as_deref() == Some(me) || from == Some(me)
 }
 
 /// In maintenance mode the agent takes no automatic action on PostgreSQL; it only keeps
@@ -703,6 +715,12 @@ fn no_leader(input: &Inputs<'_>, cluster: &ClusterView) -> Decision {
             input,
             format!("no primary holds the lease: {best} is ahead of me, leaving the race to it"),
         ),
+        // Running, but my own WAL position is unknown (PostgreSQL not queryable) and nobody
+        // else's counts: nobody may win on a position nobody knows.
+        None if pg.running => stay_out(
+            input,
+            "no primary holds the lease and my WAL position is unknown: not taking part in the race".into(),
+        ),
         _ => {
             match (pg.running, pg.role) {
                 // Not running: its WAL position is unknown to the others and to me. Start
@@ -786,7 +804,7 @@ fn eligible_to_race(input: &Inputs<'_>, cluster: &ClusterView) -> Result<(), Str
         }
     }
     if cluster.config.check_timeline {
-        let newest = cluster.history.iter().map(|h| h.timeline + 1).max().unwrap_or(1);
+        let newest = newest_timeline(cluster);
         if let Some(me) = me.filter(|p| p.timeline < newest) {
             return Err(format!(
                 "my timeline {} is older than the cluster's {newest} (check_timeline): not taking part in the race",
@@ -794,14 +812,49 @@ fn eligible_to_race(input: &Inputs<'_>, cluster: &ClusterView) -> Result<(), Str
             ));
         }
     }
+    if let Some(me) = me.filter(|p| !on_newest_history(cluster, p)) {
+        return Err(format!(
+            "my WAL position {:X} on timeline {} is not on the cluster's newest timeline {} (past the \
+             point where my timeline ended, or a timeline `history` does not record): not taking part in the race",
+            me.lsn,
+            me.timeline,
+            newest_timeline(cluster)
+        ));
+    }
     Ok(())
 }
 
+/// The newest timeline `history` knows of: one past the last timeline it records as left.
+fn newest_timeline(cluster: &ClusterView) -> u64 {
+    cluster.history.iter().map(|h| h.timeline + 1).max().unwrap_or(1)
+}
+
+/// Whether a WAL position lies on the cluster's newest history, so that its LSN can be
+/// compared with the others' and with the lag limit: on the newest timeline (or a newer one
+/// `history` does not record yet), or on an older timeline no further than where that
+/// timeline ended (`switch_lsn` of its `history` entry: everything up to there is shared with
+/// the newest timeline). A position past that point is on an abandoned branch (a former
+/// primary that wrote after the switch): its LSN means nothing on the newest timeline. An older
+/// timeline that `history` does not record cannot be checked, so it does not count either.
+fn on_newest_history(cluster: &ClusterView, p: &WalPosition) -> bool {
+    if p.timeline >= newest_timeline(cluster) {
+        return true;
+    }
+    cluster
+        .history
+        .iter()
+        .find(|h| h.timeline == p.timeline)
+        .is_some_and(|h| p.lsn <= h.switch_lsn)
+}
+
 /// The member that should win a leader race: eligible (may become primary, up, within the
-/// lag limit, not `exclude`), on the newest timeline, with the highest WAL position; ties go to
+/// lag limit, not `exclude`), with a known WAL position on the newest history (see
+/// [`on_newest_history`]), on the newest timeline, with the highest WAL position; ties go to
 /// the higher failover priority, then the name. Positions come from the fresh figures when
-/// they were gathered (a member that did not answer is out), else from the member keys. `me`
-/// always counts so that a lone node can win.
+/// they were gathered (a member that did not answer is out), else from the member keys (a
+/// member that publishes no timeline or position is out). `me` counts with its own position
+/// (whatever the fresh figures say) so that a lone node can win; `None` when no member,
+/// `me` included, has a known comparable position.
 pub fn best_candidate<'a>(
     input: &Inputs<'a>,
     cluster: &'a ClusterView,
@@ -810,14 +863,11 @@ pub fn best_candidate<'a>(
     let me = input.me;
     let max_lag = cluster.config.maximum_lag_on_failover;
     let position = |m: &MemberStatus| -> Option<WalPosition> {
-        if m.name == me {
-            return Some(input.my_position.unwrap_or_default());
-        }
         match input.fresh {
             Some(fresh) => fresh.get(&m.name).copied(),
             None => Some(WalPosition {
-                timeline: m.timeline.unwrap_or(0),
-                lsn: m.wal_position().unwrap_or(0),
+                timeline: m.timeline?,
+                lsn: m.wal_position()?,
             }),
         }
     };
@@ -826,20 +876,18 @@ pub fn best_candidate<'a>(
             .last_primary_lsn
             .is_none_or(|last| last.saturating_sub(p.lsn) <= max_lag)
     };
+    let mine = input
+        .my_position
+        .filter(|p| on_newest_history(cluster, p))
+        .map(|p| (me, input.tags.effective_failover_priority(), p));
     cluster
         .members
         .iter()
-        .filter(|m| {
-            m.name == me
-                || (m.tags.may_become_primary() && m.state.is_up() && Some(m.name.as_str()) != exclude)
-        })
-        .filter_map(|m| position(m).map(|p| (m, p)))
-        .filter(|(m, p)| m.name == me || within_lag(p))
-        .max_by(|(a, pa), (b, pb)| {
-            (pa, a.tags.effective_failover_priority())
-                .cmp(&(pb, b.tags.effective_failover_priority()))
-                .then_with(|| b.name.cmp(&a.name))
-        })
-        .map(|(m, _)| m.name.as_str())
-        .or(Some(me))
+        .filter(|m| m.name != me && m.tags.may_become_primary() && m.state.is_up())
+        .filter(|m| Some(m.name.as_str()) != exclude)
+        .filter_map(|m| position(m).map(|p| (m.name.as_str(), m.tags.effective_failover_priority(), p)))
+        .filter(|(_, _, p)| on_newest_history(cluster, p) && within_lag(p))
+        .chain(mine)
+        .max_by(|(a, prio_a, pa), (b, prio_b, pb)| (pa, prio_a).cmp(&(pb, prio_b)).then_with(|| b.cmp(a)))
+        .map(|(name, _, _)| name)
 }

@@ -1163,3 +1163,203 @@ fn failover_rejoin_and_crash_table() {
     ];
     check_rows(rows);
 }
+
+fn history(entries: &[(u64, u64)]) -> Vec<crate::cluster::HistoryEntry> {
+    entries
+        .iter()
+        .map(|&(timeline, switch_lsn)| crate::cluster::HistoryEntry {
+            timeline,
+            switch_lsn,
+            reason: "test".into(),
+            time: String::new(),
+            new_leader: None,
+        })
+        .collect()
+}
+
+/// Hole 10 (issue 9): who may win a leader race. Nobody wins on an unknown WAL position, and
+/// positions count only on the newest history: a former primary that wrote past the point
+/// where its timeline ended (an abandoned branch) neither wins nor passes the lag limit.
+#[test]
+fn race_eligibility_table() {
+    use Action::*;
+    let replica = Some(PgRole::Replica);
+    let race = |members: Vec<MemberStatus>, hist: &[(u64, u64)], last: u64| {
+        let mut c = with_lsn(cluster(Some(SYSID), None, members), last);
+        c.history = history(hist);
+        c
+    };
+    let rows = vec![
+        row(
+            "running, my position unknown, no member key of mine, the others down: nobody wins",
+            Some(cluster(
+                Some(SYSID),
+                None,
+                vec![member("node1", PgRunState::Crashed, 1, 100)],
+            )),
+            pg(ours(), true, replica, None),
+            vec![],
+            "my WAL position is unknown",
+        ),
+        row(
+            "I am a former primary past my timeline's end (tl 1 at 150, tl 1 ended at 100): out of the race",
+            Some(race(
+                vec![
+                    member("node2", PgRunState::Running, 1, 150),
+                    member("node3", PgRunState::Crashed, 2, 120),
+                ],
+                &[(1, 100)],
+                130,
+            )),
+            pg(ours(), true, replica, None),
+            vec![],
+            "not on the cluster's newest timeline 2",
+        ),
+        row(
+            "a replica behind the switch point beats a former primary past it (same old timeline)",
+            Some(race(
+                vec![
+                    member("node1", PgRunState::Crashed, 2, 100),
+                    member("node2", PgRunState::Streaming, 1, 90),
+                    member("node3", PgRunState::Running, 1, 150),
+                ],
+                &[(1, 100)],
+                100,
+            )),
+            pg(ours(), true, replica, None),
+            vec![AcquireLease, Promote],
+            "most up-to-date",
+        ),
+        row(
+            "fresh figures: a former primary past the switch point does not count",
+            Some(race(
+                vec![
+                    member("node1", PgRunState::Crashed, 2, 100),
+                    member("node2", PgRunState::Streaming, 1, 90),
+                    member("node3", PgRunState::Running, 2, 0),
+                ],
+                &[(1, 100)],
+                100,
+            )),
+            pg(ours(), true, replica, None),
+            vec![AcquireLease, Promote],
+            "most up-to-date",
+        ),
+        row(
+            "a member on the newest timeline wins over one on the shared part of an older one",
+            Some(race(
+                vec![
+                    member("node2", PgRunState::Streaming, 1, 90),
+                    member("node3", PgRunState::Streaming, 2, 95),
+                ],
+                &[(1, 100)],
+                100,
+            )),
+            pg(ours(), true, replica, None),
+            vec![],
+            "node3 is ahead of me",
+        ),
+        row(
+            "a member that publishes no position does not win over me",
+            Some(race(
+                vec![
+                    member("node2", PgRunState::Streaming, 1, 90),
+                    MemberStatus {
+                        timeline: None,
+                        received_lsn: None,
+                        ..member("node3", PgRunState::Streaming, 1, 0)
+                    },
+                ],
+                &[],
+                100,
+            )),
+            pg(ours(), true, replica, None),
+            vec![AcquireLease, Promote],
+            "most up-to-date",
+        ),
+        row(
+            "my timeline is older than the newest and history does not record it: out of the race",
+            Some(race(
+                vec![member("node2", PgRunState::Streaming, 1, 50)],
+                &[(2, 300)],
+                300,
+            )),
+            pg(ours(), true, replica, None),
+            vec![],
+            "not on the cluster's newest timeline 3",
+        ),
+    ];
+    let mut rows = rows;
+    // The fresh figures of row 4: node3 answered with a position past timeline 1's end.
+    rows[3].fresh = Some(BTreeMap::from([("node3".to_string(), pos(1, 150))]));
+    check_rows(rows);
+}
+
+/// Hole 9a (issue 9): in maintenance mode a pending switchover / failover lifts the pause only
+/// for the two members it names (the primary it moves away from, and its candidate).
+#[test]
+fn pause_lifts_only_for_the_named_pair() {
+    use Action::*;
+    let replica = Some(PgRole::Replica);
+    let paused = |mut c: ClusterView| {
+        c.config.pause = true;
+        c
+    };
+    let rows = vec![
+        row(
+            "bystander replica after a paused switchover node1 -> node3: not re-pointed",
+            Some(paused(with_failover(
+                cluster(
+                    Some(SYSID),
+                    Some("node3"),
+                    primary_is(three(PgRunState::Streaming), "node3"),
+                ),
+                Some("node1"),
+                Some("node3"),
+                None,
+            ))),
+            pg(ours(), true, replica, Some("node1")),
+            vec![],
+            "PAUSE: ",
+        ),
+        row(
+            "bystander with PostgreSQL stopped during a paused failover to node3: not started",
+            Some(paused(with_failover(
+                cluster(Some(SYSID), None, three(PgRunState::Streaming)),
+                None,
+                Some("node3"),
+                None,
+            ))),
+            pg(ours(), false, None, None),
+            vec![],
+            "PAUSE: ",
+        ),
+        row(
+            "paused failover to me: I take the lease and promote",
+            Some(paused(with_failover(
+                cluster(Some(SYSID), None, three(PgRunState::Streaming)),
+                None,
+                Some("node2"),
+                None,
+            ))),
+            pg(ours(), true, replica, None),
+            vec![AcquireLease, Promote, ClearFailover],
+            "manual failover to me",
+        ),
+        row(
+            "paused failover naming no leader, I hold the lease: I hand over",
+            Some(paused(with_failover(
+                cluster(Some(SYSID), Some("node2"), three(PgRunState::Streaming)),
+                None,
+                Some("node3"),
+                None,
+            ))),
+            pg(ours(), true, Some(PgRole::Primary), None),
+            vec![HandOver {
+                candidate: "node3".into(),
+            }],
+            "switchover to node3",
+        ),
+    ];
+    check_rows(rows);
+}
