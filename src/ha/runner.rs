@@ -257,6 +257,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             let cmd = Command::ReleaseLease {
                 key: Key::Leader,
                 holder: self.config.name.clone(),
+                holder_addr: Some(self.config.raft.self_addr.clone()),
             };
             match self.write(cmd).await {
                 Ok(_) => tracing::info!("released the leader lease"),
@@ -584,6 +585,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                 let cmd = Command::ReleaseLease {
                     key: Key::Leader,
                     holder: self.config.name.clone(),
+                    holder_addr: Some(self.config.raft.self_addr.clone()),
                 };
                 self.write(cmd).await.map(|_| ())
             }
@@ -708,6 +710,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         let cmd = Command::ReleaseLease {
             key: Key::Leader,
             holder: self.config.name.clone(),
+            holder_addr: Some(self.config.raft.self_addr.clone()),
         };
         self.write(cmd).await?;
         self.apply(Event::HandedOver);
@@ -793,6 +796,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         let cmd = Command::AcquireLease {
             key: Key::Leader,
             holder: self.config.name.clone(),
+            holder_addr: Some(self.config.raft.self_addr.clone()),
             value: serde_json::json!({ "holder": self.config.name }),
             ttl_ms,
         };
@@ -813,6 +817,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                     let cmd = Command::ReleaseLease {
                         key: Key::Leader,
                         holder: self.config.name.clone(),
+                        holder_addr: Some(self.config.raft.self_addr.clone()),
                     };
                     let _ = self.write(cmd).await;
                 }
@@ -861,8 +866,8 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
     /// before any promotion.
     fn keep_watchdog_alive(&mut self) -> Result<(), String> {
         if self.watchdog.is_none() {
-            let ttl_secs = self.dynamic.ttl.floor() as u64;
-            match crate::watchdog::Watchdog::open(&self.config.watchdog, ttl_secs) {
+            let bounds = crate::watchdog::LeaseBounds::new(&self.dynamic, &self.config.raft);
+            match crate::watchdog::Watchdog::open_checked(&self.config.watchdog, bounds) {
                 Ok(Some(w)) => {
                     self.watchdog_failed = false;
                     tracing::info!("watchdog armed: {}", w.describe());
@@ -1205,6 +1210,11 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             loop_wait_secs: self.dynamic.loop_wait,
             ttl_secs: self.dynamic.ttl,
             watchdog_failed: self.watchdog_failed,
+            watchdog: Some(crate::watchdog::status(
+                &self.config.watchdog,
+                crate::watchdog::LeaseBounds::new(&self.dynamic, &self.config.raft),
+                self.watchdog.as_ref(),
+            )),
         };
         self.snapshot.send_replace(Arc::new(snapshot));
     }
