@@ -251,6 +251,7 @@ fn lease_renewal(sequence: u64) -> Command {
     Command::AcquireLease {
         key: Key::Leader,
         holder: "bench".to_string(),
+        holder_addr: None,
         value: serde_json::json!({ "holder": "bench", "renewal": sequence }),
         ttl_ms: 30_000,
     }

@@ -17,6 +17,7 @@
 //! | hooks (`on_start`, `on_role_change`, …) | [`ha::callbacks`] |
 //! | the member record published every loop | [`ha::publish`] |
 //! | the replicated keyspace: keys, commands, CAS, leases, TTL | [`keyspace`] (pure state machine) |
+//! | lease time: the keyspace clock the Raft leader stamps with (monotonic, not wall) | `keyspace::clock` |
 //! | typed values under the keys, and the cluster as one read sees it | [`cluster`] |
 //! | the Raft node: leader-stamped writes, forwarding, linearizable reads | [`node`] |
 //! | forming the Raft group, joining a running one by starting | `node::formation` (runner), `node::formation_rule` (pure), `node::join` (leader side) |

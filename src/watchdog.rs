@@ -101,6 +101,8 @@ const WDIOF_MAGICCLOSE: u32 = 0x0100;
 pub enum WatchdogError {
     #[error("watchdog.safety_margin {safety_margin} leaves no watchdog timeout within ttl {ttl} s")]
     NoTimeout { ttl: u64, safety_margin: i64 },
+    #[error("{0}")]
+    Unusable(String),
     #[error("cannot open watchdog device {}: {source}", device.display())]
     Open {
         device: PathBuf,
@@ -140,6 +142,106 @@ pub fn timeout_secs(config: &WatchdogConfig, ttl_secs: u64) -> Option<u64> {
         margin => u64::try_from(i128::from(ttl_secs) - i128::from(margin)).ok()?,
     };
     (timeout > 0).then_some(timeout)
+}
+
+/// What the lease timings demand of the watchdog timeout, in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseBounds {
+    pub ttl_ms: u64,
+    pub loop_wait_ms: u64,
+    /// `worst_case_election_ms(election_timeout_ms, heartbeat_interval_ms)`.
+    pub worst_election_ms: u64,
+}
+
+impl LeaseBounds {
+    pub fn new(dynamic: &crate::config::DynamicConfig, raft: &crate::config::RaftConfig) -> LeaseBounds {
+        LeaseBounds {
+            ttl_ms: dynamic.ttl_ms(),
+            loop_wait_ms: dynamic.loop_wait_ms(),
+            worst_election_ms: crate::config::worst_case_election_ms(
+                raft.election_timeout_ms,
+                raft.heartbeat_interval_ms,
+            ),
+        }
+    }
+}
+
+/// The watchdog this configuration gives under these lease timings (`GET /patroni` shows it
+/// as `watchdog`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Plan {
+    /// `mode: off`.
+    Off,
+    /// Armed with this timeout when this node holds the lease.
+    Timeout { timeout: u64 },
+    /// Armed now (this node holds the lease), with the timeout the device reports.
+    Armed { timeout: u64 },
+    /// No safe timeout: `automatic` runs without a watchdog, `required` never becomes primary.
+    Unusable { reason: String },
+}
+
+/// The effective timeout (Patroni's `ttl − safety_margin`, whole seconds) checked against the
+/// lease: it must end before the lease does (`< ttl`), and it must outlast what the primary's
+/// keepalives may legitimately wait for — they follow its lease renewals, which a Raft
+/// re-election may stall, so `≥ loop_wait + the longest Raft re-election` (else an election
+/// alone resets the primary's machine). When it does not fit, the reason names the numbers and
+/// a `safety_margin` that fits, if any.
+pub fn plan(config: &WatchdogConfig, bounds: LeaseBounds) -> Plan {
+    if config.mode == WatchdogMode::Off {
+        return Plan::Off;
+    }
+    let ttl = crate::config::timing::secs(bounds.ttl_ms as i64);
+    let shortest_ms = bounds.loop_wait_ms + bounds.worst_election_ms;
+    let derivation = match config.safety_margin {
+        -1 => "ttl / 2, safety_margin -1".to_string(),
+        m => format!("ttl {ttl} s − safety_margin {m} s, in whole seconds"),
+    };
+    let problem = match timeout_secs(config, bounds.ttl_ms / 1000) {
+        None => format!(
+            "watchdog.safety_margin {} s leaves no watchdog timeout within ttl {ttl} s",
+            config.safety_margin
+        ),
+        Some(t) if t * 1000 >= bounds.ttl_ms => format!(
+            "the watchdog timeout of {t} s ({derivation}) does not end before the lease (ttl {ttl} s): it \
+             would reset the machine only after another member may have taken over"
+        ),
+        Some(t) if t * 1000 < shortest_ms => format!(
+            "the watchdog timeout of {t} s ({derivation}) is shorter than loop_wait ({} s) + the longest \
+             Raft re-election ({} ms) = {} s: keepalives follow lease renewals, which a Raft election may \
+             stall that long, so an election alone would reset the primary's machine",
+            crate::config::timing::secs(bounds.loop_wait_ms as i64),
+            bounds.worst_election_ms,
+            crate::config::timing::secs(shortest_ms as i64)
+        ),
+        Some(t) => return Plan::Timeout { timeout: t },
+    };
+    // The shortest whole-second timeout that fits, as a safety margin.
+    let fits = shortest_ms.div_ceil(1000).max(1);
+    let advice = if fits * 1000 < bounds.ttl_ms {
+        format!(
+            "; watchdog.safety_margin: {} gives a timeout of {fits} s, which fits",
+            bounds.ttl_ms / 1000 - fits
+        )
+    } else {
+        format!(
+            "; no whole-second timeout is both at least {} s and below ttl {ttl} s: raise ttl",
+            crate::config::timing::secs(shortest_ms as i64)
+        )
+    };
+    Plan::Unusable {
+        reason: problem + &advice,
+    }
+}
+
+/// What `GET /patroni` shows as `watchdog`: the armed device, or the [`plan`].
+pub fn status(config: &WatchdogConfig, bounds: LeaseBounds, armed: Option<&Watchdog>) -> Plan {
+    match armed {
+        Some(w) => Plan::Armed {
+            timeout: w.timeout_secs(),
+        },
+        None => plan(config, bounds),
+    }
 }
 
 /// What `/patroni` reports as `watchdog_failed: true` (Patroni's `is_healthy` negated): in
@@ -237,6 +339,28 @@ impl Watchdog {
             Err(e) => {
                 warn_once(format!(
                     "{e}; running without a watchdog (watchdog.mode: automatic)"
+                ));
+                Ok(None)
+            }
+        }
+    }
+
+    /// [`Watchdog::open`] after checking the timeout against the lease ([`plan`]): an unusable
+    /// timeout is an error in `required` mode and, after one WARNING naming the numbers, no
+    /// watchdog in `automatic` mode.
+    pub fn open_checked(
+        config: &WatchdogConfig,
+        bounds: LeaseBounds,
+    ) -> Result<Option<Watchdog>, WatchdogError> {
+        match plan(config, bounds) {
+            Plan::Off => Ok(None),
+            Plan::Timeout { .. } | Plan::Armed { .. } => Self::open(config, bounds.ttl_ms / 1000),
+            Plan::Unusable { reason } if config.mode == WatchdogMode::Required => {
+                Err(WatchdogError::Unusable(reason))
+            }
+            Plan::Unusable { reason } => {
+                warn_once(format!(
+                    "{reason}; running without a watchdog (watchdog.mode: automatic)"
                 ));
                 Ok(None)
             }
@@ -413,6 +537,114 @@ mod tests {
             device: device.to_path_buf(),
             safety_margin: 5,
         }
+    }
+
+    /// pgquorum's defaults: ttl 2.5 s, loop_wait 0.5 s, election 250 / heartbeat 50 → 1100 ms.
+    const DEFAULTS: LeaseBounds = LeaseBounds {
+        ttl_ms: 2_500,
+        loop_wait_ms: 500,
+        worst_election_ms: 1_100,
+    };
+
+    #[test]
+    fn the_timeout_is_checked_against_ttl_loop_wait_and_the_raft_election() {
+        let margin = |safety_margin: i64| WatchdogConfig {
+            safety_margin,
+            ..WatchdogConfig::default()
+        };
+        let patroni = LeaseBounds {
+            ttl_ms: 30_000,
+            loop_wait_ms: 10_000,
+            worst_election_ms: 1_100,
+        };
+        // (config, bounds, Ok(timeout) or Err(words the reason must contain))
+        type Case = (WatchdogConfig, LeaseBounds, Result<u64, &'static [&'static str]>);
+        let table: [Case; 7] = [
+            // The defaults: margin 5 leaves nothing of 2.5 s; margin 0 gives 2 s, which fits.
+            (
+                margin(5),
+                DEFAULTS,
+                Err(&[
+                    "safety_margin 5 s leaves no watchdog timeout within ttl 2.5 s",
+                    "safety_margin: 0 gives a timeout of 2 s, which fits",
+                ]),
+            ),
+            (margin(0), DEFAULTS, Ok(2)),
+            // ttl / 2 = 1 s: a Raft election (1.1 s) after a loop (0.5 s) would reset the machine.
+            (
+                margin(-1),
+                DEFAULTS,
+                Err(&[
+                    "timeout of 1 s (ttl / 2",
+                    "loop_wait (0.5 s) + the longest Raft re-election (1100 ms) = 1.6 s",
+                ]),
+            ),
+            (margin(5), patroni, Ok(25)),
+            // Margin 0 on a whole-second ttl fires only when the lease can already pass on.
+            (
+                margin(0),
+                patroni,
+                Err(&["does not end before the lease (ttl 30 s)", "safety_margin: 18"]),
+            ),
+            (margin(25), patroni, Err(&["timeout of 5 s", "= 11.1 s"])),
+            // No whole second fits: 1.6 s ≤ t < 2 s.
+            (
+                margin(0),
+                LeaseBounds {
+                    ttl_ms: 2_000,
+                    ..DEFAULTS
+                },
+                Err(&["no whole-second timeout is both at least 1.6 s and below ttl 2 s: raise ttl"]),
+            ),
+        ];
+        for (config, bounds, expected) in table {
+            match (plan(&config, bounds), expected) {
+                (Plan::Timeout { timeout }, Ok(want)) => assert_eq!(timeout, want, "{config:?} {bounds:?}"),
+                (Plan::Unusable { reason }, Err(words)) => {
+                    for w in words {
+                        assert!(reason.contains(w), "{reason:?} lacks {w:?}");
+                    }
+                }
+                (got, want) => panic!("{config:?} {bounds:?}: {got:?}, expected {want:?}"),
+            }
+        }
+        let off = WatchdogConfig {
+            mode: WatchdogMode::Off,
+            ..WatchdogConfig::default()
+        };
+        assert_eq!(plan(&off, DEFAULTS), Plan::Off);
+    }
+
+    #[test]
+    fn automatic_at_the_default_timings_says_why_it_runs_without_a_watchdog() {
+        let dir = tempfile::tempdir().unwrap();
+        let device = dir.path().join("wd");
+        std::fs::write(&device, "").unwrap();
+        let mut c = testing(WatchdogMode::Automatic, &device);
+        c.safety_margin = WatchdogConfig::default().safety_margin;
+        assert!(Watchdog::open_checked(&c, DEFAULTS).unwrap().is_none());
+        assert_eq!(
+            std::fs::read_to_string(&device).unwrap(),
+            "",
+            "the device was not armed"
+        );
+        c.mode = WatchdogMode::Required;
+        let e = Watchdog::open_checked(&c, DEFAULTS).unwrap_err();
+        assert!(matches!(e, WatchdogError::Unusable(_)), "{e}");
+        // ttl / 2 = 1 s is shorter than a loop and a Raft election: not armed either.
+        c.mode = WatchdogMode::Automatic;
+        c.safety_margin = -1;
+        assert!(Watchdog::open_checked(&c, DEFAULTS).unwrap().is_none());
+        assert_eq!(
+            std::fs::read_to_string(&device).unwrap(),
+            "",
+            "the device was not armed"
+        );
+        // With a margin that fits, the default timings arm a 2 s watchdog.
+        c.mode = WatchdogMode::Required;
+        c.safety_margin = 0;
+        let w = Watchdog::open_checked(&c, DEFAULTS).unwrap().expect("armed");
+        assert_eq!(w.timeout_secs(), 2);
     }
 
     #[test]

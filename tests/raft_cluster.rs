@@ -151,6 +151,7 @@ async fn lease_renewals_ride_through_a_raft_election() {
     let renew = Command::AcquireLease {
         key: Key::Leader,
         holder: "pg-primary".into(),
+        holder_addr: None,
         value: json!({"holder": "pg-primary"}),
         ttl_ms: TTL_MS,
     };

@@ -195,6 +195,7 @@ mod tests {
             updated_ms: 1_000,
             expires_at_ms: None,
             holder: None,
+            holder_addr: None,
         }
     }
 

@@ -13,7 +13,7 @@ mod problem;
 mod rules;
 pub mod schema;
 mod suggest;
-mod timing;
+pub(crate) mod timing;
 mod types;
 mod walk;
 

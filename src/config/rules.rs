@@ -272,21 +272,47 @@ fn check_tags(doc: &Doc, out: &mut RuleOutput) {
     }
 }
 
-/// The watchdog must fire before the lease expires, so the safety margin must be below ttl.
+/// The watchdog timeout must fit the lease (`crate::watchdog::plan`: below ttl, at least
+/// loop_wait + the longest Raft re-election), judged on `bootstrap.dcs` and this file's Raft
+/// timings: in `required` mode a problem (such a node could never become primary), in
+/// `automatic` mode a warning naming the numbers (it runs without a watchdog).
 fn check_watchdog(doc: &Doc, out: &mut RuleOutput) {
-    if doc.str("watchdog.mode") == Some("off") {
+    let mode = match doc.str("watchdog.mode") {
+        Some("off") => return,
+        Some("required") => crate::config::WatchdogMode::Required,
+        _ => crate::config::WatchdogMode::Automatic,
+    };
+    let defaults = super::dynamic::DynamicConfig::default();
+    let ttl = doc.ms_or("bootstrap.dcs.ttl", defaults.ttl);
+    let loop_wait = doc.ms_or("bootstrap.dcs.loop_wait", defaults.loop_wait);
+    let margin = match doc.get("watchdog.safety_margin") {
+        None => Some(crate::config::WatchdogConfig::default().safety_margin),
+        Some(v) => v.as_i64(),
+    };
+    let (Some(ttl), Some(loop_wait), Some(margin), Some(raft)) = (ttl, loop_wait, margin, raft_bounds(doc))
+    else {
         return;
-    }
-    let ttl = doc
-        .ms_or("bootstrap.dcs.ttl", super::dynamic::DynamicConfig::default().ttl)
-        .map(|ms| ms / 1000);
-    let margin = doc.get("watchdog.safety_margin").and_then(Json::as_i64);
-    if let (Some(ttl), Some(margin)) = (ttl, margin) {
-        if margin >= ttl {
-            out.problems.push(Problem::new(
+    };
+    let config = crate::config::WatchdogConfig {
+        mode,
+        safety_margin: margin,
+        ..Default::default()
+    };
+    let bounds = crate::watchdog::LeaseBounds {
+        ttl_ms: ttl.max(0) as u64,
+        loop_wait_ms: loop_wait.max(0) as u64,
+        worst_election_ms: raft.worst_election_ms.max(0) as u64,
+    };
+    if let crate::watchdog::Plan::Unusable { reason } = crate::watchdog::plan(&config, bounds) {
+        match mode {
+            crate::config::WatchdogMode::Required => out.problems.push(Problem::new(
                 "watchdog.safety_margin",
-                format!("{margin} s leaves no watchdog timeout within ttl ({ttl} s)"),
-            ));
+                format!("{reason} (watchdog.mode: required: this node could never become primary)"),
+            )),
+            _ => out.warnings.push(format!(
+                "watchdog: {reason}; watchdog.mode: automatic runs without a watchdog (set watchdog.mode: \
+                 off to say so, or fix the timeout)"
+            )),
         }
     }
 }

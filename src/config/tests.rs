@@ -32,6 +32,16 @@ fn load(text: &str) -> Result<Loaded, ConfigError> {
     Config::from_yaml_str(text, "test.yml", no_env())
 }
 
+/// The warnings but the watchdog one, which every file with the default watchdog settings and
+/// the default timings gets (`the_watchdog_timeout_is_checked_against_the_lease_at_start_up`).
+fn non_watchdog(warnings: &[String]) -> Vec<String> {
+    warnings
+        .iter()
+        .filter(|w| !w.starts_with("watchdog: "))
+        .cloned()
+        .collect()
+}
+
 fn problems(text: &str) -> Vec<String> {
     match load(text) {
         Ok(loaded) => panic!("expected problems, loaded {:?}", loaded.config),
@@ -233,15 +243,12 @@ fn lease_timings_are_adjusted_like_patroni() {
         );
         match change {
             Some(change) => {
-                assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+                let warnings = non_watchdog(&loaded.warnings);
+                assert_eq!(warnings.len(), 1, "{warnings:?}");
                 let prefix = format!("bootstrap.dcs: adjusted {change}: ");
-                assert!(
-                    loaded.warnings[0].starts_with(&prefix),
-                    "{prefix} / {}",
-                    loaded.warnings[0]
-                );
+                assert!(warnings[0].starts_with(&prefix), "{prefix} / {}", warnings[0]);
             }
-            None => assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings),
+            None => assert!(non_watchdog(&loaded.warnings).is_empty(), "{:?}", loaded.warnings),
         }
     }
     // The stored form is what the cluster will run with.
@@ -425,7 +432,7 @@ ctl:
     );
     let loaded = load(&text).expect("Patroni keys are accepted");
     assert_eq!(
-        loaded.warnings,
+        non_watchdog(&loaded.warnings),
         [
             "these Patroni settings are accepted but not implemented by pgquorum, and have no effect: \
           namespace, etcd3, restapi.certfile, ctl.insecure"
@@ -647,7 +654,9 @@ fn documentation_covers_every_key() {
 fn watchdog_driver_is_default_or_testing() {
     let config = load(MINIMAL).expect("valid").config;
     assert_eq!(config.watchdog.driver, WatchdogDriver::Default);
-    let text = format!("{MINIMAL}watchdog:\n  mode: required\n  driver: testing\n  device: /tmp/wd.fifo\n");
+    let text = format!(
+        "{MINIMAL}watchdog:\n  mode: required\n  driver: testing\n  device: /tmp/wd.fifo\n  safety_margin: 0\n"
+    );
     let config = load(&text).expect("valid").config;
     assert_eq!(config.watchdog.driver, WatchdogDriver::Testing);
     assert_eq!(config.watchdog.device, Path::new("/tmp/wd.fifo"));
@@ -899,10 +908,49 @@ fn raft_tls_files_go_together_and_password_is_not_empty() {
     let loaded = load(&text).expect("all three files and a password load");
     assert_eq!(loaded.config.raft.cafile.as_deref(), Some(Path::new("/ca.pem")));
     assert_eq!(loaded.config.raft.password.as_deref(), Some("pw"));
-    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert!(non_watchdog(&loaded.warnings).is_empty(), "{:?}", loaded.warnings);
     let text = format!("{MINIMAL}ctl:\n  certfile: /ctl.pem\n  keyfile: /ctl.key\n");
     assert_eq!(
         problems(&text),
         ["ctl.cacert: missing: mutual TLS needs ctl.certfile, ctl.keyfile, ctl.cacert together (given: ctl.certfile, ctl.keyfile)"]
     );
+}
+
+#[test]
+fn the_watchdog_timeout_is_checked_against_the_lease_at_start_up() {
+    // The default timings (ttl 2.5 s, loop_wait 0.5 s, Raft election up to 1.1 s) and the
+    // default safety_margin (5 s) leave no watchdog timeout: automatic says so and what fits.
+    let loaded = load(MINIMAL).expect("valid");
+    let warning = loaded
+        .warnings
+        .iter()
+        .find(|w| w.starts_with("watchdog: "))
+        .unwrap_or_else(|| panic!("no watchdog warning in {:?}", loaded.warnings));
+    assert!(
+        warning.contains("safety_margin 5 s leaves no watchdog timeout within ttl 2.5 s"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("safety_margin: 0 gives a timeout of 2 s"),
+        "{warning}"
+    );
+    assert!(warning.contains("runs without a watchdog"), "{warning}");
+    // Required: refused (such a node could never become primary).
+    let required = format!("{MINIMAL}watchdog:\n  mode: required\n");
+    let found = problems(&required);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("watchdog.safety_margin: ") && p.contains("never become primary")),
+        "{found:?}"
+    );
+    // A timeout that fits, or mode off: no warning.
+    for extra in ["watchdog:\n  safety_margin: 0\n", "watchdog:\n  mode: off\n"] {
+        let loaded = load(&format!("{MINIMAL}{extra}")).expect("valid");
+        assert!(
+            !loaded.warnings.iter().any(|w| w.starts_with("watchdog: ")),
+            "{extra}: {:?}",
+            loaded.warnings
+        );
+    }
 }

@@ -267,6 +267,7 @@ mod tests {
             updated_ms: 0,
             expires_at_ms: None,
             holder: None,
+            holder_addr: None,
         }
     }
 

@@ -265,6 +265,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             let cmd = Command::ReleaseLease {
                 key: Key::Leader,
                 holder: self.config.name.clone(),
+                holder_addr: Some(self.config.raft.self_addr.clone()),
             };
             match self.write(cmd).await {
                 Ok(_) => tracing::info!("released the leader lease"),
@@ -599,6 +600,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                 let cmd = Command::ReleaseLease {
                     key: Key::Leader,
                     holder: self.config.name.clone(),
+                    holder_addr: Some(self.config.raft.self_addr.clone()),
                 };
                 self.write(cmd).await.map(|_| ())
             }
@@ -732,6 +734,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         let cmd = Command::ReleaseLease {
             key: Key::Leader,
             holder: self.config.name.clone(),
+            holder_addr: Some(self.config.raft.self_addr.clone()),
         };
         self.write(cmd).await?;
         self.apply(Event::HandedOver);
@@ -817,6 +820,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         let cmd = Command::AcquireLease {
             key: Key::Leader,
             holder: self.config.name.clone(),
+            holder_addr: Some(self.config.raft.self_addr.clone()),
             value: serde_json::json!({ "holder": self.config.name }),
             ttl_ms,
         };
@@ -837,6 +841,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                     let cmd = Command::ReleaseLease {
                         key: Key::Leader,
                         holder: self.config.name.clone(),
+                        holder_addr: Some(self.config.raft.self_addr.clone()),
                     };
                     let _ = self.write(cmd).await;
                 }
@@ -885,8 +890,8 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
     /// before any promotion.
     fn keep_watchdog_alive(&mut self) -> Result<(), String> {
         if self.watchdog.is_none() {
-            let ttl_secs = self.dynamic.ttl.floor() as u64;
-            match crate::watchdog::Watchdog::open(&self.config.watchdog, ttl_secs) {
+            let bounds = crate::watchdog::LeaseBounds::new(&self.dynamic, &self.config.raft);
+            match crate::watchdog::Watchdog::open_checked(&self.config.watchdog, bounds) {
                 Ok(Some(w)) => {
                     self.watchdog_failed = false;
                     tracing::info!("watchdog armed: {}", w.describe());
@@ -1230,6 +1235,11 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             loop_wait_secs: self.dynamic.loop_wait,
             ttl_secs: self.dynamic.ttl,
             watchdog_failed: self.watchdog_failed,
+            watchdog: Some(crate::watchdog::status(
+                &self.config.watchdog,
+                crate::watchdog::LeaseBounds::new(&self.dynamic, &self.config.raft),
+                self.watchdog.as_ref(),
+            )),
         };
         self.snapshot.send_replace(Arc::new(snapshot));
     }

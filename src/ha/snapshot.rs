@@ -46,6 +46,8 @@ pub struct NodeSnapshot {
     pub ttl_secs: f64,
     /// `watchdog.mode: required` and the device could not be armed or kept alive.
     pub watchdog_failed: bool,
+    /// The watchdog: armed, the timeout it would arm with, or why it cannot be used.
+    pub watchdog: Option<crate::watchdog::Plan>,
 }
 
 impl NodeSnapshot {
@@ -69,6 +71,7 @@ impl NodeSnapshot {
             loop_wait_secs: crate::config::DEFAULT_LOOP_WAIT_SECS,
             ttl_secs: crate::config::DEFAULT_TTL_SECS,
             watchdog_failed: false,
+            watchdog: None,
         }
     }
 }

@@ -201,6 +201,7 @@ mod tests {
         let lease = |holder: &str| Command::AcquireLease {
             key: Key::Leader,
             holder: holder.into(),
+            holder_addr: None,
             value: serde_json::json!({ "holder": holder }),
             ttl_ms: 10_000,
         };

@@ -44,11 +44,22 @@ pub enum Command {
     AcquireLease {
         key: Key,
         holder: String,
+        /// The holder's identity beyond its name (its `raft.self_addr`): a lease taken with
+        /// one is renewed or released only with the same, so two agents that share a `name`
+        /// cannot both hold it. Absent in commands of older versions (then not checked).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        holder_addr: Option<String>,
         value: Value,
         ttl_ms: u64,
     },
-    /// Give up a lease held by `holder`; does nothing if someone else holds it.
-    ReleaseLease { key: Key, holder: String },
+    /// Give up a lease held by `holder` (at `holder_addr`); does nothing if someone else
+    /// holds it.
+    ReleaseLease {
+        key: Key,
+        holder: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        holder_addr: Option<String>,
+    },
     /// Housekeeping proposed by the Raft leader: removes entries whose expiry has passed
     /// by this command's stamp. Applying any command does the same first; this one exists
     /// so keys expire even when nobody writes.
@@ -68,12 +79,14 @@ impl Command {
     }
 }
 
-/// The payload of a Raft log entry: a command plus the wall-clock time the Raft leader
+/// The payload of a Raft log entry: a command plus the keyspace time the Raft leader
 /// stamped on it when it was proposed. TTLs are judged against these stamps only, so every
 /// node applies the same log to the same state whatever its own clock says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stamped {
-    /// Milliseconds since the Unix epoch on the proposing Raft leader.
+    /// Keyspace time in milliseconds on the proposing Raft leader ([`super::KeyspaceClock`]:
+    /// started at the Unix epoch time of the first stamp, then continued on monotonic clocks;
+    /// entries written by older versions carry the leader's wall clock, and apply the same).
     pub now_ms: u64,
     pub command: Command,
 }

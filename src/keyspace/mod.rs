@@ -7,10 +7,12 @@
 //! node, whatever its clock (proven by the property tests in `tests.rs`).
 //!
 //! # Time
-//! The keyspace clock is the highest stamp applied so far (`as_of_ms`). A new Raft leader
-//! whose clock is behind its predecessor's cannot move it backwards, so an expired key never
-//! comes back to life.
+//! The keyspace clock is the highest stamp applied so far (`as_of_ms`). A stamp lower than
+//! that cannot move it backwards, so an expired key never comes back to life. The Raft leader
+//! takes its stamps from [`KeyspaceClock`] (`clock.rs`): applied time continued on its
+//! monotonic clock, so no wall clock, however wrong, moves lease time.
 
+mod clock;
 mod command;
 mod key;
 #[cfg(test)]
@@ -21,6 +23,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use clock::{KeyspaceClock, WallJump, WALL_JUMP_TOLERANCE};
 pub use command::{Command, CommandOutcome, Precondition, Stamped};
 pub use key::{Key, KeyError, MEMBERS_PREFIX};
 
@@ -41,6 +44,9 @@ pub struct Entry {
     /// Lease holder, for keys written with `AcquireLease`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder: Option<String>,
+    /// The lease holder's address (`raft.self_addr`), when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_addr: Option<String>,
 }
 
 /// The whole keyspace. Serialises to the snapshot format.
@@ -94,34 +100,32 @@ impl Keyspace {
             Command::AcquireLease {
                 key,
                 holder,
+                holder_addr,
                 value,
                 ttl_ms,
             } => {
-                match self.entries.get(key) {
-                    Some(e) if e.holder.as_deref() != Some(holder.as_str()) => {
-                        let who = e
-                            .holder
-                            .clone()
-                            .unwrap_or_else(|| "a non-lease write".to_string());
-                        return self.reject(key, &format!("lease is held by {who}"));
-                    }
-                    _ => {}
+                if let Err(rejected) = self.check_holder(key, holder, holder_addr.as_deref(), true) {
+                    return rejected;
                 }
+                // A renewal without an address (an older agent) keeps the one on record.
+                let addr = holder_addr
+                    .clone()
+                    .or_else(|| self.entries.get(key).and_then(|e| e.holder_addr.clone()));
                 let expires = Some(now.saturating_add(*ttl_ms));
-                self.write(index, key, value.clone(), expires, Some(holder.clone()));
+                self.write(index, key, value.clone(), expires, Some((holder.clone(), addr)));
                 CommandOutcome::Applied { revision: index }
             }
-            Command::ReleaseLease { key, holder } => match self.entries.get(key) {
-                Some(e) if e.holder.as_deref() == Some(holder.as_str()) => {
-                    self.entries.remove(key);
-                    CommandOutcome::Applied { revision: index }
+            Command::ReleaseLease {
+                key,
+                holder,
+                holder_addr,
+            } => {
+                if let Err(rejected) = self.check_holder(key, holder, holder_addr.as_deref(), false) {
+                    return rejected;
                 }
-                Some(e) => {
-                    let who = e.holder.clone().unwrap_or_default();
-                    self.reject(key, &format!("lease is held by {who}, not {holder}"))
-                }
-                None => self.reject(key, "lease is not held"),
-            },
+                self.entries.remove(key);
+                CommandOutcome::Applied { revision: index }
+            }
             Command::Expire => CommandOutcome::Applied { revision: index },
         }
     }
@@ -171,6 +175,36 @@ impl Keyspace {
         }
     }
 
+    /// Whether `holder` at `addr` may renew (`acquire`: a free key is fine too) or release
+    /// the lease at `key`. The same name at another address is another agent.
+    fn check_holder(
+        &self,
+        key: &Key,
+        holder: &str,
+        addr: Option<&str>,
+        acquire: bool,
+    ) -> Result<(), CommandOutcome> {
+        let Some(e) = self.entries.get(key) else {
+            return if acquire {
+                Ok(())
+            } else {
+                Err(self.reject(key, "lease is not held"))
+            };
+        };
+        match (e.holder.as_deref(), e.holder_addr.as_deref(), addr) {
+            (Some(h), Some(held), Some(mine)) if h == holder && held != mine => Err(self.reject(
+                key,
+                &format!(
+                    "lease is held by {h} at {held}, not by {holder} at {mine} (two agents share the name {holder})"
+                ),
+            )),
+            (Some(h), ..) if h == holder => Ok(()),
+            (Some(h), ..) if !acquire => Err(self.reject(key, &format!("lease is held by {h}, not {holder}"))),
+            (Some(h), ..) => Err(self.reject(key, &format!("lease is held by {h}"))),
+            (None, ..) => Err(self.reject(key, "lease is held by a non-lease write")),
+        }
+    }
+
     fn reject(&self, key: &Key, reason: &str) -> CommandOutcome {
         CommandOutcome::Rejected {
             reason: format!("{key}: {reason}"),
@@ -184,8 +218,9 @@ impl Keyspace {
         key: &Key,
         value: Value,
         expires_at_ms: Option<u64>,
-        holder: Option<String>,
+        holder: Option<(String, Option<String>)>,
     ) {
+        let (holder, holder_addr) = holder.unzip();
         let created_revision = self.entries.get(key).map_or(index, |e| e.created_revision);
         let entry = Entry {
             key: key.clone(),
@@ -195,6 +230,7 @@ impl Keyspace {
             updated_ms: self.as_of_ms,
             expires_at_ms,
             holder,
+            holder_addr: holder_addr.flatten(),
         };
         self.entries.insert(key.clone(), entry);
     }

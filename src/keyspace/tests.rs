@@ -20,6 +20,7 @@ fn lease(holder: &str, ttl_ms: u64) -> Command {
     Command::AcquireLease {
         key: Key::Leader,
         holder: holder.into(),
+        holder_addr: None,
         value: json!({"holder": holder}),
         ttl_ms,
     }
@@ -126,6 +127,7 @@ fn compare_and_set_table() {
             command: Command::ReleaseLease {
                 key: Key::Leader,
                 holder: "node2".into(),
+                holder_addr: None,
             },
             applied: false,
         },
@@ -135,6 +137,7 @@ fn compare_and_set_table() {
             command: Command::ReleaseLease {
                 key: Key::Leader,
                 holder: "node1".into(),
+                holder_addr: None,
             },
             applied: true,
         },
@@ -265,7 +268,8 @@ fn arb_command() -> impl Strategy<Value = Command> {
         (holder.clone(), 1..5_000u64).prop_map(|(h, ttl)| lease(&h, ttl)),
         holder.prop_map(|h| Command::ReleaseLease {
             key: Key::Leader,
-            holder: h
+            holder: h,
+            holder_addr: None,
         }),
         Just(Command::Expire),
     ]
@@ -363,4 +367,97 @@ proptest! {
             }
         }
     }
+}
+
+fn lease_at(holder: &str, addr: Option<&str>, ttl_ms: u64) -> Command {
+    Command::AcquireLease {
+        key: Key::Leader,
+        holder: holder.into(),
+        holder_addr: addr.map(str::to_string),
+        value: json!({"holder": holder}),
+        ttl_ms,
+    }
+}
+
+#[test]
+fn two_agents_with_the_same_name_cannot_both_hold_the_lease() {
+    let a = Some("10.0.0.1:7000");
+    let b = Some("10.0.0.2:7000");
+    let release = |addr: Option<&str>| Command::ReleaseLease {
+        key: Key::Leader,
+        holder: "node1".into(),
+        holder_addr: addr.map(str::to_string),
+    };
+    // (before, command, applied)
+    let table = [
+        (
+            "the same agent renews",
+            vec![lease_at("node1", a, 1000)],
+            lease_at("node1", a, 1000),
+            true,
+        ),
+        (
+            "its namesake cannot renew",
+            vec![lease_at("node1", a, 1000)],
+            lease_at("node1", b, 1000),
+            false,
+        ),
+        (
+            "its namesake cannot release",
+            vec![lease_at("node1", a, 1000)],
+            release(b),
+            false,
+        ),
+        (
+            "the holder releases",
+            vec![lease_at("node1", a, 1000)],
+            release(a),
+            true,
+        ),
+        // Rolling upgrade: an older agent gives no address; renewals without one still apply.
+        (
+            "an older agent renews its own lease",
+            vec![lease_at("node1", None, 1000)],
+            lease_at("node1", None, 1000),
+            true,
+        ),
+        (
+            "an upgraded agent renews the older lease",
+            vec![lease_at("node1", None, 1000)],
+            lease_at("node1", a, 1000),
+            true,
+        ),
+        (
+            "an older renewal keeps the address",
+            vec![lease_at("node1", a, 1000), lease_at("node1", None, 1000)],
+            lease_at("node1", b, 1000),
+            false,
+        ),
+        (
+            "a free lease is taken by anyone",
+            vec![],
+            lease_at("node1", b, 1000),
+            true,
+        ),
+    ];
+    for (name, before, command, applied) in table {
+        let mut ks = Keyspace::default();
+        for (i, c) in before.iter().enumerate() {
+            assert!(
+                ks.apply(i as u64 + 1, &at(1, c.clone())).is_applied(),
+                "{name}: setup"
+            );
+        }
+        let outcome = ks.apply(100, &at(2, command));
+        assert_eq!(outcome.is_applied(), applied, "{name}: {outcome:?}");
+        if let CommandOutcome::Rejected { reason, .. } = &outcome {
+            assert!(
+                reason.contains("two agents share the name node1"),
+                "{name}: {reason}"
+            );
+        }
+    }
+    let mut ks = Keyspace::default();
+    ks.apply(1, &at(1, lease_at("node1", a, 1000)));
+    assert_eq!(ks.get(&Key::Leader).unwrap().holder_addr.as_deref(), a);
 }

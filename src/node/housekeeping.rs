@@ -1,11 +1,11 @@
 //! TTL expiry. Keys expire by the leader's stamps only, so someone has to propose an
 //! `Expire` command when nothing else is written: the Raft leader does, as soon as its
-//! clock passes the earliest expiry (as Patroni's raft store does).
+//! keyspace clock (`keyspace/clock.rs`, not its wall clock) passes the earliest expiry.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{wall_ms, RaftNode};
+use super::RaftNode;
 use crate::keyspace::Command;
 
 /// How often the leader checks for expired keys: the extra delay on top of a TTL.
@@ -27,7 +27,7 @@ pub(super) async fn run(node: Arc<RaftNode>) {
         let due = node
             .state_machine
             .read(|s| s.keyspace.next_expiry_ms())
-            .is_some_and(|t| t <= wall_ms());
+            .is_some_and(|t| t <= node.state_machine.keyspace_now_ms());
         if due {
             if let Err(e) = node.write(Command::Expire, true).await {
                 tracing::debug!(error = %e, "raft: expiry housekeeping not committed");

@@ -157,7 +157,8 @@ pub struct RaftNode {
     join_lock: tokio::sync::Mutex<()>,
 }
 
-/// Wall-clock milliseconds since the Unix epoch (only the Raft leader's counts).
+/// Wall-clock milliseconds since the Unix epoch. Lease time does not use it (see
+/// `keyspace/clock.rs`); the Raft leader reads it to seed an empty keyspace and detect jumps.
 pub fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -318,10 +319,18 @@ impl RaftNode {
         deadline: Instant,
     ) -> Result<WriteResult, KeyspaceError> {
         // The stamp is taken on the leader, just before proposing: TTLs are measured on it.
-        let stamped = crate::keyspace::Stamped {
-            now_ms: wall_ms(),
-            command,
-        };
+        // Keyspace time, continued on the monotonic clock: no wall clock moves lease time.
+        let (now_ms, jump) = self.state_machine.stamp(wall_ms());
+        if let Some(jump) = jump {
+            tracing::warn!(
+                jump_ms = jump.by_ms,
+                keyspace_ms = now_ms,
+                "raft: this leader's wall clock jumped by {} ms against its monotonic clock; \
+                 lease time does not follow it (keyspace time runs on the monotonic clock)",
+                jump.by_ms
+            );
+        }
+        let stamped = crate::keyspace::Stamped { now_ms, command };
         match tokio::time::timeout_at(deadline, self.raft.client_write(stamped)).await {
             Ok(Ok(resp)) => Ok(WriteResult {
                 outcome: resp.data,

@@ -3,7 +3,9 @@
 //! snapshots of it for log compaction and for catching up lagging nodes.
 
 use std::io::Cursor;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::time::Instant;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::AnyError;
@@ -13,7 +15,7 @@ use tokio::sync::watch;
 
 use super::storage::Storage;
 use super::{BasicNode, NodeId, StorageError, TypeConfig};
-use crate::keyspace::{CommandOutcome, Keyspace};
+use crate::keyspace::{CommandOutcome, Keyspace, KeyspaceClock, WallJump};
 
 /// Everything the state machine holds; also the snapshot format.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -39,6 +41,8 @@ pub struct StateMachineStore {
     storage: Storage,
     state: Arc<RwLock<AppliedState>>,
     applied_tx: Arc<watch::Sender<u64>>,
+    /// This node's keyspace clock, anchored on every applied batch (`keyspace/clock.rs`).
+    clock: Arc<Mutex<KeyspaceClock>>,
 }
 
 impl StateMachineStore {
@@ -60,11 +64,37 @@ impl StateMachineStore {
             }
         }
         let applied = state.last_applied.map_or(0, |l| l.index);
+        let clock = KeyspaceClock::new(state.keyspace.as_of_ms(), Instant::now());
         Ok(StateMachineStore {
             storage,
             state: Arc::new(RwLock::new(state)),
             applied_tx: Arc::new(watch::channel(applied).0),
+            clock: Arc::new(Mutex::new(clock)),
         })
+    }
+
+    /// Keyspace time now on this node's clock (what the Raft leader would stamp).
+    pub fn keyspace_now_ms(&self) -> u64 {
+        self.clock
+            .lock()
+            .expect("clock lock poisoned")
+            .now_ms(Instant::now())
+    }
+
+    /// The stamp for a command this node proposes as Raft leader, whose wall clock reads
+    /// `wall_ms`, and a wall-clock jump since its previous stamp, if any.
+    pub fn stamp(&self, wall_ms: u64) -> (u64, Option<WallJump>) {
+        self.clock
+            .lock()
+            .expect("clock lock poisoned")
+            .stamp(Instant::now(), wall_ms)
+    }
+
+    fn observe_applied(&self, as_of_ms: u64) {
+        self.clock
+            .lock()
+            .expect("clock lock poisoned")
+            .observe_applied(as_of_ms, Instant::now());
     }
 
     /// Run `f` on the current state (a short read lock; do not block inside).
@@ -209,6 +239,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
             state.clone()
         };
+        self.observe_applied(snapshot_of_state.keyspace.as_of_ms());
         self.persist(&snapshot_of_state)?;
         let applied = snapshot_of_state.last_applied.map_or(0, |l| l.index);
         self.applied_tx.send_replace(applied);
@@ -232,6 +263,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let new_state = decode_snapshot(meta, &data)?;
         self.save_snapshot(meta, data, Some(&new_state)).await?;
         let applied = new_state.last_applied.map_or(0, |l| l.index);
+        self.observe_applied(new_state.keyspace.as_of_ms());
         *self.state.write().expect("state machine lock poisoned") = new_state;
         self.applied_tx.send_replace(applied);
         Ok(())

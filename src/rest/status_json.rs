@@ -44,6 +44,10 @@ pub struct MemberStatusJson {
     /// `watchdog.mode: required` and the device cannot be armed or kept alive.
     #[serde(skip_serializing_if = "Not::not")]
     pub watchdog_failed: bool,
+    /// The watchdog: `{"state": "armed"|"timeout", "timeout": s}`, `{"state": "unusable",
+    /// "reason": ...}` (then `automatic` runs without one) or `{"state": "off"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watchdog: Option<crate::watchdog::Plan>,
     pub patroni: PatroniJson,
 }
 
@@ -115,6 +119,7 @@ pub fn member_status(snapshot: &NodeSnapshot, version: &'static str) -> MemberSt
         database_system_identifier: me.system_identifier.clone(),
         pending_restart: me.pending_restart,
         watchdog_failed: snapshot.watchdog_failed,
+        watchdog: snapshot.watchdog.clone(),
         patroni: PatroniJson {
             version,
             scope: snapshot.scope.clone(),

@@ -1082,6 +1082,7 @@ async fn write_failures_and_races() {
         updated_ms: 0,
         expires_at_ms: None,
         holder: None,
+        holder_addr: None,
     };
     let loop_task = answer_next_write(
         &mut server,
