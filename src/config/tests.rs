@@ -827,7 +827,6 @@ fn every_patroni_4_key_loads_and_no_ignored_key_is_silent() {
         "restapi.server_tokens",
         "restapi.thread_pool_size",
         "ctl.keyfile_password",
-        "ctl.authentication",
         "citus",
         "raft.bind_addr",
         "raft.min_timeout",

@@ -66,6 +66,16 @@ pub struct SecurityArgs {
     /// The cluster name (`scope`) stamped on every call, so an agent of another cluster refuses.
     #[arg(long, global = true, env = "PGQUORUMCTL_SCOPE")]
     pub scope: Option<String>,
+    /// Admin credentials USER:PASSWORD (the agents' `restapi.authentication`); else the `-c`
+    /// file's `ctl.authentication`, else its `restapi.authentication`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "USER:PASSWORD",
+        env = "PGQUORUMCTL_AUTH",
+        hide_env_values = true
+    )]
+    pub auth: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -278,12 +288,28 @@ impl Cli {
                 ))
             }
         };
-        Ok(Transport::new(
-            scope.as_deref(),
-            tls.as_ref(),
-            password.as_deref(),
-            keys,
-        )?)
+        let transport = Transport::new(scope.as_deref(), tls.as_ref(), password.as_deref(), keys)?;
+        let credentials = match &sec.auth {
+            Some(text) => {
+                let (user, pw) = text
+                    .split_once(':')
+                    .ok_or_else(|| CtlError::Other("--auth: expected USER:PASSWORD".into()))?;
+                Some(crate::config::BasicAuth {
+                    username: user.to_string(),
+                    password: pw.to_string(),
+                })
+            }
+            None => file.as_ref().and_then(|c| {
+                c.ctl
+                    .authentication
+                    .clone()
+                    .or_else(|| c.restapi.authentication.clone())
+            }),
+        };
+        Ok(match credentials {
+            Some(a) => transport.with_credentials(&a.username, &a.password),
+            None => transport,
+        })
     }
 }
 
