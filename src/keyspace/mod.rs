@@ -24,6 +24,11 @@ use serde_json::Value;
 pub use command::{Command, CommandOutcome, Precondition, Stamped};
 pub use key::{Key, KeyError, MEMBERS_PREFIX};
 
+/// The most `members/*` keys the keyspace holds: a write that would add one more is rejected
+/// (the same on every node), so no caller can make every node store and re-persist an
+/// unbounded member list. Far above any real cluster's size.
+pub const MAX_MEMBER_KEYS: usize = 256;
+
 /// One stored key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -69,6 +74,9 @@ impl Keyspace {
                 if let Err(rejected) = self.check(key, precondition) {
                     return rejected;
                 }
+                if let Err(rejected) = self.check_member_cap(key) {
+                    return rejected;
+                }
                 // `initialize` holds "" while the bootstrap claim is pending, then the
                 // system identifier, which is never overwritten.
                 let settled = |e: &Entry| e.value.as_str() != Some("");
@@ -106,6 +114,9 @@ impl Keyspace {
                         return self.reject(key, &format!("lease is held by {who}"));
                     }
                     _ => {}
+                }
+                if let Err(rejected) = self.check_member_cap(key) {
+                    return rejected;
                 }
                 let expires = Some(now.saturating_add(*ttl_ms));
                 self.write(index, key, value.clone(), expires, Some(holder.clone()));
@@ -169,6 +180,25 @@ impl Keyspace {
                 Err(self.reject(key, &format!("key does not exist, expected revision {want}")))
             }
         }
+    }
+
+    /// A new member key beyond [`MAX_MEMBER_KEYS`] is rejected; existing ones may be rewritten.
+    fn check_member_cap(&self, key: &Key) -> Result<(), CommandOutcome> {
+        if !matches!(key, Key::Member(_)) || self.entries.contains_key(key) {
+            return Ok(());
+        }
+        let members = self
+            .entries
+            .keys()
+            .filter(|k| matches!(k, Key::Member(_)))
+            .count();
+        if members >= MAX_MEMBER_KEYS {
+            return Err(self.reject(
+                key,
+                &format!("the keyspace already holds {members} member keys (at most {MAX_MEMBER_KEYS})"),
+            ));
+        }
+        Ok(())
     }
 
     fn reject(&self, key: &Key, reason: &str) -> CommandOutcome {
