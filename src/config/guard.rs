@@ -168,6 +168,14 @@ mod tests {
         assert!(check_config_write(None, &standby, None).is_err());
         let defaults = json!({"postgresql": {"recovery_conf": {}}, "standby_cluster": null});
         assert!(check_config_write(None, &defaults, None).is_ok());
+        // What is accepted is accepted again in its stored form (found by tests/fuzz_inputs.rs:
+        // an empty standby_cluster was stored as a section of nulls, then refused).
+        let (stored, _) = check_config_write(None, &defaults, None).unwrap();
+        let stored = stored.to_json();
+        assert!(
+            check_config_write(Some(&stored), &stored, None).is_ok(),
+            "{stored}"
+        );
 
         let trust = json!({"postgresql": {"pg_hba": ["host all all 0.0.0.0/0 trust"]}});
         let err = check_config_write(None, &trust, None).unwrap_err();
@@ -186,5 +194,8 @@ mod tests {
         let bad = json!({"ttl": 0.1});
         assert!(check_config_write(None, &bad, None).is_err());
         assert!(check_config_write(None, &json!({"ttl": "soon"}), None).is_err());
+        // Found by tests/fuzz_inputs.rs: this overflowed (a panic) in the timing rules.
+        assert!(check_config_write(None, &json!({"loop_wait": 9_223_372_036_854_775_u64}), None).is_err());
+        assert!(check_config_write(None, &json!({"ttl": -9.0e15}), None).is_err());
     }
 }
