@@ -299,6 +299,14 @@ async fn admin_listener_serves_operators_and_peer_port_only_agents() {
         stderr.contains("agents only: raft.admin_listen serves operators"),
         "{stderr}"
     );
+    // An operator request for the asked agent's own member goes through the admin listener
+    // (these agents manage no PostgreSQL, so the request reaches the agent and is declined).
+    let (ok, _, stderr) = run_ctl(&ctl(&admin_ep, &auth, &["restart", "node1"])).await;
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("agent at 127.0.0.1:4879: this node manages no PostgreSQL"),
+        "{stderr}"
+    );
     // Agents without admin_listen still serve operators on their peer port.
     let (ok, _, stderr) = run_ctl(&ctl(&endpoint(&opts, 1), &auth, &["get", "leader"])).await;
     assert!(ok, "{stderr}");

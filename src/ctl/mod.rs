@@ -367,6 +367,25 @@ pub async fn scope_of(endpoint: &str) -> Result<String, CtlError> {
     Ok(reply.into_inner().cluster)
 }
 
+/// Where to send an operator request for the member at `address` (its `raft.self_addr`):
+/// the endpoint asked when that member is the endpoint's own agent, so the request reaches it
+/// through the listener the operator chose (`raft.admin_listen`: the peer port then refuses
+/// operators); otherwise the member's address.
+pub async fn operator_address(endpoint: &str, address: &str) -> String {
+    let own = match connect(endpoint) {
+        Ok(mut client) => client
+            .node_status(crate::grpc::pb::admin::NodeStatusRequest {})
+            .await
+            .map(|r| r.into_inner().addr)
+            .ok(),
+        Err(_) => None,
+    };
+    match own {
+        Some(own) if own == address => endpoint.to_string(),
+        _ => address.to_string(),
+    }
+}
+
 /// Run one command; returns what to print on stdout.
 pub async fn run(cli: &Cli) -> Result<String, CtlError> {
     let endpoint = cli.endpoint()?;
