@@ -81,6 +81,10 @@ pub async fn run(
     // Bind and check everything before touching storage: a port conflict or a bad
     // PostgreSQL setting is reported without side effects.
     let listener = bind("raft.self_addr", &settings.self_addr).await?;
+    let admin_listener = match &config.raft.admin_listen {
+        Some(addr) => Some(bind("raft.admin_listen", addr).await?),
+        None => None,
+    };
     let postgres = match &config.postgresql.data_dir {
         Some(_) => {
             let pg = Postgres::new(PostgresSettings::from_config(&config)?)?;
@@ -151,7 +155,8 @@ pub async fn run(
     }
 
     let until = serve_until(stop_rx.clone(), ha_end.clone());
-    serve(node.clone(), &transport, operator, position, listener, until).await?;
+    let admin = AdminGrpc::new(node.clone(), operator, position).with_raft_config(config.raft.clone());
+    serve(node.clone(), &transport, admin, listener, admin_listener, until).await?;
     if let Some(TaskEnd::Died(why)) = ha_end.borrow().clone() {
         // No orderly shutdown: the process exits, which closes the fence guard's pipe.
         return Err(AgentError::HaLoopDied(why));
@@ -237,28 +242,60 @@ pub async fn bind(key: &'static str, addr: &str) -> Result<TcpListener, AgentErr
 }
 
 /// Serve the Raft and admin services on one port (one port per agent to open in a firewall),
-/// both behind the transport's checks (mutual TLS, cluster identity, password proof).
+/// both behind the transport's checks (mutual TLS, cluster identity, password proof,
+/// permissions). With `admin_listener` (`raft.admin_listen`) the admin service for operators
+/// is served there, and the peer port's admin service admits agents only.
 pub async fn serve(
     node: Arc<RaftNode>,
     transport: &crate::grpc::Transport,
-    operator: Option<mpsc::Sender<OperatorRequest>>,
-    position: Option<crate::ha::PositionProbe>,
+    admin: AdminGrpc,
     listener: TcpListener,
+    admin_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
+    use crate::grpc::transport::Service;
+    use futures::FutureExt;
     let raft = RaftServiceServer::new(RaftGrpc::new(node.raft.clone(), &node.settings.cluster))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let admin = AdminServer::new(AdminGrpc::new(node.clone(), operator, position));
-    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
-    if let Some(tls) = transport.server_tls() {
-        builder = builder.tls_config(tls)?;
-    }
-    builder
-        .add_service(InterceptedService::new(raft, transport.gate()))
-        .add_service(InterceptedService::new(admin, transport.gate()))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
+    let admin_server = |admin: AdminGrpc| {
+        AdminServer::new(admin)
+            .max_decoding_message_size(crate::grpc::admin_service::MAX_ADMIN_REQUEST_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    };
+    let builder = || -> Result<tonic::transport::Server, AgentError> {
+        let builder = tonic::transport::Server::builder().tcp_nodelay(true);
+        Ok(match transport.server_tls() {
+            Some(tls) => builder.tls_config(tls)?,
+            None => builder,
+        })
+    };
+    let shutdown = shutdown.shared();
+    let peer_admin = if admin_listener.is_some() {
+        Service::AdminForAgents
+    } else {
+        Service::Admin
+    };
+    let peer = builder()?
+        .add_service(InterceptedService::new(raft, transport.gate(Service::Raft)))
+        .add_service(InterceptedService::new(
+            admin_server(admin.clone()),
+            transport.gate(peer_admin),
+        ))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.clone());
+    let Some(admin_listener) = admin_listener else {
+        peer.await?;
+        return Ok(());
+    };
+    let operators = builder()?
+        .add_service(InterceptedService::new(
+            admin_server(admin),
+            transport.gate(Service::Admin),
+        ))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(admin_listener), shutdown);
+    let (peer, operators) = tokio::join!(peer, operators);
+    peer?;
+    operators?;
     Ok(())
 }
 

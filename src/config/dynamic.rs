@@ -50,8 +50,12 @@ pub struct DynamicConfig {
     /// Seconds a departed member's replication slot is kept.
     pub member_slots_ttl: u64,
     pub postgresql: DynamicPostgresql,
-    /// Replicate from another cluster; see [`DynamicConfig::is_standby_cluster`].
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Replicate from another cluster; see [`DynamicConfig::is_standby_cluster`]. An empty
+    /// section (`standby_cluster:` or `{}`) is read as none, as Patroni does.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_section_is_none"
+    )]
     pub standby_cluster: Option<StandbyCluster>,
     /// Permanent replication slots, by name (`permanent_slots` is read as an alias).
     pub slots: BTreeMap<String, PermanentSlot>,
@@ -187,6 +191,15 @@ impl Default for DynamicPostgresql {
             remove_data_directory_on_diverged_timelines: false,
         }
     }
+}
+
+/// An empty `standby_cluster` is no standby cluster. Stored as `None`, not as a section of
+/// nulls: that form failed the section's own rule when validated again, so a cluster
+/// bootstrapped with `standby_cluster:` could never have its configuration edited (found by
+/// tests/fuzz_inputs.rs).
+fn empty_section_is_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<StandbyCluster>, D::Error> {
+    let section = Option::<StandbyCluster>::deserialize(d)?;
+    Ok(section.filter(|s| *s != StandbyCluster::default()))
 }
 
 /// `standby_cluster`: this cluster replicates from another one.

@@ -9,6 +9,7 @@
 mod address;
 mod dynamic;
 mod env;
+pub mod guard;
 mod problem;
 mod rules;
 pub mod schema;
@@ -32,7 +33,8 @@ pub use env::{variable_for as env_variable_for, ENV_PREFIX};
 pub use types::{
     worst_case_election_ms, BasicAuth, BinNames, BootstrapConfig, Callbacks, Config, LogConfig, ParamValue,
     PgAuthentication, PgUser, PostgresqlConfig, RaftConfig, RestApiConfig, Tags, ToolOption, WatchdogConfig,
-    WatchdogDriver, WatchdogMode, DEFAULT_ELECTION_TIMEOUT_MS, DEFAULT_HEARTBEAT_INTERVAL_MS,
+    WatchdogDriver, WatchdogMode, DEFAULT_ADMIN_NAME, DEFAULT_ELECTION_TIMEOUT_MS,
+    DEFAULT_HEARTBEAT_INTERVAL_MS,
 };
 
 use problem::Problem;

@@ -249,6 +249,25 @@ fn check_raft_transport(doc: &Doc, out: &mut RuleOutput) {
             }
         }
     }
+    // Permission settings act only when callers can be told apart (src/grpc/access.rs).
+    let tls = doc.get("raft.certfile").is_some();
+    let secured = tls || doc.get("raft.password").is_some();
+    for (key, acts) in [
+        ("raft.admin_names", tls),
+        ("raft.read_names", tls),
+        ("raft.read_open", secured),
+    ] {
+        if doc.get(key).is_some() && !acts {
+            let needs = if key == "raft.read_open" {
+                "raft.certfile/keyfile/cafile or raft.password"
+            } else {
+                "raft.certfile/keyfile/cafile (it names client certificates)"
+            };
+            out.warnings.push(format!(
+                "{key} has no effect without {needs}: the gRPC port is open and every caller is treated as an agent"
+            ));
+        }
+    }
     if doc.str("raft.password").is_some_and(str::is_empty) {
         out.problems.push(Problem::new(
             "raft.password",

@@ -197,7 +197,9 @@ pub const FILE_KEYS: &[Key] = &[
     key("ctl.keyfile", Kind::Path),
     not_implemented("ctl.keyfile_password", Kind::Str),
     not_implemented("ctl.insecure", Kind::Bool),
-    not_implemented("ctl.authentication", Kind::AnyMap),
+    key("ctl.authentication", Kind::Section),
+    required("ctl.authentication.username", Kind::Str),
+    required("ctl.authentication.password", Kind::Str),
     // --- raft (Patroni's raft DCS; pgquorum's embedded Raft) ---
     required("raft", Kind::Section),
     required("raft.self_addr", Kind::ConnectAddr),
@@ -208,6 +210,11 @@ pub const FILE_KEYS: &[Key] = &[
     extension("raft.certfile", Kind::Path),
     extension("raft.keyfile", Kind::Path),
     extension("raft.cafile", Kind::Path),
+    // Who may do what on the admin service (src/grpc/access.rs).
+    extension("raft.admin_names", Kind::StrList),
+    extension("raft.read_names", Kind::StrList),
+    extension("raft.read_open", Kind::Bool),
+    extension("raft.admin_listen", Kind::ListenAddr),
     // pysyncobj's timings (Patroni 4.1); pgquorum's Raft has its own, below.
     not_implemented("raft.min_timeout", Kind::FracSeconds { min_ms: 0 }),
     not_implemented("raft.max_timeout", Kind::FracSeconds { min_ms: 0 }),

@@ -836,7 +836,6 @@ fn every_patroni_4_key_loads_and_no_ignored_key_is_silent() {
         "restapi.server_tokens",
         "restapi.thread_pool_size",
         "ctl.keyfile_password",
-        "ctl.authentication",
         "citus",
         "raft.bind_addr",
         "raft.min_timeout",
@@ -891,6 +890,22 @@ fn every_patroni_4_key_loads_and_no_ignored_key_is_silent() {
             "{quiet} should not be named in: {warning}"
         );
     }
+}
+
+#[test]
+fn permission_settings_without_tls_or_password_are_reported() {
+    let text = format!("{MINIMAL}  read_open: true\n  admin_names: [ops]\n");
+    let loaded = load(&text).expect("loads");
+    assert_eq!(loaded.config.raft.admin_names, ["ops"]);
+    assert!(loaded.config.raft.read_open);
+    assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
+    assert!(loaded.warnings[0].starts_with("raft.admin_names has no effect without raft.certfile"));
+    assert!(loaded.warnings[1].starts_with("raft.read_open has no effect without"));
+    let text = format!("{MINIMAL}  password: pw\n  read_open: true\n  admin_listen: 127.0.0.1:2390\n");
+    let loaded = load(&text).expect("loads");
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(loaded.config.raft.admin_names, ["pgquorumctl"]);
+    assert_eq!(loaded.config.raft.admin_listen.as_deref(), Some("127.0.0.1:2390"));
 }
 
 #[test]

@@ -61,6 +61,9 @@ pub struct CtlConfig {
     pub certfile: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyfile: Option<PathBuf>,
+    /// The admin credentials pgquorumctl sends (else `restapi.authentication`'s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<BasicAuth>,
 }
 
 /// Patroni's `raft` section, plus pgquorum's Raft timing.
@@ -94,6 +97,27 @@ pub struct RaftConfig {
     /// pgquorum extension: the cluster CA (PEM); only certificates it signed may connect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cafile: Option<PathBuf>,
+    /// pgquorum extension: client certificate names (DNS SANs) given admin permission
+    /// rather than an agent's (docs/security.md, "Permissions").
+    #[serde(default = "default_admin_names")]
+    pub admin_names: Vec<String>,
+    /// pgquorum extension: client certificate names given read permission only.
+    #[serde(default)]
+    pub read_names: Vec<String>,
+    /// pgquorum extension: callers without credentials may read (list, status, get).
+    #[serde(default)]
+    pub read_open: bool,
+    /// pgquorum extension: serve the admin service (pgquorumctl) on this address too; the
+    /// peer port (`self_addr`) then serves agents only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<String>,
+}
+
+/// The name `pgquorum generate-certs` gives pgquorumctl's client certificate.
+pub const DEFAULT_ADMIN_NAME: &str = "pgquorumctl";
+
+fn default_admin_names() -> Vec<String> {
+    vec![DEFAULT_ADMIN_NAME.to_string()]
 }
 
 fn default_skew_ms() -> u64 {

@@ -697,8 +697,16 @@ fn frac_seconds(value: &Yaml) -> Result<f64, String> {
     if !secs.is_finite() {
         return Err(format!("{secs} is not a valid number of seconds"));
     }
+    // Bounded so the timing rules' millisecond arithmetic cannot overflow (found by
+    // tests/fuzz_inputs.rs: `loop_wait: 9223372036854775` panicked the config check).
+    if secs.abs() > MAX_DURATION_SECS {
+        return Err(format!("{secs} s is too large (at most {MAX_DURATION_SECS} s)"));
+    }
     Ok(secs)
 }
+
+/// The longest duration a fractional-seconds setting accepts: about 115 days.
+const MAX_DURATION_SECS: f64 = 1e7;
 
 /// Whole seconds stay integers in JSON (what Patroni tools expect); fractions stay fractions.
 fn seconds_json(secs: f64) -> Json {

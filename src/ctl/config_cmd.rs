@@ -6,6 +6,7 @@ use std::io::Write;
 use serde_json::Value;
 
 use super::{client, CtlError};
+use crate::config::guard::check_config_write;
 use crate::config::DynamicConfig;
 use crate::keyspace::{Command, CommandOutcome, Key, Precondition};
 
@@ -130,7 +131,7 @@ pub async fn edit(endpoint: &str, sets: &[String], pgs: &[String]) -> Result<Str
     if after == before {
         return Ok("Not changed".into());
     }
-    let stored = store(endpoint, &after, revision).await?;
+    let stored = store(endpoint, revision.map(|_| &before), &after, revision).await?;
     let mut out = diff(&to_yaml(&before)?, &to_yaml(&stored.config.to_json())?);
     for w in stored.warnings {
         out.push_str(&format!("\nwarning: {w}"));
@@ -147,10 +148,17 @@ pub(super) struct Stored {
     pub revision: u64,
 }
 
-/// Validate `after` like `bootstrap.dcs` and write it compare-and-set against `revision`
-/// (the one `after` was derived from; `None`: the key must still be absent).
-pub(super) async fn store(endpoint: &str, after: &Value, revision: Option<u64>) -> Result<Stored, CtlError> {
-    let (validated, warnings) = DynamicConfig::from_json(after, None).map_err(|problems| {
+/// Validate `after` with the rules the agents apply to every `config` write
+/// ([`check_config_write`]: those of `bootstrap.dcs`, and no change to what runs commands) and
+/// write it compare-and-set against `revision`, the one `before` was read at (`None`: the key
+/// must still be absent).
+pub(super) async fn store(
+    endpoint: &str,
+    before: Option<&Value>,
+    after: &Value,
+    revision: Option<u64>,
+) -> Result<Stored, CtlError> {
+    let (validated, warnings) = check_config_write(before, after, None).map_err(|problems| {
         CtlError::Other(format!(
             "the new configuration is invalid, nothing changed:\n  - {}",
             problems.join("\n  - ")

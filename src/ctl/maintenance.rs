@@ -48,8 +48,9 @@ pub async fn set_pause(endpoint: &str, pause: bool, wait: bool, json: bool) -> R
         _ => {}
     }
     // Resuming removes the setting (the default is off), as Patroni does.
+    let before = revision.map(|_| config.clone());
     config_cmd::set_path(&mut config, "pause", if pause { "true" } else { "" })?;
-    let stored = config_cmd::store(endpoint, &config, revision).await?;
+    let stored = config_cmd::store(endpoint, before.as_ref(), &config, revision).await?;
     let verb = if pause { "pause" } else { "resume" };
     let mut confirmed_by = None;
     if wait {
@@ -190,6 +191,7 @@ pub async fn reinit(
         .find(|r| r.member == member)
         .map(|r| r.address.clone())
         .ok_or_else(|| CtlError::Other(format!("{member} is not in the Raft group: no address to ask")))?;
+    let address = super::operator_address(endpoint, &address).await;
     let message = connect(&address)?
         .operate(OperateRequest { op: "reinit".into() })
         .await

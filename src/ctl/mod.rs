@@ -66,6 +66,16 @@ pub struct SecurityArgs {
     /// The cluster name (`scope`) stamped on every call, so an agent of another cluster refuses.
     #[arg(long, global = true, env = "PGQUORUMCTL_SCOPE")]
     pub scope: Option<String>,
+    /// Admin credentials USER:PASSWORD (the agents' `restapi.authentication`); else the `-c`
+    /// file's `ctl.authentication`, else its `restapi.authentication`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "USER:PASSWORD",
+        env = "PGQUORUMCTL_AUTH",
+        hide_env_values = true
+    )]
+    pub auth: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -278,12 +288,28 @@ impl Cli {
                 ))
             }
         };
-        Ok(Transport::new(
-            scope.as_deref(),
-            tls.as_ref(),
-            password.as_deref(),
-            keys,
-        )?)
+        let transport = Transport::new(scope.as_deref(), tls.as_ref(), password.as_deref(), keys)?;
+        let credentials = match &sec.auth {
+            Some(text) => {
+                let (user, pw) = text
+                    .split_once(':')
+                    .ok_or_else(|| CtlError::Other("--auth: expected USER:PASSWORD".into()))?;
+                Some(crate::config::BasicAuth {
+                    username: user.to_string(),
+                    password: pw.to_string(),
+                })
+            }
+            None => file.as_ref().and_then(|c| {
+                c.ctl
+                    .authentication
+                    .clone()
+                    .or_else(|| c.restapi.authentication.clone())
+            }),
+        };
+        Ok(match credentials {
+            Some(a) => transport.with_credentials(&a.username, &a.password),
+            None => transport,
+        })
     }
 }
 
@@ -339,6 +365,25 @@ pub async fn scope_of(endpoint: &str) -> Result<String, CtlError> {
         .await
         .map_err(|s| rpc_error(endpoint, s))?;
     Ok(reply.into_inner().cluster)
+}
+
+/// Where to send an operator request for the member at `address` (its `raft.self_addr`):
+/// the endpoint asked when that member is the endpoint's own agent, so the request reaches it
+/// through the listener the operator chose (`raft.admin_listen`: the peer port then refuses
+/// operators); otherwise the member's address.
+pub async fn operator_address(endpoint: &str, address: &str) -> String {
+    let own = match connect(endpoint) {
+        Ok(mut client) => client
+            .node_status(crate::grpc::pb::admin::NodeStatusRequest {})
+            .await
+            .map(|r| r.into_inner().addr)
+            .ok(),
+        Err(_) => None,
+    };
+    match own {
+        Some(own) if own == address => endpoint.to_string(),
+        _ => address.to_string(),
+    }
 }
 
 /// Run one command; returns what to print on stdout.

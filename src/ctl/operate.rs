@@ -18,7 +18,8 @@ pub async fn run(endpoint: &str, op: &str, members: &[String]) -> Result<String,
     let mut out = Vec::new();
     let mut failed = false;
     for t in targets {
-        let mut client = connect(&t.address)?;
+        let address = super::operator_address(endpoint, &t.address).await;
+        let mut client = connect(&address)?;
         match client.operate(OperateRequest { op: op.to_string() }).await {
             Ok(reply) => out.push(success_line(op, &t.member, &reply.into_inner().message)),
             Err(status) => {
@@ -27,7 +28,7 @@ pub async fn run(endpoint: &str, op: &str, members: &[String]) -> Result<String,
                     "Failed: {op} for member {}, status code={}, ({})",
                     t.member,
                     status.code() as i32,
-                    rpc_error(&t.address, status)
+                    rpc_error(&address, status)
                 ));
             }
         }

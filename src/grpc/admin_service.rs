@@ -1,5 +1,10 @@
 //! The admin gRPC service: keyspace reads and writes and Raft status, for `pgquorumctl`
 //! and for agents forwarding to the Raft leader.
+//!
+//! Every RPC requires a permission level (src/grpc/access.rs): read for reads and status,
+//! admin for operator requests and the operator's keys, agent for joining and for the keys
+//! only agents write ([`client_writable`]). A `config` written by anyone but an agent is
+//! validated here with the same function pgquorumctl uses ([`check_config_write`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,23 +12,45 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
+use crate::config::guard::check_config_write;
+use crate::config::RaftConfig;
+use crate::grpc::access::{require, Access, Caller};
 use crate::grpc::pb::admin::admin_server::Admin;
 use crate::grpc::pb::admin::{
     JoinReply, JoinRequest, NodeStatusReply, NodeStatusRequest, OperateReply, OperateRequest,
     RaftStatusReply, RaftStatusRequest, ReadReply, ReadRequest, WalPositionReply, WalPositionRequest,
     WriteReply, WriteRequest,
 };
+use crate::grpc::transport::Refusal;
 use crate::ha::OperatorRequest;
 use crate::ha::PositionProbe;
-use crate::keyspace::Command;
+use crate::keyspace::{Command, Key};
 use crate::node::{error_to_status, RaftNode, ReadQuery};
 
+/// The largest admin request accepted (a keyspace command is far smaller; members' keys and
+/// the configuration are a few kB).
+pub const MAX_ADMIN_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// Whether a caller below agent level may apply `command`: only puts and deletes of the
+/// operator's keys, `config` (validated) and `failover` (switchover requests). Leases,
+/// `leader`, `initialize`, `members/*`, `status`, `history` and `sync` are the agents' own.
+pub fn client_writable(command: &Command) -> bool {
+    match command {
+        Command::Put { key, .. } => matches!(key, Key::Config | Key::Failover),
+        Command::Delete { key, .. } => matches!(key, Key::Failover),
+        Command::AcquireLease { .. } | Command::ReleaseLease { .. } | Command::Expire => false,
+    }
+}
+
+#[derive(Clone)]
 pub struct AdminGrpc {
     node: Arc<RaftNode>,
     /// The HA loop's request queue; `None` on a node that manages no PostgreSQL.
     operator: Option<mpsc::Sender<OperatorRequest>>,
     /// Live WAL position of the local PostgreSQL; `None` on a node without one.
     position: Option<PositionProbe>,
+    /// This agent's Raft timings, which a new `ttl` must leave room for.
+    raft: Option<RaftConfig>,
 }
 
 impl AdminGrpc {
@@ -36,7 +63,56 @@ impl AdminGrpc {
             node,
             operator,
             position,
+            raft: None,
         }
+    }
+
+    /// Check `config` writes against these Raft timings too.
+    pub fn with_raft_config(mut self, raft: RaftConfig) -> AdminGrpc {
+        self.raft = Some(raft);
+        self
+    }
+
+    /// Refuse what the caller (below agent level) may not write; validate a `config`.
+    async fn check_client_write(&self, caller: &Caller, command: &Command) -> Result<(), Status> {
+        if !client_writable(command) {
+            let what = match command.key() {
+                Some(key) => format!("this write to \"{key}\" (a key only agents write)"),
+                None => "this keyspace command (only agents send it)".into(),
+            };
+            return Err(crate::grpc::access::denied(caller, Access::Agent, &what));
+        }
+        let Command::Put {
+            key: Key::Config,
+            value,
+            ..
+        } = command
+        else {
+            return Ok(());
+        };
+        // Compared with the stored configuration as of now (linearizable), not a stale copy.
+        let query = ReadQuery {
+            key: "config".into(),
+            prefix: false,
+            linearizable: true,
+        };
+        let current = self
+            .node
+            .read(&query, false)
+            .await
+            .map_err(|e| error_to_status(&e))?;
+        let before = current.entries.first().map(|e| &e.value);
+        check_config_write(before, value, self.raft.as_ref()).map_err(|problems| {
+            Refusal::InvalidConfig.status(
+                tonic::Code::InvalidArgument,
+                format!(
+                    "the new configuration is invalid, nothing changed:\n  - {}",
+                    problems.join("\n  - ")
+                ),
+                "",
+            )
+        })?;
+        Ok(())
     }
 }
 
@@ -46,9 +122,15 @@ const OPERATE_TIMEOUT: Duration = Duration::from_secs(120);
 #[tonic::async_trait]
 impl Admin for AdminGrpc {
     async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteReply>, Status> {
+        let access = require(&request, Access::Admin, "a keyspace write")?;
+        let caller = request.extensions().get::<Caller>().cloned();
         let req = request.into_inner();
         let command: Command = serde_json::from_slice(&req.command)
             .map_err(|e| Status::invalid_argument(format!("not a keyspace command: {e}")))?;
+        if access < Access::Agent {
+            let caller = caller.expect("require found the caller");
+            self.check_client_write(&caller, &command).await?;
+        }
         let result = self
             .node
             .write(command, req.forwarded)
@@ -62,6 +144,7 @@ impl Admin for AdminGrpc {
     }
 
     async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadReply>, Status> {
+        require(&request, Access::Read, "a keyspace read")?;
         let req = request.into_inner();
         let query = ReadQuery {
             key: req.key,
@@ -87,11 +170,16 @@ impl Admin for AdminGrpc {
         }))
     }
 
-    async fn node_status(&self, _: Request<NodeStatusRequest>) -> Result<Response<NodeStatusReply>, Status> {
+    async fn node_status(
+        &self,
+        request: Request<NodeStatusRequest>,
+    ) -> Result<Response<NodeStatusReply>, Status> {
+        require(&request, Access::Read, "node status")?;
         Ok(Response::new(self.node.node_status().await))
     }
 
     async fn join_cluster(&self, request: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
+        require(&request, Access::Agent, "joining the Raft group")?;
         let reply = self
             .node
             .join(request.into_inner())
@@ -100,14 +188,19 @@ impl Admin for AdminGrpc {
         Ok(Response::new(reply))
     }
 
-    async fn raft_status(&self, _: Request<RaftStatusRequest>) -> Result<Response<RaftStatusReply>, Status> {
+    async fn raft_status(
+        &self,
+        request: Request<RaftStatusRequest>,
+    ) -> Result<Response<RaftStatusReply>, Status> {
+        require(&request, Access::Read, "raft status")?;
         Ok(Response::new(self.node.raft_status().await))
     }
 
     async fn wal_position(
         &self,
-        _request: Request<WalPositionRequest>,
+        request: Request<WalPositionRequest>,
     ) -> Result<Response<WalPositionReply>, Status> {
+        require(&request, Access::Read, "the WAL position")?;
         let Some(probe) = &self.position else {
             return Err(Status::unimplemented("this node manages no PostgreSQL"));
         };
@@ -126,6 +219,11 @@ impl Admin for AdminGrpc {
     }
 
     async fn operate(&self, request: Request<OperateRequest>) -> Result<Response<OperateReply>, Status> {
+        require(
+            &request,
+            Access::Admin,
+            "an operator request (reload, restart, reinit)",
+        )?;
         let Some(operator) = &self.operator else {
             return Err(Status::unimplemented("this node manages no PostgreSQL"));
         };

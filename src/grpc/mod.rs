@@ -1,5 +1,6 @@
 //! gRPC: generated protobuf types, the Raft service between agents and the admin service.
 
+pub mod access;
 pub mod admin_service;
 pub mod certs;
 pub mod raft_service;

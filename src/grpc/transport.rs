@@ -16,12 +16,16 @@ use tonic::service::Interceptor;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 use tonic::{Request, Status};
 
+use super::access::{self, Access, Policy, Presented};
+
 /// Metadata key carrying the caller's cluster name (`scope`).
 pub const SCOPE_HEADER: &str = "pgquorum-scope";
 /// Metadata key carrying the proof of `raft.password` (hex HMAC-SHA256, never the password).
 pub const AUTH_HEADER: &str = "pgquorum-auth";
 /// Metadata key on a refusal, naming its kind so clients classify it without reading the text.
 pub const REFUSAL_HEADER: &str = "pgquorum-refusal";
+/// Metadata key carrying admin credentials (`Basic base64(user:password)`, as HTTP).
+pub const CREDENTIALS_HEADER: &str = "authorization";
 
 /// What the proof is computed over: a fixed context, so the proof says nothing about the
 /// password to anyone who lacks it and cannot be reused for another purpose.
@@ -34,6 +38,12 @@ pub enum Refusal {
     ClusterMismatch,
     /// The caller did not prove it knows `raft.password`.
     BadPassword,
+    /// The caller is known but its permission level does not allow the call.
+    NotAllowed,
+    /// The call reached a service without being classified by the gate.
+    Unidentified,
+    /// A `config` write failed validation on the server.
+    InvalidConfig,
 }
 
 impl Refusal {
@@ -41,6 +51,9 @@ impl Refusal {
         match self {
             Refusal::ClusterMismatch => "cluster-mismatch",
             Refusal::BadPassword => "bad-password",
+            Refusal::NotAllowed => "permission-denied",
+            Refusal::Unidentified => "unidentified",
+            Refusal::InvalidConfig => "invalid-config",
         }
     }
 
@@ -49,6 +62,9 @@ impl Refusal {
         match status.metadata().get(REFUSAL_HEADER)?.to_str().ok()? {
             "cluster-mismatch" => Some(Refusal::ClusterMismatch),
             "bad-password" => Some(Refusal::BadPassword),
+            "permission-denied" => Some(Refusal::NotAllowed),
+            "unidentified" => Some(Refusal::Unidentified),
+            "invalid-config" => Some(Refusal::InvalidConfig),
             _ => None,
         }
     }
@@ -58,12 +74,12 @@ impl Refusal {
         Some(status.metadata().get(SCOPE_HEADER)?.to_str().ok()?.to_string())
     }
 
-    fn status(self, code: tonic::Code, message: String, our_scope: &str) -> Status {
+    pub(crate) fn status(self, code: tonic::Code, message: String, our_scope: &str) -> Status {
         let mut status = Status::new(code, message);
         status
             .metadata_mut()
             .insert(REFUSAL_HEADER, MetadataValue::from_static(self.tag()));
-        if let Ok(scope) = MetadataValue::try_from(our_scope) {
+        if let (false, Ok(scope)) = (our_scope.is_empty(), MetadataValue::try_from(our_scope)) {
             status.metadata_mut().insert(SCOPE_HEADER, scope);
         }
         status
@@ -143,6 +159,39 @@ pub struct Transport {
     tls: Option<TlsMaterial>,
     /// Hex HMAC of the shared secret, `None` without `raft.password`.
     proof: Option<String>,
+    /// Client side: the admin credentials header sent on every call (pgquorumctl `--auth`).
+    credentials: Option<String>,
+    /// Server side: who gets which permission (src/grpc/access.rs).
+    policy: AccessSettings,
+}
+
+/// The server's permission settings besides TLS and the password.
+#[derive(Debug, Clone, Default)]
+struct AccessSettings {
+    admin_names: Vec<String>,
+    read_names: Vec<String>,
+    read_open: bool,
+    /// The credentials header that gives admin permission (`restapi.authentication`).
+    accepted_credentials: Option<String>,
+}
+
+/// The `authorization` header value for `username:password`.
+pub fn basic_header(username: &str, password: &str) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    format!("Basic {encoded}")
+}
+
+/// Which service a [`Gate`] guards, and so the least a caller must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// The Raft RPCs: agents only.
+    Raft,
+    /// The admin service: every identified caller; each RPC then checks its own level.
+    Admin,
+    /// The admin service on the peer port when `raft.admin_listen` serves operators
+    /// elsewhere: agents only.
+    AdminForAgents,
 }
 
 impl Transport {
@@ -152,6 +201,8 @@ impl Transport {
             scope: scope.map(str::to_string),
             tls: None,
             proof: None,
+            credentials: None,
+            policy: AccessSettings::default(),
         }
     }
 
@@ -166,7 +217,15 @@ impl Transport {
             scope: scope.map(str::to_string),
             tls: tls.map(|f| TlsMaterial::load(f, keys)).transpose()?,
             proof: password.map(proof_of),
+            credentials: None,
+            policy: AccessSettings::default(),
         })
+    }
+
+    /// Client side: send admin credentials (`username`, `password`) on every call.
+    pub fn with_credentials(mut self, username: &str, password: &str) -> Transport {
+        self.credentials = Some(basic_header(username, password));
+        self
     }
 
     pub fn from_config(config: &crate::config::Config) -> Result<Transport, TransportError> {
@@ -180,12 +239,23 @@ impl Transport {
             // All or none is checked when the file is validated.
             _ => None,
         };
-        Transport::new(
+        let mut transport = Transport::new(
             Some(&config.scope),
             tls.as_ref(),
             raft.password.as_deref(),
             ["raft.certfile", "raft.keyfile", "raft.cafile"],
-        )
+        )?;
+        transport.policy = AccessSettings {
+            admin_names: raft.admin_names.clone(),
+            read_names: raft.read_names.clone(),
+            read_open: raft.read_open,
+            accepted_credentials: config
+                .restapi
+                .authentication
+                .as_ref()
+                .map(|a| basic_header(&a.username, &a.password)),
+        };
+        Ok(transport)
     }
 
     pub fn uses_tls(&self) -> bool {
@@ -229,6 +299,10 @@ impl Transport {
                 .proof
                 .as_deref()
                 .and_then(|p| MetadataValue::try_from(p).ok()),
+            credentials: self
+                .credentials
+                .as_deref()
+                .and_then(|c| MetadataValue::try_from(c).ok()),
         }
     }
 
@@ -242,11 +316,21 @@ impl Transport {
         })
     }
 
-    /// The server-side check run before every RPC of both services.
-    pub fn gate(&self) -> Gate {
+    /// The server-side check run before every RPC of `service`.
+    pub fn gate(&self, service: Service) -> Gate {
         Gate {
             scope: self.scope.clone().unwrap_or_default(),
             proof: self.proof.clone(),
+            service,
+            policy: Policy {
+                tls: self.tls.is_some(),
+                password: self.proof.is_some(),
+                admin_names: self.policy.admin_names.clone(),
+                read_names: self.policy.read_names.clone(),
+                read_open: self.policy.read_open,
+                credentials: self.policy.accepted_credentials.is_some(),
+            },
+            accepted_credentials: self.policy.accepted_credentials.clone(),
         }
     }
 }
@@ -275,6 +359,7 @@ pub type GrpcChannel = InterceptedService<Channel, Stamp>;
 pub struct Stamp {
     scope: Option<MetadataValue<tonic::metadata::Ascii>>,
     proof: Option<MetadataValue<tonic::metadata::Ascii>>,
+    credentials: Option<MetadataValue<tonic::metadata::Ascii>>,
 }
 
 impl Interceptor for Stamp {
@@ -285,16 +370,40 @@ impl Interceptor for Stamp {
         if let Some(proof) = &self.proof {
             request.metadata_mut().insert(AUTH_HEADER, proof.clone());
         }
+        if let Some(credentials) = &self.credentials {
+            request
+                .metadata_mut()
+                .insert(CREDENTIALS_HEADER, credentials.clone());
+        }
         Ok(request)
     }
 }
 
-/// Server side: refuses a caller of another cluster, and without the password proof when
-/// `raft.password` is set. (A TLS client certificate has already been checked by then.)
+/// Server side: refuses a caller of another cluster or with a wrong password proof, then
+/// classifies the caller ([`access::classify`]), refuses it when it has no level (or not the
+/// agent level the service needs) and stores its [`Caller`] in the request for the service.
+/// (A TLS client certificate has already been checked by then.)
 #[derive(Debug, Clone)]
 pub struct Gate {
     scope: String,
     proof: Option<String>,
+    service: Service,
+    policy: Policy,
+    accepted_credentials: Option<String>,
+}
+
+/// The DNS names of the client certificate of a call (TLS only).
+fn cert_names<T>(request: &Request<T>) -> Vec<String> {
+    let Some(certs) = request.peer_certs() else {
+        return Vec::new();
+    };
+    let Some(first) = certs.first() else {
+        return Vec::new();
+    };
+    match webpki::EndEntityCert::try_from(first) {
+        Ok(cert) => cert.valid_dns_names().map(str::to_string).collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 impl Interceptor for Gate {
@@ -303,9 +412,23 @@ impl Interceptor for Gate {
             .remote_addr()
             .map(|a| a.to_string())
             .unwrap_or_else(|| "unknown".into());
+        let mut presented = Presented {
+            cert_names: cert_names(&request),
+            credentials: match (
+                &self.accepted_credentials,
+                request.metadata().get(CREDENTIALS_HEADER),
+            ) {
+                (Some(expected), Some(given)) => same(given.as_bytes(), expected.as_bytes()),
+                _ => false,
+            },
+            proof: false,
+        };
         if let Some(expected) = &self.proof {
             let given = request.metadata().get(AUTH_HEADER).map(|v| v.as_bytes());
-            if !given.is_some_and(|g| same(g, expected.as_bytes())) {
+            presented.proof = given.is_some_and(|g| same(g, expected.as_bytes()));
+            // No proof may still be an operator with credentials or a reader: classified below.
+            let admissible = given.is_none() && self.service != Service::Raft;
+            if !presented.proof && !admissible {
                 let why = if given.is_some() { "a wrong" } else { "no" };
                 tracing::warn!(%peer, "gRPC call refused: it carries {why} proof of raft.password");
                 return Err(Refusal::BadPassword.status(
@@ -335,6 +458,24 @@ impl Interceptor for Gate {
                 ));
             }
         }
+        let Some(caller) = access::classify(&self.policy, &presented) else {
+            tracing::warn!(%peer, "gRPC call refused: no proof of raft.password and no admin credentials");
+            return Err(Refusal::BadPassword.status(
+                tonic::Code::Unauthenticated,
+                "refused: no proof of this cluster's raft.password, and no admin credentials".into(),
+                &self.scope,
+            ));
+        };
+        if self.service != Service::Admin && caller.access < Access::Agent {
+            let what = match self.service {
+                Service::Raft => "a Raft RPC",
+                _ => "this port (agents only: raft.admin_listen serves operators)",
+            };
+            tracing::warn!(%peer, who = %caller.how, "gRPC call refused: {what} needs an agent");
+            return Err(access::denied(&caller, Access::Agent, what));
+        }
+        let mut request = request;
+        request.extensions_mut().insert(caller);
         Ok(request)
     }
 }
@@ -397,7 +538,7 @@ mod tests {
 
     #[test]
     fn gate_checks_scope_and_password_proof() {
-        let mut open = Transport::open(Some("main")).gate();
+        let mut open = Transport::open(Some("main")).gate(Service::Raft);
         assert_eq!(call(&mut open, Some("main"), None), Ok(()));
         assert_eq!(call(&mut open, None, None), Ok(()));
         assert_eq!(
@@ -412,7 +553,7 @@ mod tests {
         assert_eq!(Refusal::their_scope(&status).as_deref(), Some("main"));
 
         let t = Transport::new(Some("main"), None, Some("s3cret"), ["a", "b", "c"]).unwrap();
-        let mut gate = t.gate();
+        let mut gate = t.gate(Service::Raft);
         let good = proof_of("s3cret");
         assert_ne!(good, "s3cret");
         assert_eq!(call(&mut gate, Some("main"), Some(&good)), Ok(()));

@@ -27,6 +27,11 @@ pub use clock::{KeyspaceClock, WallJump, WALL_JUMP_TOLERANCE};
 pub use command::{Command, CommandOutcome, Precondition, Stamped};
 pub use key::{Key, KeyError, MEMBERS_PREFIX};
 
+/// The most `members/*` keys the keyspace holds: a write that would add one more is rejected
+/// (the same on every node), so no caller can make every node store and re-persist an
+/// unbounded member list. Far above any real cluster's size.
+pub const MAX_MEMBER_KEYS: usize = 256;
+
 /// One stored key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -75,6 +80,9 @@ impl Keyspace {
                 if let Err(rejected) = self.check(key, precondition) {
                     return rejected;
                 }
+                if let Err(rejected) = self.check_member_cap(key) {
+                    return rejected;
+                }
                 // `initialize` holds "" while the bootstrap claim is pending, then the
                 // system identifier, which is never overwritten.
                 let settled = |e: &Entry| e.value.as_str() != Some("");
@@ -111,6 +119,9 @@ impl Keyspace {
                 let addr = holder_addr
                     .clone()
                     .or_else(|| self.entries.get(key).and_then(|e| e.holder_addr.clone()));
+                if let Err(rejected) = self.check_member_cap(key) {
+                    return rejected;
+                }
                 let expires = Some(now.saturating_add(*ttl_ms));
                 self.write(index, key, value.clone(), expires, Some((holder.clone(), addr)));
                 CommandOutcome::Applied { revision: index }
@@ -203,6 +214,25 @@ impl Keyspace {
             (Some(h), ..) => Err(self.reject(key, &format!("lease is held by {h}"))),
             (None, ..) => Err(self.reject(key, "lease is held by a non-lease write")),
         }
+    }
+
+    /// A new member key beyond [`MAX_MEMBER_KEYS`] is rejected; existing ones may be rewritten.
+    fn check_member_cap(&self, key: &Key) -> Result<(), CommandOutcome> {
+        if !matches!(key, Key::Member(_)) || self.entries.contains_key(key) {
+            return Ok(());
+        }
+        let members = self
+            .entries
+            .keys()
+            .filter(|k| matches!(k, Key::Member(_)))
+            .count();
+        if members >= MAX_MEMBER_KEYS {
+            return Err(self.reject(
+                key,
+                &format!("the keyspace already holds {members} member keys (at most {MAX_MEMBER_KEYS})"),
+            ));
+        }
+        Ok(())
     }
 
     fn reject(&self, key: &Key, reason: &str) -> CommandOutcome {

@@ -461,3 +461,41 @@ fn two_agents_with_the_same_name_cannot_both_hold_the_lease() {
     ks.apply(1, &at(1, lease_at("node1", a, 1000)));
     assert_eq!(ks.get(&Key::Leader).unwrap().holder_addr.as_deref(), a);
 }
+
+#[test]
+fn member_keys_are_capped_but_existing_ones_stay_writable() {
+    let mut ks = Keyspace::default();
+    let member = |i: usize| Key::member(&format!("m{i}")).unwrap();
+    for i in 0..MAX_MEMBER_KEYS {
+        let cmd = put(member(i), json!({}), Some(10_000), Precondition::Any);
+        assert!(ks.apply(i as u64 + 1, &at(1, cmd)).is_applied());
+    }
+    let index = MAX_MEMBER_KEYS as u64 + 1;
+    let extra = put(member(MAX_MEMBER_KEYS), json!({}), None, Precondition::Any);
+    assert!(!ks.apply(index, &at(1, extra)).is_applied());
+    let extra_lease = Command::AcquireLease {
+        key: member(MAX_MEMBER_KEYS + 1),
+        holder: "x".into(),
+        holder_addr: None,
+        value: json!({}),
+        ttl_ms: 1000,
+    };
+    assert!(!ks.apply(index + 1, &at(1, extra_lease)).is_applied());
+    let rewrite = put(
+        member(0),
+        json!({"role": "replica"}),
+        Some(10_000),
+        Precondition::Any,
+    );
+    assert!(ks.apply(index + 2, &at(1, rewrite)).is_applied());
+    // Other keys are not members: unaffected.
+    assert!(ks
+        .apply(
+            index + 3,
+            &at(1, put(Key::Config, json!({}), None, Precondition::Any))
+        )
+        .is_applied());
+    // Once member keys expire there is room again.
+    let later = put(member(MAX_MEMBER_KEYS), json!({}), None, Precondition::Any);
+    assert!(ks.apply(index + 4, &at(20_000, later)).is_applied());
+}
