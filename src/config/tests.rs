@@ -418,7 +418,7 @@ etcd3:
   hosts: 10.0.0.1:2379
 restapi:
   listen: 0.0.0.0:8008
-  certfile: /etc/ssl/cert.pem
+  ciphers: ECDHE-RSA-AES256-GCM-SHA384
 ctl:
   insecure: true
 "
@@ -428,7 +428,7 @@ ctl:
         loaded.warnings,
         [
             "these Patroni settings are accepted but not implemented by pgquorum, and have no effect: \
-          namespace, etcd3, restapi.certfile, ctl.insecure"
+          namespace, etcd3, restapi.ciphers, ctl.insecure"
         ]
     );
 }
@@ -688,7 +688,6 @@ restapi:
   authentication: {username: admin, password: secret}
   certfile: /etc/ssl/rest.pem
   keyfile: /etc/ssl/rest.key
-  keyfile_password: kp
   cafile: /etc/ssl/ca.pem
   ciphers: ECDHE-RSA-AES256-GCM-SHA384
   verify_client: optional
@@ -823,7 +822,7 @@ fn every_patroni_4_key_loads_and_no_ignored_key_is_silent() {
         "thread_stack_size",
         "log.type",
         "log.deduplicate_heartbeat_logs",
-        "restapi.certfile",
+        "restapi.ciphers",
         "restapi.server_tokens",
         "restapi.thread_pool_size",
         "ctl.keyfile_password",
@@ -905,4 +904,32 @@ fn raft_tls_files_go_together_and_password_is_not_empty() {
         problems(&text),
         ["ctl.cacert: missing: mutual TLS needs ctl.certfile, ctl.keyfile, ctl.cacert together (given: ctl.certfile, ctl.keyfile)"]
     );
+}
+
+#[test]
+fn rest_tls_keys_need_their_companions_and_encrypted_keys_are_refused() {
+    assert_eq!(
+        problems(&format!(
+            "{MINIMAL}restapi:\n  listen: 0.0.0.0:8008\n  keyfile: /k.pem\n  cafile: /ca.pem\n  verify_client: required\n"
+        )),
+        [
+            "restapi.keyfile: needs restapi.certfile (TLS)",
+            "restapi.cafile: needs restapi.certfile (TLS)",
+            "restapi.verify_client: required needs restapi.certfile (TLS)",
+        ]
+    );
+    assert_eq!(
+        problems(&format!(
+            "{MINIMAL}restapi:\n  certfile: /c.pem\n  keyfile_password: kp\n  verify_client: optional\n"
+        )),
+        [
+            "restapi.keyfile_password: encrypted private keys are not supported: give an unencrypted restapi.keyfile (mode 0600) and remove keyfile_password",
+            "restapi.verify_client: optional needs restapi.cafile (the CA client certificates must come from)",
+        ]
+    );
+    let loaded = load(&format!(
+        "{MINIMAL}restapi:\n  certfile: /c.pem\n  cafile: /ca.pem\n  verify_client: required\n  allowlist: [10.0.0.0/8]\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 }
