@@ -47,8 +47,22 @@ pub fn primary_conninfo(target: &ConnTarget, replication: &Credentials, applicat
         "application_name={}",
         quote_conninfo_value(application_name)
     ));
-    parts.push("sslmode=prefer".to_string());
+    parts.extend(libpq_options(replication));
     parts.join(" ")
+}
+
+/// The role's libpq options as `keyword='value'`, with `sslmode=prefer` (libpq's default,
+/// written out) when no `sslmode` is configured.
+pub fn libpq_options(role: &Credentials) -> Vec<String> {
+    let mut parts: Vec<String> = role
+        .libpq
+        .iter()
+        .map(|(keyword, value)| format!("{keyword}={}", quote_conninfo_value(value)))
+        .collect();
+    if !role.libpq.iter().any(|(keyword, _)| *keyword == "sslmode") {
+        parts.push("sslmode=prefer".to_string());
+    }
+    parts
 }
 
 /// A libpq keyword value in single quotes, with `\` and `'` backslash-escaped.
@@ -69,5 +83,23 @@ mod tests {
             "host='10.0.0.1' port=5432 user='repl' password='it\\'s \\\\ secret' application_name='node 2' sslmode=prefer"
         );
         assert_eq!(ConnTarget::new("n", "::1", 5).address(), "[::1]:5");
+    }
+
+    #[test]
+    fn configured_tls_options_replace_the_default_sslmode() {
+        let target = ConnTarget::new("node1", "10.0.0.1", 5432);
+        let mut creds = Credentials::new("repl", None);
+        creds.libpq = vec![
+            ("sslmode", "verify-full".to_string()),
+            ("sslcert", "/tls/repl.pem".to_string()),
+            ("sslkey", "/tls/repl-key.pem".to_string()),
+            ("sslrootcert", "/tls/ca.pem".to_string()),
+            ("channel_binding", "require".to_string()),
+        ];
+        assert_eq!(
+            primary_conninfo(&target, &creds, "node2"),
+            "host='10.0.0.1' port=5432 user='repl' application_name='node2' sslmode='verify-full' \
+             sslcert='/tls/repl.pem' sslkey='/tls/repl-key.pem' sslrootcert='/tls/ca.pem' channel_binding='require'"
+        );
     }
 }
