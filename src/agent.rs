@@ -20,7 +20,7 @@ use crate::ha::pg_adapter::LocalPostgres;
 use crate::ha::{HaLoop, NodeSnapshot, OperatorRequest};
 use crate::node::{NodeSettings, RaftNode, StartError};
 use crate::postgres::{PgError, Postgres, PostgresSettings};
-use crate::rest::RestState;
+use crate::rest::{RestSecurity, RestSecurityError, RestState, SharedSecurity};
 
 /// Large enough for a snapshot chunk of a big keyspace.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -46,6 +46,8 @@ pub enum AgentError {
     Start(#[from] StartError),
     #[error("postgresql: {0}")]
     Postgres(#[from] PgError),
+    #[error(transparent)]
+    RestSecurity(#[from] RestSecurityError),
     #[error("cannot start the fence guard: {0}")]
     Fence(std::io::Error),
     #[error("gRPC server failed: {0}")]
@@ -97,6 +99,13 @@ pub async fn run(
         (Some(_), Some(addr)) => Some(bind("restapi.listen", addr).await?),
         _ => None,
     };
+    let rest_security = match rest_listener {
+        Some(_) => Some(SharedSecurity::new(
+            RestSecurity::from_config(&config.restapi).await?,
+            config_path.clone(),
+        )),
+        None => None,
+    };
     let node = RaftNode::start(settings).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -113,11 +122,11 @@ pub async fn run(
         let (snapshot_tx, snapshot_rx) =
             watch::channel(Arc::new(NodeSnapshot::starting(&config.scope, &config.name)));
         let (requests_tx, requests_rx) = mpsc::channel(16);
-        if let Some(listener) = rest_listener {
+        if let Some((listener, security)) = rest_listener.zip(rest_security.clone()) {
             let state = RestState {
                 snapshot: snapshot_rx,
                 requests: requests_tx.clone(),
-                auth: config.restapi.authentication.clone(),
+                security,
                 version: env!("CARGO_PKG_VERSION"),
             };
             let mut stop = stop_rx.clone();
@@ -147,10 +156,14 @@ pub async fn run(
         let stop = stop_rx.clone();
         let task = tokio::spawn(async move { ha.run(stop).await });
         tokio::spawn(watch_ha(task, ha_end_tx));
-        tokio::spawn(reload_on_hangup(hangups, Some(requests_tx.clone())));
+        tokio::spawn(reload_on_hangup(
+            hangups,
+            Some(requests_tx.clone()),
+            rest_security,
+        ));
         operator = Some(requests_tx);
     } else {
-        tokio::spawn(reload_on_hangup(hangups, None));
+        tokio::spawn(reload_on_hangup(hangups, None, None));
         let _ = ha_end_tx.send(Some(TaskEnd::Finished));
     }
 
@@ -309,8 +322,15 @@ fn hangup_signals() -> tokio::signal::unix::Signal {
 async fn reload_on_hangup(
     mut hangups: tokio::signal::unix::Signal,
     operator: Option<mpsc::Sender<OperatorRequest>>,
+    rest: Option<SharedSecurity>,
 ) {
     while hangups.recv().await.is_some() {
+        if let Some(rest) = &rest {
+            // Certificates, allowlist and credentials of the REST API (the loop does the rest).
+            if let Err(e) = rest.reload().await {
+                tracing::error!("REST API settings not reloaded after SIGHUP (the previous ones stay): {e}");
+            }
+        }
         let Some(operator) = &operator else {
             tracing::info!("SIGHUP received: this node manages no PostgreSQL; nothing to reload");
             continue;

@@ -304,7 +304,7 @@ async fn replica_from_base_backup_streams_through_its_slot_and_promotes() {
 
     let mut files = config_files();
     files.standby = Some(StandbyConfig::new(
-        primary_conninfo(&source, &settings.replication, "node2"),
+        primary_conninfo(&source, &settings.replication, "node2", None),
         Some(slot.clone()),
     ));
     let change = replica.write_config(&files).await.unwrap();

@@ -99,7 +99,7 @@ fn standby_of(upstream: &str, upstream_port: u16, me: &str, settings: &PostgresS
     let mut files = config_files();
     let target = ConnTarget::new(upstream, "127.0.0.1", upstream_port);
     files.standby = Some(StandbyConfig::new(
-        primary_conninfo(&target, &settings.replication, me),
+        primary_conninfo(&target, &settings.replication, me, None),
         None,
     ));
     files

@@ -133,6 +133,7 @@ pub(crate) fn check_file(root: &Json, broken: &[Problem]) -> RuleOutput {
     check_raft_timing(&doc, &mut out);
     check_raft_addresses(&doc, &mut out);
     check_raft_transport(&doc, &mut out);
+    check_rest_tls(&doc, &mut out);
     check_tags(&doc, &mut out);
     check_watchdog(&doc, &mut out);
     check_custom_methods(&doc, &mut out);
@@ -273,6 +274,36 @@ fn check_raft_transport(doc: &Doc, out: &mut RuleOutput) {
             "raft.password",
             "must not be empty (leave it out to run without a shared secret)",
         ));
+    }
+}
+
+/// The REST API's TLS keys only make sense together; an encrypted key cannot be read.
+fn check_rest_tls(doc: &Doc, out: &mut RuleOutput) {
+    if doc.get("restapi.keyfile_password").is_some() {
+        out.problems.push(Problem::new(
+            "restapi.keyfile_password",
+            "encrypted private keys are not supported: give an unencrypted restapi.keyfile (mode 0600) and remove keyfile_password",
+        ));
+    }
+    let tls = doc.get("restapi.certfile").is_some();
+    for key in ["restapi.keyfile", "restapi.cafile"] {
+        if !tls && doc.get(key).is_some() {
+            out.problems
+                .push(Problem::new(key, "needs restapi.certfile (TLS)"));
+        }
+    }
+    if let Some(mode @ ("optional" | "required")) = doc.str("restapi.verify_client") {
+        if !tls {
+            out.problems.push(Problem::new(
+                "restapi.verify_client",
+                format!("{mode} needs restapi.certfile (TLS)"),
+            ));
+        } else if doc.get("restapi.cafile").is_none() {
+            out.problems.push(Problem::new(
+                "restapi.verify_client",
+                format!("{mode} needs restapi.cafile (the CA client certificates must come from)"),
+            ));
+        }
     }
 }
 

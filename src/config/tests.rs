@@ -425,7 +425,7 @@ etcd3:
   hosts: 10.0.0.1:2379
 restapi:
   listen: 0.0.0.0:8008
-  certfile: /etc/ssl/cert.pem
+  ciphers: ECDHE-RSA-AES256-GCM-SHA384
 ctl:
   insecure: true
 "
@@ -435,7 +435,7 @@ ctl:
         non_watchdog(&loaded.warnings),
         [
             "these Patroni settings are accepted but not implemented by pgquorum, and have no effect: \
-          namespace, etcd3, restapi.certfile, ctl.insecure"
+          namespace, etcd3, restapi.ciphers, ctl.insecure"
         ]
     );
 }
@@ -697,7 +697,6 @@ restapi:
   authentication: {username: admin, password: secret}
   certfile: /etc/ssl/rest.pem
   keyfile: /etc/ssl/rest.key
-  keyfile_password: kp
   cafile: /etc/ssl/ca.pem
   ciphers: ECDHE-RSA-AES256-GCM-SHA384
   verify_client: optional
@@ -832,7 +831,7 @@ fn every_patroni_4_key_loads_and_no_ignored_key_is_silent() {
         "thread_stack_size",
         "log.type",
         "log.deduplicate_heartbeat_logs",
-        "restapi.certfile",
+        "restapi.ciphers",
         "restapi.server_tokens",
         "restapi.thread_pool_size",
         "ctl.keyfile_password",
@@ -854,8 +853,8 @@ fn every_patroni_4_key_loads_and_no_ignored_key_is_silent() {
         "postgresql.proxy_address",
         "postgresql.config_dir",
         "postgresql.custom_conf",
-        "postgresql.authentication.superuser.sslmode",
-        "postgresql.authentication.superuser.channel_binding",
+        "postgresql.authentication.superuser.sslpassword",
+        "postgresql.authentication.superuser.sslnegotiation",
         "postgresql.create_replica_methods",
         "postgresql.rewind",
         "postgresql.parameters_primary",
@@ -968,4 +967,32 @@ fn the_watchdog_timeout_is_checked_against_the_lease_at_start_up() {
             loaded.warnings
         );
     }
+}
+
+#[test]
+fn rest_tls_keys_need_their_companions_and_encrypted_keys_are_refused() {
+    assert_eq!(
+        problems(&format!(
+            "{MINIMAL}restapi:\n  listen: 0.0.0.0:8008\n  keyfile: /k.pem\n  cafile: /ca.pem\n  verify_client: required\n"
+        )),
+        [
+            "restapi.keyfile: needs restapi.certfile (TLS)",
+            "restapi.cafile: needs restapi.certfile (TLS)",
+            "restapi.verify_client: required needs restapi.certfile (TLS)",
+        ]
+    );
+    assert_eq!(
+        problems(&format!(
+            "{MINIMAL}restapi:\n  certfile: /c.pem\n  keyfile_password: kp\n  verify_client: optional\n"
+        )),
+        [
+            "restapi.keyfile_password: encrypted private keys are not supported: give an unencrypted restapi.keyfile (mode 0600) and remove keyfile_password",
+            "restapi.verify_client: optional needs restapi.cafile (the CA client certificates must come from)",
+        ]
+    );
+    let loaded = load(&format!(
+        "{MINIMAL}restapi:\n  certfile: /c.pem\n  cafile: /ca.pem\n  verify_client: required\n  allowlist: [10.0.0.0/8]\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(non_watchdog(&loaded.warnings).is_empty(), "{:?}", loaded.warnings);
 }

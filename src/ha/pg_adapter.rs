@@ -8,6 +8,7 @@ use super::pg_ops::{Applied, DesiredConfig, PgFailure, PgObservation, PgOps, PgR
 use super::snapshot::ReplicationRow;
 use crate::cluster::PgRole;
 use crate::config::Config;
+use crate::postgres::write_pgpass;
 use crate::postgres::{
     primary_conninfo, ConnTarget, DataDirState, PgConfigFiles, PgError, Postgres, RewindOutcome,
     RewindSource, StandbyConfig, StopMode,
@@ -58,25 +59,46 @@ impl LocalPostgres {
         Ok(())
     }
 
-    fn files(&self, desired: &DesiredConfig) -> PgConfigFiles {
+    /// `postgresql.pgpass` (default `<data_dir>.pgpass`, outside the data directory so base
+    /// backups do not copy it), written with the replication password when there is one.
+    fn replication_passfile(&self) -> Result<Option<PathBuf>, PgError> {
         let settings = self.pg.settings();
+        let Some(password) = &settings.replication.password else {
+            return Ok(None);
+        };
+        let path = self.config.postgresql.pgpass.clone().unwrap_or_else(|| {
+            let mut name = settings.data_dir.as_os_str().to_owned();
+            name.push(".pgpass");
+            PathBuf::from(name)
+        });
+        write_pgpass(self.pg.os_user(), &path, &settings.replication.username, password)?;
+        Ok(Some(path))
+    }
+
+    fn files(&self, desired: &DesiredConfig) -> Result<PgConfigFiles, PgError> {
+        let settings = self.pg.settings();
+        let passfile = match &desired.standby {
+            Some(Some(_)) => self.replication_passfile()?,
+            _ => None,
+        };
         let standby = desired.standby.as_ref().map(|upstream| {
             let conninfo = match upstream {
                 Some(u) => primary_conninfo(
                     &ConnTarget::new(&u.member, &u.host, u.port),
                     &settings.replication,
                     &self.config.name,
+                    passfile.as_deref(),
                 ),
                 // A read-only standby that follows nobody (after a demote with no new primary).
                 None => String::new(),
             };
             StandbyConfig::new(conninfo, desired.primary_slot_name.clone())
         });
-        PgConfigFiles {
+        Ok(PgConfigFiles {
             parameters: desired.parameters.clone(),
             pg_hba: desired.pg_hba.clone(),
             standby,
-        }
+        })
     }
 
     /// After a failed bootstrap: stop the server and move the half-made directory aside, so the
@@ -246,7 +268,7 @@ impl PgOps for LocalPostgres {
             .map_err(PgFailure::from)?;
         let result: PgResult<String> = async {
             self.pg
-                .write_config(&self.files(desired))
+                .write_config(&self.files(desired).map_err(PgFailure::from)?)
                 .await
                 .map_err(PgFailure::from)?;
             self.pg.start().await.map_err(PgFailure::from)?;
@@ -286,7 +308,7 @@ impl PgOps for LocalPostgres {
     async fn configure(&self, desired: &DesiredConfig) -> PgResult<Applied> {
         let change = self
             .pg
-            .write_config(&self.files(desired))
+            .write_config(&self.files(desired).map_err(PgFailure::from)?)
             .await
             .map_err(PgFailure::from)?;
         Ok(Applied {

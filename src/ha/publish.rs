@@ -67,7 +67,14 @@ pub fn member_status(config: &Config, seen: &Observed<'_>) -> MemberStatus {
             .as_ref()
             .zip(port)
             .map(|(h, p)| format!("postgres://{h}:{p}/postgres")),
-        api_url: api.map(|a| format!("http://{a}/patroni")),
+        api_url: api.map(|a| {
+            let scheme = if config.restapi.certfile.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{a}/patroni")
+        }),
         raft_addr: Some(config.raft.self_addr.clone()),
         host,
         port,

@@ -107,6 +107,8 @@ impl Postgres {
         if let Some(file) = &pgpass {
             command.env("PGPASSFILE", file.path());
         }
+        // sslmode, sslcert, … of the replication role (libpq reads them from the environment).
+        command.envs(replication.libpq_env());
         tracing::info!(source = %source.name, address = %source.address(), data_dir = %data_dir.display(), "base backup starting");
         let failed = |detail: String| PgError::Basebackup {
             source_addr: source.address(),

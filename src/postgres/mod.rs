@@ -60,6 +60,7 @@ pub use os_user::{OsUser, DEFAULT_RUN_AS};
 pub use param_compat::{translate, CompatNote, KnownParameters, PgBinary, PgVersion, Translated};
 pub use query::{PgState, ReplicationPeer, WalReceiver};
 pub use rewind::{RewindOutcome, RewindSource};
+pub use secret_file::write_pgpass;
 pub use settings::{detect_bin_dir, Credentials, PostgresSettings, DEFAULT_PG_CTL_TIMEOUT};
 pub use slots::{slot_name_for, SlotSync};
 

@@ -351,14 +351,7 @@ async fn ensure_role(
         .map_err(|e| query_error(EXISTS, e))?
         .is_some();
     let verb = if exists { "ALTER" } else { "CREATE" };
-    let password = match &role.password {
-        Some(password) => format!(" PASSWORD {}", quote_literal(password)),
-        None => String::new(),
-    };
-    let sql = format!(
-        "{verb} ROLE {} WITH {attributes}{password}",
-        quote_ident(&role.username)
-    );
+    let sql = role_statement(verb, role, attributes);
     // The statement holds a password: report errors without it.
     let shown = format!(
         "{verb} ROLE {} WITH {attributes} PASSWORD …",
@@ -374,9 +367,40 @@ async fn ensure_role(
     Ok(())
 }
 
+/// `CREATE`/`ALTER ROLE … WITH attributes PASSWORD 'SCRAM-SHA-256$…'`: the password goes as a
+/// SCRAM verifier computed here, so the plaintext never reaches the server, where
+/// `log_statement` or `pg_stat_statements` could record it, and PostgreSQL stores no
+/// plaintext-equivalent (whatever `password_encryption` says).
+fn role_statement(verb: &str, role: &Credentials, attributes: &str) -> String {
+    let password = match &role.password {
+        Some(password) => format!(
+            " PASSWORD {}",
+            quote_literal(&postgres_protocol::password::scram_sha_256(password.as_bytes()))
+        ),
+        None => String::new(),
+    };
+    format!(
+        "{verb} ROLE {} WITH {attributes}{password}",
+        quote_ident(&role.username)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn role_passwords_are_sent_as_scram_verifiers() {
+        let role = Credentials::new("repl", Some("plain-secret"));
+        let sql = role_statement("CREATE", &role, "REPLICATION LOGIN");
+        assert!(!sql.contains("plain-secret"), "{sql}");
+        assert!(
+            sql.starts_with("CREATE ROLE \"repl\" WITH REPLICATION LOGIN PASSWORD 'SCRAM-SHA-256$4096:"),
+            "{sql}"
+        );
+        let none = role_statement("ALTER", &Credentials::new("r", None), "LOGIN");
+        assert_eq!(none, "ALTER ROLE \"r\" WITH LOGIN");
+    }
 
     #[test]
     fn quoting() {

@@ -34,6 +34,8 @@ pub struct RewindSource {
     pub password: Option<String>,
     /// Any database the role may connect to; pg_rewind only calls functions in it.
     pub dbname: String,
+    /// The role's libpq TLS options, `keyword='value'` (see `conninfo::libpq_options`).
+    pub libpq: Vec<String>,
 }
 
 impl RewindSource {
@@ -45,6 +47,7 @@ impl RewindSource {
             user: credentials.username.clone(),
             password: credentials.password.clone(),
             dbname: "postgres".to_string(),
+            libpq: super::conninfo::libpq_options(credentials),
         }
     }
 
@@ -60,13 +63,18 @@ impl RewindSource {
     /// The libpq connection string for `--source-server`. The password is not in it (command
     /// lines are visible to every local user); it goes through a temporary pgpass file.
     pub fn conninfo(&self) -> String {
-        format!(
+        let mut conninfo = format!(
             "host={} port={} user={} dbname={} connect_timeout={CONNECT_TIMEOUT_SECONDS}",
             quote_conninfo_value(&self.host),
             self.port,
             quote_conninfo_value(&self.user),
             quote_conninfo_value(&self.dbname),
-        )
+        );
+        for option in &self.libpq {
+            conninfo.push(' ');
+            conninfo.push_str(option);
+        }
+        conninfo
     }
 }
 
@@ -512,7 +520,18 @@ pg_rewind: error: target server must be shut down cleanly",
         let conninfo = source.conninfo();
         assert_eq!(
             conninfo,
-            "host='10.0.0.1' port=5432 user='re\\'winder' dbname='postgres' connect_timeout=10"
+            "host='10.0.0.1' port=5432 user='re\\'winder' dbname='postgres' connect_timeout=10 sslmode=prefer"
+        );
+        let mut tls = Credentials::new("rewinder", None);
+        tls.libpq = vec![
+            ("sslmode", "verify-ca".into()),
+            ("sslrootcert", "/tls/ca.pem".into()),
+        ];
+        assert!(
+            RewindSource::new("h", 1, &tls)
+                .conninfo()
+                .ends_with("connect_timeout=10 sslmode='verify-ca' sslrootcert='/tls/ca.pem'"),
+            "the rewind role's TLS options reach pg_rewind"
         );
         assert!(!format!("{source:?}").contains("s3cret"));
         assert_eq!(source.address(), "10.0.0.1:5432");

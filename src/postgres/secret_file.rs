@@ -59,6 +59,30 @@ impl Drop for SecretFile {
     }
 }
 
+/// Write the lasting pgpass file `primary_conninfo` names as its `passfile` (the replication
+/// password, so it is not inline in `postgresql.auto.conf`): mode 0600, owned by the OS user
+/// PostgreSQL runs as, replaced atomically and only when its contents change.
+pub fn write_pgpass(user: &OsUser, path: &Path, username: &str, password: &str) -> Result<(), PgError> {
+    let contents = pgpass_line(username, password);
+    if std::fs::read_to_string(path).is_ok_and(|old| old == contents) {
+        return Ok(());
+    }
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    let temporary = PathBuf::from(name);
+    let _ = std::fs::remove_file(&temporary);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)
+        .map_err(|e| PgError::io("create", &temporary, e))?;
+    file.write_all(contents.as_bytes())
+        .map_err(|e| PgError::io("write", &temporary, e))?;
+    user.give(&temporary)?;
+    std::fs::rename(&temporary, path).map_err(|e| PgError::io("rename", path, e))
+}
+
 /// A `.pgpass` line matching any host, port and database for `user` (the file is dedicated
 /// to one program run); `:` and `\` are escaped as libpq expects.
 pub fn pgpass_line(user: &str, password: &str) -> String {
@@ -73,6 +97,22 @@ mod tests {
     #[test]
     fn pgpass_escapes_separators() {
         assert_eq!(pgpass_line("rep", "a:b\\c"), "*:*:*:rep:a\\:b\\\\c\n");
+    }
+
+    #[test]
+    fn lasting_pgpass_is_private_and_rewritten_on_change() {
+        use std::os::unix::fs::PermissionsExt;
+        let user = OsUser::for_agent(None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pg.pgpass");
+        write_pgpass(&user, &path, "repl", "one").unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "*:*:*:repl:one\n");
+        write_pgpass(&user, &path, "repl", "two").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "*:*:*:repl:two\n");
     }
 
     #[test]

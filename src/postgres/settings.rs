@@ -16,6 +16,9 @@ const DEFAULT_PORT: u16 = 5432;
 pub struct Credentials {
     pub username: String,
     pub password: Option<String>,
+    /// The libpq TLS/GSS options of `postgresql.authentication.<role>` (keyword, value), in
+    /// libpq's keywords: applied to `primary_conninfo`, pg_basebackup and pg_rewind.
+    pub libpq: Vec<(&'static str, String)>,
 }
 
 impl Credentials {
@@ -23,7 +26,30 @@ impl Credentials {
         Credentials {
             username: username.into(),
             password: password.map(str::to_string),
+            libpq: Vec::new(),
         }
+    }
+
+    /// The libpq options as environment variables (`PGSSLMODE`, …), for programs that take
+    /// no connection string (pg_basebackup is given host and port as flags).
+    pub fn libpq_env(&self) -> Vec<(&'static str, String)> {
+        self.libpq
+            .iter()
+            .filter_map(|(keyword, value)| {
+                let var = match *keyword {
+                    "sslmode" => "PGSSLMODE",
+                    "sslcert" => "PGSSLCERT",
+                    "sslkey" => "PGSSLKEY",
+                    "sslrootcert" => "PGSSLROOTCERT",
+                    "sslcrl" => "PGSSLCRL",
+                    "sslcrldir" => "PGSSLCRLDIR",
+                    "gssencmode" => "PGGSSENCMODE",
+                    "channel_binding" => "PGCHANNELBINDING",
+                    _ => return None,
+                };
+                Some((var, value.clone()))
+            })
+            .collect()
     }
 
     fn from_config(user: Option<&PgUser>, default_name: &str) -> Self {
@@ -32,8 +58,28 @@ impl Credentials {
                 .and_then(|u| u.username.clone())
                 .unwrap_or_else(|| default_name.to_string()),
             password: user.and_then(|u| u.password.clone()),
+            libpq: user.map(libpq_options).unwrap_or_default(),
         }
     }
+}
+
+/// Patroni's libpq keys of one role that pgquorum passes on (`sslpassword`, `sslnegotiation`
+/// are accepted but not acted on: see `config/schema.rs`).
+fn libpq_options(user: &PgUser) -> Vec<(&'static str, String)> {
+    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    [
+        ("sslmode", user.sslmode.clone()),
+        ("sslcert", path(&user.sslcert)),
+        ("sslkey", path(&user.sslkey)),
+        ("sslrootcert", path(&user.sslrootcert)),
+        ("sslcrl", path(&user.sslcrl)),
+        ("sslcrldir", path(&user.sslcrldir)),
+        ("gssencmode", user.gssencmode.clone()),
+        ("channel_binding", user.channel_binding.clone()),
+    ]
+    .into_iter()
+    .filter_map(|(keyword, value)| Some((keyword, value?)))
+    .collect()
 }
 
 /// Passwords stay out of logs and debug output.
@@ -42,6 +88,7 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("libpq", &self.libpq)
             .finish()
     }
 }

@@ -7,16 +7,19 @@
 //! `POST /switchover`, `POST /failover`, `DELETE /switchover`) are handed to the loop as
 //! [`OperatorRequest`]s, which it answers between cycles.
 
+mod access;
 mod auth;
 mod cluster_json;
 mod epoch;
 mod health;
+mod listen;
 mod metrics;
 mod operator;
 mod probes;
 mod query;
 mod restart_conditions;
 mod routes;
+mod security;
 mod status_json;
 mod switchover;
 mod wal;
@@ -29,8 +32,10 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::config::BasicAuth;
 use crate::ha::{NodeSnapshot, OperatorRequest};
+
+pub use listen::Peer;
+pub use security::{Network, RestSecurity, RestSecurityError, SharedSecurity, VerifyClient};
 
 /// What the REST API answers from and talks to.
 #[derive(Clone)]
@@ -39,8 +44,8 @@ pub struct RestState {
     pub snapshot: watch::Receiver<Arc<NodeSnapshot>>,
     /// Where operator requests go (the HA loop).
     pub requests: mpsc::Sender<OperatorRequest>,
-    /// `restapi.authentication`: required for the mutating endpoints when set.
-    pub auth: Option<BasicAuth>,
+    /// TLS, allowlist, `restapi.authentication` and extra headers; re-read on reload.
+    pub security: SharedSecurity,
     /// The agent version reported as `patroni.version` and `patroni_version`.
     pub version: &'static str,
 }
@@ -50,13 +55,18 @@ pub fn router(state: RestState) -> axum::Router {
     routes::router(Arc::new(state))
 }
 
-/// Serve the REST API on `listener` until `shutdown` completes.
+/// Serve the REST API on `listener` (TLS when `state.security` says so) until `shutdown`
+/// completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: RestState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let listener = listen::RestListener::new(listener, state.security.clone())?;
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<Peer>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -28,8 +28,22 @@ pub async fn reload(state: &RestState) -> Response {
     )
     .await
     {
-        Ok(message) if message.is_empty() => (StatusCode::ACCEPTED, "reload scheduled").into_response(),
-        Ok(message) => (StatusCode::ACCEPTED, message).into_response(),
+        Ok(message) => {
+            let message = if message.is_empty() {
+                "reload scheduled".to_string()
+            } else {
+                message
+            };
+            // The REST API's own settings (certificates, allowlist, credentials) come next.
+            match state.security.reload().await {
+                Ok(()) => (StatusCode::ACCEPTED, message).into_response(),
+                Err(e) => {
+                    tracing::error!("REST API settings not reloaded (the previous ones stay): {e}");
+                    let why = format!("{message}; the REST API settings were not reloaded: {e}");
+                    (StatusCode::SERVICE_UNAVAILABLE, why).into_response()
+                }
+            }
+        }
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error).into_response(),
     }
 }

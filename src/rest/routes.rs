@@ -12,11 +12,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Json, Router};
 
+use super::access::{self, Caller};
 use super::cluster_json::{cluster_json, history_json};
 use super::health::HealthCheck;
 use super::query::QueryParams;
 use super::wal::cluster_wal_position;
-use super::{auth, metrics, operator, probes, status_json, switchover as handover, RestState};
+use super::{metrics, operator, probes, status_json, switchover as handover, RestState};
 use crate::ha::switchover::Operation;
 use crate::ha::NodeSnapshot;
 
@@ -42,6 +43,10 @@ pub fn router(state: Shared) -> Router {
         .route("/reinitialize", any(reinitialize))
         .route("/reinit", any(reinitialize))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::extra_headers,
+        ))
         .with_state(state)
 }
 
@@ -198,22 +203,28 @@ async fn metrics(State(state): State<Shared>, method: Method) -> Response {
     }
 }
 
-async fn reload(State(state): State<Shared>, method: Method, headers: HeaderMap) -> Response {
+async fn reload(State(state): State<Shared>, method: Method, caller: Caller, headers: HeaderMap) -> Response {
     if method != Method::POST {
         return unsupported_method(&method);
     }
-    if let Err(challenge) = auth::authorize(state.auth.as_ref(), &headers) {
-        return *challenge;
+    if let Err(refusal) = access::authorize(&state, &caller, &headers).await {
+        return refusal;
     }
     operator::reload(&state).await
 }
 
-async fn restart(State(state): State<Shared>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+async fn restart(
+    State(state): State<Shared>,
+    method: Method,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if method != Method::POST {
         return unsupported_method(&method);
     }
-    if let Err(challenge) = auth::authorize(state.auth.as_ref(), &headers) {
-        return *challenge;
+    if let Err(refusal) = access::authorize(&state, &caller, &headers).await {
+        return refusal;
     }
     operator::restart(&state, &body).await
 }
@@ -222,14 +233,15 @@ async fn restart(State(state): State<Shared>, method: Method, headers: HeaderMap
 async fn switchover(
     State(state): State<Shared>,
     method: Method,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     if method != Method::POST && method != Method::DELETE {
         return unsupported_method(&method);
     }
-    if let Err(challenge) = auth::authorize(state.auth.as_ref(), &headers) {
-        return *challenge;
+    if let Err(refusal) = access::authorize(&state, &caller, &headers).await {
+        return refusal;
     }
     if method == Method::DELETE {
         return handover::cancel(&state).await;
@@ -237,12 +249,18 @@ async fn switchover(
     handover::request(&state, &body, Operation::Switchover).await
 }
 
-async fn failover(State(state): State<Shared>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+async fn failover(
+    State(state): State<Shared>,
+    method: Method,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if method != Method::POST {
         return unsupported_method(&method);
     }
-    if let Err(challenge) = auth::authorize(state.auth.as_ref(), &headers) {
-        return *challenge;
+    if let Err(refusal) = access::authorize(&state, &caller, &headers).await {
+        return refusal;
     }
     handover::request(&state, &body, Operation::Failover).await
 }
@@ -251,14 +269,15 @@ async fn failover(State(state): State<Shared>, method: Method, headers: HeaderMa
 async fn reinitialize(
     State(state): State<Shared>,
     method: Method,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     if method != Method::POST {
         return unsupported_method(&method);
     }
-    if let Err(challenge) = auth::authorize(state.auth.as_ref(), &headers) {
-        return *challenge;
+    if let Err(refusal) = access::authorize(&state, &caller, &headers).await {
+        return refusal;
     }
     operator::reinitialize(&state, &body).await
 }

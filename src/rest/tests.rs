@@ -190,7 +190,7 @@ async fn start(snapshot: NodeSnapshot, auth: Option<BasicAuth>) -> TestServer {
     let state = RestState {
         snapshot: snapshot_rx,
         requests: request_tx,
-        auth,
+        security: super::SharedSecurity::new(super::RestSecurity::plain(auth), None),
         version: VERSION,
     };
     tokio::spawn(serve(listener, state, async {
