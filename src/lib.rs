@@ -27,9 +27,11 @@
 //! | who may call what on the gRPC services (agent / admin / read), agent-only keys, the admin listener | `grpc::access` (pure classification), `grpc::admin_service` |
 //! | what a client may write into `config` (shared by pgquorumctl and the server) | `config::guard` |
 //! | PostgreSQL operations (initdb, pg_basebackup, pg_ctl, pg_rewind, queries) | [`postgres`] |
-//! | fencing a primary whose agent died or stalled | [`fence`] (guard process), [`ha::lease_watchdog`] (in-agent backstop), [`watchdog`] (device) |
+//! | fencing a primary whose agent died or stalled | [`fence`] (guard process; `detach` leaves PostgreSQL running on purpose), [`ha::lease_watchdog`] (in-agent backstop), [`watchdog`] (device) |
 //! | configuration file, validation, Patroni compatibility, env overrides | [`config`] |
 //! | REST API (Patroni's paths, health checks, metrics) | [`rest`] |
+//! | REST TLS, `verify_client`, allowlist (403 before 401), extra headers, re-read on reload | `rest::security`, `rest::listen`, `rest::access` |
+//! | libpq options, passfile and SCRAM verifiers for PostgreSQL connections | `postgres::conninfo`, `postgres::secret_file`, `postgres::query` |
 //! | `pgquorumctl` commands and their output | [`ctl`] |
 //! | agent start-up and shutdown, SIGHUP = reload, an HA-loop panic ends the agent | [`agent`] |
 //! | `pgquorum demo` and the test/bench cluster launcher | [`demo`] |

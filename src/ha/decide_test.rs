@@ -1355,9 +1355,12 @@ fn pause_lifts_only_for_the_named_pair() {
                 None,
             ))),
             pg(ours(), true, Some(PgRole::Primary), None),
-            vec![HandOver {
-                candidate: "node3".into(),
-            }],
+            vec![
+                AcquireLease,
+                HandOver {
+                    candidate: "node3".into(),
+                },
+            ],
             "switchover to node3",
         ),
     ];
