@@ -812,15 +812,6 @@ fn eligible_to_race(input: &Inputs<'_>, cluster: &ClusterView) -> Result<(), Str
             ));
         }
     }
-    if let Some(me) = me.filter(|p| !on_newest_history(cluster, p)) {
-        return Err(format!(
-            "my WAL position {:X} on timeline {} is not on the cluster's newest timeline {} (past the \
-             point where my timeline ended, or a timeline `history` does not record): not taking part in the race",
-            me.lsn,
-            me.timeline,
-            newest_timeline(cluster)
-        ));
-    }
     Ok(())
 }
 
@@ -829,27 +820,8 @@ fn newest_timeline(cluster: &ClusterView) -> u64 {
     cluster.history.iter().map(|h| h.timeline + 1).max().unwrap_or(1)
 }
 
-/// Whether a WAL position lies on the cluster's newest history, so that its LSN can be
-/// compared with the others' and with the lag limit: on the newest timeline (or a newer one
-/// `history` does not record yet), or on an older timeline no further than where that
-/// timeline ended (`switch_lsn` of its `history` entry: everything up to there is shared with
-/// the newest timeline). A position past that point is on an abandoned branch (a former
-/// primary that wrote after the switch): its LSN means nothing on the newest timeline. An older
-/// timeline that `history` does not record cannot be checked, so it does not count either.
-fn on_newest_history(cluster: &ClusterView, p: &WalPosition) -> bool {
-    if p.timeline >= newest_timeline(cluster) {
-        return true;
-    }
-    cluster
-        .history
-        .iter()
-        .find(|h| h.timeline == p.timeline)
-        .is_some_and(|h| p.lsn <= h.switch_lsn)
-}
-
 /// The member that should win a leader race: eligible (may become primary, up, within the
-/// lag limit, not `exclude`), with a known WAL position on the newest history (see
-/// [`on_newest_history`]), on the newest timeline, with the highest WAL position; ties go to
+/// lag limit, not `exclude`), with a known WAL position, on the newest timeline, with the highest WAL position; ties go to
 /// the higher failover priority, then the name. Positions come from the fresh figures when
 /// they were gathered (a member that did not answer is out), else from the member keys (a
 /// member that publishes no timeline or position is out). `me` counts with its own position
@@ -878,7 +850,6 @@ pub fn best_candidate<'a>(
     };
     let mine = input
         .my_position
-        .filter(|p| on_newest_history(cluster, p))
         .map(|p| (me, input.tags.effective_failover_priority(), p));
     cluster
         .members
@@ -886,7 +857,7 @@ pub fn best_candidate<'a>(
         .filter(|m| m.name != me && m.tags.may_become_primary() && m.state.is_up())
         .filter(|m| Some(m.name.as_str()) != exclude)
         .filter_map(|m| position(m).map(|p| (m.name.as_str(), m.tags.effective_failover_priority(), p)))
-        .filter(|(_, _, p)| on_newest_history(cluster, p) && within_lag(p))
+        .filter(|(_, _, p)| within_lag(p))
         .chain(mine)
         .max_by(|(a, prio_a, pa), (b, prio_b, pb)| (pa, prio_a).cmp(&(pb, prio_b)).then_with(|| b.cmp(a)))
         .map(|(name, _, _)| name)
