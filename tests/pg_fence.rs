@@ -151,12 +151,26 @@ impl FakePostmaster {
             std::fs::create_dir_all(&bin).unwrap();
             std::fs::copy("/bin/sleep", &exe).unwrap();
         }
-        let child = std::process::Command::new(&exe)
-            .arg("600")
-            .current_dir(data_dir)
-            .process_group(0)
-            .spawn()
-            .unwrap();
+        // A test thread forking while the copy's write descriptor was open hands that
+        // descriptor to its child for a moment, and exec then fails with "text file busy"
+        // (ETXTBSY): retry briefly, the descriptor is closed at the child's own exec.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let child = loop {
+            match std::process::Command::new(&exe)
+                .arg("600")
+                .current_dir(data_dir)
+                .process_group(0)
+                .spawn()
+            {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                other => break other.unwrap(),
+            }
+        };
         std::fs::write(
             data_dir.join("postmaster.pid"),
             format!("{}\n{}\n", child.id(), data_dir.display()),
