@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use super::action_error::ActionError;
 use super::decide::{decide, Action, DataDir, Decision, Inputs, Job, LeaseClock, LocalPg, WalPosition};
 use super::pg_ops::PgFailure;
 use super::retry::RetryBudget;
@@ -154,10 +155,11 @@ pub enum Event {
         job: Job,
         outcome: JobOutcome,
     },
-    /// An action failed; the failure's kind may change what the loop remembers.
+    /// An action failed; the failure's kind (src/ha/action_error.rs) may change what the
+    /// loop remembers.
     ActionFailed {
         action: Action,
-        failure: PgFailure,
+        error: ActionError,
     },
     /// We won the bootstrap race: `initialize` claimed at `revision`.
     InitializeClaimed {
@@ -345,10 +347,13 @@ fn watch_streaming(m: &mut EngineMemory, cluster: &ClusterView, obs: &Observatio
 pub fn apply(m: &mut EngineMemory, event: Event, now_ms: u64) {
     match event {
         Event::JobFinished { job, outcome } => job_finished(m, job, outcome, now_ms),
-        Event::ActionFailed { action, failure } => {
+        Event::ActionFailed { action, error } => {
             if matches!(action, Action::StartReplica { leader: Some(_) })
-                && matches!(failure, PgFailure::Diverged { .. })
+                && matches!(error.pg_failure(), Some(PgFailure::Diverged { .. }))
             {
+                tracing::warn!(
+                    "my WAL diverged from the new primary's timeline: a rejoin check (pg_rewind) comes next"
+                );
                 // This replica holds WAL past the point where the new primary's timeline
                 // branched off (it received more than the member that won the race). It
                 // cannot stream until pg_rewind takes it back to the fork: the same rejoin

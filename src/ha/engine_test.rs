@@ -2,6 +2,7 @@
 //! `apply` remembers from an executor's report. Each row names the memory before and the
 //! whole memory wanted after.
 
+use super::action_error::{ActionError, Operation};
 use super::decide::{Action, DataDir, Job};
 use super::engine::*;
 use super::pg_ops::PgFailure;
@@ -645,7 +646,7 @@ fn apply_memory_table() {
                 action: Action::StartReplica {
                     leader: Some("node1".into()),
                 },
-                failure: diverged.clone(),
+                error: ActionError::pg(Operation::Start, diverged.clone()),
             },
             want: EngineMemory {
                 must_rejoin: true,
@@ -658,7 +659,7 @@ fn apply_memory_table() {
             before: mem(),
             event: Event::ActionFailed {
                 action: Action::StartReplica { leader: None },
-                failure: diverged,
+                error: ActionError::pg(Operation::Start, diverged),
             },
             want: mem(),
         },
@@ -669,9 +670,12 @@ fn apply_memory_table() {
                 action: Action::StartReplica {
                     leader: Some("node1".into()),
                 },
-                failure: PgFailure::Timeout {
-                    message: "PostgreSQL did not start within 60 s".into(),
-                },
+                error: ActionError::pg(
+                    Operation::Start,
+                    PgFailure::Timeout {
+                        message: "PostgreSQL did not start within 60 s".into(),
+                    },
+                ),
             },
             want: mem(),
         },

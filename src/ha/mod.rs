@@ -1,5 +1,6 @@
 //! The HA loop: decide (pure) and act (executor).
 
+pub mod action_error;
 pub mod callbacks;
 pub mod decide;
 pub mod engine;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
+use super::action_error::{ActionError, Cause, Operation as Op};
 use super::callbacks::{role, CallbackEvent, CallbackRunner};
 use super::decide::{Action, DataDir, Job, WalPosition};
 use super::engine::{self, EngineMemory, Event, JobOutcome, LocalObservation, Observation};
@@ -24,7 +25,7 @@ use super::store::ClusterStore;
 use crate::cluster::{ClusterView, PgRole, PgRunState};
 use crate::config::{Config, DynamicConfig};
 use crate::keyspace::{Command, CommandOutcome, Key, Precondition};
-use crate::node::RaftNode;
+use crate::node::{KeyspaceError, RaftNode};
 
 /// Member keys live at least this long: with the short default lease, a member busy with a
 /// long action (a restart, a rewind) must not vanish from `list` between two of its loops.
@@ -410,8 +411,16 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         let mut outcome = Ok(());
         for action in &decision.actions {
             outcome = self.execute(action, cluster.as_ref(), observation.as_ref()).await;
-            if let Err(e) = &outcome {
-                tracing::warn!(?action, "{e}");
+            if let Err(error) = &outcome {
+                if error.is_retryable() {
+                    tracing::warn!(?action, "{error}");
+                } else {
+                    tracing::error!(?action, "{error}");
+                }
+                self.apply(Event::ActionFailed {
+                    action: action.clone(),
+                    error: error.clone(),
+                });
                 break;
             }
         }
@@ -531,17 +540,18 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         }
     }
 
-    async fn write(&self, command: Command) -> Result<CommandOutcome, String> {
-        self.node.write(command).await.map_err(|e| e.to_string())
+    async fn write(&self, command: Command) -> Result<CommandOutcome, KeyspaceError> {
+        self.node.write(command).await
     }
 
-    /// Carry one action out. An error stops the rest of this cycle's actions.
+    /// Carry one action out. An error stops the rest of this cycle's actions and is fed back
+    /// to the engine (`Event::ActionFailed`).
     async fn execute(
         &mut self,
         action: &Action,
         cluster: Option<&ClusterView>,
         observation: Option<&PgObservation>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ActionError> {
         match action {
             Action::ClaimInitialize => {
                 let cmd = Command::Put {
@@ -550,29 +560,32 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                     ttl_ms: None,
                     precondition: Precondition::Absent,
                 };
-                match self.write(cmd).await? {
+                match self.write(cmd).await.map_err(Op::KeyspaceWrite.keyspace())? {
                     CommandOutcome::Applied { revision } => {
                         tracing::info!("won the bootstrap race: initializing a new cluster");
                         self.apply(Event::InitializeClaimed { revision });
                         Ok(())
                     }
-                    CommandOutcome::Rejected { .. } => {
-                        Err("another member claimed the bootstrap first".into())
-                    }
+                    CommandOutcome::Rejected { .. } => Err(ActionError::refused(
+                        Op::KeyspaceWrite,
+                        "another member claimed the bootstrap first",
+                    )),
                 }
             }
             Action::Bootstrap => {
-                let claim = self
-                    .mem
-                    .bootstrap_claim
-                    .ok_or("no bootstrap claim of mine to bootstrap under")?;
+                let claim = self.mem.bootstrap_claim.ok_or_else(|| {
+                    ActionError::not_ready(Op::StartJob, "no bootstrap claim of mine to bootstrap under")
+                })?;
                 self.start_bootstrap(claim);
                 self.apply(Event::BootstrapStarted);
                 Ok(())
             }
             Action::Clone { source } => {
                 let upstream = cluster.and_then(|c| upstream_of(c, source)).ok_or_else(|| {
-                    format!("primary {source} publishes no PostgreSQL address to clone from")
+                    ActionError::not_ready(
+                        Op::StartJob,
+                        format!("primary {source} publishes no PostgreSQL address to clone from"),
+                    )
                 })?;
                 tracing::info!(source = %source, "creating a replica with pg_basebackup from {}:{}", upstream.host, upstream.port);
                 let pg = self.pg.clone();
@@ -602,15 +615,18 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                     holder: self.config.name.clone(),
                     holder_addr: Some(self.config.raft.self_addr.clone()),
                 };
-                self.write(cmd).await.map(|_| ())
+                self.write(cmd)
+                    .await
+                    .map(|_| ())
+                    .map_err(Op::LeaseRelease.keyspace())
             }
             Action::StartPrimary => {
-                self.configure(None).await?;
-                Ok(self.start().await?)
+                self.configure(None).await.map_err(Op::Configure.pg())?;
+                self.start().await.map_err(Op::Start.pg())
             }
-            Action::StartReplica { leader } => Ok(self.start_replica_of(leader.as_deref(), cluster).await?),
+            Action::StartReplica { leader } => self.start_replica_of(leader.as_deref(), cluster).await,
             Action::Promote => {
-                self.pg.promote().await?;
+                self.pg.promote().await.map_err(Op::Promote.pg())?;
                 self.apply(Event::Promoted {
                     reason: promotion_reason(cluster),
                 });
@@ -619,7 +635,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                 Ok(())
             }
             Action::Demote => {
-                self.stop_deliberately().await?;
+                self.stop_deliberately().await.map_err(Op::Stop.pg())?;
                 self.set_lease_deadline(None);
                 self.disarm_watchdog();
                 self.apply(Event::Demoted);
@@ -629,9 +645,12 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             }
             Action::HandOver { candidate } => self.hand_over(candidate, cluster).await,
             Action::Rejoin { leader } => {
-                let upstream = cluster
-                    .and_then(|c| upstream_of(c, leader))
-                    .ok_or_else(|| format!("primary {leader} publishes no PostgreSQL address yet"))?;
+                let upstream = cluster.and_then(|c| upstream_of(c, leader)).ok_or_else(|| {
+                    ActionError::not_ready(
+                        Op::StartJob,
+                        format!("primary {leader} publishes no PostgreSQL address yet"),
+                    )
+                })?;
                 self.start_rejoin(upstream);
                 Ok(())
             }
@@ -643,22 +662,26 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                     key: Key::Failover,
                     precondition: Precondition::Revision(revision),
                 };
-                self.write(cmd).await.map(|_| ())
+                self.write(cmd)
+                    .await
+                    .map(|_| ())
+                    .map_err(Op::KeyspaceWrite.keyspace())
             }
             Action::Follow { leader } => {
                 let upstream = cluster.and_then(|c| upstream_of(c, leader));
                 if upstream.is_none() {
-                    return Err(format!("primary {leader} publishes no PostgreSQL address yet"));
+                    let what = format!("primary {leader} publishes no PostgreSQL address yet");
+                    return Err(ActionError::not_ready(Op::Configure, what));
                 }
                 let upstream = upstream.filter(|_| !self.config.tags.nostream);
-                let applied = self.configure(Some(upstream)).await?;
+                let applied = self.configure(Some(upstream)).await.map_err(Op::Configure.pg())?;
                 self.apply(Event::Following {
                     leader: Some(leader.clone()),
                 });
                 if applied.restart_needed {
-                    Ok(self.pg.restart().await?)
+                    self.pg.restart().await.map_err(Op::Restart.pg())
                 } else {
-                    Ok(self.pg.reload().await?)
+                    self.pg.reload().await.map_err(Op::Reload.pg())
                 }
             }
             Action::SyncSlots => {
@@ -674,7 +697,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                             .collect()
                     })
                     .unwrap_or_default();
-                Ok(self.pg.sync_slots(&names).await?)
+                self.pg.sync_slots(&names).await.map_err(Op::SyncSlots.pg())
             }
             Action::PublishStatus => {
                 // Best effort, as every loop writes it again: a failed write stops nothing.
@@ -710,7 +733,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
     /// and give the lease up for it.
     /// Never an immediate stop: when the fast one does not end in the lease's time, stay
     /// primary and cancel the request (src/ha/hand_over.rs).
-    async fn hand_over(&mut self, candidate: &str, cluster: Option<&ClusterView>) -> Result<(), String> {
+    async fn hand_over(&mut self, candidate: &str, cluster: Option<&ClusterView>) -> Result<(), ActionError> {
         let (deadline, now, margin) = (self.mem.lease.deadline_ms, self.now_ms(), self.demote_margin_ms());
         self.apply(Event::OperationBegan(PgRunState::Stopping));
         let final_lsn = match hand_over::stop_cleanly(&*self.pg, candidate, deadline, now, margin).await {
@@ -727,7 +750,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             ttl_ms: None,
             precondition: Precondition::Any,
         };
-        self.write(cmd).await?;
+        self.write(cmd).await.map_err(Op::KeyspaceWrite.keyspace())?;
         self.set_lease_deadline(None);
         self.disarm_watchdog();
         self.callbacks.fire(CallbackEvent::OnRoleChange, role::DEMOTED);
@@ -736,7 +759,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             holder: self.config.name.clone(),
             holder_addr: Some(self.config.raft.self_addr.clone()),
         };
-        self.write(cmd).await?;
+        self.write(cmd).await.map_err(Op::LeaseRelease.keyspace())?;
         self.apply(Event::HandedOver);
         tracing::info!(
             "switchover to {candidate}: stopped at WAL {final_lsn:X} and released the lease; rejoining as a replica"
@@ -788,33 +811,19 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         &mut self,
         leader: Option<&str>,
         cluster: Option<&ClusterView>,
-    ) -> PgResult<()> {
+    ) -> Result<(), ActionError> {
         // `nostream`: a standby that never streams (it replays archived WAL only).
         let upstream = leader
             .filter(|_| !self.config.tags.nostream)
             .and_then(|l| cluster.and_then(|c| upstream_of(c, l)));
-        self.configure(Some(upstream)).await?;
+        self.configure(Some(upstream)).await.map_err(Op::Configure.pg())?;
         self.apply(Event::Following {
             leader: leader.map(str::to_string),
         });
-        let started = self.start().await;
-        if let Err(failure) = &started {
-            if leader.is_some() && matches!(failure, PgFailure::Diverged { .. }) {
-                tracing::warn!(
-                    "my WAL diverged from the new primary's timeline: a rejoin check (pg_rewind) comes next"
-                );
-            }
-            self.apply(Event::ActionFailed {
-                action: Action::StartReplica {
-                    leader: leader.map(str::to_string),
-                },
-                failure: failure.clone(),
-            });
-        }
-        started
+        self.start().await.map_err(Op::Start.pg())
     }
 
-    async fn acquire_lease(&mut self) -> Result<(), String> {
+    async fn acquire_lease(&mut self) -> Result<(), ActionError> {
         let sent_at = self.now_ms();
         let ttl_ms = self.dynamic.ttl_ms();
         let cmd = Command::AcquireLease {
@@ -824,7 +833,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             value: serde_json::json!({ "holder": self.config.name }),
             ttl_ms,
         };
-        match self.write(cmd).await? {
+        match self.write(cmd).await.map_err(Op::LeaseWrite.keyspace())? {
             CommandOutcome::Applied { .. } => {
                 // Valid from when we sent it, not from when it committed: the keyspace may
                 // have stamped it earlier than our reply arrived. Set before anything else can
@@ -849,7 +858,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             }
             CommandOutcome::Rejected { reason, .. } => {
                 self.set_lease_deadline(None);
-                Err(format!("could not take the lease: {reason}"))
+                Err(ActionError::refused(Op::LeaseWrite, reason))
             }
         }
     }
@@ -888,7 +897,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
     /// leader) and keep it alive on every renewal after. With `mode: required` a node whose
     /// watchdog cannot be armed must not act as primary: the error stops this cycle's actions
     /// before any promotion.
-    fn keep_watchdog_alive(&mut self) -> Result<(), String> {
+    fn keep_watchdog_alive(&mut self) -> Result<(), ActionError> {
         if self.watchdog.is_none() {
             let bounds = crate::watchdog::LeaseBounds::new(&self.dynamic, &self.config.raft);
             match crate::watchdog::Watchdog::open_checked(&self.config.watchdog, bounds) {
@@ -900,9 +909,8 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                 Ok(None) => return Ok(()),
                 Err(e) => {
                     self.watchdog_failed = true;
-                    return Err(format!(
-                        "watchdog mode is required but the watchdog cannot be armed: {e}"
-                    ));
+                    let cause = Cause::WatchdogRequired(e.to_string());
+                    return Err(ActionError::new(Op::Watchdog, cause));
                 }
             }
         }
@@ -1053,7 +1061,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
     }
 
     async fn finish_bootstrap(&mut self, system_identifier: &str, claim: Option<u64>) -> Result<(), String> {
-        self.acquire_lease().await?;
+        self.acquire_lease().await.map_err(|e| e.to_string())?;
         let precondition = claim.map_or(Precondition::Absent, Precondition::Revision);
         let cmd = Command::Put {
             key: Key::Initialize,
@@ -1061,7 +1069,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             ttl_ms: None,
             precondition,
         };
-        if !self.write(cmd).await?.is_applied() {
+        if !self.write(cmd).await.map_err(|e| e.to_string())?.is_applied() {
             return Err("the initialize key changed under us".into());
         }
         let config = self.config.bootstrap.dcs.to_json();
@@ -1071,7 +1079,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             ttl_ms: None,
             precondition: Precondition::Absent,
         };
-        self.write(cmd).await?;
+        self.write(cmd).await.map_err(|e| e.to_string())?;
         tracing::info!(system_identifier, "bootstrap complete: I am the primary");
         Ok(())
     }
@@ -1110,7 +1118,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                 let _ = reply.send(r);
             }
             OperatorRequest::KeyspaceWrite { command, reply } => {
-                let _ = reply.send(self.write(command).await);
+                let _ = reply.send(self.write(command).await.map_err(|e| e.to_string()));
             }
         }
     }

@@ -90,7 +90,7 @@ pub enum StartError {
 
 /// Why a keyspace request failed. `NoLeader`, `NotLeader` and `LeaderUnreachable` mean the
 /// command was certainly not applied; `Unconfirmed` means it may or may not have been.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyspaceError {
     #[error(
         "no Raft leader after {waited:?}: this node cannot confirm the keyspace \
