@@ -144,7 +144,7 @@ async fn join_through(node: &RaftNode, via: &str) -> Result<(), ()> {
     let reply = match tokio::time::timeout(wait, client.join_cluster(req)).await {
         Ok(Ok(reply)) => reply.into_inner(),
         Ok(Err(status)) => {
-            let e = super::status_to_error(via, status);
+            let e = super::wire_error::status_to_error(via, status);
             tracing::info!(%via, error = %e, "raft: join request failed; retrying");
             return Err(());
         }

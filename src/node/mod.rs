@@ -15,6 +15,10 @@ mod housekeeping;
 mod join;
 mod role_log;
 mod status;
+pub mod wire_error;
+
+pub use wire_error::error_to_status;
+use wire_error::status_to_error;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -525,41 +529,5 @@ impl RaftNode {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft: shutdown did not complete cleanly");
         }
-    }
-}
-
-/// The gRPC status a keyspace error travels as, and back.
-pub fn error_to_status(e: &KeyspaceError) -> tonic::Status {
-    let msg = e.to_string();
-    match e {
-        KeyspaceError::NotLeader => tonic::Status::unavailable(format!("not-leader: {msg}")),
-        KeyspaceError::NoLeader { .. } | KeyspaceError::LeaderUnreachable { .. } => {
-            tonic::Status::unavailable(msg)
-        }
-        KeyspaceError::Unconfirmed { .. } => tonic::Status::deadline_exceeded(msg),
-        KeyspaceError::Invalid(_) => tonic::Status::invalid_argument(msg),
-        KeyspaceError::Stopped(_) => tonic::Status::internal(msg),
-    }
-}
-
-fn status_to_error(addr: &str, s: tonic::Status) -> KeyspaceError {
-    let unreachable = |not_sent: bool, detail: String| KeyspaceError::LeaderUnreachable {
-        addr: addr.to_string(),
-        detail,
-        not_sent,
-    };
-    match s.code() {
-        tonic::Code::Unavailable if s.message().starts_with("not-leader") => KeyspaceError::NotLeader,
-        // "error trying to connect: tcp connect error": nothing reached the leader.
-        tonic::Code::Unavailable if s.message().contains("connect") => {
-            unreachable(true, s.message().to_string())
-        }
-        tonic::Code::Unavailable => unreachable(false, s.message().to_string()),
-        tonic::Code::InvalidArgument => KeyspaceError::Invalid(s.message().to_string()),
-        // The caller replaces the zero with the time it actually waited.
-        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => KeyspaceError::Unconfirmed {
-            waited: Duration::ZERO,
-        },
-        _ => unreachable(false, s.to_string()),
     }
 }
