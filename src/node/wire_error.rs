@@ -135,7 +135,8 @@ mod tests {
 
     #[test]
     fn other_kinds_by_code() {
-        let rows: Vec<(KeyspaceError, fn(&KeyspaceError) -> bool)> = vec![
+        type Want = fn(&KeyspaceError) -> bool;
+        let rows: Vec<(KeyspaceError, Want)> = vec![
             (
                 KeyspaceError::NoLeader {
                     waited: Duration::ZERO,
@@ -165,7 +166,7 @@ mod tests {
     #[test]
     fn a_connect_error_in_the_source_chain_was_never_sent() {
         let mut s = Status::unavailable("whatever the library says");
-        let io = std::io::Error::new(std::io::ErrorKind::Other, "handshake");
+        let io = std::io::Error::other("handshake");
         s.set_source(Arc::new(tonic::ConnectError(Box::new(io))));
         assert!(status_to_error("n:1", s).certainly_not_applied());
 
