@@ -21,7 +21,7 @@ use super::pg_ops::{Applied, PgFailure, PgObservation, PgOps, PgResult, Rewind};
 use super::publish::{member_status, Observed};
 use super::retry::wake_in;
 use super::snapshot::{NodeSnapshot, OperatorRequest};
-use super::store::ClusterStore;
+use super::store::{self, ClusterStore};
 use crate::cluster::{ClusterView, PgRole, PgRunState};
 use crate::config::{Config, DynamicConfig};
 use crate::keyspace::{Command, CommandOutcome, Key, Precondition};
@@ -506,8 +506,14 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             .collect()
     }
 
+    /// While this node holds the lease, every keyspace call ends in time to demote (hole 16).
+    fn keyspace_deadline(&self) -> Option<tokio::time::Instant> {
+        let at = store::call_deadline_ms(self.mem.lease.deadline_ms, self.demote_margin_ms());
+        at.map(|ms| self.clock0 + Duration::from_millis(ms))
+    }
+
     async fn read_cluster(&self) -> Option<ClusterView> {
-        match self.node.read_all().await {
+        match store::within(self.keyspace_deadline(), self.node.read_all()).await {
             Ok(read) => {
                 let mut view = ClusterView::from_entries(&read.entries, read.as_of_ms);
                 for e in &view.unreadable {
@@ -535,13 +541,13 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             ttl_ms,
             precondition: Precondition::Any,
         };
-        if let Err(e) = self.node.write(cmd).await {
+        if let Err(e) = self.write(cmd).await {
             tracing::debug!("publishing the member key failed: {e}");
         }
     }
 
     async fn write(&self, command: Command) -> Result<CommandOutcome, KeyspaceError> {
-        self.node.write(command).await
+        store::within(self.keyspace_deadline(), self.node.write(command)).await
     }
 
     /// Carry one action out. An error stops the rest of this cycle's actions and is fed back

@@ -781,6 +781,8 @@ fn member_config(name: &str) -> Config {
 struct Agent {
     shutdown: watch::Sender<bool>,
     handle: JoinHandle<()>,
+    /// What the loop published at the end of its last cycle.
+    snapshot: watch::Receiver<Arc<NodeSnapshot>>,
 }
 
 /// The simulated cluster.
@@ -813,13 +815,19 @@ impl Sim {
             world: self.world.clone(),
             me: name.to_string(),
         });
-        let (snapshot_tx, _) = watch::channel(Arc::new(NodeSnapshot::starting("sim", name)));
+        let (snapshot_tx, snapshot) = watch::channel(Arc::new(NodeSnapshot::starting("sim", name)));
         let (_requests_tx, requests_rx) = mpsc::channel(1);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ha = HaLoop::new(store, member_config(name), None, pg, snapshot_tx, requests_rx);
         let handle = tokio::spawn(ha.run(shutdown_rx));
-        self.agents
-            .insert(name.to_string(), Some(Agent { shutdown, handle }));
+        self.agents.insert(
+            name.to_string(),
+            Some(Agent {
+                shutdown,
+                handle,
+                snapshot,
+            }),
+        );
     }
 
     /// A clean agent stop (SIGTERM): the loop stops PostgreSQL and gives the lease back.
@@ -846,6 +854,13 @@ impl Sim {
             pg.writable = false;
             pg.clean = false;
         }
+    }
+
+    /// The snapshot `name`'s loop published last (`None`: its agent is down).
+    fn snapshot(&self, name: &str) -> Option<Arc<NodeSnapshot>> {
+        let agent = self.agents.get(name)?.as_ref()?;
+        let snapshot = agent.snapshot.borrow().clone();
+        Some(snapshot)
     }
 
     fn pg(&self, name: &str) -> Pg {
@@ -1377,6 +1392,44 @@ async fn a_rewind_that_changed_nothing_is_retried_with_back_off() {
         sim.report()
     );
     assert!(sim.world.lock().faults[&old].rewind_failures.is_empty());
+    sim.assert_clean();
+    sim.shutdown().await;
+}
+
+/// Hole 16: a primary whose keyspace calls hang (replies delayed far past its lease) must get
+/// the failure back by its lease deadline and demote itself in that cycle. Before the fix its
+/// loop sat in the member-key write for the whole delay and only the lease watchdog (a
+/// backstop) stopped PostgreSQL; the loop itself finished no cycle in the lease's time.
+#[tokio::test(start_paused = true)]
+async fn a_primary_with_hanging_keyspace_calls_demotes_itself_within_its_lease() {
+    let (sim, primary) = Sim::formed().await;
+    let cut = sim.world.now_ms();
+    {
+        let mut s = sim.world.lock();
+        let f = s.faults.get_mut(&primary).expect("member");
+        f.delay_ms = 120_000;
+        f.delay_until = cut + 120_000;
+    }
+    // ttl is 10 s: the lease it renewed last ends within 10 s of the cut.
+    let demoted_itself = sim
+        .run_until(Duration::from_secs(10), |s| {
+            let cycle_done = s
+                .snapshot(&primary)
+                .is_some_and(|n| !n.keyspace_reachable && !n.holds_lease);
+            cycle_done && !s.pg(&primary).running
+        })
+        .await;
+    assert!(
+        demoted_itself,
+        "{primary}'s loop did not finish a cycle (and demote) within its lease: {}",
+        sim.report()
+    );
+    let taken_over = sim
+        .run_until(Duration::from_secs(30), |s| {
+            s.writable().iter().any(|w| *w != primary)
+        })
+        .await;
+    assert!(taken_over, "nobody took over: {}", sim.report());
     sim.assert_clean();
     sim.shutdown().await;
 }

@@ -32,6 +32,32 @@ pub trait ClusterStore: Send + Sync + 'static {
     fn subscribe_applied(&self) -> watch::Receiver<u64>;
 }
 
+/// When a keyspace call of the HA loop must have answered (hole 16): while this node holds
+/// the lease (`lease_deadline_ms`, on the loop's clock), by the deadline less `margin_ms`, so
+/// that a primary cut off from the keyspace gets the failure back in time to demote itself
+/// instead of waiting in the call past its lease (the lease watchdog and the fence guard are
+/// backstops, not the plan). Without a lease: no bound beyond the store's own.
+pub fn call_deadline_ms(lease_deadline_ms: Option<u64>, margin_ms: u64) -> Option<u64> {
+    lease_deadline_ms.map(|d| d.saturating_sub(margin_ms))
+}
+
+/// Run a keyspace call, giving up at `deadline` (if any). A call given up on has an unknown
+/// outcome (a write may still apply): `Unconfirmed`.
+pub async fn within<T>(
+    deadline: Option<tokio::time::Instant>,
+    call: impl Future<Output = Result<T, KeyspaceError>>,
+) -> Result<T, KeyspaceError> {
+    let Some(deadline) = deadline else {
+        return call.await;
+    };
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout_at(deadline, call).await.unwrap_or_else(|_| {
+        Err(KeyspaceError::Unconfirmed {
+            waited: started.elapsed(),
+        })
+    })
+}
+
 fn whole(linearizable: bool) -> ReadQuery {
     ReadQuery {
         key: String::new(),
@@ -182,6 +208,37 @@ mod tests {
     use super::*;
     use crate::cluster::ClusterView;
     use crate::keyspace::Precondition;
+
+    #[test]
+    fn calls_are_bounded_only_while_holding_a_lease() {
+        assert_eq!(call_deadline_ms(None, 600), None);
+        assert_eq!(call_deadline_ms(Some(10_000), 600), Some(9_400));
+        assert_eq!(
+            call_deadline_ms(Some(300), 600),
+            Some(0),
+            "already past: fail at once"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn within_gives_up_at_the_deadline() {
+        let slow = async {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            Ok::<_, KeyspaceError>(1)
+        };
+        let start = tokio::time::Instant::now();
+        let deadline = start + std::time::Duration::from_secs(2);
+        let r = within(Some(deadline), slow).await;
+        assert!(matches!(r, Err(KeyspaceError::Unconfirmed { .. })), "{r:?}");
+        assert_eq!(start.elapsed(), std::time::Duration::from_secs(2));
+        // An answer that is there at once is taken even when the deadline has passed.
+        let r = within(Some(start), async { Ok::<_, KeyspaceError>(2) }).await;
+        assert_eq!(r.unwrap(), 2);
+        assert_eq!(
+            within(None, async { Ok::<_, KeyspaceError>(3) }).await.unwrap(),
+            3
+        );
+    }
 
     #[tokio::test]
     async fn memory_store_applies_cas_and_leases_like_the_keyspace() {
