@@ -343,6 +343,22 @@ fn watch_streaming(m: &mut EngineMemory, cluster: &ClusterView, obs: &Observatio
     }
 }
 
+/// What to do at once, in the same cycle, after an action failed with `error` (the rest of
+/// the decision is dropped). A renewal the keyspace refused means another member may hold
+/// the lease now: a server that may accept writes (running, and not seen as a replica) is
+/// stopped at once, and the local deadline stays armed (lease watchdog, fence guard) until
+/// the demote has confirmed the stop (hole 3). With nothing to stop, the deadline is given up.
+pub fn follow_up(error: &ActionError, running: bool, role: Option<PgRole>) -> Vec<Action> {
+    if !error.lease_refused() {
+        return Vec::new();
+    }
+    if running && role != Some(PgRole::Replica) {
+        vec![Action::Demote]
+    } else {
+        vec![Action::ReleaseLease]
+    }
+}
+
 /// Feed one thing that happened back into the memory.
 pub fn apply(m: &mut EngineMemory, event: Event, now_ms: u64) {
     match event {

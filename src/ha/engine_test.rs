@@ -957,3 +957,64 @@ fn a_rejoin_that_changed_nothing_is_retried_after_a_back_off() {
         again.reason
     );
 }
+
+#[test]
+fn follow_up_after_a_failure() {
+    use super::action_error::Cause;
+    let refused = ActionError::refused(Operation::LeaseWrite, "held by node2");
+    let cut_off = ActionError::keyspace(
+        Operation::LeaseWrite,
+        crate::node::KeyspaceError::NoLeader {
+            waited: std::time::Duration::ZERO,
+        },
+    );
+    let start_failed = ActionError::new(Operation::Start, Cause::LeaseExpired);
+    type Row<'a> = (&'a str, &'a ActionError, bool, Option<PgRole>, Vec<Action>);
+    let rows: Vec<Row> = vec![
+        (
+            "refused renewal, primary running: stop now",
+            &refused,
+            true,
+            Some(PgRole::Primary),
+            vec![Action::Demote],
+        ),
+        (
+            "refused renewal, role unknown (starting): stop now",
+            &refused,
+            true,
+            None,
+            vec![Action::Demote],
+        ),
+        (
+            "refused renewal, replica: nothing to stop",
+            &refused,
+            true,
+            Some(PgRole::Replica),
+            vec![Action::ReleaseLease],
+        ),
+        (
+            "refused renewal, stopped: give the deadline up",
+            &refused,
+            false,
+            None,
+            vec![Action::ReleaseLease],
+        ),
+        (
+            "cut off: the next cycle decides (demotes by the deadline)",
+            &cut_off,
+            true,
+            Some(PgRole::Primary),
+            vec![],
+        ),
+        (
+            "another failure: nothing extra",
+            &start_failed,
+            true,
+            Some(PgRole::Primary),
+            vec![],
+        ),
+    ];
+    for (name, error, running, role, want) in rows {
+        assert_eq!(follow_up(error, running, role), want, "{name}");
+    }
+}

@@ -421,6 +421,11 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                     action: action.clone(),
                     error: error.clone(),
                 });
+                for next in engine::follow_up(error, running, role) {
+                    if let Err(e) = self.execute(&next, cluster.as_ref(), observation.as_ref()).await {
+                        tracing::error!(action = ?next, "{e}");
+                    }
+                }
                 break;
             }
         }
@@ -862,10 +867,8 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                 }
                 armed
             }
-            CommandOutcome::Rejected { reason, .. } => {
-                self.set_lease_deadline(None);
-                Err(ActionError::refused(Op::LeaseWrite, reason))
-            }
+            // The deadline stays armed: the engine stops PostgreSQL first (`follow_up`).
+            CommandOutcome::Rejected { reason, .. } => Err(ActionError::refused(Op::LeaseWrite, reason)),
         }
     }
 

@@ -114,6 +114,10 @@ impl Pg {
 struct Faults {
     unreachable_until: u64,
     reject_lease_until: u64,
+    /// Lease writes are answered "no" (someone else holds it, or it is gone) until then.
+    refuse_lease_until: u64,
+    /// When a lease write was first refused.
+    refused_at: Option<u64>,
     delay_ms: u64,
     delay_until: u64,
     crash_at: Option<Op>,
@@ -333,6 +337,18 @@ impl ClusterStore for SimStore {
         }
         if unreachable || (reject_lease && matches!(command, Command::AcquireLease { .. })) {
             return Err(Self::unreachable());
+        }
+        if matches!(command, Command::AcquireLease { .. }) {
+            let now = self.world.now_ms();
+            let mut s = self.world.lock();
+            let f = s.faults.get_mut(&self.me).expect("member");
+            if now < f.refuse_lease_until {
+                f.refused_at.get_or_insert(now);
+                return Ok(CommandOutcome::Rejected {
+                    reason: "leader: held by another member".into(),
+                    current: None,
+                });
+            }
         }
         if let Command::Put {
             key: Key::Status,
@@ -1430,6 +1446,47 @@ async fn a_primary_with_hanging_keyspace_calls_demotes_itself_within_its_lease()
         })
         .await;
     assert!(taken_over, "nobody took over: {}", sim.report());
+    sim.assert_clean();
+    sim.shutdown().await;
+}
+
+/// Hole 3: a renewal the keyspace refuses ("you do not hold the lease") stops PostgreSQL in
+/// the same cycle. Before the fix the refusal only dropped the local deadline (disarming the
+/// lease watchdog and the fence guard) and PostgreSQL kept accepting writes until a later
+/// cycle saw another holder.
+#[tokio::test(start_paused = true)]
+async fn a_refused_renewal_stops_postgres_in_the_same_cycle() {
+    let (sim, primary) = Sim::formed().await;
+    let now = sim.world.now_ms();
+    sim.world
+        .lock()
+        .faults
+        .get_mut(&primary)
+        .expect("member")
+        .refuse_lease_until = now + 60_000;
+    let refused_at = || sim.world.lock().faults[&primary].refused_at;
+    assert!(
+        sim.run_until(Duration::from_secs(5), |_| refused_at().is_some())
+            .await,
+        "no renewal was refused: {}",
+        sim.report()
+    );
+    let refused = refused_at().expect("checked");
+    let stopped = sim
+        .run_until(Duration::from_secs(5), |s| !s.pg(&primary).running)
+        .await;
+    let stopped_after = sim.world.now_ms() - refused;
+    assert!(
+        stopped,
+        "{primary} still runs after a refused renewal: {}",
+        sim.report()
+    );
+    // One cycle: the fast shutdown (150 ms) and a step, well before the next loop (1 s).
+    assert!(
+        stopped_after < 1_000,
+        "{primary} stopped {stopped_after} ms after the refusal: {}",
+        sim.report()
+    );
     sim.assert_clean();
     sim.shutdown().await;
 }
