@@ -5,6 +5,7 @@ pub mod callbacks;
 pub mod decide;
 pub mod engine;
 pub mod hand_over;
+pub mod keep_lease;
 pub mod lease_watchdog;
 pub mod params;
 pub mod pg_adapter;

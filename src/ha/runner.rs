@@ -16,6 +16,7 @@ use super::callbacks::{role, CallbackEvent, CallbackRunner};
 use super::decide::{Action, DataDir, Job, WalPosition};
 use super::engine::{self, EngineMemory, Event, JobOutcome, LocalObservation, Observation};
 use super::hand_over;
+use super::keep_lease::{self, Keep};
 use super::params::{desired_config, upstream_of};
 use super::pg_ops::{Applied, PgFailure, PgObservation, PgOps, PgResult, Rewind};
 use super::publish::{member_status, Observed};
@@ -633,7 +634,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             }
             Action::StartPrimary => {
                 self.configure(None).await.map_err(Op::Configure.pg())?;
-                self.start().await.map_err(Op::Start.pg())
+                self.start().await
             }
             Action::StartReplica { leader } => self.start_replica_of(leader.as_deref(), cluster).await,
             Action::Promote => {
@@ -831,7 +832,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         self.apply(Event::Following {
             leader: leader.map(str::to_string),
         });
-        self.start().await.map_err(Op::Start.pg())
+        self.start().await
     }
 
     async fn acquire_lease(&mut self) -> Result<(), ActionError> {
@@ -872,25 +873,46 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         }
     }
 
-    /// Run a long PostgreSQL operation (crash recovery, a restart) while renewing the lease
-    /// every loop, so that a primary restarting in place keeps its lease for as long as
-    /// `primary_start_timeout` allows instead of losing it after `ttl`. A failed renewal
-    /// just drops the local deadline: the lease watchdog and the fence then act as usual.
-    async fn keeping_lease<T>(&mut self, work: impl std::future::Future<Output = T>) -> T {
+    /// Run a long PostgreSQL operation (crash recovery, a restart) keeping the lease
+    /// (src/ha/keep_lease.rs decides): renewed every loop; at the deadline, or when a renewal
+    /// is refused, the operation is abandoned (`None`) and PostgreSQL stopped. The deadline
+    /// stays armed unless the stop is confirmed.
+    async fn keeping_lease<T>(&mut self, work: impl std::future::Future<Output = T>) -> Option<T> {
         tokio::pin!(work);
+        let loop_wait = self.dynamic.loop_wait_ms();
+        let (mut renew_at, mut refused) = (self.now_ms() + loop_wait, false);
         loop {
-            let tick = tokio::time::sleep(Duration::from_millis(self.dynamic.loop_wait_ms()));
-            tokio::select! {
-                out = &mut work => return out,
-                _ = tick => {
-                    if self.mem.lease.deadline_ms.is_some() {
-                        if let Err(e) = self.acquire_lease().await {
-                            tracing::warn!("renewing the lease during a restart failed: {e}");
-                        }
+            let (now, margin) = (self.now_ms(), self.demote_margin_ms());
+            let wait = match keep_lease::next(now, self.mem.lease.deadline_ms, margin, renew_at, refused) {
+                Keep::Wait(ms) => ms,
+                Keep::Renew => {
+                    renew_at = now + loop_wait;
+                    if let Err(e) = self.acquire_lease().await {
+                        tracing::warn!("renewing the lease during a start or restart failed: {e}");
+                        refused = e.lease_refused();
                     }
+                    continue;
                 }
+                Keep::Abandon => break,
+            };
+            let tick = async {
+                match wait {
+                    Some(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                out = &mut work => return Some(out),
+                _ = tick => {}
             }
         }
+        tracing::error!("the lease ran out during a start or restart: giving it up and stopping PostgreSQL");
+        if self.stop_deliberately().await.is_ok() && !self.pg.postmaster_running() {
+            self.set_lease_deadline(None);
+            self.disarm_watchdog();
+            self.apply(Event::Demoted);
+        }
+        None
     }
 
     /// The role callbacks are told about: primary while holding the lease.
@@ -949,10 +971,13 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         self.pg.configure(&desired).await
     }
 
-    async fn start(&mut self) -> PgResult<()> {
+    async fn start(&mut self) -> Result<(), ActionError> {
         self.apply(Event::OperationBegan(PgRunState::Starting));
         let pg = self.pg.clone();
-        let r = self.keeping_lease(pg.start()).await;
+        let r = match self.keeping_lease(pg.start()).await {
+            Some(r) => r.map_err(Op::Start.pg()),
+            None => Err(ActionError::new(Op::Start, Cause::LeaseExpired)),
+        };
         self.apply(if r.is_ok() {
             Event::Started {
                 at: crate::timefmt::rfc3339_now(),
@@ -1107,11 +1132,12 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             OperatorRequest::Restart { reply } => {
                 self.apply(Event::OperationBegan(PgRunState::Restarting));
                 let pg = self.pg.clone();
-                let r = self
-                    .keeping_lease(pg.restart())
-                    .await
-                    .map(|_| "restarted successfully".to_string())
-                    .map_err(String::from);
+                let r = match self.keeping_lease(pg.restart()).await {
+                    Some(r) => r
+                        .map(|_| "restarted successfully".to_string())
+                        .map_err(String::from),
+                    None => Err("the lease ran out during the restart: PostgreSQL stopped".to_string()),
+                };
                 self.apply(Event::OperationEnded);
                 if r.is_ok() {
                     self.apply(Event::Restarted {

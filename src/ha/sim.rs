@@ -84,6 +84,8 @@ struct Pg {
     broken: bool,
     /// The rewind-failed marker file in the data directory.
     rewind_marker: Option<String>,
+    /// A start (crash recovery) is under way.
+    starting: bool,
 }
 
 impl Pg {
@@ -121,6 +123,8 @@ struct Faults {
     delay_ms: u64,
     delay_until: u64,
     crash_at: Option<Op>,
+    /// A start takes this long (crash recovery); 0: the usual 200 ms.
+    start_ms: u64,
     /// A fast shutdown cannot finish before then (a backend that cannot end). Until it does,
     /// the walsenders do not send the last WAL (standbys lag one step behind a primary).
     stop_hangs_until: u64,
@@ -596,13 +600,21 @@ impl PgOps for SimPg {
         }))
     }
     async fn start(&self) -> PgResult<()> {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let took = self.world.lock().faults[&self.me].start_ms.max(200);
+        self.with(|p| p.starting = true);
+        tokio::time::sleep(Duration::from_millis(took)).await;
+        // A start that was given up on is stopped in the meantime (the postmaster got the
+        // shutdown signal during recovery).
+        if !self.with(|p| std::mem::take(&mut p.starting)) {
+            return Err(PgFailure::Other("the database system is shutting down".into()));
+        }
         if self.crashes(Op::Start) {
             return Err(Self::crashed("PostgreSQL exited during start"));
         }
         self.start_now()
     }
     async fn stop(&self) -> PgResult<()> {
+        self.with(|p| p.starting = false);
         // Fast, and immediate when that does not finish within pg_ctl's timeout (the
         // adapter's contract): an immediate stop sends nothing more and is not clean.
         if self.crashes(Op::Stop) {
@@ -1487,6 +1499,43 @@ async fn a_refused_renewal_stops_postgres_in_the_same_cycle() {
         "{primary} stopped {stopped_after} ms after the refusal: {}",
         sim.report()
     );
+    sim.assert_clean();
+    sim.shutdown().await;
+}
+
+/// Hole 2 / "keep the lease": a start as primary that runs past the lease deadline (crash
+/// recovery while the keyspace is cut off) is abandoned and PostgreSQL stopped at the
+/// deadline. Before the fix the loop waited for the start whatever the deadline, and the
+/// server came up writable after another member had taken over.
+#[tokio::test(start_paused = true)]
+async fn a_start_past_the_lease_deadline_is_abandoned() {
+    let (sim, primary) = Sim::formed().await;
+    sim.world
+        .lock()
+        .faults
+        .get_mut(&primary)
+        .expect("member")
+        .start_ms = 30_000;
+    sim.crash_pg(&primary);
+    let starting = sim
+        .run_until(Duration::from_secs(10), |s| s.pg(&primary).starting)
+        .await;
+    assert!(starting, "{primary} did not start again: {}", sim.report());
+    let now = sim.world.now_ms();
+    sim.world
+        .lock()
+        .faults
+        .get_mut(&primary)
+        .expect("member")
+        .unreachable_until = now + 60_000;
+    let taken_over = sim
+        .run_until(Duration::from_secs(30), |s| {
+            s.writable().iter().any(|w| *w != primary)
+        })
+        .await;
+    assert!(taken_over, "nobody took over: {}", sim.report());
+    sim.run_for(Duration::from_secs(30)).await;
+    assert!(!sim.pg(&primary).running, "{}", sim.report());
     sim.assert_clean();
     sim.shutdown().await;
 }
