@@ -11,6 +11,7 @@ pub mod params;
 pub mod pg_adapter;
 pub mod pg_ops;
 pub mod publish;
+pub mod replay_wait;
 pub mod retry;
 pub mod rewind_marker;
 pub mod runner;

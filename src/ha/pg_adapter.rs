@@ -355,7 +355,7 @@ impl PgOps for LocalPostgres {
     }
 
     async fn promote(&self) -> PgResult<()> {
-        self.replay_received_wal().await;
+        // The replay wait before it is the loop's (src/ha/replay_wait.rs): bounded by the lease.
         self.pg.promote().await.map_err(PgFailure::from)?;
         // PostgreSQL only requests a spread checkpoint after a promotion; until one completes
         // its control file still shows the old timeline, and pg_rewind of the old primary
@@ -439,33 +439,6 @@ impl PgOps for LocalPostgres {
         Ok(history
             .last()
             .map(|s| (s.parent_timeline, s.switch_lsn, s.reason.clone())))
-    }
-}
-
-impl LocalPostgres {
-    /// Before a promotion, let the replica replay the WAL it already received, so nothing
-    /// that reached this node is left behind (PostgreSQL replays what is in pg_wal at
-    /// promotion anyway; waiting here makes it visible in the log). Bounded: a replica that
-    /// cannot catch up in a few seconds is promoted with what it replayed.
-    async fn replay_received_wal(&self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            let Ok(st) = self.pg.query_state().await else {
-                return;
-            };
-            match (st.received_lsn, st.replayed_lsn) {
-                (Some(received), Some(replayed)) if replayed < received => {
-                    if std::time::Instant::now() >= deadline {
-                        tracing::warn!(
-                            "promoting with WAL replayed up to {replayed:X} of {received:X} received"
-                        );
-                        return;
-                    }
-                }
-                _ => return,
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
     }
 }
 

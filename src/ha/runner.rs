@@ -20,6 +20,7 @@ use super::keep_lease::{self, Keep};
 use super::params::{desired_config, upstream_of};
 use super::pg_ops::{Applied, PgFailure, PgObservation, PgOps, PgResult, Rewind};
 use super::publish::{member_status, Observed};
+use super::replay_wait::{self, Step};
 use super::retry::wake_in;
 use super::snapshot::{NodeSnapshot, OperatorRequest};
 use super::store::{self, ClusterStore};
@@ -638,7 +639,12 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             }
             Action::StartReplica { leader } => self.start_replica_of(leader.as_deref(), cluster).await,
             Action::Promote => {
-                self.pg.promote().await.map_err(Op::Promote.pg())?;
+                self.wait_for_replay().await?;
+                let pg = self.pg.clone();
+                let promoted = self.keeping_lease(pg.promote()).await;
+                promoted
+                    .ok_or(ActionError::new(Op::Promote, Cause::LeaseExpired))?
+                    .map_err(Op::Promote.pg())?;
                 self.apply(Event::Promoted {
                     reason: promotion_reason(cluster),
                 });
@@ -913,6 +919,38 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             self.apply(Event::Demoted);
         }
         None
+    }
+
+    /// Before promoting: wait for the received WAL to be replayed while the lease is valid,
+    /// renewing it; `Ok` only with a valid lease at the end (src/ha/replay_wait.rs decides).
+    async fn wait_for_replay(&mut self) -> Result<(), ActionError> {
+        let (started, loop_wait) = (self.now_ms(), self.dynamic.loop_wait_ms());
+        let (mut renew_at, mut refused) = (started + loop_wait, false);
+        loop {
+            let o = self.pg.observe().await.ok();
+            let replay = o.and_then(|o| Some((o.received_lsn?, o.replayed_lsn?)));
+            let look = replay_wait::Look {
+                now_ms: self.now_ms(),
+                deadline_ms: self.mem.lease.deadline_ms,
+                margin_ms: self.demote_margin_ms(),
+                renew_at_ms: renew_at,
+                refused,
+                started_ms: started,
+                replay,
+            };
+            match replay_wait::next(&look) {
+                Step::Promote => return Ok(()),
+                Step::LeaseGone => return Err(ActionError::new(Op::Promote, Cause::LeaseExpired)),
+                Step::Renew => {
+                    renew_at = look.now_ms + loop_wait;
+                    if let Err(e) = self.acquire_lease().await {
+                        tracing::warn!("renewing the lease while waiting for replay failed: {e}");
+                        refused = e.lease_refused();
+                    }
+                }
+                Step::Wait(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            }
+        }
     }
 
     /// The role callbacks are told about: primary while holding the lease.

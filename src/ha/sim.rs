@@ -125,6 +125,9 @@ struct Faults {
     crash_at: Option<Op>,
     /// A start takes this long (crash recovery); 0: the usual 200 ms.
     start_ms: u64,
+    /// Received WAL is replayed only then (a standby replaying slowly): until then it shows
+    /// replayed < received, and a promotion (which replays all of it first) ends no earlier.
+    replay_until: u64,
     /// A fast shutdown cannot finish before then (a backend that cannot end). Until it does,
     /// the walsenders do not send the last WAL (standbys lag one step behind a primary).
     stop_hangs_until: u64,
@@ -521,6 +524,7 @@ impl PgOps for SimPg {
     }
     async fn observe(&self) -> PgResult<PgObservation> {
         let me = self.me.clone();
+        let lagging = self.world.now_ms() < self.world.lock().faults[&me].replay_until;
         self.with(|p| {
             if !p.running {
                 return Err(PgFailure::NotRunning {
@@ -539,7 +543,7 @@ impl PgOps for SimPg {
                 timeline: Some(p.timeline),
                 wal_lsn: p.writable.then_some(p.lsn),
                 received_lsn: (!p.writable).then_some(p.lsn),
-                replayed_lsn: (!p.writable).then_some(p.lsn),
+                replayed_lsn: (!p.writable).then_some(p.lsn - u64::from(lagging)),
                 system_identifier: Some(SYSID.into()),
                 server_version: Some(150000),
                 streaming_from: p
@@ -659,6 +663,9 @@ impl PgOps for SimPg {
         Ok(())
     }
     async fn promote(&self) -> PgResult<()> {
+        let replayed_at = self.world.lock().faults[&self.me].replay_until;
+        let replaying = replayed_at.saturating_sub(self.world.now_ms());
+        tokio::time::sleep(Duration::from_millis(replaying)).await;
         let took = self.world.lock().promote_ms;
         tokio::time::sleep(Duration::from_millis(took)).await;
         if self.crashes(Op::Promote) {
@@ -1536,6 +1543,45 @@ async fn a_start_past_the_lease_deadline_is_abandoned() {
     assert!(taken_over, "nobody took over: {}", sim.report());
     sim.run_for(Duration::from_secs(30)).await;
     assert!(!sim.pg(&primary).running, "{}", sim.report());
+    sim.assert_clean();
+    sim.shutdown().await;
+}
+
+/// Hole 11: the replay wait before a promotion is bounded by the lease and the lease is
+/// checked right before promoting. The replicas replay slowly (40 s) and the member that takes
+/// the lease is cut off from the keyspace while it waits: it must not promote once its lease
+/// is gone; the other member takes over, waits renewing its lease, then promotes. Before the
+/// fix the wait was inside the promotion, and the cut-off member promoted long after its lease
+/// ended (a second primary beside the one that took over).
+#[tokio::test(start_paused = true)]
+async fn a_promotion_never_outlasts_the_lease_while_waiting_for_replay() {
+    let (mut sim, primary) = Sim::formed().await;
+    let now = sim.world.now_ms();
+    for f in sim.world.lock().faults.values_mut() {
+        f.replay_until = now + 40_000;
+    }
+    sim.crash_agent(&primary);
+    let holder = |s: &Sim| s.world.lease().and_then(|e| e.holder).filter(|h| *h != primary);
+    assert!(
+        sim.run_until(Duration::from_secs(20), |s| holder(s).is_some())
+            .await,
+        "nobody took the lease: {}",
+        sim.report()
+    );
+    let candidate = holder(&sim).expect("checked");
+    let now = sim.world.now_ms();
+    sim.world
+        .lock()
+        .faults
+        .get_mut(&candidate)
+        .expect("member")
+        .unreachable_until = now + 60_000;
+    let promoted = sim
+        .run_until(Duration::from_secs(60), |s| s.writable().len() == 1)
+        .await;
+    assert!(promoted, "nobody promoted: {}", sim.report());
+    sim.run_for(Duration::from_secs(5)).await;
+    assert_ne!(sim.writable(), vec![candidate.clone()], "{}", sim.report());
     sim.assert_clean();
     sim.shutdown().await;
 }
