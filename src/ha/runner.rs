@@ -16,9 +16,11 @@ use super::callbacks::{role, CallbackEvent, CallbackRunner};
 use super::decide::{Action, DataDir, Job, WalPosition};
 use super::engine::{self, EngineMemory, Event, JobOutcome, LocalObservation, Observation};
 use super::hand_over;
+use super::jobs::{rejoin, JobResult};
 use super::keep_lease::{self, Keep};
 use super::params::{desired_config, upstream_of};
-use super::pg_ops::{Applied, PgFailure, PgObservation, PgOps, PgResult, Rewind};
+use super::pg_ops::{Applied, PgObservation, PgOps, PgResult};
+use super::position::position_of;
 use super::publish::{member_status, Observed};
 use super::replay_wait::{self, Step};
 use super::retry::wake_in;
@@ -32,19 +34,6 @@ use crate::node::{KeyspaceError, RaftNode};
 /// Member keys live at least this long: with the short default lease, a member busy with a
 /// long action (a restart, a rewind) must not vanish from `list` between two of its loops.
 const MEMBER_KEY_MIN_TTL_MS: u64 = 10_000;
-
-enum JobResult {
-    Bootstrapped {
-        system_identifier: String,
-    },
-    Cloned,
-    /// The former primary may follow the new one now (rewound, or no rewind needed).
-    Rejoined,
-    /// The data directory was removed (diverged and not rewindable): clone again.
-    Removed,
-    /// The rejoin failed and left the data directory as it was: try again after a back-off.
-    RetryLater(String),
-}
 
 struct RunningJob {
     kind: Job,
@@ -1338,91 +1327,6 @@ fn promotion_reason(cluster: Option<&ClusterView>) -> String {
     }
 }
 
-/// The rejoin job's body (see `HaLoop::start_rejoin`).
-async fn rejoin<P: PgOps>(
-    pg: &P,
-    upstream: &super::pg_ops::Upstream,
-    use_rewind: bool,
-    remove_diverged: bool,
-    remove_on_failure: bool,
-) -> Result<JobResult, String> {
-    let leader = &upstream.member;
-    if pg.postmaster_running() {
-        // A former primary started read-only for a leader race: pg_rewind needs it stopped.
-        tracing::info!("rejoin: stopping PostgreSQL (read-only former primary) before checking it");
-        pg.stop().await?;
-    }
-    if use_rewind {
-        // A real run, not a dry run first: only a real run can do the crash recovery a
-        // primary that died needs before its timeline can be compared (PostgreSQL >= 13).
-        tracing::info!(
-            "rejoin: comparing my timeline with {leader}'s and rewinding if it diverged (pg_rewind)"
-        );
-        return match pg.rewind(upstream, false).await {
-            Ok(Rewind::NotNeeded) => {
-                tracing::info!("rejoin: my WAL is part of {leader}'s history; no rewind needed");
-                Ok(JobResult::Rejoined)
-            }
-            Ok(_) => {
-                tracing::info!("rejoin: pg_rewind done; starting as a replica of {leader}");
-                Ok(JobResult::Rejoined)
-            }
-            Err(e) => rewind_failed(pg, leader, &e, remove_on_failure).await,
-        };
-    }
-    tracing::info!(
-        "rejoin: comparing my timeline with {leader}'s (pg_rewind --dry-run; use_pg_rewind is off)"
-    );
-    let diverged = match pg.rewind(upstream, true).await {
-        Ok(Rewind::NotNeeded) => {
-            tracing::info!("rejoin: my WAL is part of {leader}'s history; no rewind needed");
-            return Ok(JobResult::Rejoined);
-        }
-        Ok(_) => "my timeline diverged from {leader}'s".replace("{leader}", leader),
-        Err(e) => format!("cannot tell whether my timeline diverged from {leader}'s ({e})"),
-    };
-    if remove_diverged {
-        tracing::warn!(
-            "rejoin: {diverged} and use_pg_rewind is off; remove_data_directory_on_diverged_timelines is on: \
-             removing the data directory to clone again"
-        );
-        pg.remove_data_dir().await?;
-        return Ok(JobResult::Removed);
-    }
-    Err(format!(
-        "{diverged}, and pg_rewind is not allowed (use_pg_rewind: false); leaving the data directory alone. \
-         To rejoin: enable use_pg_rewind, or set remove_data_directory_on_diverged_timelines, or run \
-         `pgquorumctl reinit <this member>`"
-    ))
-}
-
-async fn rewind_failed<P: PgOps>(
-    pg: &P,
-    leader: &str,
-    error: &PgFailure,
-    remove_on_failure: bool,
-) -> Result<JobResult, String> {
-    if remove_on_failure {
-        tracing::warn!(
-            "rejoin: pg_rewind from {leader} failed ({error}); remove_data_directory_on_rewind_failure is on: \
-             removing the data directory to clone again"
-        );
-        pg.remove_data_dir().await?;
-        return Ok(JobResult::Removed);
-    }
-    if error.is_retryable() {
-        // Nothing changed on disk (e.g. a dead postmaster's backends held the shared memory).
-        return Ok(JobResult::RetryLater(format!(
-            "pg_rewind from {leader} failed: {error}"
-        )));
-    }
-    let why = format!("pg_rewind from {leader} failed after it began changing the data directory: {error}");
-    if let Err(e) = pg.mark_rewind_failed(&why) {
-        tracing::error!("{e}");
-    }
-    Err(super::rewind_marker::blocked_reason(&why))
-}
-
 /// Forward each lease deadline to the fence guard. A write error means the guard is gone:
 /// the loop's own lease watchdog still holds, so say it loudly and carry on.
 async fn fence_forward(
@@ -1461,36 +1365,6 @@ async fn lease_watchdog<P: PgOps>(
         deadline,
     )
     .await
-}
-
-/// A live query of the local PostgreSQL's WAL position, served to other agents over gRPC.
-pub type PositionProbe =
-    Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<WalPosition, String>> + Send + Sync>;
-
-pub fn position_probe<P: PgOps>(pg: Arc<P>) -> PositionProbe {
-    Arc::new(move || {
-        let pg = pg.clone();
-        Box::pin(async move {
-            if !pg.postmaster_running() {
-                return Err("PostgreSQL is not running".to_string());
-            }
-            let o = pg.observe().await?;
-            position_of(&o).ok_or_else(|| "PostgreSQL reports no WAL position".to_string())
-        })
-    })
-}
-
-/// The position a leader race compares: the timeline, and the furthest WAL this server has
-/// (a primary's written position; a replica's received or replayed, whichever is further).
-fn position_of(o: &PgObservation) -> Option<WalPosition> {
-    let lsn = [o.wal_lsn, o.received_lsn, o.replayed_lsn]
-        .into_iter()
-        .flatten()
-        .max()?;
-    Some(WalPosition {
-        timeline: o.timeline.unwrap_or(0),
-        lsn,
-    })
 }
 
 /// An unchanged decision is logged at INFO again after this long.
