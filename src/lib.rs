@@ -10,6 +10,9 @@
 //! | the HA loop's seam to the keyspace (Raft node, or in memory for tests) | [`ha::store`] |
 //! | several HA loops under paused time with seeded faults and an invariant checker | `ha::sim` (tests only; `SIM_SEEDS`) |
 //! | carrying decisions out, the loop's timers, operator requests | [`ha::runner`] (executor), [`ha::pg_adapter`] (on the real server) |
+//! | why an action failed (operation, cause, retryable or fatal), fed back to the engine | [`ha::action_error`] |
+//! | "keep the lease" around a start/restart/promotion, the bounded replay wait before promoting | [`ha::keep_lease`], [`ha::replay_wait`] (pure; table tests) |
+//! | keyspace calls bounded by the remaining lease while holding it | `ha::store::within` |
 //! | which PostgreSQL settings are written | [`ha::params`] (merge), `postgres::param_compat` (per-version translation), [`postgres::conf`] (files) |
 //! | switchover / failover rules shared by CLI and REST | [`ha::switchover`] |
 //! | the old primary's side of a switchover: bounded fast stop, never immediate, abort and stay primary | [`ha::hand_over`] |
@@ -20,6 +23,7 @@
 //! | lease time: the keyspace clock the Raft leader stamps with (monotonic, not wall) | `keyspace::clock` |
 //! | typed values under the keys, and the cluster as one read sees it | [`cluster`] |
 //! | the Raft node: leader-stamped writes, forwarding, linearizable reads | [`node`] |
+//! | keyspace errors over gRPC: code + `pgquorum-error` metadata + error source type, never text | `node::wire_error` |
 //! | forming the Raft group, joining a running one by starting | `node::formation` (runner), `node::formation_rule` (pure), `node::join` (leader side) |
 //! | Raft storage (sled), snapshots, the Raft RPC client | [`raft`] |
 //! | gRPC servers (Raft RPCs, admin service for `pgquorumctl`) | [`grpc`], protos in `proto/` |
