@@ -504,7 +504,9 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
 
     /// While this node holds the lease, every keyspace call ends in time to demote (hole 16).
     fn keyspace_deadline(&self) -> Option<tokio::time::Instant> {
-        let at = store::call_deadline_ms(self.mem.lease.deadline_ms, self.demote_margin_ms());
+        let may_write = self.pg.postmaster_running() && !self.pg.is_standby_dir();
+        let (deadline, margin) = (self.mem.lease.deadline_ms, self.demote_margin_ms());
+        let at = store::call_deadline_ms(deadline, margin, self.now_ms(), may_write);
         at.map(|ms| self.clock0 + Duration::from_millis(ms))
     }
 

@@ -36,9 +36,18 @@ pub trait ClusterStore: Send + Sync + 'static {
 /// the lease (`lease_deadline_ms`, on the loop's clock), by the deadline less `margin_ms`, so
 /// that a primary cut off from the keyspace gets the failure back in time to demote itself
 /// instead of waiting in the call past its lease (the lease watchdog and the fence guard are
-/// backstops, not the plan). Without a lease: no bound beyond the store's own.
-pub fn call_deadline_ms(lease_deadline_ms: Option<u64>, margin_ms: u64) -> Option<u64> {
-    lease_deadline_ms.map(|d| d.saturating_sub(margin_ms))
+/// backstops, not the plan). Without a lease: no bound beyond the store's own. Once that
+/// point has passed, calls fail at once only while a server that could accept writes runs
+/// (`may_write`: the loop must get to its demote); with nothing to stop, a passed deadline
+/// bounds nothing, so an agent that was stalled past its lease reads the keyspace again.
+pub fn call_deadline_ms(
+    lease_deadline_ms: Option<u64>,
+    margin_ms: u64,
+    now_ms: u64,
+    may_write: bool,
+) -> Option<u64> {
+    let bound = lease_deadline_ms?.saturating_sub(margin_ms);
+    (now_ms < bound || may_write).then_some(bound)
 }
 
 /// Run a keyspace call, giving up at `deadline` (if any). A call given up on has an unknown
@@ -211,13 +220,23 @@ mod tests {
 
     #[test]
     fn calls_are_bounded_only_while_holding_a_lease() {
-        assert_eq!(call_deadline_ms(None, 600), None);
-        assert_eq!(call_deadline_ms(Some(10_000), 600), Some(9_400));
-        assert_eq!(
-            call_deadline_ms(Some(300), 600),
-            Some(0),
-            "already past: fail at once"
-        );
+        // (lease deadline, now, a writable server may run) -> bound; margin 600 ms.
+        let rows = [
+            (None, 1_000, true, None),
+            (Some(10_000), 1_000, true, Some(9_400)),
+            (Some(10_000), 1_000, false, Some(9_400)),
+            (Some(10_000), 9_400, true, Some(9_400)),
+            (Some(300), 1_000, true, Some(0)),
+            (Some(10_000), 9_400, false, None),
+            (Some(300), 50_000, false, None),
+        ];
+        for (deadline, now, may_write, want) in rows {
+            assert_eq!(
+                call_deadline_ms(deadline, 600, now, may_write),
+                want,
+                "{deadline:?} {now} {may_write}"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

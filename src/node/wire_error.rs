@@ -70,7 +70,11 @@ pub fn never_sent(status: &Status) -> bool {
 pub fn error_to_status(e: &KeyspaceError) -> Status {
     let msg = e.to_string();
     match e {
-        KeyspaceError::NotLeader => Marker::NotLeader.attach(Status::unavailable(msg)),
+        // The "not-leader: " words are kept for agents of earlier versions during a rolling
+        // upgrade (they read them); this version reads only the marker.
+        KeyspaceError::NotLeader => {
+            Marker::NotLeader.attach(Status::unavailable(format!("not-leader: {msg}")))
+        }
         KeyspaceError::NoLeader { .. } | KeyspaceError::LeaderUnreachable { .. } => Status::unavailable(msg),
         KeyspaceError::Unconfirmed { .. } => Status::deadline_exceeded(msg),
         KeyspaceError::Invalid(_) => Status::invalid_argument(msg),
