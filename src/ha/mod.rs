@@ -1,5 +1,6 @@
 //! The HA loop: decide (pure) and act (executor).
 
+pub mod bootstrap_claim;
 pub mod callbacks;
 pub mod decide;
 pub mod engine;
