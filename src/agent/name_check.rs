@@ -20,7 +20,7 @@ use crate::grpc::pb::admin::{NodeStatusRequest, ReadRequest};
 use crate::keyspace::{Entry, Key};
 
 const STATUS_TIMEOUT: Duration = Duration::from_millis(700);
-const READ_TIMEOUT: Duration = Duration::from_secs(3);
+const READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the keyspace says about this agent's name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +122,10 @@ pub async fn check(config: &Config) -> Result<(), NameInUse> {
     }
 }
 
-/// The whole keyspace from `addr`, when it belongs to a formed group and answers in time.
+/// The whole keyspace from `addr`, when it belongs to a formed group and answers in time: its
+/// own copy (not a linearizable read), so a group still electing a leader — every agent of a
+/// whole-cluster restart — answers at once instead of holding this start-up; the age of the
+/// member key is judged against that copy's own keyspace time.
 async fn read_from(addr: &str) -> Option<(Vec<Entry>, u64)> {
     let channel = crate::grpc::process_channel(addr, Duration::from_millis(500)).ok()?;
     let mut client = AdminClient::new(channel);
@@ -139,7 +142,7 @@ async fn read_from(addr: &str) -> Option<(Vec<Entry>, u64)> {
     let mut req = tonic::Request::new(ReadRequest {
         key: String::new(),
         prefix: true,
-        linearizable: true,
+        linearizable: false,
         forwarded: false,
     });
     req.set_timeout(READ_TIMEOUT);
