@@ -86,7 +86,22 @@ pub fn check_config_write(
             return Err(problems);
         }
     };
-    problems.extend(too_slow_for(ttl_ms, members));
+    let ttl_kept = before
+        .and_then(|b| DynamicConfig::from_json(b, None).ok())
+        .is_some_and(|(stored, _)| stored.ttl_ms() as i64 == ttl_ms);
+    match too_slow_for(ttl_ms, members) {
+        // An edit that leaves the stored ttl alone (a `pause`, a `work_mem`) is not blocked by
+        // it, like every value already stored; it says so.
+        Some(why) if ttl_kept && problems.is_empty() => {
+            let (config, mut warnings) = DynamicConfig::from_json(after, None)?;
+            warnings.push(format!(
+                "{why} (the stored ttl is kept: this edit does not change it)"
+            ));
+            return Ok((config, warnings));
+        }
+        Some(why) => problems.push(why),
+        None => {}
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -367,6 +382,21 @@ mod tests {
                 Some(10.0),
             ),
         ];
+        // A stored ttl that a member's timings do not fit (that member joined later) does not
+        // block an edit leaving it alone; it is a warning.
+        let stored = json!({"ttl": 3, "loop_wait": 1, "retry_timeout": 1});
+        let pause = json!({"ttl": 3, "loop_wait": 1, "retry_timeout": 1, "pause": true});
+        let (config, warnings) =
+            check_config_write(Some(&stored), &pause, &[slow()]).expect("pause accepted");
+        assert!(config.pause);
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("member node3's Raft timings") && w.contains("stored ttl is kept")),
+            "{warnings:?}"
+        );
+        let shorter = json!({"ttl": 2.5, "loop_wait": 1, "retry_timeout": 0.5});
+        assert!(check_config_write(Some(&stored), &shorter, &[slow()]).is_err());
         for (name, edit, members, refused, loop_wait) in rows {
             match (check_config_write(None, &edit, &members), refused) {
                 (Err(problems), Some(part)) => {
