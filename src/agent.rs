@@ -1,6 +1,8 @@
 //! The agent process: binds its ports, starts the Raft node, and — when the config names a
 //! PostgreSQL data directory — the HA loop and the REST API; then serves until told to stop.
 
+pub mod name_check;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,6 +56,8 @@ pub enum AgentError {
     Serve(#[from] tonic::transport::Error),
     #[error(transparent)]
     Transport(#[from] crate::grpc::transport::TransportError),
+    #[error(transparent)]
+    NameInUse(#[from] name_check::NameInUse),
     #[error("the HA loop died ({0}); the agent stops so that the fence guard takes PostgreSQL down")]
     HaLoopDied(String),
 }
@@ -87,6 +91,9 @@ pub async fn run(
         Some(addr) => Some(bind("raft.admin_listen", addr).await?),
         None => None,
     };
+    // Another agent running under this name at another address: refuse before opening Raft
+    // storage or touching PostgreSQL.
+    name_check::check(&config).await?;
     let postgres = match &config.postgresql.data_dir {
         Some(_) => {
             let pg = Postgres::new(PostgresSettings::from_config(&config)?)?;

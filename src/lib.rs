@@ -6,6 +6,7 @@
 //! |---|---|
 //! | what the agent decides each cycle (bootstrap, clone, follow, promote, demote, rejoin, refuse) | [`ha::decide`] (pure; table rows in `ha/decide_test.rs`) |
 //! | bootstrap and clone retries: back-off, give-up | `ha::retry` (pure) |
+//! | the bootstrap claim: a lease with the claimer's name and address, refreshed, expiring; publishing the system identifier | `ha::bootstrap_claim` (pure) |
 //! | what the HA loop remembers between cycles, and how observations and executor events change it | [`ha::engine`] (pure; table rows in `ha/engine_test.rs`) |
 //! | the HA loop's seam to the keyspace (Raft node, or in memory for tests) | [`ha::store`] |
 //! | several HA loops under paused time with seeded faults and an invariant checker | `ha::sim` (tests only; `SIM_SEEDS`) |
@@ -29,7 +30,7 @@
 //! | gRPC servers (Raft RPCs, admin service for `pgquorumctl`) | [`grpc`], protos in `proto/` |
 //! | TLS, `raft.password`, the scope check on every call; every gRPC channel is built here | `grpc::transport`, `grpc::certs` (`generate-certs`) |
 //! | who may call what on the gRPC services (agent / admin / read), agent-only keys, the admin listener | `grpc::access` (pure classification), `grpc::admin_service` |
-//! | what a client may write into `config` (shared by pgquorumctl and the server) | `config::guard` |
+//! | what a client may write into `config` (shared by pgquorumctl and the server), a `ttl` every member's Raft timings fit | `config::guard`, `config::timing` |
 //! | PostgreSQL operations (initdb, pg_basebackup, pg_ctl, pg_rewind, queries) | [`postgres`] |
 //! | fencing a primary whose agent died or stalled | [`fence`] (guard process; `detach` leaves PostgreSQL running on purpose), [`ha::lease_watchdog`] (in-agent backstop), [`watchdog`] (device) |
 //! | configuration file, validation, Patroni compatibility, env overrides | [`config`] |
@@ -38,6 +39,7 @@
 //! | libpq options, passfile and SCRAM verifiers for PostgreSQL connections | `postgres::conninfo`, `postgres::secret_file`, `postgres::query` |
 //! | `pgquorumctl` commands and their output | [`ctl`] |
 //! | agent start-up and shutdown, SIGHUP = reload, an HA-loop panic ends the agent | [`agent`] |
+//! | refusing to start under a name a live agent at another address uses | `agent::name_check` |
 //! | `pgquorum demo` and the test/bench cluster launcher | [`demo`] |
 //!
 //! The map with the reasons is `docs/architecture.md`.

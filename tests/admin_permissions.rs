@@ -118,6 +118,16 @@ async fn assert_client_limits(client: &mut AdminClient<pgquorum::grpc::GrpcChann
         assert_eq!(code, tonic::Code::InvalidArgument, "{who}: {bad}: {message}");
         assert_eq!(refusal, Some(Refusal::InvalidConfig), "{who}: {message}");
     }
+    // A ttl no member's Raft timings fit (hole 13), refused by the agent too, naming the
+    // member (a Raft-only agent: its own timings).
+    let short = json!({"ttl": 1, "loop_wait": 0.2, "retry_timeout": 0.2});
+    let (code, _, message) = raw_write(client, &put(Key::Config, short)).await.unwrap_err();
+    assert_eq!(code, tonic::Code::InvalidArgument, "{who}: {message}");
+    assert!(
+        message.contains("ttl: 1 s is too short for member node")
+            && message.contains("ttl must be at least 2.2 s"),
+        "{who}: {message}"
+    );
     // What an operator may write goes through.
     raw_write(
         client,

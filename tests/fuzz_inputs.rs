@@ -94,9 +94,9 @@ proptest! {
     /// it accepts again in the stored (normalised) form, against itself as the stored value.
     #[test]
     fn config_write_validator(before in proptest::option::of(json_value()), after in json_value()) {
-        if let Ok((config, _)) = check_config_write(before.as_ref(), &after, None) {
+        if let Ok((config, _)) = check_config_write(before.as_ref(), &after, &[]) {
             let stored = config.to_json();
-            let again = check_config_write(Some(&stored), &stored, None);
+            let again = check_config_write(Some(&stored), &stored, &[]);
             prop_assert!(again.is_ok(), "{after} was accepted as {stored}, which is then refused: {again:?}");
         }
     }

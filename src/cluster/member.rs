@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Tags;
+use crate::config::{RaftTimings, Tags};
 
 /// The PostgreSQL role of a member, in Patroni's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -126,6 +126,10 @@ pub struct MemberStatus {
     pub server_version: Option<u32>,
     /// Database system identifier of the local data directory.
     pub system_identifier: Option<String>,
+    /// The agent's Raft timings and clock-skew bound: `config` edits must leave a `ttl` they
+    /// fit (src/config/guard.rs). Absent in keys of older agents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raft_timings: Option<RaftTimings>,
 }
 
 impl MemberStatus {

@@ -8,4 +8,4 @@ mod view;
 
 pub use failover::FailoverRequest;
 pub use member::{MemberStatus, PgRole, PgRunState};
-pub use view::{ClusterView, HistoryEntry, LeaderLease, ViewError};
+pub use view::{BootstrapClaim, ClusterView, HistoryEntry, LeaderLease, ViewError};

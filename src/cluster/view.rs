@@ -15,6 +15,19 @@ pub struct LeaderLease {
     pub expires_at_ms: u64,
 }
 
+/// Who holds the pending bootstrap claim (`initialize` before a system identifier is
+/// published), when the claim was taken as a lease (`src/ha/bootstrap_claim.rs`). A claim
+/// written by an older agent (a plain `""`) carries no identity and never expires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BootstrapClaim {
+    pub holder: String,
+    /// The claimer's `raft.self_addr`.
+    pub holder_addr: Option<String>,
+    pub revision: u64,
+    /// Keyspace time the claim expires at unless the claimer refreshes it.
+    pub expires_at_ms: Option<u64>,
+}
+
 /// One line of the timeline history (`history` key), as Patroni keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
@@ -37,6 +50,10 @@ pub struct ClusterView {
     /// The database system identifier once bootstrap completed; `Some("")` while a node
     /// that won the bootstrap race is still running initdb.
     pub initialize: Option<String>,
+    /// The claimer of a pending bootstrap (`initialize` is `Some("")`), when it gave its
+    /// identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_claim: Option<BootstrapClaim>,
     pub leader: Option<LeaderLease>,
     pub members: Vec<MemberStatus>,
     /// Dynamic configuration (`config` key), or the defaults when never written.
@@ -91,7 +108,19 @@ impl ClusterView {
             };
             match &e.key {
                 Key::Initialize => match e.value.as_str() {
-                    Some(sysid) => view.initialize = Some(sysid.to_string()),
+                    Some(sysid) => {
+                        view.initialize = Some(sysid.to_string());
+                        view.bootstrap_claim =
+                            e.holder
+                                .as_ref()
+                                .filter(|_| sysid.is_empty())
+                                .map(|h| BootstrapClaim {
+                                    holder: h.clone(),
+                                    holder_addr: e.holder_addr.clone(),
+                                    revision: e.revision,
+                                    expires_at_ms: e.expires_at_ms,
+                                });
+                    }
                     None => {
                         // Present but not a string: initialised by someone, identity unknown.
                         // Never "absent" (that would start a second bootstrap race).
@@ -266,6 +295,31 @@ mod tests {
         };
         view.keep_config(&last_good);
         assert!(view.paused());
+    }
+
+    /// A claim taken as a lease names its claimer; a legacy `""` claim and a published
+    /// system identifier name nobody.
+    #[test]
+    fn a_bootstrap_claim_names_its_claimer() {
+        let mut claim = entry("initialize", json!(""), 4);
+        claim.holder = Some("node1".into());
+        claim.holder_addr = Some("10.0.0.1:5433".into());
+        claim.expires_at_ms = Some(31_000);
+        let view = ClusterView::from_entries(&[claim], 9);
+        assert_eq!(view.initialize.as_deref(), Some(""));
+        assert_eq!(
+            view.bootstrap_claim,
+            Some(BootstrapClaim {
+                holder: "node1".into(),
+                holder_addr: Some("10.0.0.1:5433".into()),
+                revision: 4,
+                expires_at_ms: Some(31_000),
+            })
+        );
+        let legacy = ClusterView::from_entries(&[entry("initialize", json!(""), 4)], 9);
+        assert_eq!(legacy.bootstrap_claim, None);
+        let published = ClusterView::from_entries(&[entry("initialize", json!("7301"), 5)], 9);
+        assert_eq!(published.bootstrap_claim, None);
     }
 
     #[test]

@@ -32,8 +32,8 @@ pub use dynamic::{
 pub use env::{variable_for as env_variable_for, ENV_PREFIX};
 pub use types::{
     worst_case_election_ms, BasicAuth, BinNames, BootstrapConfig, Callbacks, Config, LogConfig, ParamValue,
-    PgAuthentication, PgUser, PostgresqlConfig, RaftConfig, RestApiConfig, Tags, ToolOption, WatchdogConfig,
-    WatchdogDriver, WatchdogMode, DEFAULT_ADMIN_NAME, DEFAULT_ELECTION_TIMEOUT_MS,
+    PgAuthentication, PgUser, PostgresqlConfig, RaftConfig, RaftTimings, RestApiConfig, Tags, ToolOption,
+    WatchdogConfig, WatchdogDriver, WatchdogMode, DEFAULT_ADMIN_NAME, DEFAULT_ELECTION_TIMEOUT_MS,
     DEFAULT_HEARTBEAT_INTERVAL_MS,
 };
 
@@ -127,11 +127,12 @@ impl Config {
 impl DynamicConfig {
     /// Validates a dynamic configuration given as JSON (the replicated `config` key, or an edit
     /// from `pgquorumctl edit-config` / `PATCH /config`) with the same rules as `bootstrap.dcs`.
-    /// When `raft` is given, also checks that the Raft timing still fits the new `ttl`.
+    /// When `raft` is given (an agent's Raft timings: the slowest member's when the caller knows
+    /// them all, see `config::guard`), also checks that they still fit the new `ttl`.
     /// Returns the configuration and its warnings, or every problem.
     pub fn from_json(
         value: &serde_json::Value,
-        raft: Option<&RaftConfig>,
+        raft: Option<RaftTimings>,
     ) -> Result<(DynamicConfig, Vec<String>), Vec<String>> {
         let render = |problems: Vec<Problem>| problems.iter().map(ToString::to_string).collect::<Vec<_>>();
         let root: Yaml = serde_yaml_ng::to_value(value)
@@ -150,10 +151,7 @@ impl DynamicConfig {
         let bounds = raft
             .map(|raft| timing::RaftBounds {
                 max_clock_skew_ms: raft.max_clock_skew_ms as i64,
-                worst_election_ms: types::worst_case_election_ms(
-                    raft.election_timeout_ms,
-                    raft.heartbeat_interval_ms,
-                ) as i64,
+                worst_election_ms: raft.worst_election_ms() as i64,
             })
             .filter(|b| b.worst_election_ms <= ttl_ms / 2);
         rules::check_dynamic(&walked.normalized, "", bounds, &problems, &mut ruled);
@@ -170,7 +168,7 @@ impl DynamicConfig {
         };
         if let Some(raft) = raft {
             let lease_half_ms = config.ttl_ms() / 2;
-            let worst = types::worst_case_election_ms(raft.election_timeout_ms, raft.heartbeat_interval_ms);
+            let worst = raft.worst_election_ms();
             if worst > lease_half_ms {
                 return Err(vec![format!(
                     "ttl: {} s is too short for this cluster's Raft timings: a re-election can take up to \

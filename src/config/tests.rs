@@ -612,7 +612,8 @@ fn dynamic_config_edits_are_validated() {
     .config
     .raft;
     let short_lease = serde_json::json!({"ttl": 10, "loop_wait": 2, "retry_timeout": 3});
-    let problems = DynamicConfig::from_json(&short_lease, Some(&raft)).expect_err("too short for raft");
+    let problems =
+        DynamicConfig::from_json(&short_lease, Some(RaftTimings::of(&raft))).expect_err("too short for raft");
     assert_eq!(problems.len(), 1);
     assert!(
         problems[0].starts_with("ttl: 10 s is too short"),

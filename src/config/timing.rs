@@ -99,6 +99,14 @@ fn round_down(ms: i64, whole: bool) -> i64 {
     }
 }
 
+/// The shortest `ttl` (ms) an agent with these Raft bounds can hold the lease with: a
+/// re-election may take at most half of it (`DynamicConfig::from_json`), and rule 2 must
+/// leave at least the smallest `loop_wait`.
+pub(crate) fn ttl_floor_ms(raft: RaftBounds) -> i64 {
+    (2 * raft.worst_election_ms)
+        .max(raft.max_clock_skew_ms + DEMOTE_BEFORE_DEADLINE_MS + raft.worst_election_ms + MIN_LOOP_WAIT_MS)
+}
+
 /// Fits `given` to the rules (module documentation); `raft` is `None` when the Raft timings
 /// are not known (a dynamic configuration edited on its own), and then only Patroni's rule
 /// applies. The error says why no adjustment can make the timings safe.
@@ -328,6 +336,21 @@ mod tests {
             warning.contains("longest Raft re-election (1100 ms)"),
             "{warning}"
         );
+    }
+
+    /// The floor is exactly where `fit` and the half-ttl rule start refusing.
+    #[test]
+    fn the_ttl_floor_is_where_refusals_start() {
+        let slow_skew = RaftBounds {
+            max_clock_skew_ms: 1_500,
+            worst_election_ms: 1_100,
+        };
+        // Defaults: half-ttl rule (2 × 1100) is the stricter; skewed: the stall rule.
+        assert_eq!(ttl_floor_ms(DEFAULT_RAFT), 2_200);
+        assert_eq!(ttl_floor_ms(slow_skew), 1_500 + 600 + 1_100 + 100);
+        let floor = ttl_floor_ms(slow_skew);
+        assert!(fit(t(floor, 100, 100), Some(slow_skew)).is_ok());
+        assert!(fit(t(floor - 1, 100, 100), Some(slow_skew)).is_err());
     }
 
     #[test]

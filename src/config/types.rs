@@ -23,6 +23,31 @@ pub const fn worst_case_election_ms(election_timeout_ms: u64, heartbeat_interval
 }
 
 pub const DEFAULT_ELECTION_TIMEOUT_MS: u64 = 250;
+
+/// The Raft timings of one agent that bound the lease timings (`config::timing`): published in
+/// its member key, so that a `config` edit is checked against every member's, not only
+/// against those of the agent that receives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftTimings {
+    pub election_timeout_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    pub max_clock_skew_ms: u64,
+}
+
+impl RaftTimings {
+    pub fn of(raft: &RaftConfig) -> RaftTimings {
+        RaftTimings {
+            election_timeout_ms: raft.election_timeout_ms,
+            heartbeat_interval_ms: raft.heartbeat_interval_ms,
+            max_clock_skew_ms: raft.max_clock_skew_ms,
+        }
+    }
+
+    /// [`worst_case_election_ms`] of these timings.
+    pub fn worst_election_ms(&self) -> u64 {
+        worst_case_election_ms(self.election_timeout_ms, self.heartbeat_interval_ms)
+    }
+}
 /// Largest wall-clock difference between agents the lease rule tolerates (DESIGN.md,
 /// "Safety"): a lease is judged by the Raft leader's clock, and after a Raft leader change by
 /// a different machine's clock. NTP on a LAN keeps this to milliseconds.

@@ -6,7 +6,7 @@ use std::io::Write;
 use serde_json::Value;
 
 use super::{client, CtlError};
-use crate::config::guard::check_config_write;
+use crate::config::guard::{check_config_write, MemberTimings};
 use crate::config::DynamicConfig;
 use crate::keyspace::{Command, CommandOutcome, Key, Precondition};
 
@@ -158,7 +158,10 @@ pub(super) async fn store(
     after: &Value,
     revision: Option<u64>,
 ) -> Result<Stored, CtlError> {
-    let (validated, warnings) = check_config_write(before, after, None).map_err(|problems| {
+    // Every member's Raft timings, as their member keys publish them: the new ttl must fit them.
+    let members = super::cluster_read::cluster_view(endpoint).await?.members;
+    let timings = MemberTimings::of_members(&members);
+    let (validated, warnings) = check_config_write(before, after, &timings).map_err(|problems| {
         CtlError::Other(format!(
             "the new configuration is invalid, nothing changed:\n  - {}",
             problems.join("\n  - ")

@@ -12,8 +12,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
-use crate::config::guard::check_config_write;
+use crate::cluster::MemberStatus;
+use crate::config::guard::{check_config_write, MemberTimings};
 use crate::config::RaftConfig;
+use crate::config::RaftTimings;
 use crate::grpc::access::{require, Access, Caller};
 use crate::grpc::pb::admin::admin_server::Admin;
 use crate::grpc::pb::admin::{
@@ -73,6 +75,39 @@ impl AdminGrpc {
         self
     }
 
+    /// The Raft timings a `config` write must fit: every member's as published in its member
+    /// key (linearizable read), and this agent's own (a Raft-only voter publishes none).
+    async fn member_timings(&self) -> Result<Vec<MemberTimings>, Status> {
+        let query = ReadQuery {
+            key: crate::keyspace::MEMBERS_PREFIX.into(),
+            prefix: true,
+            linearizable: true,
+        };
+        let read = self
+            .node
+            .read(&query, false)
+            .await
+            .map_err(|e| error_to_status(&e))?;
+        let members: Vec<MemberStatus> = read
+            .entries
+            .iter()
+            .filter_map(|e| serde_json::from_value(e.value.clone()).ok())
+            .collect();
+        let mut timings = MemberTimings::of_members(&members);
+        let me = &self.node.settings.name;
+        if let Some(raft) = self
+            .raft
+            .as_ref()
+            .filter(|_| !timings.iter().any(|t| t.name == *me))
+        {
+            timings.push(MemberTimings {
+                name: me.clone(),
+                timings: RaftTimings::of(raft),
+            });
+        }
+        Ok(timings)
+    }
+
     /// Refuse what the caller (below agent level) may not write; validate a `config`.
     async fn check_client_write(&self, caller: &Caller, command: &Command) -> Result<(), Status> {
         if !client_writable(command) {
@@ -102,7 +137,8 @@ impl AdminGrpc {
             .await
             .map_err(|e| error_to_status(&e))?;
         let before = current.entries.first().map(|e| &e.value);
-        check_config_write(before, value, self.raft.as_ref()).map_err(|problems| {
+        let timings = self.member_timings().await?;
+        check_config_write(before, value, &timings).map_err(|problems| {
             Refusal::InvalidConfig.status(
                 tonic::Code::InvalidArgument,
                 format!(

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use super::bootstrap_claim::{self, ClaimState};
 use super::retry::{backoff_ms, seconds_text, Gate, RetryBudget};
 use crate::cluster::{ClusterView, FailoverRequest, MemberStatus, PgRole, PgRunState};
 use crate::config::Tags;
@@ -55,6 +56,9 @@ pub struct LocalPg {
     /// Rejoin checks that failed without changing the data directory (a dead postmaster's
     /// backends still held its shared memory, the source was unreachable): back-off only.
     pub rejoin_retry: RetryBudget,
+    /// A bootstrap job of this agent succeeded with this system identifier, and its
+    /// publication in `initialize` is not confirmed yet.
+    pub bootstrapped: Option<String>,
 }
 
 /// How long a switchover candidate has to take the lease once the old primary handed it
@@ -92,6 +96,8 @@ pub struct LeaseClock {
 #[derive(Debug, Clone)]
 pub struct Inputs<'a> {
     pub me: &'a str,
+    /// My `raft.self_addr`: with `me`, the identity a bootstrap claim carries.
+    pub my_addr: &'a str,
     pub tags: &'a Tags,
     /// The cluster as a linearizable read showed it; `None` when the read failed (this node
     /// cannot confirm the keyspace: cut off from a majority).
@@ -113,11 +119,19 @@ pub struct Inputs<'a> {
 /// One thing to do. The executor runs them in order and stops at the first failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Take the bootstrap claim (`initialize`, compare-and-set on absence).
+    /// Take the bootstrap claim, or take it again to keep it (`initialize` as a lease with
+    /// this agent's name and address: src/ha/bootstrap_claim.rs).
     ClaimInitialize,
-    /// Create a new database cluster (initdb, config, start, roles, post_bootstrap), then
-    /// take the lease and publish `initialize`. Runs in the background.
+    /// Give the bootstrap claim back (a failed bootstrap backing off, a claim this agent can
+    /// no longer finish).
+    ReleaseInitialize,
+    /// Create a new database cluster (initdb, config, start, roles, post_bootstrap). Runs in
+    /// the background; `FinishBootstrap` publishes it.
     Bootstrap,
+    /// The bootstrap job succeeded: take the claim again, take the leader lease, write
+    /// `config`, and publish `system_identifier` in `initialize` (compare-and-set on the claim).
+    /// Repeated until a read shows it published.
+    FinishBootstrap { system_identifier: String },
     /// Clone the data directory from `source` with pg_basebackup. Runs in the background.
     Clone { source: String },
     /// Take or renew the leader lease (the same compare-and-set command).
@@ -195,16 +209,17 @@ fn in_requested_handover(me: &str, cluster: &ClusterView) -> bool {
 /// In maintenance mode the agent takes no automatic action on PostgreSQL; it only keeps
 /// its lease if it is the primary (so that resuming does not cause a failover).
 fn paused(input: &Inputs<'_>, d: Decision) -> Decision {
+    let primary = input.pg.role == Some(PgRole::Primary);
     let keep: Vec<Action> = d
         .actions
         .into_iter()
-        .filter(|a| {
-            matches!(
-                a,
-                Action::AcquireLease | Action::PublishStatus | Action::SyncSlots
-            )
+        .filter(|a| match a {
+            Action::AcquireLease | Action::PublishStatus | Action::SyncSlots => primary,
+            // Keyspace bookkeeping of a bootstrap that already ran (a `bootstrap.dcs` with
+            // `pause: true` is in force from the moment `config` is written).
+            Action::FinishBootstrap { .. } | Action::ReleaseInitialize => true,
+            _ => false,
         })
-        .filter(|_| input.pg.role == Some(PgRole::Primary))
         .collect();
     decision(keep, format!("PAUSE: no automatic action ({})", d.reason))
 }
@@ -212,6 +227,9 @@ fn paused(input: &Inputs<'_>, d: Decision) -> Decision {
 fn decide_unpaused(input: &Inputs<'_>) -> Decision {
     let pg = input.pg;
     if let Some(job) = pg.job {
+        if job == Job::Bootstrap {
+            return bootstrap_running(input);
+        }
         let what = match job {
             Job::Bootstrap => "bootstrapping a new cluster",
             Job::Clone => "creating a replica",
@@ -246,14 +264,106 @@ fn decide_unpaused(input: &Inputs<'_>) -> Decision {
         }
     }
 
-    match cluster.initialize.as_deref() {
-        None => uninitialized_cluster(input),
-        Some("") => decision(
+    match bootstrap_claim::state(cluster, input.me, input.my_addr) {
+        ClaimState::Free => uninitialized_cluster(input),
+        ClaimState::Mine => my_claim(input),
+        ClaimState::Other { holder, addr } => others_claim(input, cluster, holder, addr),
+        ClaimState::Anonymous => decision(
             vec![],
             "waiting for the member that claimed the bootstrap to finish it",
         ),
-        Some(sysid) => initialized_cluster(input, cluster, sysid),
+        ClaimState::Published(sysid) => initialized_cluster(input, cluster, sysid),
     }
+}
+
+/// While initdb and the first start run, keep the claim (take it again every cycle): a claim
+/// not taken again for `CLAIM_TTLS` × ttl expires and another member may bootstrap.
+fn bootstrap_running(input: &Inputs<'_>) -> Decision {
+    let Some(cluster) = input.cluster else {
+        return decision(
+            vec![],
+            "bootstrapping a new cluster: in progress (cannot confirm the keyspace to keep my claim)",
+        );
+    };
+    match bootstrap_claim::state(cluster, input.me, input.my_addr) {
+        ClaimState::Mine | ClaimState::Free => decision(
+            vec![Action::ClaimInitialize],
+            "bootstrapping a new cluster: in progress",
+        ),
+        ClaimState::Other { holder, .. } => decision(
+            vec![],
+            format!(
+                "bootstrapping a new cluster: in progress, but my claim expired and {holder} claimed the \
+                 bootstrap: mine will not be published"
+            ),
+        ),
+        ClaimState::Anonymous | ClaimState::Published(_) => decision(
+            vec![],
+            "bootstrapping a new cluster: in progress, but another member initialised the cluster: mine \
+             will not be published",
+        ),
+    }
+}
+
+/// The keyspace holds my claim and no bootstrap job runs: the claim applied but its reply was
+/// lost, or my bootstrap is done but not published, or failed, or this agent restarted.
+fn my_claim(input: &Inputs<'_>) -> Decision {
+    let pg = input.pg;
+    match (&pg.data, &pg.bootstrapped) {
+        (DataDir::Initialized { system_identifier }, Some(done)) if system_identifier == done => decision(
+            vec![Action::FinishBootstrap {
+                system_identifier: done.clone(),
+            }],
+            format!("bootstrap of database system {done} done: publishing it"),
+        ),
+        (DataDir::Empty, _) if input.tags.may_become_primary() => {
+            let d = bootstrap(input);
+            if d.actions.first() == Some(&Action::ClaimInitialize) {
+                return d;
+            }
+            // Backing off (or given up): let another member try meanwhile.
+            let mut actions = vec![Action::ReleaseInitialize];
+            actions.extend(d.actions);
+            decision(actions, format!("{} (giving my bootstrap claim back)", d.reason))
+        }
+        (DataDir::Empty, _) => decision(
+            vec![Action::ReleaseInitialize],
+            "I hold the bootstrap claim but am tagged nofailover: giving it back",
+        ),
+        _ => decision(
+            vec![Action::ReleaseInitialize],
+            "I hold the bootstrap claim but have a data directory this agent did not just bootstrap \
+             (a bootstrap cut short by an agent restart?): giving the claim back so another member can \
+             bootstrap; this data directory waits for an operator",
+        ),
+    }
+}
+
+/// Another member's claim: wait for it to finish, or for the claim to expire. A bootstrap of
+/// mine that lost its claim (it expired while I was cut off) must not keep serving writes.
+fn others_claim(input: &Inputs<'_>, cluster: &ClusterView, holder: &str, addr: Option<&str>) -> Decision {
+    let at = addr.map(|a| format!(" at {a}")).unwrap_or_default();
+    let expiry = cluster
+        .bootstrap_claim
+        .as_ref()
+        .and_then(|c| c.expires_at_ms)
+        .map(|t| {
+            format!(
+                "; the claim expires in {} unless {holder} keeps it",
+                seconds_text(t.saturating_sub(cluster.as_of_ms))
+            )
+        })
+        .unwrap_or_default();
+    if input.pg.bootstrapped.is_some() && input.pg.running {
+        return decision(
+            vec![Action::Demote],
+            format!("my bootstrap lost its claim to {holder}{at}: stopping the server it started"),
+        );
+    }
+    decision(
+        vec![],
+        format!("waiting for {holder}{at}, which claimed the bootstrap, to finish it{expiry}"),
+    )
 }
 
 fn keyspace_unreachable(input: &Inputs<'_>) -> Decision {
@@ -273,6 +383,20 @@ fn keyspace_unreachable(input: &Inputs<'_>) -> Decision {
 }
 
 fn uninitialized_cluster(input: &Inputs<'_>) -> Decision {
+    if let (Some(done), DataDir::Initialized { system_identifier }) = (&input.pg.bootstrapped, &input.pg.data)
+    {
+        if done == system_identifier {
+            // My claim expired before I could publish, and nobody claimed since.
+            return decision(
+                vec![Action::FinishBootstrap {
+                    system_identifier: done.clone(),
+                }],
+                format!(
+                    "bootstrap of database system {done} done, my claim expired meanwhile: publishing it"
+                ),
+            );
+        }
+    }
     match &input.pg.data {
         DataDir::Empty if input.tags.may_become_primary() => bootstrap(input),
         DataDir::Empty => decision(

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use super::decide::*;
 use super::retry::RetryBudget;
-use crate::cluster::{ClusterView, FailoverRequest, LeaderLease, MemberStatus, PgRole, PgRunState};
+use crate::cluster::{
+    BootstrapClaim, ClusterView, FailoverRequest, LeaderLease, MemberStatus, PgRole, PgRunState,
+};
 use crate::config::Tags;
 
 const SYSID: &str = "7300000000000000001";
@@ -33,6 +35,26 @@ fn cluster(initialize: Option<&str>, leader: Option<&str>, members: Vec<MemberSt
     }
 }
 
+/// A pending bootstrap claim held by `holder` at `addr`, expiring at keyspace time 40 000
+/// (the rows read at keyspace time 10 000).
+fn claimed(holder: &str, addr: &str) -> ClusterView {
+    ClusterView {
+        initialize: Some(String::new()),
+        bootstrap_claim: Some(BootstrapClaim {
+            holder: holder.into(),
+            holder_addr: Some(addr.into()),
+            revision: 3,
+            expires_at_ms: Some(40_000),
+        }),
+        as_of_ms: 10_000,
+        ..Default::default()
+    }
+}
+
+fn mine() -> ClusterView {
+    claimed("node2", "node2:5433")
+}
+
 fn pg(data: DataDir, running: bool, role: Option<PgRole>, following: Option<&str>) -> LocalPg {
     LocalPg {
         data,
@@ -48,6 +70,7 @@ fn pg(data: DataDir, running: bool, role: Option<PgRole>, following: Option<&str
         bootstrap_retry: RetryBudget::bootstrap(),
         clone_retry: RetryBudget::unlimited(),
         rejoin_retry: RetryBudget::unlimited(),
+        bootstrapped: None,
     }
 }
 
@@ -217,6 +240,139 @@ fn decision_table() {
             vec![],
             "claimed the bootstrap",
         ),
+        // --- the bootstrap claim (src/ha/bootstrap_claim.rs) ---
+        row(
+            "my claim applied but its reply was lost: bootstrap under it",
+            Some(mine()),
+            pg(DataDir::Empty, false, None, None),
+            vec![ClaimInitialize, Bootstrap],
+            "trying to bootstrap",
+        ),
+        row(
+            "another member's claim: wait, saying who and when it expires",
+            Some(claimed("node1", "node1:5433")),
+            pg(DataDir::Empty, false, None, None),
+            vec![],
+            "waiting for node1 at node1:5433, which claimed the bootstrap, to finish it; the claim expires in 30 s",
+        ),
+        row(
+            "my name at another address: not my claim",
+            Some(claimed("node2", "10.9.9.9:5433")),
+            pg(DataDir::Empty, false, None, None),
+            vec![],
+            "waiting for node2 at 10.9.9.9:5433",
+        ),
+        row(
+            "bootstrap job running under my claim: keep the claim",
+            Some(mine()),
+            LocalPg {
+                job: Some(Job::Bootstrap),
+                ..pg(DataDir::Empty, false, None, None)
+            },
+            vec![ClaimInitialize],
+            "in progress",
+        ),
+        row(
+            "bootstrap job running, my claim expired and nobody took it: take it again",
+            Some(cluster(None, None, vec![])),
+            LocalPg {
+                job: Some(Job::Bootstrap),
+                ..pg(DataDir::Empty, false, None, None)
+            },
+            vec![ClaimInitialize],
+            "in progress",
+        ),
+        row(
+            "bootstrap job running, another member took the expired claim: mine is lost",
+            Some(claimed("node1", "node1:5433")),
+            LocalPg {
+                job: Some(Job::Bootstrap),
+                ..pg(DataDir::Empty, false, None, None)
+            },
+            vec![],
+            "node1 claimed the bootstrap: mine will not be published",
+        ),
+        row(
+            "bootstrap job running, keyspace unreachable: hands off",
+            None,
+            LocalPg {
+                job: Some(Job::Bootstrap),
+                ..pg(DataDir::Empty, false, None, None)
+            },
+            vec![],
+            "in progress",
+        ),
+        row(
+            "bootstrap done under my claim: publish it",
+            Some(mine()),
+            LocalPg {
+                bootstrapped: Some(SYSID.into()),
+                ..pg(ours(), true, primary, None)
+            },
+            vec![FinishBootstrap {
+                system_identifier: SYSID.into(),
+            }],
+            "publishing it",
+        ),
+        row(
+            "bootstrap done, my claim expired and nobody took it: publish (the claim is taken again first)",
+            Some(cluster(None, None, vec![])),
+            LocalPg {
+                bootstrapped: Some(SYSID.into()),
+                ..pg(ours(), true, primary, None)
+            },
+            vec![FinishBootstrap {
+                system_identifier: SYSID.into(),
+            }],
+            "my claim expired meanwhile",
+        ),
+        row(
+            "bootstrap done but another member took my expired claim: stop my server",
+            Some(claimed("node1", "node1:5433")),
+            LocalPg {
+                bootstrapped: Some(SYSID.into()),
+                ..pg(ours(), true, primary, None)
+            },
+            vec![Demote],
+            "my bootstrap lost its claim to node1",
+        ),
+        row(
+            "my claim, my bootstrap failed and backs off: give the claim back meanwhile",
+            Some(mine()),
+            LocalPg {
+                bootstrap_retry: failed(RetryBudget::bootstrap(), 1, 10_400),
+                ..pg(DataDir::Empty, false, None, None)
+            },
+            vec![ReleaseInitialize],
+            "waiting 1 s before bootstrap attempt 2 of 5",
+        ),
+        row(
+            "my claim, bootstrap budget spent: give it back and refuse",
+            Some(mine()),
+            LocalPg {
+                bootstrap_retry: failed(RetryBudget::bootstrap(), 5, 0),
+                ..pg(DataDir::Empty, false, None, None)
+            },
+            vec![ReleaseInitialize, Refuse],
+            "giving my bootstrap claim back",
+        ),
+        row(
+            "my claim but a data directory this agent did not just bootstrap: give it back, never adopt",
+            Some(mine()),
+            pg(ours(), false, None, None),
+            vec![ReleaseInitialize],
+            "waits for an operator",
+        ),
+        Row {
+            tags: nofailover(),
+            ..row(
+                "my claim but tagged nofailover now: give it back",
+                Some(mine()),
+                pg(DataDir::Empty, false, None, None),
+                vec![ReleaseInitialize],
+                "nofailover",
+            )
+        },
         row(
             "existing data but empty keyspace: never adopt silently",
             Some(cluster(None, None, vec![])),
@@ -541,6 +697,7 @@ fn check_rows(rows: Vec<Row>) {
     for r in rows {
         let input = Inputs {
             me: "node2",
+            my_addr: "node2:5433",
             tags: &r.tags,
             cluster: r.cluster.as_ref(),
             pg: &r.pg,
@@ -575,6 +732,7 @@ fn pause_blocks_everything_but_keeping_the_lease() {
     let replica = pg(ours(), true, Some(PgRole::Replica), None);
     let input = Inputs {
         me: "node2",
+        my_addr: "node2:5433",
         tags: &tags,
         cluster: Some(&c),
         pg: &replica,
@@ -596,6 +754,7 @@ fn pause_blocks_everything_but_keeping_the_lease() {
     let primary = pg(ours(), true, Some(PgRole::Primary), None);
     let input = Inputs {
         me: "node2",
+        my_addr: "node2:5433",
         tags: &tags,
         cluster: Some(&c),
         pg: &primary,

@@ -60,6 +60,10 @@ pub struct EngineMemory {
     /// The revision of our `initialize` claim, from `ClaimInitialize` until the bootstrap
     /// starts with it.
     pub bootstrap_claim: Option<u64>,
+    /// The system identifier of a bootstrap this agent ran, until a read shows it published
+    /// in `initialize` (`FinishBootstrap` is repeated until then). Memory only: after an agent
+    /// restart a data directory nobody published is never adopted by itself.
+    pub bootstrapped: Option<String>,
     /// Run the next cycle at once (a demote or a job left the next step ready).
     pub again: bool,
 }
@@ -83,6 +87,7 @@ impl Default for EngineMemory {
             state_override: None,
             postmaster_start_time: None,
             bootstrap_claim: None,
+            bootstrapped: None,
             again: false,
         }
     }
@@ -111,6 +116,8 @@ pub struct LocalObservation {
 #[derive(Debug, Clone)]
 pub struct Observation<'a> {
     pub me: &'a str,
+    /// My `raft.self_addr` (a bootstrap claim carries it with `me`).
+    pub my_addr: &'a str,
     pub tags: &'a Tags,
     /// `None`: the linearizable read failed.
     pub cluster: Option<&'a ClusterView>,
@@ -137,6 +144,7 @@ pub enum JobOutcome {
     /// A new cluster is up; the postmaster started at `started_at` (wall time).
     Bootstrapped {
         started_at: String,
+        system_identifier: String,
     },
     Cloned,
     /// The former primary may follow the new one now (rewound, or no rewind needed).
@@ -167,6 +175,8 @@ pub enum Event {
     },
     /// The bootstrap job started with the claim.
     BootstrapStarted,
+    /// `FinishBootstrap` published the system identifier.
+    BootstrapPublished,
     Promoted {
         reason: String,
     },
@@ -257,6 +267,10 @@ pub fn step(memory: &EngineMemory, obs: &Observation<'_>, now_ms: u64) -> (Engin
     }
     if let Some(c) = obs.cluster {
         watch_streaming(&mut m, c, obs, now_ms);
+        if m.bootstrapped.is_some() && c.initialize == m.bootstrapped {
+            // Published (the reply of the write may have been lost): nothing left to finish.
+            m.bootstrapped = None;
+        }
     }
     let pg = LocalPg {
         data: local.data.clone(),
@@ -272,9 +286,11 @@ pub fn step(memory: &EngineMemory, obs: &Observation<'_>, now_ms: u64) -> (Engin
         bootstrap_retry: m.bootstrap_retry.clone(),
         clone_retry: m.clone_retry.clone(),
         rejoin_retry: m.rejoin_retry.clone(),
+        bootstrapped: m.bootstrapped.clone(),
     };
     let mut decision = decide(&Inputs {
         me: obs.me,
+        my_addr: obs.my_addr,
         tags: obs.tags,
         cluster: obs.cluster,
         pg: &pg,
@@ -381,6 +397,7 @@ pub fn apply(m: &mut EngineMemory, event: Event, now_ms: u64) {
         }
         Event::InitializeClaimed { revision } => m.bootstrap_claim = Some(revision),
         Event::BootstrapStarted => m.bootstrap_claim = None,
+        Event::BootstrapPublished => m.bootstrapped = None,
         Event::Promoted { reason } => {
             m.following = None;
             m.promote_reason = Some(reason);
@@ -432,9 +449,18 @@ pub fn apply(m: &mut EngineMemory, event: Event, now_ms: u64) {
 
 fn job_finished(m: &mut EngineMemory, job: Job, outcome: JobOutcome, now_ms: u64) {
     match (job, outcome) {
-        (Job::Bootstrap, JobOutcome::Bootstrapped { started_at }) => {
+        (
+            Job::Bootstrap,
+            JobOutcome::Bootstrapped {
+                started_at,
+                system_identifier,
+            },
+        ) => {
             m.bootstrap_retry.reset();
             m.postmaster_start_time = Some(started_at);
+            // Publish it at once (`FinishBootstrap`).
+            m.bootstrapped = Some(system_identifier);
+            m.again = true;
         }
         (Job::Bootstrap, JobOutcome::Failed(e)) => {
             m.bootstrap_retry.record_failure_and_log("bootstrap", e, now_ms);

@@ -96,6 +96,7 @@ fn run_step(before: &EngineMemory, s: &Seen, now_ms: u64) -> EngineMemory {
     let tags = Tags::default();
     let obs = Observation {
         me: "node2",
+        my_addr: "node2:5433",
         tags: &tags,
         cluster: s.cluster.as_ref(),
         local: LocalObservation {
@@ -400,6 +401,35 @@ fn step_memory_table() {
                 ..mem()
             },
         },
+        StepRow {
+            name: "my bootstrap seen published (its reply may have been lost): nothing left to finish",
+            before: EngineMemory {
+                bootstrapped: Some("7300000000000000001".into()),
+                ..mem()
+            },
+            seen: seen(),
+            now_ms: 25_000,
+            want: mem(),
+        },
+        StepRow {
+            name: "my bootstrap not published yet: still to finish",
+            before: EngineMemory {
+                bootstrapped: Some("7300000000000000001".into()),
+                ..mem()
+            },
+            seen: Seen {
+                cluster: Some(ClusterView {
+                    initialize: Some(String::new()),
+                    ..led_by("node1")
+                }),
+                ..seen()
+            },
+            now_ms: 25_000,
+            want: EngineMemory {
+                bootstrapped: Some("7300000000000000001".into()),
+                ..mem()
+            },
+        },
     ];
     for r in &rows {
         let got = run_step(&r.before, &r.seen, r.now_ms);
@@ -420,6 +450,7 @@ fn step_passes_the_memory_to_decide() {
     let tags = Tags::default();
     let obs = Observation {
         me: "node2",
+        my_addr: "node2:5433",
         tags: &tags,
         cluster: s.cluster.as_ref(),
         local: LocalObservation {
@@ -557,7 +588,7 @@ fn apply_memory_table() {
             },
         },
         ApplyRow {
-            name: "bootstrap done: budget reset, start time noted",
+            name: "bootstrap done: budget reset, start time noted, publish it next cycle at once",
             before: EngineMemory {
                 bootstrap_retry: failed_once(RetryBudget::bootstrap(), "x"),
                 ..mem()
@@ -566,10 +597,13 @@ fn apply_memory_table() {
                 job: Job::Bootstrap,
                 outcome: JobOutcome::Bootstrapped {
                     started_at: "t0".into(),
+                    system_identifier: "7301".into(),
                 },
             },
             want: EngineMemory {
                 postmaster_start_time: Some("t0".into()),
+                bootstrapped: Some("7301".into()),
+                again: true,
                 ..mem()
             },
         },
@@ -791,6 +825,15 @@ fn apply_memory_table() {
             event: Event::BootstrapStarted,
             want: mem(),
         },
+        ApplyRow {
+            name: "bootstrap published: nothing left to finish",
+            before: EngineMemory {
+                bootstrapped: Some("7301".into()),
+                ..mem()
+            },
+            event: Event::BootstrapPublished,
+            want: mem(),
+        },
     ];
     for r in rows {
         let mut got = r.before.clone();
@@ -818,6 +861,7 @@ fn a_new_primary_appends_the_timeline_it_left_to_history() {
     let actions = |view: &ClusterView, timeline: u64| {
         let obs = Observation {
             me: "node2",
+            my_addr: "node2:5433",
             tags: &tags,
             cluster: Some(view),
             local: LocalObservation {
@@ -883,6 +927,7 @@ fn rejoin_decision(memory: &EngineMemory, now_ms: u64) -> (EngineMemory, super::
     let tags = Tags::default();
     let obs = Observation {
         me: "node2",
+        my_addr: "node2:5433",
         tags: &tags,
         cluster: s.cluster.as_ref(),
         local: LocalObservation {

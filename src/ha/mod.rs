@@ -1,6 +1,7 @@
 //! The HA loop: decide (pure) and act (executor).
 
 pub mod action_error;
+pub mod bootstrap_claim;
 pub mod callbacks;
 pub mod decide;
 pub mod engine;

@@ -92,6 +92,7 @@ pub fn member_status(config: &Config, seen: &Observed<'_>) -> MemberStatus {
         version: env!("CARGO_PKG_VERSION").to_string(),
         server_version: obs.and_then(|o| o.server_version),
         system_identifier,
+        raft_timings: Some(crate::config::RaftTimings::of(&config.raft)),
     }
 }
 

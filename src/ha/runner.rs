@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::action_error::{ActionError, Cause, Operation as Op};
+use super::bootstrap_claim;
 use super::callbacks::{role, CallbackEvent, CallbackRunner};
 use super::decide::{Action, DataDir, Job, WalPosition};
 use super::engine::{self, EngineMemory, Event, JobOutcome, LocalObservation, Observation};
@@ -38,8 +39,6 @@ const MEMBER_KEY_MIN_TTL_MS: u64 = 10_000;
 struct RunningJob {
     kind: Job,
     handle: JoinHandle<Result<JobResult, String>>,
-    /// For a bootstrap: the revision of our `initialize` claim.
-    claim_revision: Option<u64>,
 }
 
 /// The loop over PostgreSQL `P` and the keyspace `S` (the Raft node; an in-memory
@@ -369,6 +368,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             &self.mem,
             &Observation {
                 me: &self.config.name,
+                my_addr: &self.config.raft.self_addr,
                 tags: &self.config.tags,
                 cluster: cluster.as_ref(),
                 local,
@@ -558,15 +558,16 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
     ) -> Result<(), ActionError> {
         match action {
             Action::ClaimInitialize => {
-                let cmd = Command::Put {
-                    key: Key::Initialize,
-                    value: serde_json::json!(""),
-                    ttl_ms: None,
-                    precondition: Precondition::Absent,
-                };
+                let cmd = bootstrap_claim::claim(
+                    &self.config.name,
+                    &self.config.raft.self_addr,
+                    self.dynamic.ttl_ms(),
+                );
                 match self.write(cmd).await.map_err(Op::KeyspaceWrite.keyspace())? {
                     CommandOutcome::Applied { revision } => {
-                        tracing::info!("won the bootstrap race: initializing a new cluster");
+                        if self.job.is_none() {
+                            tracing::info!("won the bootstrap race: initializing a new cluster");
+                        }
                         self.apply(Event::InitializeClaimed { revision });
                         Ok(())
                     }
@@ -576,14 +577,22 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                     )),
                 }
             }
+            Action::ReleaseInitialize => {
+                let cmd = bootstrap_claim::release(&self.config.name, &self.config.raft.self_addr);
+                self.write(cmd)
+                    .await
+                    .map(|_| ())
+                    .map_err(Op::KeyspaceWrite.keyspace())
+            }
             Action::Bootstrap => {
-                let claim = self.mem.bootstrap_claim.ok_or_else(|| {
+                self.mem.bootstrap_claim.ok_or_else(|| {
                     ActionError::not_ready(Op::StartJob, "no bootstrap claim of mine to bootstrap under")
                 })?;
-                self.start_bootstrap(claim);
+                self.start_bootstrap();
                 self.apply(Event::BootstrapStarted);
                 Ok(())
             }
+            Action::FinishBootstrap { system_identifier } => self.finish_bootstrap(system_identifier).await,
             Action::Clone { source } => {
                 let upstream = cluster.and_then(|c| upstream_of(c, source)).ok_or_else(|| {
                     ActionError::not_ready(
@@ -606,7 +615,6 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                 self.job = Some(RunningJob {
                     kind: Job::Clone,
                     handle,
-                    claim_revision: None,
                 });
                 Ok(())
             }
@@ -811,7 +819,6 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         self.job = Some(RunningJob {
             kind: Job::Rejoin,
             handle,
-            claim_revision: None,
         });
     }
 
@@ -1051,7 +1058,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         }
     }
 
-    fn start_bootstrap(&mut self, claim_revision: u64) {
+    fn start_bootstrap(&mut self) {
         let desired = desired_config(&self.config, &self.config.bootstrap.dcs, None);
         let pg = self.pg.clone();
         let done = self.job_done.clone();
@@ -1067,12 +1074,11 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         self.job = Some(RunningJob {
             kind: Job::Bootstrap,
             handle,
-            claim_revision: Some(claim_revision),
         });
     }
 
-    /// Finish what a background job left to the loop: the keyspace writes after a bootstrap,
-    /// or giving the bootstrap claim back after a failure.
+    /// Reap a finished background job and feed its outcome back (a finished bootstrap is
+    /// published by the `FinishBootstrap` the next decision holds).
     async fn reap_job(&mut self) {
         let finished = self.job.as_ref().is_some_and(|j| j.handle.is_finished());
         if !finished {
@@ -1084,8 +1090,9 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             Err(e) => Err(format!("the job panicked: {e}")),
         };
         let outcome = match &result {
-            Ok(JobResult::Bootstrapped { .. }) => JobOutcome::Bootstrapped {
+            Ok(JobResult::Bootstrapped { system_identifier }) => JobOutcome::Bootstrapped {
                 started_at: crate::timefmt::rfc3339_now(),
+                system_identifier: system_identifier.clone(),
             },
             Ok(JobResult::Cloned) => JobOutcome::Cloned,
             Ok(JobResult::Rejoined) => JobOutcome::Rejoined,
@@ -1098,43 +1105,28 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             outcome,
         });
         match (job.kind, result) {
-            (Job::Bootstrap, Ok(JobResult::Bootstrapped { system_identifier })) => {
-                if let Err(e) = self
-                    .finish_bootstrap(&system_identifier, job.claim_revision)
-                    .await
-                {
-                    tracing::error!("bootstrap: {e}");
-                }
-            }
             (Job::Clone, Ok(_)) => tracing::info!("replica created; starting it"),
             (Job::Rejoin, Err(e)) => tracing::error!("{e}"),
-            (Job::Bootstrap, Err(_)) => {
-                if let Some(rev) = job.claim_revision {
-                    let cmd = Command::Delete {
-                        key: Key::Initialize,
-                        precondition: Precondition::Revision(rev),
-                    };
-                    if let Err(e) = self.write(cmd).await {
-                        tracing::error!("could not give the bootstrap claim back: {e}");
-                    }
-                }
-            }
             _ => {}
         }
     }
 
-    async fn finish_bootstrap(&mut self, system_identifier: &str, claim: Option<u64>) -> Result<(), String> {
-        self.acquire_lease().await.map_err(|e| e.to_string())?;
-        let precondition = claim.map_or(Precondition::Absent, Precondition::Revision);
-        let cmd = Command::Put {
-            key: Key::Initialize,
-            value: serde_json::json!(system_identifier),
-            ttl_ms: None,
-            precondition,
+    /// Publish a finished bootstrap: take the claim again (it must still be ours), the lease,
+    /// `config` (first, so a published cluster always has it), then the system identifier
+    /// under the claim's revision. Any step failing is retried by the next decision.
+    async fn finish_bootstrap(&mut self, system_identifier: &str) -> Result<(), ActionError> {
+        let (name, addr) = (&self.config.name, &self.config.raft.self_addr);
+        let claim = bootstrap_claim::claim(name, addr, self.dynamic.ttl_ms());
+                let revision = match self.write(claim).await.map_err(Op::KeyspaceWrite.keyspace())? {
+            CommandOutcome::Applied { revision } => revision,
+            CommandOutcome::Rejected { reason, .. } => {
+                return Err(ActionError::refused(
+                    Op::KeyspaceWrite,
+                    format!("my bootstrap claim is gone: {reason}"),
+                ))
+            }
         };
-        if !self.write(cmd).await.map_err(|e| e.to_string())?.is_applied() {
-            return Err("the initialize key changed under us".into());
-        }
+        self.acquire_lease().await?;
         let config = self.config.bootstrap.dcs.to_json();
         let cmd = Command::Put {
             key: Key::Config,
@@ -1142,7 +1134,15 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             ttl_ms: None,
             precondition: Precondition::Absent,
         };
-        self.write(cmd).await.map_err(|e| e.to_string())?;
+        self.write(cmd).await.map_err(Op::KeyspaceWrite.keyspace())?;
+        let cmd = bootstrap_claim::publish(system_identifier, revision);
+        if !self.write(cmd).await.map_err(Op::KeyspaceWrite.keyspace())?.is_applied() {
+            return Err(ActionError::refused(
+                Op::KeyspaceWrite,
+                "the initialize key changed under us",
+            ));
+        }
+        self.apply(Event::BootstrapPublished);
         tracing::info!(system_identifier, "bootstrap complete: I am the primary");
         Ok(())
     }
@@ -1396,7 +1396,8 @@ fn watched_revisions<S: ClusterStore>(node: &S) -> Vec<u64> {
         .iter()
         .map(|k| {
             node.local_entry(k).map_or(0, |e| {
-                if *k == Key::Leader {
+                // A lease's renewals (the leader's, a bootstrap claim's) do not count.
+                if e.holder.is_some() {
                     e.created_revision
                 } else {
                     e.revision

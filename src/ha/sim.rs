@@ -30,6 +30,9 @@ use crate::config::Config;
 use crate::keyspace::{Command, CommandOutcome, Entry, Key};
 use crate::node::KeyspaceError;
 
+#[cfg(test)]
+mod bootstrap_test;
+
 const SYSID: &str = "7300000000000000099";
 const STEP: Duration = Duration::from_millis(100);
 
@@ -133,6 +136,9 @@ struct Faults {
     stop_hangs_until: u64,
     /// The next pg_rewind runs fail with these, in order.
     rewind_failures: Vec<PgFailure>,
+    /// The replies to this many writes of `initialize` are lost: the write applies, the
+    /// agent hears "unconfirmed".
+    lost_initialize_replies: u32,
 }
 
 struct WorldState {
@@ -315,6 +321,14 @@ impl SimStore {
             waited: Duration::ZERO,
         }
     }
+
+    fn lose_reply(&self) -> bool {
+        let mut s = self.world.lock();
+        let f = s.faults.get_mut(&self.me).expect("member");
+        let lose = f.lost_initialize_replies > 0;
+        f.lost_initialize_replies = f.lost_initialize_replies.saturating_sub(1);
+        lose
+    }
 }
 
 impl ClusterStore for SimStore {
@@ -376,7 +390,13 @@ impl ClusterStore for SimStore {
             }
         }
         self.world.store.set_now_ms(self.world.now_ms());
+        let initialize = command.key() == Some(&Key::Initialize);
         let outcome = self.world.store.write(command).await;
+        if initialize && self.lose_reply() {
+            return Err(KeyspaceError::Unconfirmed {
+                waited: Duration::ZERO,
+            });
+        }
         // A delayed reply: the command applied, the answer comes late.
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;

@@ -350,6 +350,11 @@ impl SoloAgent {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// How the agent exited, if it does within `within` (`None`: still running).
+    pub async fn exited_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(within, self.child.wait()).await.ok()?.ok()
+    }
+
     /// SIGTERM (the agent stops its PostgreSQL), then SIGKILL after 30 s.
     pub async fn stop(self) {
         terminate_agent(self.child).await;
