@@ -12,6 +12,7 @@ pub mod publish;
 pub mod retry;
 pub mod rewind_marker;
 pub mod runner;
+pub mod shutdown;
 pub mod snapshot;
 pub mod store;
 pub mod switchover;
