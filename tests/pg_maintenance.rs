@@ -103,11 +103,6 @@ async fn paused_agent_stop_leaves_the_primary_running_until_its_agent_is_back() 
 
     // Stop the primary's agent (SIGTERM, as systemd does): PostgreSQL stays up.
     demo.terminate(p).await;
-    let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
-    assert!(
-        log.contains("maintenance mode: leaving PostgreSQL running"),
-        "the agent said what it decided"
-    );
     // Several leases long: the primary takes writes, nobody else is promoted.
     let mut id = 0i64;
     let quiet_until = tokio::time::Instant::now() + 4 * TTL;
@@ -123,6 +118,11 @@ async fn paused_agent_stop_leaves_the_primary_running_until_its_agent_is_back() 
     }
     assert_eq!(postmaster_pid(&data_dir), Some(postmaster));
     assert!(process_alive(postmaster), "the postmaster was stopped");
+    let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+    assert!(
+        log.contains("maintenance mode: leaving PostgreSQL running"),
+        "the agent said what it decided"
+    );
 
     // The keyspace shows it unattended (then, once the lease ran out, no lease holder):
     // resume is refused either way.
