@@ -140,6 +140,13 @@ async fn paused_agent_stop_leaves_the_primary_running_until_its_agent_is_back() 
         "resume must be refused while {name} runs without its agent: {out}"
     );
     assert!(out.contains("resume refused"), "{out}");
+    // The agents check it too: lifting `pause` through edit-config is refused the same way.
+    let (ok, out) = ctl(&demo, &["edit-config", "--set", "pause="]).await;
+    assert!(
+        !ok,
+        "edit-config lifted pause while {name} runs without its agent: {out}"
+    );
+    assert!(out.contains("resume refused"), "{out}");
 
     // The agent comes back: it takes the lease again for the same server (not restarted).
     demo.start_node(p).unwrap();

@@ -70,7 +70,7 @@ pub async fn set_pause(
     // Resuming removes the setting (the default is off), as Patroni does.
     let before = revision.map(|_| config.clone());
     config_cmd::set_path(&mut config, "pause", if pause { "true" } else { "" })?;
-    let stored = config_cmd::store(endpoint, before.as_ref(), &config, revision).await?;
+    let stored = config_cmd::store(endpoint, before.as_ref(), &config, revision, force).await?;
     let verb = if pause { "pause" } else { "resume" };
     let mut confirmed_by = None;
     if wait {

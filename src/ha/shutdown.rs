@@ -131,6 +131,17 @@ pub fn unmarked(f: &ShutdownFacts, why: &str) -> ShutdownPlan {
     )
 }
 
+/// Whether a `config` write from `before` to `after` lifts maintenance mode (`pause` true
+/// before, not after): such a write is checked with [`resume_refusal`].
+pub fn lifts_pause(before: Option<&serde_json::Value>, after: &serde_json::Value) -> bool {
+    let paused = |v: Option<&serde_json::Value>| {
+        v.and_then(|v| v.get("pause"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false)
+    };
+    paused(before) && !paused(Some(after))
+}
+
 /// Why `resume` must not lift maintenance mode now (`None`: it may), judged on one
 /// linearizable read of the keyspace. See the module text for the rule.
 pub fn resume_refusal(view: &ClusterView) -> Option<String> {
@@ -250,6 +261,17 @@ mod tests {
             "{}",
             fallback.reason
         );
+    }
+
+    #[test]
+    fn which_config_writes_lift_pause() {
+        use serde_json::json;
+        let paused = json!({"ttl": 30, "pause": true});
+        assert!(lifts_pause(Some(&paused), &json!({"ttl": 30})));
+        assert!(lifts_pause(Some(&paused), &json!({"pause": false})));
+        assert!(!lifts_pause(Some(&paused), &json!({"pause": true, "ttl": 20})));
+        assert!(!lifts_pause(Some(&json!({"ttl": 30})), &json!({"ttl": 20})));
+        assert!(!lifts_pause(None, &json!({"pause": true})));
     }
 
     fn member(name: &str, role: PgRole, state: PgRunState) -> MemberStatus {
