@@ -25,7 +25,8 @@
 //!
 //! "Kill" is SIGKILL to the postmaster's whole process group (pg_ctl starts the postmaster as
 //! a group leader), so no backend can commit after it. On a clean shutdown the agent has
-//! already stopped PostgreSQL, and the guard finds nothing to kill. What it does not cover: a
+//! already stopped PostgreSQL, and the guard finds nothing to kill; in maintenance mode the
+//! agent leaves PostgreSQL running and sends `detach` first (src/ha/shutdown.rs). What it does not cover: a
 //! frozen machine or kernel; that needs the hardware watchdog (docs/fencing.md).
 
 use std::io::Write;
@@ -100,7 +101,9 @@ impl FenceGuard {
 
 /// The guard as the HA loop holds it: a task forwards every lease deadline (ms after `clock0`
 /// on the loop's watch channel) to it. A write error means the guard is gone: the loop's own
-/// lease watchdog still holds, so it is said loudly and the agent carries on.
+/// lease watchdog still holds, so it is said loudly and the agent carries on. Dropping it drops
+/// the guard (between two lines): at end of file the guard kills whatever PostgreSQL of the
+/// data directory still runs — nothing, after a clean stop.
 pub struct FenceFeed {
     task: tokio::task::JoinHandle<FenceGuard>,
     /// Asks the task to stop forwarding and hand the guard back, between two lines.
@@ -146,12 +149,6 @@ impl FenceFeed {
         let _ = self.release.send(());
         let mut guard = self.task.await.map_err(std::io::Error::other)?;
         guard.detach().await
-    }
-
-    /// Stop forwarding and drop the guard: at end of file it kills whatever PostgreSQL of the
-    /// data directory still runs (nothing, after a clean stop).
-    pub fn close(self) {
-        self.task.abort();
     }
 }
 

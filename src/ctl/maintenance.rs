@@ -309,6 +309,11 @@ mod tests {
         assert_eq!(done, ["node1"]);
         assert_eq!(waiting, ["node2", "node3"]);
         assert_eq!(members_since(&entries, 10).1, Vec::<String>::new());
+        // An agent stopped in maintenance mode rewrites nothing until it is back: not waited for.
+        let mut unattended = entry(Key::Member("node4".into()), 12);
+        unattended.value = json!({"state": "running without agent"});
+        let (done, waiting) = members_since(&[unattended], 50);
+        assert!(done.is_empty() && waiting.is_empty(), "{done:?} {waiting:?}");
     }
 
     #[test]

@@ -169,9 +169,11 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             self.deadline_tx.subscribe(),
         ));
         let postmaster_watch = tokio::spawn(postmaster_watch(self.pg.clone(), self.postmaster_exit.clone()));
-        let fence = self.fence.take().map(|guard| {
-            crate::fence::FenceFeed::start(guard, self.clock0.into_std(), self.deadline_tx.subscribe())
-        });
+        let (clock0, deadlines) = (self.clock0.into_std(), self.deadline_tx.subscribe());
+        let fence = self
+            .fence
+            .take()
+            .map(|guard| FenceFeed::start(guard, clock0, deadlines));
         let mut applied = self.node.subscribe_applied();
         loop {
             self.cycle().await;
@@ -204,7 +206,10 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         let facts = self.shutdown_facts();
         let mut plan = shutdown::plan(&facts);
         if let ShutdownAction::LeaveRunning { must_mark } = plan.action {
-            match self.mark_unattended().await {
+            match self
+                .publish_final(PgRunState::Unattended, self.pg.observe().await.ok())
+                .await
+            {
                 Err(why) if must_mark => plan = shutdown::unmarked(&facts, &why),
                 _ => {
                     tracing::info!("agent shutting down: {}", plan.reason);
@@ -222,10 +227,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             self.stop_postgres_on_shutdown(lease_holder).await;
         }
         watchdog.abort();
-        // PostgreSQL is stopped: dropping the guard (closing its pipe) lets it exit.
-        if let Some(fence) = fence {
-            fence.close();
-        }
+        drop(fence); // PostgreSQL is stopped: the guard finds nothing to kill, and exits
     }
 
     fn shutdown_facts(&self) -> ShutdownFacts {
@@ -239,20 +241,24 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         }
     }
 
-    /// Publish this member as "running without agent" (src/ha/shutdown.rs), within `ttl`.
-    async fn mark_unattended(&self) -> Result<(), String> {
-        let observation = self.pg.observe().await.ok();
+    /// The member record an agent leaves behind (`Stopped`, or `Unattended` with what
+    /// PostgreSQL reports), written within `ttl`.
+    async fn publish_final(
+        &self,
+        state: PgRunState,
+        observation: Option<PgObservation>,
+    ) -> Result<(), String> {
         let data = self.pg.data_dir();
         let seen = Observed {
             data: &data,
-            running: true,
+            running: state != PgRunState::Stopped,
             observation: observation.as_ref(),
             job: None,
             following: self.mem.following.as_deref(),
-            state_override: Some(PgRunState::Unattended),
+            state_override: Some(state),
         };
-        let ttl = Duration::from_millis(self.dynamic.ttl_ms());
         let me = member_status(&self.config, &seen);
+        let ttl = Duration::from_millis(self.dynamic.ttl_ms());
         tokio::time::timeout(ttl, self.publish_member(&me))
             .await
             .map_err(|_| "the keyspace did not answer within ttl".to_string())?
@@ -283,19 +289,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         }
         self.callbacks.fire(CallbackEvent::OnStop, self.callback_role());
         // Tell the others at once rather than leaving a "running" record until it expires.
-        let data = self.pg.data_dir();
-        let stopped = member_status(
-            &self.config,
-            &Observed {
-                data: &data,
-                running: false,
-                observation: None,
-                job: None,
-                following: self.mem.following.as_deref(),
-                state_override: Some(PgRunState::Stopped),
-            },
-        );
-        let _ = self.publish_member(&stopped).await;
+        let _ = self.publish_final(PgRunState::Stopped, None).await;
         if lease_holder {
             // The final position of a cleanly stopped primary: after a full-cluster restart
             // only a member with all of it may take over (the others stop their servers at the
