@@ -264,6 +264,7 @@ async fn write(client: &AdminClient<Channel>, command: &Command) -> anyhow::Resu
     let mut request = tonic::Request::new(WriteRequest {
         command: body,
         forwarded: false,
+        force_resume: false,
     });
     request.set_timeout(WRITE_TIMEOUT);
     let reply = client

@@ -25,7 +25,8 @@
 //!
 //! "Kill" is SIGKILL to the postmaster's whole process group (pg_ctl starts the postmaster as
 //! a group leader), so no backend can commit after it. On a clean shutdown the agent has
-//! already stopped PostgreSQL, and the guard finds nothing to kill. What it does not cover: a
+//! already stopped PostgreSQL, and the guard finds nothing to kill; in maintenance mode the
+//! agent leaves PostgreSQL running and sends `detach` first (src/ha/shutdown.rs). What it does not cover: a
 //! frozen machine or kernel; that needs the hardware watchdog (docs/fencing.md).
 
 use std::io::Write;
@@ -95,6 +96,59 @@ impl FenceGuard {
     /// The guard's process id (for tests and logs).
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+}
+
+/// The guard as the HA loop holds it: a task forwards every lease deadline (ms after `clock0`
+/// on the loop's watch channel) to it. A write error means the guard is gone: the loop's own
+/// lease watchdog still holds, so it is said loudly and the agent carries on. Dropping it drops
+/// the guard (between two lines): at end of file the guard kills whatever PostgreSQL of the
+/// data directory still runs — nothing, after a clean stop.
+pub struct FenceFeed {
+    task: tokio::task::JoinHandle<FenceGuard>,
+    /// Asks the task to stop forwarding and hand the guard back, between two lines.
+    release: tokio::sync::oneshot::Sender<()>,
+}
+
+impl FenceFeed {
+    pub fn start(
+        mut guard: FenceGuard,
+        clock0: Instant,
+        mut deadline: tokio::sync::watch::Receiver<Option<u64>>,
+    ) -> FenceFeed {
+        let (release, mut released) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut working = true;
+            loop {
+                if working {
+                    let at = deadline
+                        .borrow_and_update()
+                        .map(|ms| clock0 + Duration::from_millis(ms));
+                    if let Err(e) = guard.set_deadline(at).await {
+                        tracing::error!("the fence guard does not take deadlines any more: {e}");
+                        working = false;
+                    }
+                }
+                // Only the waits are cancelled: a line is always written whole.
+                tokio::select! {
+                    _ = &mut released => return guard,
+                    changed = deadline.changed(), if working => {
+                        if changed.is_err() {
+                            working = false;
+                        }
+                    }
+                }
+            }
+        });
+        FenceFeed { task, release }
+    }
+
+    /// Stop forwarding deadlines and tell the guard to leave PostgreSQL running when the agent
+    /// exits (maintenance mode, src/ha/shutdown.rs).
+    pub async fn detach(self) -> std::io::Result<()> {
+        let _ = self.release.send(());
+        let mut guard = self.task.await.map_err(std::io::Error::other)?;
+        guard.detach().await
     }
 }
 

@@ -33,6 +33,7 @@
 //! | what a client may write into `config` (shared by pgquorumctl and the server), a `ttl` every member's Raft timings fit | `config::guard`, `config::timing` |
 //! | PostgreSQL operations (initdb, pg_basebackup, pg_ctl, pg_rewind, queries) | [`postgres`] |
 //! | fencing a primary whose agent died or stalled | [`fence`] (guard process; `detach` leaves PostgreSQL running on purpose), [`ha::lease_watchdog`] (in-agent backstop), [`watchdog`] (device) |
+//! | agent shutdown: stop PostgreSQL and release the lease, or (maintenance mode) leave it running, detached; when `resume` is refused | [`ha::shutdown`] (pure; table tests) |
 //! | configuration file, validation, Patroni compatibility, env overrides | [`config`] |
 //! | REST API (Patroni's paths, health checks, metrics) | [`rest`] |
 //! | REST TLS, `verify_client`, allowlist (403 before 401), extra headers, re-read on reload | `rest::security`, `rest::listen`, `rest::access` |

@@ -66,6 +66,7 @@ async fn raw_write(
         .write(WriteRequest {
             command: body,
             forwarded: false,
+            force_resume: false,
         })
         .await
         .map(|_| ())
@@ -255,6 +256,7 @@ async fn credentials_give_admin_and_read_open_gives_read() {
         .write(WriteRequest {
             command: serde_json::to_vec(&put(Key::Failover, json!({}))).unwrap(),
             forwarded: false,
+            force_resume: false,
         })
         .await
         .unwrap_err();

@@ -61,6 +61,11 @@ pub enum PgRunState {
     /// `reinit` (src/ha/rewind_marker.rs).
     #[serde(rename = "rewind failed")]
     RewindFailed,
+    /// PostgreSQL left running by its agent, which stopped in maintenance mode (the last
+    /// record that agent wrote; src/ha/shutdown.rs): nothing fences or manages this server,
+    /// so `resume` is refused while such a record stands. Not `up`: nobody waits on it.
+    #[serde(rename = "running without agent")]
+    Unattended,
     /// A state this agent does not know (written by a newer agent): not up.
     #[serde(other, rename = "unknown")]
     Unknown,
@@ -81,6 +86,7 @@ impl PgRunState {
             PgRunState::Crashed => "crashed",
             PgRunState::Rewinding => "rewinding",
             PgRunState::RewindFailed => "rewind failed",
+            PgRunState::Unattended => "running without agent",
             PgRunState::Unknown => "unknown",
         }
     }

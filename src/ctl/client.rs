@@ -16,12 +16,22 @@ pub struct KeyspaceRead {
 /// Apply `command` through the agent at `endpoint` (forwarded to the Raft leader if needed).
 /// Returns the outcome and the log index it was committed at.
 pub async fn write(endpoint: &str, command: &Command) -> Result<(CommandOutcome, u64), CtlError> {
+    write_forcing(endpoint, command, false).await
+}
+
+/// [`write`], with `force_resume` (`pgquorumctl resume --force`) set on the request.
+pub async fn write_forcing(
+    endpoint: &str,
+    command: &Command,
+    force_resume: bool,
+) -> Result<(CommandOutcome, u64), CtlError> {
     let mut client = connect(endpoint)?;
     let body = serde_json::to_vec(command).map_err(|e| CtlError::Other(e.to_string()))?;
     let reply = client
         .write(WriteRequest {
             command: body,
             forwarded: false,
+            force_resume,
         })
         .await
         .map_err(|s| rpc_error(endpoint, s))?

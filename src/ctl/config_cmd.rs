@@ -131,7 +131,7 @@ pub async fn edit(endpoint: &str, sets: &[String], pgs: &[String]) -> Result<Str
     if after == before {
         return Ok("Not changed".into());
     }
-    let stored = store(endpoint, revision.map(|_| &before), &after, revision).await?;
+    let stored = store(endpoint, revision.map(|_| &before), &after, revision, false).await?;
     let mut out = diff(&to_yaml(&before)?, &to_yaml(&stored.config.to_json())?);
     for w in stored.warnings {
         out.push_str(&format!("\nwarning: {w}"));
@@ -152,11 +152,14 @@ pub(super) struct Stored {
 /// ([`check_config_write`]: those of `bootstrap.dcs`, and no change to what runs commands) and
 /// write it compare-and-set against `revision`, the one `before` was read at (`None`: the key
 /// must still be absent).
+/// `force_resume`: the agent accepts lifting maintenance mode even while a primary may run
+/// without its agent (`resume --force`).
 pub(super) async fn store(
     endpoint: &str,
     before: Option<&Value>,
     after: &Value,
     revision: Option<u64>,
+    force_resume: bool,
 ) -> Result<Stored, CtlError> {
     // Every member's Raft timings, as their member keys publish them: the new ttl must fit them.
     let members = super::cluster_read::cluster_view(endpoint).await?.members;
@@ -174,7 +177,7 @@ pub(super) async fn store(
         ttl_ms: None,
         precondition,
     };
-    match client::write(endpoint, &cmd).await?.0 {
+    match client::write_forcing(endpoint, &cmd, force_resume).await?.0 {
         CommandOutcome::Applied { revision } => Ok(Stored {
             config: validated,
             warnings,

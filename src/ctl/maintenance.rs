@@ -11,6 +11,7 @@ use super::switchover::Console;
 use super::{client, config_cmd, connect, fetch_raft_status, list, rpc_error, CtlError};
 use crate::cluster::{MemberStatus, PgRole, PgRunState};
 use crate::grpc::pb::admin::OperateRequest;
+use crate::ha::shutdown::resume_refusal;
 use crate::keyspace::{Entry, Key, MEMBERS_PREFIX};
 use crate::timefmt::rfc3339_now;
 
@@ -37,8 +38,15 @@ struct PauseReport {
 }
 
 /// Turn maintenance mode on (`pause`) or off. With `wait`, also wait until every member's
-/// agent has run an HA cycle since the change was committed.
-pub async fn set_pause(endpoint: &str, pause: bool, wait: bool, json: bool) -> Result<String, CtlError> {
+/// agent has run an HA cycle since the change was committed. A resume is refused while a
+/// primary may run without its agent ([`resume_refusal`]); `force` resumes with a warning.
+pub async fn set_pause(
+    endpoint: &str,
+    pause: bool,
+    wait: bool,
+    force: bool,
+    json: bool,
+) -> Result<String, CtlError> {
     let console = Console::new(json, true);
     let (mut config, revision) = config_cmd::current(endpoint).await?;
     let paused = config.get("pause").and_then(Value::as_bool).unwrap_or(false);
@@ -47,10 +55,22 @@ pub async fn set_pause(endpoint: &str, pause: bool, wait: bool, json: bool) -> R
         (false, false) => return Err(CtlError::Other("Cluster is not paused".into())),
         _ => {}
     }
+    if !pause {
+        // Read after the configuration: the config write below is compare-and-set on its
+        // revision, so a resume never acts on a view older than the pause it lifts.
+        if let Some(why) = resume_refusal(&cluster_view(endpoint).await?) {
+            if !force {
+                return Err(CtlError::Other(format!(
+                    "resume refused: {why} (`pgquorumctl resume --force` resumes anyway)"
+                )));
+            }
+            eprintln!("warning: resuming despite: {why}");
+        }
+    }
     // Resuming removes the setting (the default is off), as Patroni does.
     let before = revision.map(|_| config.clone());
     config_cmd::set_path(&mut config, "pause", if pause { "true" } else { "" })?;
-    let stored = config_cmd::store(endpoint, before.as_ref(), &config, revision).await?;
+    let stored = config_cmd::store(endpoint, before.as_ref(), &config, revision, force).await?;
     let verb = if pause { "pause" } else { "resume" };
     let mut confirmed_by = None;
     if wait {
@@ -82,7 +102,11 @@ pub(super) fn members_since(entries: &[Entry], revision: u64) -> (Vec<String>, V
     let mut done = Vec::new();
     let mut waiting = Vec::new();
     for e in entries {
-        if let Key::Member(name) = &e.key {
+        // Left by an agent that stopped in maintenance mode: nothing will rewrite it until
+        // that agent is back.
+        let unattended =
+            e.value.get("state").and_then(Value::as_str) == Some(PgRunState::Unattended.as_str());
+        if let (Key::Member(name), false) = (&e.key, unattended) {
             if e.revision > revision {
                 done.push(name.clone());
             } else {
@@ -285,6 +309,11 @@ mod tests {
         assert_eq!(done, ["node1"]);
         assert_eq!(waiting, ["node2", "node3"]);
         assert_eq!(members_since(&entries, 10).1, Vec::<String>::new());
+        // An agent stopped in maintenance mode rewrites nothing until it is back: not waited for.
+        let mut unattended = entry(Key::Member("node4".into()), 12);
+        unattended.value = json!({"state": "running without agent"});
+        let (done, waiting) = members_since(&[unattended], 50);
+        assert!(done.is_empty() && waiting.is_empty(), "{done:?} {waiting:?}");
     }
 
     #[test]

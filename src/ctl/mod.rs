@@ -158,11 +158,18 @@ pub enum CtlCommand {
         #[arg(long)]
         wait: bool,
     },
-    /// Maintenance mode off: removes `pause` from the dynamic configuration.
+    /// Maintenance mode off: removes `pause` from the dynamic configuration. Refused while the
+    /// keyspace cannot show that the primary is attended: a member's PostgreSQL runs without
+    /// its agent (stopped while paused), nobody holds the leader lease, or the holder has no
+    /// member record (docs/operations.md, src/ha/shutdown.rs).
     Resume {
         /// As for `pause`: wait until every member's agent has run a cycle since the change.
         #[arg(long)]
         wait: bool,
+        /// Resume even so (a warning says why it would have been refused): only once no
+        /// PostgreSQL runs as primary without its agent.
+        #[arg(long)]
+        force: bool,
     },
     /// Rebuild a replica from the primary: its agent stops PostgreSQL, removes the data
     /// directory and clones again. Waits (up to 30 min) until it runs as a replica again,
@@ -426,8 +433,10 @@ pub async fn run(cli: &Cli) -> Result<String, CtlError> {
         CtlCommand::Flush {
             target: FlushTarget::Switchover,
         } => switchover::flush_switchover(&endpoint, cli.json).await,
-        CtlCommand::Pause { wait } => maintenance::set_pause(&endpoint, true, *wait, cli.json).await,
-        CtlCommand::Resume { wait } => maintenance::set_pause(&endpoint, false, *wait, cli.json).await,
+        CtlCommand::Pause { wait } => maintenance::set_pause(&endpoint, true, *wait, false, cli.json).await,
+        CtlCommand::Resume { wait, force } => {
+            maintenance::set_pause(&endpoint, false, *wait, *force, cli.json).await
+        }
         CtlCommand::Reinit { member, force } => {
             let scope = scope_of(&endpoint).await?;
             maintenance::reinit(&endpoint, &scope, member, *force, cli.json).await

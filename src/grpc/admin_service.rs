@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
-use crate::cluster::MemberStatus;
+use crate::cluster::{ClusterView, MemberStatus};
 use crate::config::guard::{check_config_write, MemberTimings};
 use crate::config::RaftConfig;
 use crate::config::RaftTimings;
@@ -24,6 +24,7 @@ use crate::grpc::pb::admin::{
     WriteReply, WriteRequest,
 };
 use crate::grpc::transport::Refusal;
+use crate::ha::shutdown::{lifts_pause, resume_refusal};
 use crate::ha::OperatorRequest;
 use crate::ha::PositionProbe;
 use crate::keyspace::{Command, Key};
@@ -150,6 +151,49 @@ impl AdminGrpc {
         })?;
         Ok(())
     }
+
+    /// A `config` write that lifts maintenance mode is checked with the rule of `pgquorumctl
+    /// resume` ([`resume_refusal`]), whoever sends it (`edit-config --set pause=`, a
+    /// hand-written client): agents never lift it themselves.
+    async fn check_resume(&self, command: &Command) -> Result<(), Status> {
+        let Command::Put {
+            key: Key::Config,
+            value,
+            ..
+        } = command
+        else {
+            return Ok(());
+        };
+        if value.get("pause").and_then(serde_json::Value::as_bool) == Some(true) {
+            return Ok(()); // still paused: nothing to check, no read
+        }
+        let query = ReadQuery {
+            key: String::new(),
+            prefix: true,
+            linearizable: true,
+        };
+        let all = self
+            .node
+            .read(&query, false)
+            .await
+            .map_err(|e| error_to_status(&e))?;
+        let before = all
+            .entries
+            .iter()
+            .find(|e| e.key == Key::Config)
+            .map(|e| &e.value);
+        if !lifts_pause(before, value) {
+            return Ok(());
+        }
+        match resume_refusal(&ClusterView::from_entries(&all.entries, all.as_of_ms)) {
+            None => Ok(()),
+            Some(why) => Err(Refusal::InvalidConfig.status(
+                tonic::Code::FailedPrecondition,
+                format!("resume refused: {why} (`pgquorumctl resume --force` resumes anyway)"),
+                "",
+            )),
+        }
+    }
 }
 
 /// How long an operator request may take (a restart waits for PostgreSQL to come up).
@@ -166,6 +210,11 @@ impl Admin for AdminGrpc {
         if access < Access::Agent {
             let caller = caller.expect("require found the caller");
             self.check_client_write(&caller, &command).await?;
+        }
+        if !req.forwarded && !req.force_resume {
+            // Whoever asks (in an open cluster every caller counts as an agent); a forwarded
+            // write was checked where it arrived.
+            self.check_resume(&command).await?;
         }
         let result = self
             .node

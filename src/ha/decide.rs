@@ -190,7 +190,7 @@ pub fn decide(input: &Inputs<'_>) -> Decision {
     match input.cluster {
         // An operator's explicit switchover / failover proceeds in maintenance mode too, but
         // only for the two members it names: the others stay paused.
-        Some(c) if c.paused() && !in_requested_handover(input.me, c) => paused(input, d),
+        Some(c) if c.paused() && !in_requested_handover(input.me, c) => paused(input, c, d),
         _ => d,
     }
 }
@@ -198,7 +198,7 @@ pub fn decide(input: &Inputs<'_>) -> Decision {
 /// Whether `me` takes part in the hand-over a pending `failover` request asks for: as its
 /// candidate, or as the primary it moves away from (the named leader; for a failover, which
 /// names none, the lease holder).
-fn in_requested_handover(me: &str, cluster: &ClusterView) -> bool {
+pub(crate) fn in_requested_handover(me: &str, cluster: &ClusterView) -> bool {
     let Some(req) = cluster.failover.as_ref() else {
         return false;
     };
@@ -208,7 +208,17 @@ fn in_requested_handover(me: &str, cluster: &ClusterView) -> bool {
 
 /// In maintenance mode the agent takes no automatic action on PostgreSQL; it only keeps
 /// its lease if it is the primary (so that resuming does not cause a failover).
-fn paused(input: &Inputs<'_>, d: Decision) -> Decision {
+fn paused(input: &Inputs<'_>, cluster: &ClusterView, d: Decision) -> Decision {
+    if takes_free_lease_while_paused(input, cluster, &d) {
+        // As Patroni's `is_healthiest_node` in pause: a running primary is the only member
+        // that takes a free lease, whatever the WAL positions (nobody else races while
+        // paused). This is how an agent stopped in maintenance mode takes its primary back
+        // when it starts again after the lease ran out (src/ha/shutdown.rs).
+        return decision(
+            vec![Action::AcquireLease, Action::PublishStatus],
+            "PAUSE: no member holds the leader lease and my PostgreSQL runs as primary: taking the lease",
+        );
+    }
     let primary = input.pg.role == Some(PgRole::Primary);
     let keep: Vec<Action> = d
         .actions
@@ -222,6 +232,22 @@ fn paused(input: &Inputs<'_>, d: Decision) -> Decision {
         })
         .collect();
     decision(keep, format!("PAUSE: no automatic action ({})", d.reason))
+}
+
+/// Nobody holds the lease of this initialized cluster, and this node runs its primary (the
+/// same database system, nothing blocking it).
+fn takes_free_lease_while_paused(input: &Inputs<'_>, cluster: &ClusterView, d: &Decision) -> bool {
+    let pg = input.pg;
+    let ours = match (&pg.data, cluster.initialize.as_deref()) {
+        (DataDir::Initialized { system_identifier }, Some(sysid)) => system_identifier == sysid,
+        _ => false,
+    };
+    cluster.leader.is_none()
+        && ours
+        && pg.running
+        && pg.role == Some(PgRole::Primary)
+        && pg.job.is_none()
+        && !d.actions.contains(&Action::Refuse)
 }
 
 fn decide_unpaused(input: &Inputs<'_>) -> Decision {

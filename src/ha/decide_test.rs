@@ -1467,3 +1467,68 @@ fn pause_lifts_only_for_the_named_pair() {
     ];
     check_rows(rows);
 }
+
+/// Hole 9b (issue 9): an agent stopped in maintenance mode leaves its primary running; started
+/// again after its lease ran out, it takes the lease back — in maintenance mode a running
+/// primary is the only member that takes a free lease, whatever the WAL positions (here node1
+/// has as much WAL and would win an ordinary race on its name).
+#[test]
+fn paused_running_primary_takes_a_free_lease() {
+    use Action::*;
+    let paused = |mut c: ClusterView| {
+        c.config.pause = true;
+        c
+    };
+    let free = || {
+        paused(cluster(
+            Some(SYSID),
+            None,
+            primary_is(three(PgRunState::Running), "node2"),
+        ))
+    };
+    let foreign = DataDir::Initialized {
+        system_identifier: "7399999999999999999".into(),
+    };
+    let rows = vec![
+        row(
+            "paused, no lease holder, my PostgreSQL runs as primary: I take the lease",
+            Some(free()),
+            pg(ours(), true, Some(PgRole::Primary), None),
+            vec![AcquireLease, PublishStatus],
+            "PAUSE: no member holds the leader lease and my PostgreSQL runs as primary",
+        ),
+        row(
+            "paused, no lease holder, I run a replica: nobody races",
+            Some(free()),
+            pg(ours(), true, Some(PgRole::Replica), None),
+            vec![],
+            "PAUSE: ",
+        ),
+        row(
+            "paused, no lease holder, my PostgreSQL is stopped: left alone",
+            Some(free()),
+            pg(ours(), false, None, None),
+            vec![],
+            "PAUSE: ",
+        ),
+        row(
+            "paused, no lease holder, a primary of another database system: not ours to lead",
+            Some(free()),
+            pg(foreign, true, Some(PgRole::Primary), None),
+            vec![],
+            "PAUSE: ",
+        ),
+        row(
+            "paused, another member holds the lease: no action on my primary",
+            Some(paused(cluster(
+                Some(SYSID),
+                Some("node1"),
+                primary_is(three(PgRunState::Running), "node2"),
+            ))),
+            pg(ours(), true, Some(PgRole::Primary), None),
+            vec![],
+            "PAUSE: ",
+        ),
+    ];
+    check_rows(rows);
+}

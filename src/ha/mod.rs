@@ -18,6 +18,7 @@ pub mod replay_wait;
 pub mod retry;
 pub mod rewind_marker;
 pub mod runner;
+pub mod shutdown;
 pub mod snapshot;
 pub mod store;
 pub mod switchover;

@@ -25,12 +25,15 @@ use super::position::position_of;
 use super::publish::{member_status, Observed};
 use super::replay_wait::{self, Step};
 use super::retry::wake_in;
+use super::shutdown::{self, ShutdownAction, ShutdownFacts};
 use super::snapshot::{NodeSnapshot, OperatorRequest};
 use super::store::{self, ClusterStore};
 use crate::cluster::{ClusterView, PgRole, PgRunState};
 use crate::config::{Config, DynamicConfig};
+use crate::fence::FenceFeed;
 use crate::keyspace::{Command, CommandOutcome, Key, Precondition};
 use crate::node::{KeyspaceError, RaftNode};
+use futures::future::OptionFuture;
 
 /// Member keys live at least this long: with the short default lease, a member busy with a
 /// long action (a restart, a rewind) must not vanish from `list` between two of its loops.
@@ -157,13 +160,11 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             self.deadline_tx.subscribe(),
         ));
         let postmaster_watch = tokio::spawn(postmaster_watch(self.pg.clone(), self.postmaster_exit.clone()));
-        let fence = self.fence.take().map(|guard| {
-            tokio::spawn(fence_forward(
-                guard,
-                self.clock0.into_std(),
-                self.deadline_tx.subscribe(),
-            ))
-        });
+        let (clock0, deadlines) = (self.clock0.into_std(), self.deadline_tx.subscribe());
+        let fence = self
+            .fence
+            .take()
+            .map(|guard| FenceFeed::start(guard, clock0, deadlines));
         let mut applied = self.node.subscribe_applied();
         loop {
             self.cycle().await;
@@ -193,12 +194,65 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             job.handle.abort();
         }
         postmaster_watch.abort();
-        self.stop_postgres_on_shutdown().await;
-        watchdog.abort();
-        // PostgreSQL is stopped: dropping the guard (closing its pipe) lets it exit.
-        if let Some(task) = fence {
-            task.abort();
+        let facts = self.shutdown_facts();
+        let mut plan = shutdown::plan(&facts);
+        if let ShutdownAction::LeaveRunning { must_mark } = plan.action {
+            match self
+                .publish_final(PgRunState::Unattended, self.pg.observe().await.ok())
+                .await
+            {
+                Err(why) if must_mark => plan = shutdown::unmarked(&facts, &why),
+                _ => {
+                    tracing::info!("agent shutting down: {}", plan.reason);
+                    watchdog.abort();
+                    self.disarm_watchdog();
+                    if let Some(Err(e)) = OptionFuture::from(fence.map(FenceFeed::detach)).await {
+                        tracing::error!("could not detach the fence guard: {e}");
+                    }
+                    return;
+                }
+            }
         }
+        tracing::info!("agent shutting down: {}", plan.reason);
+        if let ShutdownAction::Stop { lease_holder } = plan.action {
+            self.stop_postgres_on_shutdown(lease_holder).await;
+        }
+        watchdog.abort();
+        drop(fence); // PostgreSQL is stopped: the guard finds nothing to kill, and exits
+    }
+
+    fn shutdown_facts(&self) -> ShutdownFacts {
+        let view = self.last_view.as_ref();
+        ShutdownFacts {
+            running: self.pg.postmaster_running(),
+            paused: view.is_some_and(ClusterView::paused),
+            in_handover: view.is_some_and(|v| super::decide::in_requested_handover(&self.config.name, v)),
+            role: self.last_role,
+            holds_lease: self.mem.lease.deadline_ms.is_some(),
+        }
+    }
+
+    /// The member record an agent leaves behind (`Stopped`, or `Unattended` with what
+    /// PostgreSQL reports), written within `ttl`.
+    async fn publish_final(
+        &self,
+        state: PgRunState,
+        observation: Option<PgObservation>,
+    ) -> Result<(), String> {
+        let data = self.pg.data_dir();
+        let seen = Observed {
+            data: &data,
+            running: state != PgRunState::Stopped,
+            observation: observation.as_ref(),
+            job: None,
+            following: self.mem.following.as_deref(),
+            state_override: Some(state),
+        };
+        let me = member_status(&self.config, &seen);
+        let ttl = Duration::from_millis(self.dynamic.ttl_ms());
+        tokio::time::timeout(ttl, self.publish_member(&me))
+            .await
+            .map_err(|_| "the keyspace did not answer within ttl".to_string())?
     }
 
     fn set_lease_deadline(&mut self, deadline_ms: Option<u64>) {
@@ -211,12 +265,8 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
 
     /// On agent shutdown PostgreSQL stops too (as with Patroni), and a primary gives its
     /// lease back so a replica can take over at once instead of after `ttl`.
-    async fn stop_postgres_on_shutdown(&mut self) {
-        if !self.pg.postmaster_running() {
-            return;
-        }
-        tracing::info!("agent shutting down: stopping PostgreSQL");
-        if self.mem.lease.deadline_ms.is_some() {
+    async fn stop_postgres_on_shutdown(&mut self, lease_holder: bool) {
+        if lease_holder {
             // Publish the position now, while the other agents' Raft is surely still up (in a
             // whole-cluster stop they shut down at the same moment); the exact final position
             // follows after the stop if the keyspace still answers.
@@ -230,20 +280,8 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         }
         self.callbacks.fire(CallbackEvent::OnStop, self.callback_role());
         // Tell the others at once rather than leaving a "running" record until it expires.
-        let data = self.pg.data_dir();
-        let stopped = member_status(
-            &self.config,
-            &Observed {
-                data: &data,
-                running: false,
-                observation: None,
-                job: None,
-                following: self.mem.following.as_deref(),
-                state_override: Some(PgRunState::Stopped),
-            },
-        );
-        self.publish_member(&stopped).await;
-        if self.mem.lease.deadline_ms.is_some() {
+        let _ = self.publish_final(PgRunState::Stopped, None).await;
+        if lease_holder {
             // The final position of a cleanly stopped primary: after a full-cluster restart
             // only a member with all of it may take over (the others stop their servers at the
             // same time and may have missed the last WAL).
@@ -341,7 +379,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                 state_override: self.mem.state_override,
             },
         );
-        self.publish_member(&me).await;
+        let _ = self.publish_member(&me).await;
 
         let cluster = self.read_cluster().await;
         if let Some(c) = &cluster {
@@ -527,10 +565,8 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         }
     }
 
-    async fn publish_member(&self, me: &crate::cluster::MemberStatus) {
-        let Ok(key) = Key::member(&self.config.name) else {
-            return;
-        };
+    async fn publish_member(&self, me: &crate::cluster::MemberStatus) -> Result<(), String> {
+        let key = Key::member(&self.config.name).map_err(|e| e.to_string())?;
         let value = serde_json::to_value(me).unwrap_or_default();
         let ttl_ms = Some(self.dynamic.ttl_ms().max(MEMBER_KEY_MIN_TTL_MS));
         let cmd = Command::Put {
@@ -539,9 +575,11 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             ttl_ms,
             precondition: Precondition::Any,
         };
-        if let Err(e) = self.write(cmd).await {
+        let written = self.write(cmd).await.map(|_| ()).map_err(|e| e.to_string());
+        if let Err(e) = &written {
             tracing::debug!("publishing the member key failed: {e}");
         }
+        written
     }
 
     async fn write(&self, command: Command) -> Result<CommandOutcome, KeyspaceError> {
@@ -1326,27 +1364,6 @@ fn promotion_reason(cluster: Option<&ClusterView>) -> String {
         ),
         Some(_) => "manual failover".to_string(),
         None => "automatic failover: no primary held the lease".to_string(),
-    }
-}
-
-/// Forward each lease deadline to the fence guard. A write error means the guard is gone:
-/// the loop's own lease watchdog still holds, so say it loudly and carry on.
-async fn fence_forward(
-    mut guard: crate::fence::FenceGuard,
-    clock0: Instant,
-    mut deadline: watch::Receiver<Option<u64>>,
-) {
-    loop {
-        let at = deadline
-            .borrow_and_update()
-            .map(|ms| clock0 + Duration::from_millis(ms));
-        if let Err(e) = guard.set_deadline(at).await {
-            tracing::error!("the fence guard does not take deadlines any more: {e}");
-            std::future::pending::<()>().await;
-        }
-        if deadline.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
     }
 }
 

@@ -452,6 +452,7 @@ impl RaftNode {
         let request = WriteRequest {
             command: body,
             forwarded: true,
+            force_resume: false,
         };
         let (addr, reply) = self
             .call_leader(leader, deadline, request, |mut client, req| async move {

@@ -174,7 +174,7 @@ fn postgres_state_value(state: PgRunState) -> u8 {
     match state {
         PgRunState::InitializingNewCluster => 0,
         PgRunState::CreatingReplica => 4,
-        PgRunState::Running | PgRunState::Streaming => 5,
+        PgRunState::Running | PgRunState::Streaming | PgRunState::Unattended => 5,
         PgRunState::Starting => 6,
         PgRunState::StartFailed => 8,
         PgRunState::Restarting => 9,

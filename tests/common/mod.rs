@@ -144,6 +144,16 @@ pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
         .ok()
 }
 
+/// Whether process `pid` exists and has not exited (a zombie waiting to be reaped counts as
+/// gone).
+pub fn process_alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !stat.is_empty() && !matches!(state, Some('Z') | Some('X'))
+}
+
 /// A temp dir that is kept (and named on stderr) when the test fails, for the agents' logs.
 pub struct TestDir(Option<tempfile::TempDir>);
 
