@@ -235,9 +235,10 @@ async fn a_partner_of_another_scope_is_never_joined() {
 }
 
 /// Two agents with one `name` (found by the fault suite's duplicate-name scenario: the second
-/// became a fourth voter and fought over the first one's replication slot): a join from an
-/// agent whose name a live member holds at another address is refused, and it never becomes a
-/// voter.
+/// became a fourth voter and fought over the first one's replication slot). The second agent
+/// now refuses to start at all (`agent::name_check`, issue 9 hole 12); behind that, the Raft
+/// leader refuses a join under the name of a live member at another address (what two agents
+/// started before either published its key would meet), and nobody becomes a voter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_reusing_a_live_members_name_is_refused() {
     let dir = TestDir::new();
@@ -257,13 +258,39 @@ async fn an_agent_reusing_a_live_members_name_is_refused() {
     let raft_only = options(&dir, 4731, false);
     let yaml =
         solo_agent_yaml(dir.path(), &raft_only, "join", 1, &[0]).replace("name: node2\n", "name: node1\n");
-    let duplicate = SoloAgent::start(dir.path(), "node1-duplicate", &endpoint(&opts, 1), &yaml);
-    wait_for(
-        "the duplicate is told its name is taken",
-        Duration::from_secs(30),
-        || async { duplicate.log_text().contains("our name is taken").then_some(()) },
-    )
-    .await;
+    let mut duplicate = SoloAgent::start(dir.path(), "node1-duplicate", &endpoint(&opts, 1), &yaml);
+    let exited = duplicate.exited_within(Duration::from_secs(30)).await;
+    assert!(
+        exited.is_some_and(|s| !s.success()),
+        "the duplicate did not refuse to start: {}",
+        duplicate.log_text()
+    );
+    assert!(
+        duplicate
+            .log_text()
+            .contains(&format!("another agent named node1 is running at {ep0}")),
+        "{}",
+        duplicate.log_text()
+    );
+
+    // The leader's own refusal of such a join.
+    let channel = pgquorum::grpc::lazy_channel(&ep0, Duration::from_millis(500)).expect("channel");
+    let mut client = pgquorum::grpc::pb::admin::admin_client::AdminClient::new(channel);
+    let reply = client
+        .join_cluster(pgquorum::grpc::pb::admin::JoinRequest {
+            scope: "join".into(),
+            name: "node1".into(),
+            addr: endpoint(&opts, 1),
+            forwarded: false,
+        })
+        .await
+        .expect("node1 answers the join")
+        .into_inner();
+    assert_eq!(
+        reply.outcome(),
+        pgquorum::grpc::pb::admin::JoinOutcome::NameTaken,
+        "{reply:?}"
+    );
     assert!(node1
         .log_text()
         .contains("refused a join request: a member of that name runs at another address"));
@@ -274,6 +301,5 @@ async fn an_agent_reusing_a_live_members_name_is_refused() {
         "the duplicate never became a voter: {status:?}"
     );
     assert!(status.learners.is_empty(), "nor a learner: {status:?}");
-    duplicate.stop().await;
     node1.stop().await;
 }
