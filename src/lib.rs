@@ -24,7 +24,7 @@
 //! | Raft storage (sled), snapshots, the Raft RPC client | [`raft`] |
 //! | gRPC servers (Raft RPCs, admin service for `pgquorumctl`) | [`grpc`], protos in `proto/` |
 //! | TLS, `raft.password`, the scope check on every call; every gRPC channel is built here | `grpc::transport`, `grpc::certs` (`generate-certs`) |
-//! | who may call what on the gRPC services (agent / admin / read), agent-only keys, the admin listener | `grpc::access` (pure classification), `grpc::admin_service` |
+//! | who may call what on the gRPC services (agent / admin / read; `raft.agent_names` patterns), agent-only keys, the admin listener | `grpc::access` (pure classification), `grpc::admin_service` |
 //! | what a client may write into `config` (shared by pgquorumctl and the server) | `config::guard` |
 //! | PostgreSQL operations (initdb, pg_basebackup, pg_ctl, pg_rewind, queries) | [`postgres`] |
 //! | fencing a primary whose agent died or stalled | [`fence`] (guard process; `detach` leaves PostgreSQL running on purpose), [`ha::lease_watchdog`] (in-agent backstop), [`watchdog`] (device) |

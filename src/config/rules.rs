@@ -256,6 +256,7 @@ fn check_raft_transport(doc: &Doc, out: &mut RuleOutput) {
     for (key, acts) in [
         ("raft.admin_names", tls),
         ("raft.read_names", tls),
+        ("raft.agent_names", tls),
         ("raft.read_open", secured),
     ] {
         if doc.get(key).is_some() && !acts {
@@ -268,6 +269,17 @@ fn check_raft_transport(doc: &Doc, out: &mut RuleOutput) {
                 "{key} has no effect without {needs}: the gRPC port is open and every caller is treated as an agent"
             ));
         }
+    }
+    // An empty pattern list would refuse every peer: the cluster could never form.
+    if doc
+        .get("raft.agent_names")
+        .and_then(|v| v.as_array())
+        .is_some_and(|list| list.is_empty())
+    {
+        out.problems.push(Problem::new(
+            "raft.agent_names",
+            "must not be empty: no agent could connect (leave it out to accept every certificate of the cluster CA)",
+        ));
     }
     if doc.str("raft.password").is_some_and(str::is_empty) {
         out.problems.push(Problem::new(

@@ -893,14 +893,20 @@ fn every_patroni_4_key_loads_and_no_ignored_key_is_silent() {
 
 #[test]
 fn permission_settings_without_tls_or_password_are_reported() {
-    let text = format!("{MINIMAL}  read_open: true\n  admin_names: [ops]\n");
+    let text = format!("{MINIMAL}  read_open: true\n  admin_names: [ops]\n  agent_names: [\"node*\"]\n");
     let loaded = load(&text).expect("loads");
     assert_eq!(loaded.config.raft.admin_names, ["ops"]);
+    assert_eq!(loaded.config.raft.agent_names, Some(vec!["node*".to_string()]));
     assert!(loaded.config.raft.read_open);
     let warnings = non_watchdog(&loaded.warnings);
-    assert_eq!(warnings.len(), 2, "{:?}", loaded.warnings);
+    assert_eq!(warnings.len(), 3, "{:?}", loaded.warnings);
     assert!(warnings[0].starts_with("raft.admin_names has no effect without raft.certfile"));
-    assert!(warnings[1].starts_with("raft.read_open has no effect without"));
+    assert!(warnings[1].starts_with("raft.agent_names has no effect without raft.certfile"));
+    assert!(warnings[2].starts_with("raft.read_open has no effect without"));
+    assert_eq!(
+        problems(&format!("{MINIMAL}  agent_names: []\n")),
+        ["raft.agent_names: must not be empty: no agent could connect (leave it out to accept every certificate of the cluster CA)"]
+    );
     let text = format!("{MINIMAL}  password: pw\n  read_open: true\n  admin_listen: 127.0.0.1:2390\n");
     let loaded = load(&text).expect("loads");
     assert!(non_watchdog(&loaded.warnings).is_empty(), "{:?}", loaded.warnings);
