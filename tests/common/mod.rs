@@ -389,6 +389,7 @@ pub fn tls_keys(certs: &Path, name: &str) -> Vec<(&'static str, String)> {
 }
 
 /// pgquorumctl's flags for the client certificate `pgquorum generate-certs` wrote into `certs`.
+#[allow(unused_imports)]
 pub use pgquorum::demo::ctl_tls_flags;
 
 /// Run the pgquorumctl binary with `args`; (succeeded, stdout, stderr).
