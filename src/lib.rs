@@ -34,7 +34,7 @@
 //! | libpq options, passfile and SCRAM verifiers for PostgreSQL connections | `postgres::conninfo`, `postgres::secret_file`, `postgres::query` |
 //! | `pgquorumctl` commands and their output | [`ctl`] |
 //! | agent start-up and shutdown, SIGHUP = reload, an HA-loop panic ends the agent | [`agent`] |
-//! | `pgquorum demo` and the test/bench cluster launcher | [`demo`] |
+//! | `pgquorum demo` (`--tls`: generated certificates, mutual TLS, HTTPS, replication over TLS by client certificate) and the test/bench cluster launcher | [`demo`] |
 //!
 //! The map with the reasons is `docs/architecture.md`.
 
