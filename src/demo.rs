@@ -140,8 +140,16 @@ pub fn node_config(opts: &DemoOptions, i: usize, dir: &Path, partners: &[String]
         };
         // PostgreSQL with ssl = on: replication only over TLS with the replication role's
         // client certificate (`cert`, no password), pg_rewind's role over TLS with its
-        // password; the superuser (the agent's own local connection, which does not use TLS,
-        // and the printed psql line) with its password from loopback.
+        // password; the superuser with its password from loopback (the agent's own local
+        // connection uses TLS, as its sslmode says; the printed psql line and the tests'
+        // plain clients may not).
+        let superuser = match opts.tls {
+            true => format!(
+                "{{username: postgres, password: {DEMO_SUPERUSER_PASSWORD}, sslmode: verify-ca, sslrootcert: {}}}",
+                file("ca.pem")
+            ),
+            false => format!("{{username: postgres, password: {DEMO_SUPERUSER_PASSWORD}}}"),
+        };
         let (pg_tls, replication, rewind) = match opts.tls {
             true => (
                 format!(
@@ -177,7 +185,7 @@ pub fn node_config(opts: &DemoOptions, i: usize, dir: &Path, partners: &[String]
              postgresql:\n      use_slots: true\n      use_pg_rewind: true\n      parameters:\n        max_connections: 50\n        \
              shared_buffers: 32MB\n{extra_parameters}  initdb:\n  - encoding: UTF8\n  - data-checksums\n\
              postgresql:\n  listen: 127.0.0.1:{pg}\n  connect_address: 127.0.0.1:{pg}\n  data_dir: {pgdata}\n{pg_tls}  \
-             authentication:\n    superuser: {{username: postgres, password: {DEMO_SUPERUSER_PASSWORD}}}\n    \
+             authentication:\n    superuser: {superuser}\n    \
              replication: {replication}\n    \
              rewind: {rewind}\n",
             pgdata = dir.join(&name).join("pgdata").display(),

@@ -2,7 +2,8 @@
 //! works with the client certificate and is refused without it), PostgreSQL with `ssl = on`
 //! and pg_hba allowing replication only as `hostssl … cert`: the replicas stream over TLS with
 //! the replication role's client certificate; a switchover and a failover whose old primary
-//! diverged (pg_rewind over TLS) keep them streaming that way.
+//! diverged (pg_rewind over TLS) keep them streaming that way; the agent's own local
+//! connection uses TLS as its superuser's `sslmode: verify-ca` asks.
 //! Its own test binary: a TLS demo makes its client certificate the process's gRPC transport.
 //! Ports 4941–4943 (gRPC), 8141–8143 (PostgreSQL), 10741–10743 (REST).
 
@@ -128,6 +129,26 @@ async fn tls_demo_streams_over_tls_with_client_certificates_through_switchover_a
     // Replication over TLS with the client certificate.
     let p0 = wait_for("a primary", TIMEOUT, || primary(&demo, &opts)).await;
     wait_tls_replicas(opts.pg_port(p0), 2, "two replicas streaming over TLS").await;
+    // The agents' own connections to their PostgreSQL (superuser sslmode verify-ca) use TLS.
+    for i in 0..3 {
+        let agent_links = |ssl: bool| {
+            format!(
+                "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+                 WHERE a.application_name = 'pgquorum' AND a.client_addr IS NOT NULL AND s.ssl = {ssl}"
+            )
+        };
+        wait_for("the agent's local connection over TLS", TIMEOUT, || async {
+            let tls = pg_scalar(opts.pg_port(i), &agent_links(true)).await?;
+            (tls != "0").then_some(())
+        })
+        .await;
+        assert_eq!(
+            pg_scalar(opts.pg_port(i), &agent_links(false)).await.as_deref(),
+            Some("0"),
+            "node{}: an agent connection without TLS",
+            i + 1
+        );
+    }
 
     // Switchover (pgquorumctl over TLS): the old primary streams from the new one over TLS.
     let p1 = (p0 + 1) % 3;
