@@ -1003,3 +1003,26 @@ fn rest_tls_keys_need_their_companions_and_encrypted_keys_are_refused() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(non_watchdog(&loaded.warnings).is_empty(), "{:?}", loaded.warnings);
 }
+
+#[test]
+fn postgres_tls_options_are_checked() {
+    let pg = |auth: &str| format!("{MINIMAL}postgresql:\n  data_dir: /d\n  authentication:\n{auth}");
+    assert_eq!(
+        problems(&pg("    replication: {username: r, sslmode: required}\n")),
+        ["postgresql.authentication.replication.sslmode: \"required\": give one of disable, allow, prefer, require, verify-ca, verify-full"]
+    );
+    assert_eq!(
+        problems(&pg("    superuser: {username: postgres, sslmode: verify-ca}\n")),
+        ["postgresql.authentication.superuser.sslrootcert: missing: the agent's own connection to its PostgreSQL checks the server's certificate against it (sslmode verify-ca / verify-full)"]
+    );
+    assert_eq!(
+        problems(&pg("    superuser: {username: postgres, sslmode: require, sslcert: /c}\n")),
+        ["postgresql.authentication.superuser.sslkey: missing: the agent's own connection to its PostgreSQL needs sslcert and sslkey together"]
+    );
+    // libpq's own defaults (~/.postgresql/root.crt) still serve the other roles' connections.
+    load(&pg(
+        "    superuser: {username: postgres, sslmode: verify-full, sslrootcert: /ca, sslcert: /c, sslkey: /k}\n    \
+         replication: {username: r, sslmode: verify-ca}\n",
+    ))
+    .expect("loads");
+}
