@@ -1,7 +1,7 @@
 //! `pgquorum demo --tls` end to end: certificates generated, gRPC with mutual TLS (pgquorumctl
 //! works with the client certificate and is refused without it), PostgreSQL with `ssl = on`
 //! and pg_hba allowing replication only as `hostssl … cert`: the replicas stream over TLS with
-//! the replication role's client certificate; a switchover and a failover whose old primary
+//! the replication role's client certificate; REST over HTTPS; a switchover and a failover whose old primary
 //! diverged (pg_rewind over TLS) keep them streaming that way; the agent's own local
 //! connection uses TLS as its superuser's `sslmode: verify-ca` asks.
 //! Its own test binary: a TLS demo makes its client certificate the process's gRPC transport.
@@ -125,6 +125,29 @@ async fn tls_demo_streams_over_tls_with_client_certificates_through_switchover_a
         !ok && stderr.contains("matches none of raft.admin_names"),
         "{stderr}"
     );
+
+    // REST over HTTPS (the node's certificate): reads without a client certificate, the
+    // mutating endpoints refused (403) without one even with the password.
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    let ca = certs.join("ca.pem");
+    let anonymous = https::client(&[&ca], None);
+    let answer = https::https_to(&anonymous, loopback, opts.rest_port(0), "GET", "/patroni", None)
+        .await
+        .expect("GET /patroni over HTTPS");
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    let admin = Some(("admin", "demo-admin"));
+    let answer = https::https_to(&anonymous, loopback, opts.rest_port(0), "POST", "/reload", admin)
+        .await
+        .expect("POST /reload over HTTPS");
+    assert_eq!(answer.status, 403, "{}", answer.head);
+    let with_cert = https::client(
+        &[&ca],
+        Some((&certs.join("client.pem"), &certs.join("client-key.pem"))),
+    );
+    let answer = https::https_to(&with_cert, loopback, opts.rest_port(0), "POST", "/reload", admin)
+        .await
+        .expect("POST /reload with a client certificate");
+    assert!(answer.status < 300, "{}", answer.head);
 
     // Replication over TLS with the client certificate.
     let p0 = wait_for("a primary", TIMEOUT, || primary(&demo, &opts)).await;

@@ -1,6 +1,8 @@
 //! Shared helpers for the multi-process tests: real `pgquorum` agents on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod https;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
