@@ -386,6 +386,20 @@ async fn agent_names_refuse_unlisted_certificates_of_the_cluster_ca() {
     let (ok, stdout, stderr) = run_ctl(&ctl(&ep, &admin_flags, &["get", "leader"])).await;
     assert!(ok && stdout.contains("leader"), "{stderr}");
 
+    // An agent started with a certificate its own agent_names exclude refuses to start (its
+    // peers would refuse it).
+    let mut keys = tls_keys(&certs, "intruder");
+    keys.push(("agent_names", r#"["node*"]"#.into()));
+    let outsider = start(&dir, &opts, 3, &[0, 1, 2], &keys, "");
+    wait_for("the outsider refuses to start", Duration::from_secs(30), || async {
+        outsider
+            .log_text()
+            .contains("is not an agent's under raft.agent_names")
+            .then_some(())
+    })
+    .await;
+    outsider.stop().await;
+
     for agent in agents.drain(..) {
         agent.stop().await;
     }

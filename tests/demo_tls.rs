@@ -1,9 +1,9 @@
 //! `pgquorum demo --tls` end to end: certificates generated, gRPC with mutual TLS (pgquorumctl
-//! works with the client certificate and is refused without it), PostgreSQL with `ssl = on`
-//! and pg_hba allowing replication only as `hostssl … cert`: the replicas stream over TLS with
-//! the replication role's client certificate; REST over HTTPS; a switchover and a failover whose old primary
-//! diverged (pg_rewind over TLS) keep them streaming that way; the agent's own local
-//! connection uses TLS as its superuser's `sslmode: verify-ca` asks.
+//! works with the client certificate and is refused without it), REST over HTTPS, PostgreSQL
+//! with `ssl = on` and pg_hba allowing replication only as `hostssl … cert`: the replicas
+//! stream over TLS with the replication role's client certificate; a switchover and a
+//! failover whose old primary diverged (pg_rewind over TLS) keep them streaming that way; the
+//! agent's own local connection uses TLS as its superuser's `sslmode: verify-ca` asks.
 //! Its own test binary: a TLS demo makes its client certificate the process's gRPC transport.
 //! Ports 4941–4943 (gRPC), 8141–8143 (PostgreSQL), 10741–10743 (REST).
 

@@ -209,6 +209,22 @@ pub fn classify(policy: &Policy, presented: &Presented) -> Result<Caller, Unreco
     }
 }
 
+/// Whether a certificate named `names` is an agent's under `policy` (TLS on): what an agent
+/// checks of its own certificate at start, since its peers would refuse it otherwise.
+pub fn is_agent_certificate(policy: &Policy, names: &[String]) -> bool {
+    let presented = Presented {
+        cert_names: names.to_vec(),
+        proof: true,
+        credentials: false,
+    };
+    let policy = Policy {
+        tls: true,
+        read_open: false,
+        ..policy.clone()
+    };
+    classify(&policy, &presented).is_ok_and(|c| c.access == Access::Agent)
+}
+
 /// `Ok` when the call's caller has at least `need`; else `PermissionDenied` naming what was
 /// asked. A request that never went through the gate is refused (fail closed).
 pub fn require<T>(request: &Request<T>, need: Access, what: &str) -> Result<Access, Status> {
@@ -407,6 +423,27 @@ mod tests {
             ..tls.clone()
         };
         assert_eq!(classify_names(&pw, &[], true, false), Ok(Agent));
+    }
+
+    #[test]
+    fn own_certificate_must_be_an_agents() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let policy = Policy {
+            tls: true,
+            admin_names: vec!["pgquorumctl".into()],
+            read_names: vec!["monitor".into()],
+            agent_names: Some(vec!["node*".into()]),
+            ..Policy::default()
+        };
+        assert!(is_agent_certificate(&policy, &names(&["node1"])));
+        assert!(!is_agent_certificate(&policy, &names(&["db1"])));
+        assert!(!is_agent_certificate(&policy, &names(&["pgquorumctl"])));
+        assert!(!is_agent_certificate(&policy, &names(&["monitor"])));
+        let any = Policy {
+            agent_names: None,
+            ..policy.clone()
+        };
+        assert!(is_agent_certificate(&any, &names(&["db1"])));
     }
 
     #[test]

@@ -114,6 +114,12 @@ pub enum TransportError {
         path: PathBuf,
         what: &'static str,
     },
+    #[error("{key} {path}: this agent's certificate (names {names:?}) is not an agent's under raft.agent_names / admin_names / read_names: its peers would refuse it")]
+    NotAnAgentCertificate {
+        key: &'static str,
+        path: PathBuf,
+        names: Vec<String>,
+    },
     #[error("invalid endpoint {addr:?}: {source}")]
     Endpoint {
         addr: String,
@@ -262,7 +268,34 @@ impl Transport {
                 .as_ref()
                 .map(|a| basic_header(&a.username, &a.password)),
         };
+        if let Some(files) = &tls {
+            transport.check_own_certificate(&files.certfile)?;
+        }
         Ok(transport)
+    }
+
+    /// An agent whose own certificate its peers would not take for an agent's (a name outside
+    /// `raft.agent_names`, or listed as admin/reader) could never vote or be heard: refuse to
+    /// start rather than run cut off.
+    fn check_own_certificate(&self, certfile: &Path) -> Result<(), TransportError> {
+        let pem = read_pem("raft.certfile", certfile, "certificate")?;
+        let names: Vec<String> = rustls_pemfile::certs(&mut &pem[..])
+            .filter_map(Result::ok)
+            .next()
+            .and_then(|der| {
+                webpki::EndEntityCert::try_from(&der)
+                    .ok()
+                    .map(|cert| cert.valid_dns_names().map(str::to_string).collect())
+            })
+            .unwrap_or_default();
+        match access::is_agent_certificate(&self.gate(Service::Raft).policy, &names) {
+            true => Ok(()),
+            false => Err(TransportError::NotAnAgentCertificate {
+                key: "raft.certfile",
+                path: certfile.to_path_buf(),
+                names,
+            }),
+        }
     }
 
     pub fn uses_tls(&self) -> bool {
