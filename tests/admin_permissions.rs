@@ -391,12 +391,16 @@ async fn agent_names_refuse_unlisted_certificates_of_the_cluster_ca() {
     let mut keys = tls_keys(&certs, "intruder");
     keys.push(("agent_names", r#"["node*"]"#.into()));
     let outsider = start(&dir, &opts, 3, &[0, 1, 2], &keys, "");
-    wait_for("the outsider refuses to start", Duration::from_secs(30), || async {
-        outsider
-            .log_text()
-            .contains("is not an agent's under raft.agent_names")
-            .then_some(())
-    })
+    wait_for(
+        "the outsider refuses to start",
+        Duration::from_secs(30),
+        || async {
+            outsider
+                .log_text()
+                .contains("is not an agent's under raft.agent_names")
+                .then_some(())
+        },
+    )
     .await;
     outsider.stop().await;
 

@@ -359,6 +359,52 @@ mod tests {
         user
     }
 
+    /// A CA and a server certificate for `db.example` (not for 127.0.0.1) signed by it.
+    fn ca_and_server() -> (CertificateDer<'static>, CertificateDer<'static>) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let server = CertificateParams::new(vec!["db.example".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        (ca.der().clone(), server.der().clone())
+    }
+
+    #[test]
+    fn verify_ca_forgives_the_name_never_the_issuer() {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let webpki = |ca: &CertificateDer<'static>| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.clone()).unwrap();
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .unwrap()
+        };
+        let (ca, server) = ca_and_server();
+        let (other_ca, _) = ca_and_server();
+        let loopback = ServerName::try_from("127.0.0.1").unwrap();
+        let now = UnixTime::now();
+        let check = |verifier: &dyn ServerCertVerifier| {
+            verifier
+                .verify_server_cert(&server, &[], &loopback, &[], now)
+                .is_ok()
+        };
+        assert!(check(&CaOnly(webpki(&ca))), "verify-ca: any name");
+        assert!(!check(webpki(&ca).as_ref()), "verify-full: the name must match");
+        assert!(
+            !check(&CaOnly(webpki(&other_ca))),
+            "verify-ca: another CA's server is refused"
+        );
+        assert!(
+            check(&AnyCertificate(provider.clone())),
+            "prefer/require: anything"
+        );
+    }
+
     #[test]
     fn sslmode_plans_as_libpq() {
         let tls = |mode, verify, rootcert: Option<&str>, client: Option<(&str, &str)>| {
