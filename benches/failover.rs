@@ -464,6 +464,7 @@ impl BenchCluster {
             .context("cannot create the mode's temp dir")?;
         let opts = DemoOptions {
             bootstrap_parameters: Vec::new(),
+            tls: false,
             dir: Some(dir.path().to_path_buf()),
             base_port,
             nodes: NODES,

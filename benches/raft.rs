@@ -128,6 +128,7 @@ impl BenchCluster {
             .context("cannot create the scenario's temp dir")?;
         let options = DemoOptions {
             bootstrap_parameters: Vec::new(),
+            tls: false,
             dir: Some(dir.path().to_path_buf()),
             base_port,
             nodes: 3,

@@ -29,7 +29,7 @@
 //! | Raft storage (sled), snapshots, the Raft RPC client | [`raft`] |
 //! | gRPC servers (Raft RPCs, admin service for `pgquorumctl`) | [`grpc`], protos in `proto/` |
 //! | TLS, `raft.password`, the scope check on every call; every gRPC channel is built here | `grpc::transport`, `grpc::certs` (`generate-certs`) |
-//! | who may call what on the gRPC services (agent / admin / read), agent-only keys, the admin listener | `grpc::access` (pure classification), `grpc::admin_service` |
+//! | who may call what on the gRPC services (agent / admin / read; `raft.agent_names` patterns), agent-only keys, the admin listener | `grpc::access` (pure classification), `grpc::admin_service` |
 //! | what a client may write into `config` (shared by pgquorumctl and the server), a `ttl` every member's Raft timings fit | `config::guard`, `config::timing` |
 //! | PostgreSQL operations (initdb, pg_basebackup, pg_ctl, pg_rewind, queries) | [`postgres`] |
 //! | fencing a primary whose agent died or stalled | [`fence`] (guard process; `detach` leaves PostgreSQL running on purpose), [`ha::lease_watchdog`] (in-agent backstop), [`watchdog`] (device) |
@@ -37,11 +37,11 @@
 //! | configuration file, validation, Patroni compatibility, env overrides | [`config`] |
 //! | REST API (Patroni's paths, health checks, metrics) | [`rest`] |
 //! | REST TLS, `verify_client`, allowlist (403 before 401), extra headers, re-read on reload | `rest::security`, `rest::listen`, `rest::access` |
-//! | libpq options, passfile and SCRAM verifiers for PostgreSQL connections | `postgres::conninfo`, `postgres::secret_file`, `postgres::query` |
+//! | libpq options, passfile and SCRAM verifiers for PostgreSQL connections; TLS of the agent's own TCP connection (superuser `sslmode`) | `postgres::conninfo`, `postgres::secret_file`, `postgres::query`, `postgres::local_tls` |
 //! | `pgquorumctl` commands and their output | [`ctl`] |
 //! | agent start-up and shutdown, SIGHUP = reload, an HA-loop panic ends the agent | [`agent`] |
 //! | refusing to start under a name a live agent at another address uses | `agent::name_check` |
-//! | `pgquorum demo` and the test/bench cluster launcher | [`demo`] |
+//! | `pgquorum demo` (`--tls`: generated certificates, mutual TLS, HTTPS, replication over TLS by client certificate) and the test/bench cluster launcher | [`demo`] |
 //!
 //! The map with the reasons is `docs/architecture.md`.
 

@@ -2,7 +2,7 @@
 //! `raft.password` proof or admin credentials); raw writes to agent-owned keys refused; every
 //! `config` write validated by the server even from a hand-written client; the admin service on
 //! its own listener (`raft.admin_listen`).
-//! Raft-only agents (no PostgreSQL) on 127.0.0.1, ports 4851–4879.
+//! Raft-only agents (no PostgreSQL) on 127.0.0.1, ports 4851–4889.
 
 mod common;
 
@@ -323,6 +323,99 @@ async fn admin_listener_serves_operators_and_peer_port_only_agents() {
     // Agents without admin_listen still serve operators on their peer port.
     let (ok, _, stderr) = run_ctl(&ctl(&endpoint(&opts, 1), &auth, &["get", "leader"])).await;
     assert!(ok, "{stderr}");
+    for agent in agents.drain(..) {
+        agent.stop().await;
+    }
+}
+
+/// `raft.agent_names`: agents whose certificates match the patterns form the group; another
+/// certificate of the same CA, in none of the lists, may neither send a Raft RPC nor read —
+/// refused `PermissionDenied` with the `unlisted-certificate` refusal — while pgquorumctl's
+/// certificate (`admin_names`) keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_names_refuse_unlisted_certificates_of_the_cluster_ca() {
+    let dir = TestDir::new();
+    let opts = cluster_options(dir.path(), 4881, false);
+    let certs = dir.path().join("certs");
+    let specs: Vec<NodeSpec> = [
+        "node1=127.0.0.1",
+        "node2=127.0.0.1",
+        "node3=127.0.0.1",
+        "intruder=127.0.0.1",
+    ]
+    .iter()
+    .map(|s| NodeSpec::parse(s).unwrap())
+    .collect();
+    generate(&certs, &specs).unwrap();
+    let mut agents: Vec<SoloAgent> = (0..3)
+        .map(|i| {
+            let partners: Vec<usize> = (0..3).filter(|j| *j != i).collect();
+            let mut keys = tls_keys(&certs, &format!("node{}", i + 1));
+            keys.push(("agent_names", r#"["node*"]"#.into()));
+            start(&dir, &opts, i, &partners, &keys, "")
+        })
+        .collect();
+    let ep = endpoint(&opts, 0);
+    let admin_flags = ctl_tls_flags(&certs);
+    wait_for("the TLS group has a leader", Duration::from_secs(60), || {
+        ctl_raft_leader(&ep, &admin_flags)
+    })
+    .await;
+
+    let intruder = Transport::new(
+        Some("perm"),
+        Some(&tls_client_files(&certs, "intruder")),
+        None,
+        ["a", "b", "c"],
+    )
+    .unwrap();
+    let mut raft = RaftServiceClient::new(intruder.channel(&ep, Duration::from_secs(2)).unwrap());
+    let status = raft
+        .vote(RaftMessage {
+            cluster: "perm".into(),
+            payload: b"{}".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert_eq!(
+        Refusal::of(&status),
+        Some(Refusal::UnlistedCertificate),
+        "{status:?}"
+    );
+    let (code, refusal, message) = raw_write(&mut client(&intruder, &ep), &put(Key::Config, json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(code, tonic::Code::PermissionDenied, "{message}");
+    assert_eq!(refusal, Some(Refusal::UnlistedCertificate), "{message}");
+
+    let mut intruder_flags = ctl_tls_flags(&certs);
+    intruder_flags[3] = certs.join("intruder.pem").display().to_string();
+    intruder_flags[5] = certs.join("intruder-key.pem").display().to_string();
+    let (ok, _, stderr) = run_ctl(&ctl(&ep, &intruder_flags, &["list"])).await;
+    assert!(!ok, "an unlisted certificate read the cluster");
+    assert!(stderr.contains("matches none of raft.admin_names"), "{stderr}");
+    let (ok, stdout, stderr) = run_ctl(&ctl(&ep, &admin_flags, &["get", "leader"])).await;
+    assert!(ok && stdout.contains("leader"), "{stderr}");
+
+    // An agent started with a certificate its own agent_names exclude refuses to start (its
+    // peers would refuse it).
+    let mut keys = tls_keys(&certs, "intruder");
+    keys.push(("agent_names", r#"["node*"]"#.into()));
+    let outsider = start(&dir, &opts, 3, &[0, 1, 2], &keys, "");
+    wait_for(
+        "the outsider refuses to start",
+        Duration::from_secs(30),
+        || async {
+            outsider
+                .log_text()
+                .contains("is not an agent's under raft.agent_names")
+                .then_some(())
+        },
+    )
+    .await;
+    outsider.stop().await;
+
     for agent in agents.drain(..) {
         agent.stop().await;
     }

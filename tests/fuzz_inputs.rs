@@ -124,24 +124,29 @@ proptest! {
 
     /// Permissions: an open port makes everyone an agent; with a password nobody is an agent
     /// without the proof; no certificate name outside the lists is ever admin without
-    /// credentials; nobody gets anything without TLS, proof, credentials or read_open.
+    /// credentials; nobody gets anything without TLS, proof, credentials or read_open; with
+    /// `agent_names` and TLS, no certificate outside its patterns is an agent.
     #[test]
     fn permission_classification(
         tls in any::<bool>(), password in any::<bool>(), read_open in any::<bool>(),
         credentials_configured in any::<bool>(), proof in any::<bool>(), credentials in any::<bool>(),
-        names in prop::collection::vec("[a-z]{1,6}", 0..3),
+        names in prop::collection::vec("[a-z]{1,6}", 0..3), restrict_agents in any::<bool>(),
     ) {
         let policy = Policy {
             tls,
             password,
             admin_names: vec!["pgquorumctl".into()],
             read_names: vec!["monitor".into()],
+            agent_names: restrict_agents.then(|| vec!["no*".into()]),
             read_open,
             credentials: credentials_configured,
         };
         let presented = Presented { cert_names: names.clone(), proof, credentials };
         let caller = classify(&policy, &presented);
-        let level = caller.as_ref().map(|c| c.access);
+        let level = caller.as_ref().ok().map(|c| c.access);
+        if tls && restrict_agents && level == Some(Access::Agent) {
+            prop_assert!(names.iter().any(|n| n.starts_with("no")));
+        }
         if !tls && !password {
             prop_assert_eq!(level, Some(Access::Agent));
         }

@@ -16,6 +16,7 @@ use pgquorum::demo::DemoOptions;
 fn options(dir: &TestDir, base_port: u16, postgres: bool) -> DemoOptions {
     DemoOptions {
         bootstrap_parameters: Vec::new(),
+        tls: false,
         dir: Some(dir.path().to_path_buf()),
         base_port,
         nodes: 3,

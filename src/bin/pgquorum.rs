@@ -38,6 +38,10 @@ enum Cmd {
         /// Port of the first agent; the others use the next two.
         #[arg(long, default_value_t = 2401)]
         base_port: u16,
+        /// Secure the demo: generate a cluster CA and certificates, mutual TLS on gRPC,
+        /// HTTPS on REST, PostgreSQL replication over TLS with a client certificate.
+        #[arg(long)]
+        tls: bool,
     },
     /// Write a cluster CA, one certificate per node and a client certificate for pgquorumctl
     /// (PEM; keys 0600) for mutual TLS on the agents' gRPC port (docs/security.md).
@@ -64,10 +68,11 @@ fn main() -> ExitCode {
     }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = match (&cli.command, &cli.config) {
-        (Some(Cmd::Demo { dir, base_port }), _) => {
+        (Some(Cmd::Demo { dir, base_port, tls }), _) => {
             pgquorum::logging::init(None);
             runtime.block_on(demo(DemoOptions {
                 bootstrap_parameters: Vec::new(),
+                tls: *tls,
                 dir: dir.clone(),
                 base_port: *base_port,
                 nodes: 3,
@@ -132,10 +137,19 @@ async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
         "Starting a 3-node pgquorum cluster (3 agents, 3 PostgreSQL servers) in {} ...",
         demo.dir.display()
     );
-    println!(
-        "Note: the demo runs open — its gRPC ports have no TLS and no raft.password, so anyone on this \
-         machine can reach them; docs/security.md shows a secure setup (pgquorum generate-certs)."
-    );
+    if opts.tls {
+        println!(
+            "TLS: certificates in {}; gRPC with mutual TLS (only node* certificates are agents), REST over \
+             HTTPS, PostgreSQL replication over TLS with the {} client certificate.",
+            demo.dir.join(pgquorum::demo::TLS_DIR).display(),
+            pgquorum::demo::DEMO_REPLICATION_USER
+        );
+    } else {
+        println!(
+            "Note: the demo runs open — its gRPC ports have no TLS and no raft.password, so anyone on this \
+             machine can reach them; `pgquorum demo --tls` or docs/security.md show a secure setup."
+        );
+    }
     let healthy = tokio::select! {
         r = demo.wait_postgres_healthy(Duration::from_secs(180)) => Some(r),
         _ = &mut interrupted => None,
@@ -161,9 +175,27 @@ async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
         pgquorum::demo::DEMO_SUPERUSER_PASSWORD
     );
     println!("\nTry, in another shell:");
-    println!("  pgquorumctl --endpoint {} list", demo.endpoints[0]);
-    println!("  pgquorumctl --endpoint {} raft status", demo.endpoints[0]);
-    println!("  curl -s http://127.0.0.1:{}/patroni", opts.rest_port(0));
+    let certs = demo.dir.join(pgquorum::demo::TLS_DIR);
+    let (ctl_flags, curl) = match opts.tls {
+        true => (
+            format!(" {}", pgquorum::demo::ctl_tls_flags(&certs).join(" ")),
+            format!(
+                "curl -s --cacert {} https://127.0.0.1:{}/patroni",
+                certs.join("ca.pem").display(),
+                opts.rest_port(0)
+            ),
+        ),
+        false => (
+            String::new(),
+            format!("curl -s http://127.0.0.1:{}/patroni", opts.rest_port(0)),
+        ),
+    };
+    println!("  pgquorumctl --endpoint {}{ctl_flags} list", demo.endpoints[0]);
+    println!(
+        "  pgquorumctl --endpoint {}{ctl_flags} raft status",
+        demo.endpoints[0]
+    );
+    println!("  {curl}");
     println!("Configs and logs: {}\nPress Ctrl-C to stop.", demo.dir.display());
     interrupted.await;
     println!("\nStopping ...");

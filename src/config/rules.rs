@@ -134,6 +134,7 @@ pub(crate) fn check_file(root: &Json, broken: &[Problem]) -> RuleOutput {
     check_raft_addresses(&doc, &mut out);
     check_raft_transport(&doc, &mut out);
     check_rest_tls(&doc, &mut out);
+    check_pg_tls(&doc, &mut out);
     check_tags(&doc, &mut out);
     check_watchdog(&doc, &mut out);
     check_custom_methods(&doc, &mut out);
@@ -256,6 +257,7 @@ fn check_raft_transport(doc: &Doc, out: &mut RuleOutput) {
     for (key, acts) in [
         ("raft.admin_names", tls),
         ("raft.read_names", tls),
+        ("raft.agent_names", tls),
         ("raft.read_open", secured),
     ] {
         if doc.get(key).is_some() && !acts {
@@ -269,10 +271,67 @@ fn check_raft_transport(doc: &Doc, out: &mut RuleOutput) {
             ));
         }
     }
+    // An empty pattern list would refuse every peer: the cluster could never form.
+    if doc
+        .get("raft.agent_names")
+        .and_then(|v| v.as_array())
+        .is_some_and(|list| list.is_empty())
+    {
+        out.problems.push(Problem::new(
+            "raft.agent_names",
+            "must not be empty: no agent could connect (leave it out to accept every certificate of the cluster CA)",
+        ));
+    }
     if doc.str("raft.password").is_some_and(str::is_empty) {
         out.problems.push(Problem::new(
             "raft.password",
             "must not be empty (leave it out to run without a shared secret)",
+        ));
+    }
+}
+
+/// libpq's `sslmode` values; and what the agent's own TLS connection to its local PostgreSQL
+/// needs from the superuser's options (src/postgres/local_tls.rs): it does not fall back to
+/// `~/.postgresql/root.crt` or `postgresql.crt`/`.key` as libpq does, so it says so at start.
+fn check_pg_tls(doc: &Doc, out: &mut RuleOutput) {
+    const MODES: [&str; 6] = [
+        "disable",
+        "allow",
+        "prefer",
+        "require",
+        "verify-ca",
+        "verify-full",
+    ];
+    for role in ["superuser", "replication", "rewind"] {
+        let key = format!("postgresql.authentication.{role}.sslmode");
+        if let Some(mode) = doc.str(&key) {
+            if !MODES.contains(&mode) {
+                out.problems.push(Problem::new(
+                    &key,
+                    format!("{mode:?}: give one of {}", MODES.join(", ")),
+                ));
+            }
+        }
+    }
+    let superuser = |k: &str| {
+        doc.get(&format!("postgresql.authentication.superuser.{k}"))
+            .is_some()
+    };
+    if matches!(
+        doc.str("postgresql.authentication.superuser.sslmode"),
+        Some("verify-ca" | "verify-full")
+    ) && !superuser("sslrootcert")
+    {
+        out.problems.push(Problem::new(
+            "postgresql.authentication.superuser.sslrootcert",
+            "missing: the agent's own connection to its PostgreSQL checks the server's certificate against it (sslmode verify-ca / verify-full)",
+        ));
+    }
+    if superuser("sslcert") != superuser("sslkey") {
+        let missing = if superuser("sslcert") { "sslkey" } else { "sslcert" };
+        out.problems.push(Problem::new(
+            format!("postgresql.authentication.superuser.{missing}"),
+            "missing: the agent's own connection to its PostgreSQL needs sslcert and sslkey together",
         ));
     }
 }

@@ -214,6 +214,7 @@ pub const FILE_KEYS: &[Key] = &[
     // Who may do what on the admin service (src/grpc/access.rs).
     extension("raft.admin_names", Kind::StrList),
     extension("raft.read_names", Kind::StrList),
+    extension("raft.agent_names", Kind::StrList),
     extension("raft.read_open", Kind::Bool),
     extension("raft.admin_listen", Kind::ListenAddr),
     // pysyncobj's timings (Patroni 4.1); pgquorum's Raft has its own, below.

@@ -894,14 +894,20 @@ fn every_patroni_4_key_loads_and_no_ignored_key_is_silent() {
 
 #[test]
 fn permission_settings_without_tls_or_password_are_reported() {
-    let text = format!("{MINIMAL}  read_open: true\n  admin_names: [ops]\n");
+    let text = format!("{MINIMAL}  read_open: true\n  admin_names: [ops]\n  agent_names: [\"node*\"]\n");
     let loaded = load(&text).expect("loads");
     assert_eq!(loaded.config.raft.admin_names, ["ops"]);
+    assert_eq!(loaded.config.raft.agent_names, Some(vec!["node*".to_string()]));
     assert!(loaded.config.raft.read_open);
     let warnings = non_watchdog(&loaded.warnings);
-    assert_eq!(warnings.len(), 2, "{:?}", loaded.warnings);
+    assert_eq!(warnings.len(), 3, "{:?}", loaded.warnings);
     assert!(warnings[0].starts_with("raft.admin_names has no effect without raft.certfile"));
-    assert!(warnings[1].starts_with("raft.read_open has no effect without"));
+    assert!(warnings[1].starts_with("raft.agent_names has no effect without raft.certfile"));
+    assert!(warnings[2].starts_with("raft.read_open has no effect without"));
+    assert_eq!(
+        problems(&format!("{MINIMAL}  agent_names: []\n")),
+        ["raft.agent_names: must not be empty: no agent could connect (leave it out to accept every certificate of the cluster CA)"]
+    );
     let text = format!("{MINIMAL}  password: pw\n  read_open: true\n  admin_listen: 127.0.0.1:2390\n");
     let loaded = load(&text).expect("loads");
     assert!(non_watchdog(&loaded.warnings).is_empty(), "{:?}", loaded.warnings);
@@ -997,4 +1003,27 @@ fn rest_tls_keys_need_their_companions_and_encrypted_keys_are_refused() {
     ))
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(non_watchdog(&loaded.warnings).is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn postgres_tls_options_are_checked() {
+    let pg = |auth: &str| format!("{MINIMAL}postgresql:\n  data_dir: /d\n  authentication:\n{auth}");
+    assert_eq!(
+        problems(&pg("    replication: {username: r, sslmode: required}\n")),
+        ["postgresql.authentication.replication.sslmode: \"required\": give one of disable, allow, prefer, require, verify-ca, verify-full"]
+    );
+    assert_eq!(
+        problems(&pg("    superuser: {username: postgres, sslmode: verify-ca}\n")),
+        ["postgresql.authentication.superuser.sslrootcert: missing: the agent's own connection to its PostgreSQL checks the server's certificate against it (sslmode verify-ca / verify-full)"]
+    );
+    assert_eq!(
+        problems(&pg("    superuser: {username: postgres, sslmode: require, sslcert: /c}\n")),
+        ["postgresql.authentication.superuser.sslkey: missing: the agent's own connection to its PostgreSQL needs sslcert and sslkey together"]
+    );
+    // libpq's own defaults (~/.postgresql/root.crt) still serve the other roles' connections.
+    load(&pg(
+        "    superuser: {username: postgres, sslmode: verify-full, sslrootcert: /ca, sslcert: /c, sslkey: /k}\n    \
+         replication: {username: r, sslmode: verify-ca}\n",
+    ))
+    .expect("loads");
 }

@@ -129,6 +129,10 @@ pub struct RaftConfig {
     /// pgquorum extension: client certificate names given read permission only.
     #[serde(default)]
     pub read_names: Vec<String>,
+    /// pgquorum extension: client certificate names (patterns, `*` for any run of characters)
+    /// that may act as agents (Raft peers); unset, every other certificate of the cluster CA may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_names: Option<Vec<String>>,
     /// pgquorum extension: callers without credentials may read (list, status, get).
     #[serde(default)]
     pub read_open: bool,

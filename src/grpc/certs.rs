@@ -65,6 +65,18 @@ pub struct Generated {
 /// Write `ca.pem`/`ca-key.pem`, `NODE.pem`/`NODE-key.pem` for each node and
 /// `client.pem`/`client-key.pem` into `out` (created if missing).
 pub fn generate(out: &Path, nodes: &[NodeSpec]) -> Result<Generated, CertError> {
+    generate_with_clients(out, nodes, &[])
+}
+
+/// [`generate`], plus `NAME.pem`/`NAME-key.pem` for each of `clients`: client certificates
+/// whose common name (and DNS name) is NAME — for PostgreSQL's `cert` authentication, where
+/// the common name is the role (the TLS demo's `replicator`). They are of the cluster CA too:
+/// restrict the gRPC agents with `raft.agent_names` when such certificates exist.
+pub fn generate_with_clients(
+    out: &Path,
+    nodes: &[NodeSpec],
+    clients: &[&str],
+) -> Result<Generated, CertError> {
     if nodes.is_empty() {
         return Err(CertError::NoNodes);
     }
@@ -126,6 +138,11 @@ pub fn generate(out: &Path, nodes: &[NodeSpec]) -> Result<Generated, CertError> 
     let (cert, key) = leaf("pgquorumctl", vec![SanType::DnsName("pgquorumctl".try_into()?)])?;
     files.push(write(out, "client.pem", &cert, false)?);
     files.push(write(out, "client-key.pem", &key, true)?);
+    for name in clients {
+        let (cert, key) = leaf(name, vec![SanType::DnsName((*name).try_into()?)])?;
+        files.push(write(out, &format!("{name}.pem"), &cert, false)?);
+        files.push(write(out, &format!("{name}-key.pem"), &key, true)?);
+    }
     Ok(Generated { files })
 }
 

@@ -16,7 +16,7 @@ use tonic::service::Interceptor;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 use tonic::{Request, Status};
 
-use super::access::{self, Access, Policy, Presented};
+use super::access::{self, Access, Policy, Presented, Unrecognised};
 
 /// Metadata key carrying the caller's cluster name (`scope`).
 pub const SCOPE_HEADER: &str = "pgquorum-scope";
@@ -44,6 +44,9 @@ pub enum Refusal {
     Unidentified,
     /// A `config` write failed validation on the server.
     InvalidConfig,
+    /// A certificate of the cluster CA that matches none of `raft.admin_names`,
+    /// `raft.read_names` and `raft.agent_names`.
+    UnlistedCertificate,
 }
 
 impl Refusal {
@@ -54,6 +57,7 @@ impl Refusal {
             Refusal::NotAllowed => "permission-denied",
             Refusal::Unidentified => "unidentified",
             Refusal::InvalidConfig => "invalid-config",
+            Refusal::UnlistedCertificate => "unlisted-certificate",
         }
     }
 
@@ -65,6 +69,7 @@ impl Refusal {
             "permission-denied" => Some(Refusal::NotAllowed),
             "unidentified" => Some(Refusal::Unidentified),
             "invalid-config" => Some(Refusal::InvalidConfig),
+            "unlisted-certificate" => Some(Refusal::UnlistedCertificate),
             _ => None,
         }
     }
@@ -108,6 +113,12 @@ pub enum TransportError {
         key: &'static str,
         path: PathBuf,
         what: &'static str,
+    },
+    #[error("{key} {path}: this agent's certificate (names {names:?}) is not an agent's under raft.agent_names / admin_names / read_names: its peers would refuse it")]
+    NotAnAgentCertificate {
+        key: &'static str,
+        path: PathBuf,
+        names: Vec<String>,
     },
     #[error("invalid endpoint {addr:?}: {source}")]
     Endpoint {
@@ -170,6 +181,7 @@ pub struct Transport {
 struct AccessSettings {
     admin_names: Vec<String>,
     read_names: Vec<String>,
+    agent_names: Option<Vec<String>>,
     read_open: bool,
     /// The credentials header that gives admin permission (`restapi.authentication`).
     accepted_credentials: Option<String>,
@@ -248,6 +260,7 @@ impl Transport {
         transport.policy = AccessSettings {
             admin_names: raft.admin_names.clone(),
             read_names: raft.read_names.clone(),
+            agent_names: raft.agent_names.clone(),
             read_open: raft.read_open,
             accepted_credentials: config
                 .restapi
@@ -255,7 +268,34 @@ impl Transport {
                 .as_ref()
                 .map(|a| basic_header(&a.username, &a.password)),
         };
+        if let Some(files) = &tls {
+            transport.check_own_certificate(&files.certfile)?;
+        }
         Ok(transport)
+    }
+
+    /// An agent whose own certificate its peers would not take for an agent's (a name outside
+    /// `raft.agent_names`, or listed as admin/reader) could never vote or be heard: refuse to
+    /// start rather than run cut off.
+    fn check_own_certificate(&self, certfile: &Path) -> Result<(), TransportError> {
+        let pem = read_pem("raft.certfile", certfile, "certificate")?;
+        let names: Vec<String> = rustls_pemfile::certs(&mut &pem[..])
+            .filter_map(Result::ok)
+            .next()
+            .and_then(|der| {
+                webpki::EndEntityCert::try_from(&der)
+                    .ok()
+                    .map(|cert| cert.valid_dns_names().map(str::to_string).collect())
+            })
+            .unwrap_or_default();
+        match access::is_agent_certificate(&self.gate(Service::Raft).policy, &names) {
+            true => Ok(()),
+            false => Err(TransportError::NotAnAgentCertificate {
+                key: "raft.certfile",
+                path: certfile.to_path_buf(),
+                names,
+            }),
+        }
     }
 
     pub fn uses_tls(&self) -> bool {
@@ -327,6 +367,7 @@ impl Transport {
                 password: self.proof.is_some(),
                 admin_names: self.policy.admin_names.clone(),
                 read_names: self.policy.read_names.clone(),
+                agent_names: self.policy.agent_names.clone(),
                 read_open: self.policy.read_open,
                 credentials: self.policy.accepted_credentials.is_some(),
             },
@@ -458,13 +499,26 @@ impl Interceptor for Gate {
                 ));
             }
         }
-        let Some(caller) = access::classify(&self.policy, &presented) else {
-            tracing::warn!(%peer, "gRPC call refused: no proof of raft.password and no admin credentials");
-            return Err(Refusal::BadPassword.status(
-                tonic::Code::Unauthenticated,
-                "refused: no proof of this cluster's raft.password, and no admin credentials".into(),
-                &self.scope,
-            ));
+        let caller = match access::classify(&self.policy, &presented) {
+            Ok(caller) => caller,
+            Err(Unrecognised::Unauthenticated) => {
+                tracing::warn!(%peer, "gRPC call refused: no proof of raft.password and no admin credentials");
+                return Err(Refusal::BadPassword.status(
+                    tonic::Code::Unauthenticated,
+                    "refused: no proof of this cluster's raft.password, and no admin credentials".into(),
+                    &self.scope,
+                ));
+            }
+            Err(Unrecognised::UnlistedCertificate(names)) => {
+                tracing::warn!(%peer, ?names, "gRPC call refused: the client certificate's names are in none of raft.admin_names, raft.read_names, raft.agent_names");
+                return Err(Refusal::UnlistedCertificate.status(
+                    tonic::Code::PermissionDenied,
+                    format!(
+                        "refused: client certificate {names:?} is of this cluster's CA but matches none of raft.admin_names, raft.read_names, raft.agent_names"
+                    ),
+                    &self.scope,
+                ));
+            }
         };
         if self.service != Service::Admin && caller.access < Access::Agent {
             let what = match self.service {

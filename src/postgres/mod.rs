@@ -21,6 +21,7 @@
 //! - `param_compat`: parameters across PostgreSQL versions (what the binary knows, what
 //!   Patroni translates);
 //! - `query`: connecting, [`PgState`], roles; `slots`: replication slots;
+//! - `local_tls`: TLS for the agent's own TCP connection (the superuser's `sslmode`, …);
 //! - `conninfo`: [`ConnTarget`] and `primary_conninfo`; `lsn`: WAL positions.
 
 mod basebackup;
@@ -33,6 +34,7 @@ mod error;
 mod fresh_dir;
 mod initdb;
 mod leftovers;
+mod local_tls;
 mod lsn;
 mod os_user;
 mod param_compat;

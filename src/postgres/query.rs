@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Client, NoTls, Socket};
 
 use super::error::PgError;
+use super::local_tls::{self, LocalTls, LocalTlsError, LocalTlsPlan};
 use super::lsn::parse_lsn;
 use super::settings::{Credentials, PostgresSettings};
 
@@ -59,7 +61,52 @@ pub async fn connect(endpoint: &LocalEndpoint, user: &Credentials) -> Result<Cli
         LocalEndpoint::Socket { dir, port } => config.host_path(dir).port(*port),
         LocalEndpoint::Tcp { host, port } => config.host(host).port(*port),
     };
-    let connecting = config.connect(NoTls);
+    // TLS only applies over TCP, as the superuser role's libpq options ask (local_tls.rs).
+    let plan = match endpoint {
+        LocalEndpoint::Socket { .. } => LocalTlsPlan::Plain,
+        LocalEndpoint::Tcp { .. } => local_tls::plan(user).map_err(|e| tls_error(endpoint, e))?,
+    };
+    match plan {
+        LocalTlsPlan::Plain => open(&config, NoTls, endpoint, user).await,
+        LocalTlsPlan::Tls {
+            mode,
+            verify,
+            rootcert,
+            client,
+        } => {
+            config.ssl_mode(mode);
+            let tls = LocalTls::new(
+                verify,
+                rootcert.as_deref(),
+                client.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+            )
+            .map_err(|e| tls_error(endpoint, e))?;
+            open(&config, tls, endpoint, user).await
+        }
+    }
+}
+
+fn tls_error(endpoint: &LocalEndpoint, error: LocalTlsError) -> PgError {
+    PgError::Connect {
+        address: endpoint.describe(),
+        message: error.to_string(),
+    }
+}
+
+/// Connect with `tls` and run the connection in the background.
+async fn open<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    endpoint: &LocalEndpoint,
+    user: &Credentials,
+) -> Result<Client, PgError>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let connecting = config.connect(tls);
     // connect_timeout covers the TCP connect; this covers a server that accepts and then stalls.
     let (client, connection) = match tokio::time::timeout(CONNECT_TIMEOUT * 2, connecting).await {
         Ok(result) => result.map_err(|e| connect_error(endpoint, user, &e))?,

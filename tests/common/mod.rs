@@ -1,6 +1,8 @@
 //! Shared helpers for the multi-process tests: real `pgquorum` agents on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod https;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,6 +43,7 @@ pub fn cluster_options(dir: &Path, base_port: u16, postgres: bool) -> DemoOption
         extra_config: String::new(),
         postgres,
         bootstrap_parameters: Vec::new(),
+        tls: false,
     }
 }
 
@@ -403,17 +406,8 @@ pub fn tls_keys(certs: &Path, name: &str) -> Vec<(&'static str, String)> {
 }
 
 /// pgquorumctl's flags for the client certificate `pgquorum generate-certs` wrote into `certs`.
-pub fn ctl_tls_flags(certs: &Path) -> Vec<String> {
-    let file = |n: &str| certs.join(n).display().to_string();
-    vec![
-        "--cacert".into(),
-        file("ca.pem"),
-        "--certfile".into(),
-        file("client.pem"),
-        "--keyfile".into(),
-        file("client-key.pem"),
-    ]
-}
+#[allow(unused_imports)]
+pub use pgquorum::demo::ctl_tls_flags;
 
 /// Run the pgquorumctl binary with `args`; (succeeded, stdout, stderr).
 pub async fn run_ctl(args: &[String]) -> (bool, String, String) {
