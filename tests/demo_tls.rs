@@ -5,7 +5,7 @@
 //! failover whose old primary diverged (pg_rewind over TLS) keep them streaming that way; the
 //! agent's own local connection uses TLS as its superuser's `sslmode: verify-ca` asks.
 //! Its own test binary: a TLS demo makes its client certificate the process's gRPC transport.
-//! Ports 4941–4943 (gRPC), 8141–8143 (PostgreSQL), 10741–10743 (REST).
+//! Ports 4971–4973 (gRPC), 8171–8173 (PostgreSQL), 10771–10773 (REST).
 
 mod common;
 
@@ -97,7 +97,7 @@ fn signal(pid: i32, sig: i32) {
 async fn tls_demo_streams_over_tls_with_client_certificates_through_switchover_and_rewind() {
     let tmp = TestDir::new();
     let dir = tmp.path();
-    let mut opts = cluster_options(dir, 4941, true);
+    let mut opts = cluster_options(dir, 4971, true);
     opts.tls = true;
     let mut demo = Demo::start(&opts).await.expect("start the TLS demo");
     demo.wait_postgres_healthy(Duration::from_secs(180))

@@ -52,6 +52,10 @@ enum Cmd {
         /// Comma-separated nodes, each NAME (a DNS name or an IP) or NAME=IP.
         #[arg(long, value_delimiter = ',', required = true)]
         nodes: Vec<String>,
+        /// Comma-separated extra client certificates, NAME.pem/NAME-key.pem with common name
+        /// NAME: e.g. the PostgreSQL replication role for `hostssl replication NAME … cert`.
+        #[arg(long, value_delimiter = ',')]
+        clients: Vec<String>,
     },
 }
 
@@ -63,8 +67,8 @@ fn main() -> ExitCode {
     if let Some(Cmd::FenceGuard { data_dir }) = &cli.command {
         return pgquorum::fence::run_guard(data_dir);
     }
-    if let Some(Cmd::GenerateCerts { out, nodes }) = &cli.command {
-        return generate_certs(out, nodes);
+    if let Some(Cmd::GenerateCerts { out, nodes, clients }) = &cli.command {
+        return generate_certs(out, nodes, clients);
     }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = match (&cli.command, &cli.config) {
@@ -205,13 +209,14 @@ async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn generate_certs(out: &std::path::Path, nodes: &[String]) -> ExitCode {
-    use pgquorum::grpc::certs::{generate, NodeSpec};
+fn generate_certs(out: &std::path::Path, nodes: &[String], clients: &[String]) -> ExitCode {
+    use pgquorum::grpc::certs::{generate_with_clients, NodeSpec};
+    let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
     let result = nodes
         .iter()
         .map(|n| NodeSpec::parse(n))
         .collect::<Result<Vec<_>, _>>()
-        .and_then(|specs| generate(out, &specs));
+        .and_then(|specs| generate_with_clients(out, &specs, &clients));
     match result {
         Ok(generated) => {
             for file in generated.files {

@@ -25,6 +25,8 @@ pub enum CertError {
     BadNode(String),
     #[error("no nodes given")]
     NoNodes,
+    #[error("client {0:?}: give a name of letters, digits, '-', '_' and '.' (it becomes the file name and the certificate's common name)")]
+    BadClient(String),
     #[error("{path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
     #[error("cannot create a certificate: {0}")]
@@ -79,6 +81,13 @@ pub fn generate_with_clients(
 ) -> Result<Generated, CertError> {
     if nodes.is_empty() {
         return Err(CertError::NoNodes);
+    }
+    let name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if let Some(bad) = clients
+        .iter()
+        .find(|n| n.is_empty() || n.starts_with('.') || !n.chars().all(name_char))
+    {
+        return Err(CertError::BadClient(bad.to_string()));
     }
     std::fs::create_dir_all(out).map_err(|source| CertError::Write {
         path: out.to_path_buf(),
@@ -198,6 +207,25 @@ fn civil_from_days(days: i64) -> (i32, u8, u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extra_clients_get_their_own_certificate_and_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = [NodeSpec::parse("n1=127.0.0.1").unwrap()];
+        let generated = generate_with_clients(dir.path(), &nodes, &["replicator"]).unwrap();
+        assert!(generated.files.contains(&dir.path().join("replicator.pem")));
+        let key = dir.path().join("replicator-key.pem");
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let pem = std::fs::read(dir.path().join("replicator.pem")).unwrap();
+        let der = rustls_pemfile::certs(&mut &pem[..]).next().unwrap().unwrap();
+        let cert = webpki::EndEntityCert::try_from(&der).unwrap();
+        assert_eq!(cert.valid_dns_names().collect::<Vec<_>>(), ["replicator"]);
+        assert!(generate_with_clients(dir.path(), &nodes, &["not a name"]).is_err());
+    }
 
     #[test]
     fn dates_and_node_specs() {
