@@ -275,6 +275,20 @@ async fn credentials_give_admin_and_read_open_gives_read() {
     .await;
     let (ok, _, stderr) = run_ctl(&ctl(&ep, &[], &["pause"])).await;
     assert!(!ok && stderr.contains("needs admin permission"), "{stderr}");
+    // A reader piping into `head` that has already exited: pgquorumctl ends quietly (as
+    // `patronictl … | head` does), it does not panic on the closed pipe.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(CTL)
+        .args(ctl(&ep, &[], &["list"]))
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked"),
+        "pgquorumctl panicked on a closed stdout: {stderr}"
+    );
     agent.stop().await;
 }
 

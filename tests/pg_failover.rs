@@ -208,13 +208,6 @@ fn data_dir(dir: &Path, i: usize) -> std::path::PathBuf {
 
 /// The process exists and is not a zombie (a killed postmaster whose parent has not reaped it
 /// yet still answers kill(pid, 0)).
-fn process_alive(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next());
-    !stat.is_empty() && !matches!(state, Some('Z') | Some('X'))
-}
 
 /// Wait until no `failover` key is pending (the new primary removes it).
 async fn failover_key_cleared(demo: &Demo) {

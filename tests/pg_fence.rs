@@ -130,11 +130,6 @@ async fn a_stalled_agents_postgres_started_again_by_hand_is_killed_again() {
     agent.stop().await;
 }
 
-fn process_alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks for existence.
-    unsafe { libc::kill(pid, 0) == 0 }
-}
-
 /// A stand-in postmaster: `sleep` copied under the name `postgres`, running in the data
 /// directory as its own process group, named by `postmaster.pid`: what the guard's checks
 /// (`postgres::postmaster_of`) take for the postmaster of that directory.
