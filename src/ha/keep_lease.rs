@@ -19,6 +19,18 @@ pub enum Keep {
     Abandon,
 }
 
+/// The deadline an operation keeps: only a lease valid when the operation began is kept (a
+/// replica start by an agent whose old deadline passed long ago keeps nothing); once kept, a
+/// deadline dropped on the way counts as passed.
+pub fn kept_deadline(held_at_start: bool, deadline_ms: Option<u64>) -> Option<u64> {
+    held_at_start.then_some(deadline_ms.unwrap_or(0))
+}
+
+/// Whether a lease is held when the operation begins.
+pub fn held(now_ms: u64, deadline_ms: Option<u64>, margin_ms: u64) -> bool {
+    deadline_ms.is_some_and(|d| now_ms + margin_ms < d)
+}
+
 /// `deadline_ms`: the lease deadline on the loop's clock (`None`: this node holds no lease:
 /// the operation just runs). `renew_at_ms`: when the next renewal is due. `refused`: the
 /// keyspace refused a renewal.
@@ -39,6 +51,26 @@ pub fn next(now_ms: u64, deadline_ms: Option<u64>, margin_ms: u64, renew_at_ms: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn which_lease_an_operation_keeps() {
+        assert!(held(1_000, Some(10_000), 600));
+        assert!(!held(9_400, Some(10_000), 600), "within the margin");
+        assert!(!held(50_000, Some(10_000), 600), "an old deadline");
+        assert!(!held(1_000, None, 600));
+        assert_eq!(kept_deadline(true, Some(10_000)), Some(10_000));
+        assert_eq!(kept_deadline(true, None), Some(0), "dropped on the way: give up");
+        assert_eq!(kept_deadline(false, Some(10_000)), None);
+        assert_eq!(kept_deadline(false, None), None);
+        assert_eq!(
+            next(20_000, kept_deadline(false, Some(10_000)), 600, 0, false),
+            Keep::Wait(None)
+        );
+        assert_eq!(
+            next(20_000, kept_deadline(true, None), 600, 0, false),
+            Keep::Abandon
+        );
+    }
 
     #[test]
     fn when_to_renew_wait_or_give_up() {

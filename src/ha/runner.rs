@@ -923,9 +923,11 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         tokio::pin!(work);
         let loop_wait = self.dynamic.loop_wait_ms();
         let (mut renew_at, mut refused) = (self.now_ms() + loop_wait, false);
+        let held = keep_lease::held(self.now_ms(), self.mem.lease.deadline_ms, self.demote_margin_ms());
         loop {
             let (now, margin) = (self.now_ms(), self.demote_margin_ms());
-            let wait = match keep_lease::next(now, self.mem.lease.deadline_ms, margin, renew_at, refused) {
+            let deadline = keep_lease::kept_deadline(held, self.mem.lease.deadline_ms);
+            let wait = match keep_lease::next(now, deadline, margin, renew_at, refused) {
                 Keep::Wait(ms) => ms,
                 Keep::Renew => {
                     renew_at = now + loop_wait;

@@ -4,7 +4,8 @@
 //! seeded schedule of faults. An invariant checker runs after every simulation step (100 ms
 //! of simulated time) and inside the fake PostgreSQL at each promotion or start as primary.
 //!
-//! Faults: one member's keyspace unreachable, its lease writes failing, its keyspace replies
+//! Faults: one member's keyspace unreachable, its lease writes failing or refused, slow starts
+//! (crash recovery) and slow replay, its keyspace replies
 //! delayed, an agent restart (clean shutdown and a new loop over the same data directory), an
 //! agent crash (the loop is dropped; the fence would kill PostgreSQL, modelled as an
 //! immediate PostgreSQL crash), a PostgreSQL crash out of the blue, and a PostgreSQL crash
@@ -1000,7 +1001,7 @@ async fn run_seed(seed: u64) -> Result<u64, String> {
         }
         if rng.below(30) == 0 {
             let who = names[rng.below(3) as usize].to_string();
-            let kind = rng.below(8);
+            let kind = rng.below(11);
             let span = 1_000 + rng.below(15_000);
             schedule.push(format!("t={now} {who} fault {kind} span {span}"));
             {
@@ -1018,6 +1019,10 @@ async fn run_seed(seed: u64) -> Result<u64, String> {
                     3 => f.crash_at = Some(Op::Start),
                     4 => f.crash_at = Some(Op::Stop),
                     5 => f.crash_at = Some(Op::Promote),
+                    8 => f.refuse_lease_until = now + span,
+                    // From now on its starts are long crash recoveries; or its replay lags.
+                    9 => f.start_ms = span,
+                    10 => f.replay_until = now + span,
                     _ => {}
                 }
             }
