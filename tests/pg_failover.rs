@@ -206,9 +206,6 @@ fn data_dir(dir: &Path, i: usize) -> std::path::PathBuf {
     dir.join(names()[i]).join("pgdata")
 }
 
-/// The process exists and is not a zombie (a killed postmaster whose parent has not reaped it
-/// yet still answers kill(pid, 0)).
-
 /// Wait until no `failover` key is pending (the new primary removes it).
 async fn failover_key_cleared(demo: &Demo) {
     wait_for("the failover key removed", TIMEOUT, || async {
