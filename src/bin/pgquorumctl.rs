@@ -7,10 +7,6 @@ use pgquorum::ctl::{run, Cli};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    // Rust ignores SIGPIPE, so printing into `pgquorumctl list | head` after `head` exited
-    // panicked. With the default action the CLI ends quietly, like any Unix filter.
-    // SAFETY: set once at start-up, before any other thread exists.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     pgquorum::logging::init(Some("WARNING"));
     match cli.transport() {
@@ -22,7 +18,7 @@ async fn main() -> ExitCode {
     }
     match run(&cli).await {
         Ok(out) => {
-            println!("{out}");
+            pgquorum::ctl::stdout::print(&out, true);
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -206,7 +206,7 @@ pub async fn run(
             None => return Ok(out),
             Some(secs) => {
                 // Clear the screen and redraw, like `watch`.
-                println!("\x1b[2J\x1b[H{out}");
+                super::stdout::print(&format!("\x1b[2J\x1b[H{out}"), true);
                 tokio::time::sleep(Duration::from_secs_f64(secs.max(0.5))).await;
             }
         }

@@ -9,6 +9,7 @@ pub mod list;
 mod maintenance;
 mod operate;
 mod raft_status;
+pub mod stdout;
 pub mod switchover;
 pub mod table;
 

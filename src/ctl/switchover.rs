@@ -42,7 +42,7 @@ impl Console {
         if self.json {
             eprintln!("{text}");
         } else {
-            println!("{text}");
+            super::stdout::print(text, true);
         }
     }
 
@@ -73,8 +73,7 @@ impl Console {
             eprint!("{prompt}");
             let _ = std::io::stderr().flush();
         } else {
-            print!("{prompt}");
-            let _ = std::io::stdout().flush();
+            super::stdout::print(prompt, false);
         }
         let mut line = String::new();
         std::io::stdin()
