@@ -9,7 +9,6 @@ use std::time::Duration;
 use common::*;
 
 const BASE_PORT: u16 = 4991;
-const REST_PORT: u16 = BASE_PORT + 5800;
 
 fn debug_lines(text: &str) -> usize {
     text.lines().filter(|l| l.contains(" DEBUG ")).count()
@@ -47,7 +46,8 @@ async fn log_dir_file_and_level_changed_by_sighup() {
     .await;
     // Up as the primary: the HA loop runs and a reload reaches it.
     wait_for("node1 primary", Duration::from_secs(120), || async {
-        (http_status(REST_PORT, "GET", "/primary", None).await == 200).then_some(())
+        let primary = pg_scalar(opts.pg_port(0), "SELECT pg_is_in_recovery()::text").await;
+        (primary.as_deref() == Some("false")).then_some(())
     })
     .await;
     assert!(
