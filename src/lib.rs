@@ -41,6 +41,7 @@
 //! | `pgquorumctl` commands and their output | [`ctl`] |
 //! | agent start-up and shutdown, SIGHUP = reload, an HA-loop panic ends the agent | [`agent`] |
 //! | refusing to start under a name a live agent at another address uses | `agent::name_check` |
+//! | the agent's log: `log.dir` file rotated by size, `log.type: json`, `log.level` changed on reload | [`logging`] (`logging::rotating`, `logging::json`) |
 //! | `pgquorum demo` (`--tls`: generated certificates, mutual TLS, HTTPS, replication over TLS by client certificate) and the test/bench cluster launcher | [`demo`] |
 //!
 //! The map with the reasons is `docs/architecture.md`.

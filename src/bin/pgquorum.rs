@@ -119,7 +119,7 @@ fn validate(path: &std::path::Path) -> ExitCode {
 
 async fn agent(path: &std::path::Path) -> anyhow::Result<()> {
     let loaded = Config::load(path)?;
-    pgquorum::logging::init(loaded.config.log.level.as_deref());
+    pgquorum::logging::init_agent(&loaded.config.log)?;
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }

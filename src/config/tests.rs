@@ -830,7 +830,7 @@ fn every_patroni_4_key_loads_and_no_ignored_key_is_silent() {
         "namespace",
         "thread_pool_size",
         "thread_stack_size",
-        "log.type",
+        "log.format",
         "log.deduplicate_heartbeat_logs",
         "restapi.ciphers",
         "restapi.server_tokens",
@@ -877,8 +877,12 @@ fn every_patroni_4_key_loads_and_no_ignored_key_is_silent() {
     for key in named {
         assert!(listed.contains(&key), "{key} is not named in: {warning}");
     }
-    // Values that ask for what pgquorum does anyway are not reported.
+    // Values that ask for what pgquorum does anyway, and keys acted on, are not reported.
     for quiet in [
+        "log.type",
+        "log.dir",
+        "log.file_num",
+        "log.file_size",
         "bootstrap.method",
         "bootstrap.dcs.synchronous_mode_strict",
         "bootstrap.dcs.primary_stop_timeout",

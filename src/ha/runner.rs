@@ -1269,6 +1269,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         if let Some(path) = &self.config_path {
             let loaded = Config::load(path).map_err(|e| e.to_string())?;
             self.config = loaded.config;
+            crate::logging::reload_level(&self.config.log);
         }
         if self.pg.postmaster_running() {
             self.pg.reload().await?;
