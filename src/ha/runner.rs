@@ -1155,7 +1155,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
     async fn finish_bootstrap(&mut self, system_identifier: &str) -> Result<(), ActionError> {
         let (name, addr) = (&self.config.name, &self.config.raft.self_addr);
         let claim = bootstrap_claim::claim(name, addr, self.dynamic.ttl_ms());
-                let revision = match self.write(claim).await.map_err(Op::KeyspaceWrite.keyspace())? {
+        let revision = match self.write(claim).await.map_err(Op::KeyspaceWrite.keyspace())? {
             CommandOutcome::Applied { revision } => revision,
             CommandOutcome::Rejected { reason, .. } => {
                 return Err(ActionError::refused(
@@ -1174,7 +1174,12 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         };
         self.write(cmd).await.map_err(Op::KeyspaceWrite.keyspace())?;
         let cmd = bootstrap_claim::publish(system_identifier, revision);
-        if !self.write(cmd).await.map_err(Op::KeyspaceWrite.keyspace())?.is_applied() {
+        if !self
+            .write(cmd)
+            .await
+            .map_err(Op::KeyspaceWrite.keyspace())?
+            .is_applied()
+        {
             return Err(ActionError::refused(
                 Op::KeyspaceWrite,
                 "the initialize key changed under us",
