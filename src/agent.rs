@@ -20,6 +20,7 @@ use crate::grpc::pb::raft::raft_service_server::RaftServiceServer;
 use crate::grpc::raft_service::RaftGrpc;
 use crate::ha::pg_adapter::LocalPostgres;
 use crate::ha::{HaLoop, NodeSnapshot, OperatorRequest};
+use crate::node::config_write::ConfigWrites;
 use crate::node::{NodeSettings, RaftNode, StartError};
 use crate::postgres::{PgError, Postgres, PostgresSettings};
 use crate::rest::{RestSecurity, RestSecurityError, RestState, SharedSecurity};
@@ -134,6 +135,7 @@ pub async fn run(
                 snapshot: snapshot_rx,
                 requests: requests_tx.clone(),
                 security,
+                config_writes: Some(ConfigWrites::new(node.clone(), Some(config.raft.clone()))),
                 version: env!("CARGO_PKG_VERSION"),
             };
             let mut stop = stop_rx.clone();

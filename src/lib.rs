@@ -36,6 +36,7 @@
 //! | agent shutdown: stop PostgreSQL and release the lease, or (maintenance mode) leave it running, detached; when `resume` is refused | [`ha::shutdown`] (pure; table tests) |
 //! | configuration file, validation, Patroni compatibility, env overrides | [`config`] |
 //! | REST API (Patroni's paths, health checks, metrics) | [`rest`] |
+//! | `config` writes from clients (admin service, REST `PATCH`/`PUT /config`): read, merge patch, check, compare-and-set | `node::config_write`, `config::merge_patch`, `rest::config_edit` |
 //! | REST TLS, `verify_client`, allowlist (403 before 401), extra headers, re-read on reload | `rest::security`, `rest::listen`, `rest::access` |
 //! | libpq options, passfile and SCRAM verifiers for PostgreSQL connections; TLS of the agent's own TCP connection (superuser `sslmode`) | `postgres::conninfo`, `postgres::secret_file`, `postgres::query`, `postgres::local_tls` |
 //! | `pgquorumctl` commands and their output | [`ctl`] |

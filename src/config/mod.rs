@@ -10,6 +10,7 @@ mod address;
 mod dynamic;
 mod env;
 pub mod guard;
+pub mod merge_patch;
 mod problem;
 mod rules;
 pub mod schema;

@@ -4,7 +4,8 @@
 //! Every RPC requires a permission level (src/grpc/access.rs): read for reads and status,
 //! admin for operator requests and the operator's keys, agent for joining and for the keys
 //! only agents write ([`client_writable`]). A `config` written by anyone but an agent is
-//! validated here with the same function pgquorumctl uses ([`check_config_write`]).
+//! validated here with the same function pgquorumctl uses, on the path the REST API's
+//! `PATCH`/`PUT /config` take too ([`ConfigWrites`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +13,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
-use crate::cluster::{ClusterView, MemberStatus};
-use crate::config::guard::{check_config_write, MemberTimings};
 use crate::config::RaftConfig;
-use crate::config::RaftTimings;
 use crate::grpc::access::{require, Access, Caller};
 use crate::grpc::pb::admin::admin_server::Admin;
 use crate::grpc::pb::admin::{
@@ -24,10 +22,10 @@ use crate::grpc::pb::admin::{
     WriteReply, WriteRequest,
 };
 use crate::grpc::transport::Refusal;
-use crate::ha::shutdown::{lifts_pause, resume_refusal};
 use crate::ha::OperatorRequest;
 use crate::ha::PositionProbe;
 use crate::keyspace::{Command, Key};
+use crate::node::config_write::{ConfigWriteError, ConfigWrites};
 use crate::node::{error_to_status, RaftNode, ReadQuery};
 
 /// The largest admin request accepted (a keyspace command is far smaller; members' keys and
@@ -76,39 +74,6 @@ impl AdminGrpc {
         self
     }
 
-    /// The Raft timings a `config` write must fit: every member's as published in its member
-    /// key (linearizable read), and this agent's own (a Raft-only voter publishes none).
-    async fn member_timings(&self) -> Result<Vec<MemberTimings>, Status> {
-        let query = ReadQuery {
-            key: crate::keyspace::MEMBERS_PREFIX.into(),
-            prefix: true,
-            linearizable: true,
-        };
-        let read = self
-            .node
-            .read(&query, false)
-            .await
-            .map_err(|e| error_to_status(&e))?;
-        let members: Vec<MemberStatus> = read
-            .entries
-            .iter()
-            .filter_map(|e| serde_json::from_value(e.value.clone()).ok())
-            .collect();
-        let mut timings = MemberTimings::of_members(&members);
-        let me = &self.node.settings.name;
-        if let Some(raft) = self
-            .raft
-            .as_ref()
-            .filter(|_| !timings.iter().any(|t| t.name == *me))
-        {
-            timings.push(MemberTimings {
-                name: me.clone(),
-                timings: RaftTimings::of(raft),
-            });
-        }
-        Ok(timings)
-    }
-
     /// Refuse what the caller (below agent level) may not write; validate a `config`.
     async fn check_client_write(&self, caller: &Caller, command: &Command) -> Result<(), Status> {
         if !client_writable(command) {
@@ -126,35 +91,16 @@ impl AdminGrpc {
         else {
             return Ok(());
         };
-        // Compared with the stored configuration as of now (linearizable), not a stale copy.
-        let query = ReadQuery {
-            key: "config".into(),
-            prefix: false,
-            linearizable: true,
-        };
-        let current = self
-            .node
-            .read(&query, false)
+        self.config_writes()
+            .check_client_config(value)
             .await
-            .map_err(|e| error_to_status(&e))?;
-        let before = current.entries.first().map(|e| &e.value);
-        let timings = self.member_timings().await?;
-        check_config_write(before, value, &timings).map_err(|problems| {
-            Refusal::InvalidConfig.status(
-                tonic::Code::InvalidArgument,
-                format!(
-                    "the new configuration is invalid, nothing changed:\n  - {}",
-                    problems.join("\n  - ")
-                ),
-                "",
-            )
-        })?;
-        Ok(())
+            .map(|_| ())
+            .map_err(|e| config_write_status(&e))
     }
 
     /// A `config` write that lifts maintenance mode is checked with the rule of `pgquorumctl
-    /// resume` ([`resume_refusal`]), whoever sends it (`edit-config --set pause=`, a
-    /// hand-written client): agents never lift it themselves.
+    /// resume`, whoever sends it (`edit-config --set pause=`, a hand-written client): agents
+    /// never lift it themselves.
     async fn check_resume(&self, command: &Command) -> Result<(), Status> {
         let Command::Put {
             key: Key::Config,
@@ -164,34 +110,31 @@ impl AdminGrpc {
         else {
             return Ok(());
         };
-        if value.get("pause").and_then(serde_json::Value::as_bool) == Some(true) {
-            return Ok(()); // still paused: nothing to check, no read
-        }
-        let query = ReadQuery {
-            key: String::new(),
-            prefix: true,
-            linearizable: true,
-        };
-        let all = self
-            .node
-            .read(&query, false)
+        self.config_writes()
+            .check_resume_of(value)
             .await
-            .map_err(|e| error_to_status(&e))?;
-        let before = all
-            .entries
-            .iter()
-            .find(|e| e.key == Key::Config)
-            .map(|e| &e.value);
-        if !lifts_pause(before, value) {
-            return Ok(());
+            .map_err(|e| config_write_status(&e))
+    }
+
+    fn config_writes(&self) -> ConfigWrites {
+        ConfigWrites::new(self.node.clone(), self.raft.clone())
+    }
+}
+
+/// A refused `config` write as a gRPC status: typed by variant, never by text.
+fn config_write_status(error: &ConfigWriteError) -> Status {
+    match error {
+        ConfigWriteError::Keyspace(e) => error_to_status(e),
+        ConfigWriteError::Invalid(_) => {
+            Refusal::InvalidConfig.status(tonic::Code::InvalidArgument, error.to_string(), "")
         }
-        match resume_refusal(&ClusterView::from_entries(&all.entries, all.as_of_ms)) {
-            None => Ok(()),
-            Some(why) => Err(Refusal::InvalidConfig.status(
-                tonic::Code::FailedPrecondition,
-                format!("resume refused: {why} (`pgquorumctl resume --force` resumes anyway)"),
-                "",
-            )),
+        ConfigWriteError::ResumeRefused(_) => Refusal::InvalidConfig.status(
+            tonic::Code::FailedPrecondition,
+            format!("{error} (`pgquorumctl resume --force` resumes anyway)"),
+            "",
+        ),
+        ConfigWriteError::NotStored | ConfigWriteError::Changed => {
+            Status::failed_precondition(error.to_string())
         }
     }
 }

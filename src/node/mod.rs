@@ -9,6 +9,7 @@
 //!   `join`), expire TTL keys while Raft leader (`housekeeping`), and log every role change
 //!   with its reason (`role_log`).
 
+pub mod config_write;
 mod formation;
 mod formation_rule;
 mod housekeeping;

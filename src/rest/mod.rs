@@ -5,11 +5,13 @@
 //! Everything read-only is answered from the last [`NodeSnapshot`] the HA loop published; the
 //! mutating calls (`POST /reload`, `/restart`, `/reinitialize`, and the `failover` key writes of
 //! `POST /switchover`, `POST /failover`, `DELETE /switchover`) are handed to the loop as
-//! [`OperatorRequest`]s, which it answers between cycles.
+//! [`OperatorRequest`]s, which it answers between cycles; `PATCH`/`PUT /config` go through the
+//! admin service's `config` write path (`node::config_write`).
 
 mod access;
 mod auth;
 mod cluster_json;
+mod config_edit;
 mod epoch;
 mod health;
 mod listen;
@@ -46,6 +48,9 @@ pub struct RestState {
     pub requests: mpsc::Sender<OperatorRequest>,
     /// TLS, allowlist, `restapi.authentication` and extra headers; re-read on reload.
     pub security: SharedSecurity,
+    /// The path `config` writes take (the admin service's); `None` where there is no Raft
+    /// node (unit tests): `PATCH`/`PUT /config` answer 503.
+    pub config_writes: Option<crate::node::config_write::ConfigWrites>,
     /// The agent version reported as `patroni.version` and `patroni_version`.
     pub version: &'static str,
 }

@@ -14,6 +14,7 @@ use axum::{Json, Router};
 
 use super::access::{self, Caller};
 use super::cluster_json::{cluster_json, history_json};
+use super::config_edit::{self, EditKind};
 use super::health::HealthCheck;
 use super::query::QueryParams;
 use super::wal::cluster_wal_position;
@@ -178,8 +179,26 @@ async fn history(State(state): State<Shared>, method: Method) -> Response {
     }
 }
 
-/// Patroni answers 502 while the dynamic configuration was never stored.
-async fn config(State(state): State<Shared>, method: Method) -> Response {
+/// `GET`: Patroni answers 502 while the dynamic configuration was never stored. `PATCH` and
+/// `PUT` change it (src/rest/config_edit.rs).
+async fn config(
+    State(state): State<Shared>,
+    method: Method,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let kind = match method {
+        Method::PATCH => Some(EditKind::Patch),
+        Method::PUT => Some(EditKind::Replace),
+        _ => None,
+    };
+    if let Some(kind) = kind {
+        if let Err(refusal) = access::authorize(&state, &caller, &headers).await {
+            return refusal;
+        }
+        return config_edit::edit(&state, kind, &body).await;
+    }
     let answer = match Answer::for_method(&method) {
         Ok(answer) => answer,
         Err(response) => return response,
@@ -282,8 +301,8 @@ async fn reinitialize(
     operator::reinitialize(&state, &body).await
 }
 
-/// Includes the endpoints pgquorum does not implement (`/failsafe`, `/mpp`; `PATCH /config` is
-/// a 501 on the known `/config` path): better unknown than pretending to work.
+/// Includes the endpoints pgquorum does not implement (`/failsafe`, `/mpp`): better unknown
+/// than pretending to work.
 async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "Not Found").into_response()
 }

@@ -191,6 +191,7 @@ async fn start(snapshot: NodeSnapshot, auth: Option<BasicAuth>) -> TestServer {
         snapshot: snapshot_rx,
         requests: request_tx,
         security: super::SharedSecurity::new(super::RestSecurity::plain(auth), None),
+        config_writes: None,
         version: VERSION,
     };
     tokio::spawn(serve(listener, state, async {
@@ -654,6 +655,8 @@ async fn mutating_endpoints_require_the_configured_credentials() {
         ("POST", "/failover"),
         ("POST", "/reinitialize"),
         ("POST", "/reinit"),
+        ("PATCH", "/config"),
+        ("PUT", "/config"),
     ] {
         let missing = call(server.addr, method, path, &[], "").await;
         assert_eq!(missing.status, 401, "{path} without credentials");
@@ -735,6 +738,27 @@ async fn operator_requests_fail_cleanly_when_the_loop_is_gone() {
     );
 }
 
+/// `PATCH`/`PUT /config` check the body before the keyspace; a JSON object reaches the
+/// `config` write path, which a server without a Raft node does not have (the end-to-end
+/// answers are in tests/rest_config.rs).
+#[tokio::test]
+async fn config_edits_need_a_json_object_body() {
+    let mut server = start(primary_with_lease(), None).await;
+    for method in ["PATCH", "PUT"] {
+        for body in ["", "ttl=20", "[1]", "null", "{oops"] {
+            let reply = call(server.addr, method, "/config", &[JSON], body).await;
+            assert_eq!(reply.status, 400, "{method} {body:?}");
+            assert!(reply.body.starts_with("Invalid request"), "{}", reply.body);
+        }
+        let reply = call(server.addr, method, "/config", &[JSON], r#"{"ttl": 20}"#).await;
+        assert_eq!(reply.status, 503, "{method}: {}", reply.body);
+    }
+    assert!(
+        server.requests.try_recv().is_err(),
+        "config edits do not go through the loop"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Paths and methods
 
@@ -750,7 +774,8 @@ async fn unknown_paths_404_and_unsupported_methods_501() {
         ("DELETE", "/failover", 501),
         ("GET", "/reinitialize", 501),
         ("GET", "/reinit", 501),
-        ("PATCH", "/config", 501),
+        ("POST", "/config", 501),
+        ("DELETE", "/config", 501),
         ("PUT", "/patroni", 501),
         ("POST", "/primary", 501),
         ("GET", "/reload", 501),

@@ -136,6 +136,44 @@ pub async fn http_status(port: u16, method: &str, path: &str, auth: Option<&str>
         .unwrap_or(0)
 }
 
+/// `METHOD path` with a JSON `body` on 127.0.0.1:`port` (plain HTTP/1.0), with Basic
+/// credentials `auth`: the status and the body.
+pub async fn http_call(
+    port: u16,
+    method: &str,
+    path: &str,
+    auth: Option<(&str, &str)>,
+    body: &str,
+) -> (u16, String) {
+    use base64::Engine;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("REST API reachable");
+    let auth = auth
+        .map(|(user, password)| {
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            format!("Authorization: Basic {token}\r\n")
+        })
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
 /// The postmaster pid in `data_dir/postmaster.pid`.
 pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
     std::fs::read_to_string(data_dir.join("postmaster.pid"))
