@@ -828,7 +828,7 @@ mod tests {
         let certs = dir.join(CERTS_DIR);
         assert_eq!(parsed.config.raft.certfile, Some(certs.join("node4.pem")));
         assert_eq!(parsed.config.raft.cafile, Some(certs.join("ca.pem")));
-        assert_eq!(parsed.config.raft.agent_names, vec!["node*".to_string()]);
+        assert_eq!(parsed.config.raft.agent_names, Some(vec!["node*".to_string()]));
         assert!(yaml.contains("verify_client: required"), "{yaml}");
         assert!(yaml.contains(&format!("scope: {SCOPE}")), "{yaml}");
     }

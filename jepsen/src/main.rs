@@ -185,6 +185,9 @@ fn options(
 /// One run of a list: scenario, seed, with TLS.
 type Planned = (String, u64, bool);
 
+/// A finished run (with TLS or not), or the scenario, seed and why it could not run.
+type Row = Result<(RunOutcome, bool), (String, u64, String)>;
+
 /// Run a list of (scenario, seed, tls); print each summary and a table; true when all passed.
 fn run_many(
     runs: &[Planned],
@@ -192,7 +195,7 @@ fn run_many(
     common: &Common,
     out: &std::path::Path,
 ) -> anyhow::Result<bool> {
-    let mut rows: Vec<Result<(RunOutcome, bool), (String, u64, String)>> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     for (scenario, seed, tls) in runs {
         let dir = match tls {
             true => format!("{scenario}-tls-{seed}"),
@@ -223,7 +226,7 @@ fn run_many(
             .all(|r| r.as_ref().is_ok_and(|(o, _)| o.result.passed())))
 }
 
-fn print_table(rows: &[Result<(RunOutcome, bool), (String, u64, String)>]) {
+fn print_table(rows: &[Row]) {
     println!(
         "{:<18} {:>5} {:>7} {:>7} {:>7} {:>10} {:>16} {:>10} {:>8}",
         "scenario", "seed", "ok", "failed", "unknown", "violations", "max unavail (s)", "recovery", "time"
