@@ -37,7 +37,7 @@ enum Cmd {
         duration: Duration,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Report directory (default: jepsen/results/<scenario>-<seed>).
+        /// Report directory (default: jepsen/results/<scenario>-<seed>, <scenario>-tls-<seed> with --tls).
         #[arg(long)]
         out: Option<PathBuf>,
         #[command(flatten)]
@@ -316,7 +316,11 @@ fn real_main() -> anyhow::Result<bool> {
             out,
             common,
         } => {
-            let out = out.unwrap_or_else(|| results_root().join(format!("{name}-{seed}")));
+            let dir = match common.tls {
+                true => format!("{name}-tls-{seed}"),
+                false => format!("{name}-{seed}"),
+            };
+            let out = out.unwrap_or_else(|| results_root().join(dir));
             let opts = options(&common, &name, duration, seed, out, common.tls)?;
             match scenario::run(&opts) {
                 Ok(outcome) => {

@@ -327,6 +327,7 @@ async fn drive(
             ttl_ms: cluster::TTL_MS,
             zero_loss: nemesis::promises_zero_loss(&opts.scenario),
             no_failover: nemesis::promises_no_failover(&opts.scenario),
+            tls: opts.tls,
         },
         ops,
         faults,
