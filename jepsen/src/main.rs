@@ -228,7 +228,7 @@ fn run_many(
 
 fn print_table(rows: &[Row]) {
     println!(
-        "{:<22} {:>5} {:>7} {:>7} {:>7} {:>10} {:>16} {:>10} {:>8}",
+        "{:<24} {:>5} {:>7} {:>7} {:>7} {:>10} {:>16} {:>10} {:>8}",
         "scenario", "seed", "ok", "failed", "unknown", "violations", "max unavail (s)", "recovery", "time"
     );
     for row in rows {
@@ -245,7 +245,7 @@ fn print_table(rows: &[Row]) {
                     .took_ms
                     .map_or("never".to_string(), |ms| format!("{:.1} s", ms as f64 / 1000.0));
                 println!(
-                    "{:<22} {:>5} {:>7} {:>7} {:>7} {:>10} {:>16.1} {:>10} {:>6.0} s",
+                    "{:<24} {:>5} {:>7} {:>7} {:>7} {:>10} {:>16.1} {:>10} {:>6.0} s",
                     name,
                     o.seed,
                     c.ok,
@@ -257,7 +257,7 @@ fn print_table(rows: &[Row]) {
                     o.elapsed.as_secs_f64()
                 );
             }
-            Err((scenario, seed, e)) => println!("{scenario:<22} {seed:>5} ERROR: {e}"),
+            Err((scenario, seed, e)) => println!("{scenario:<24} {seed:>5} ERROR: {e}"),
         }
     }
 }
