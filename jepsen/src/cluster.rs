@@ -12,6 +12,10 @@ use std::time::Duration;
 use tokio::process::Child;
 use tokio::time::Instant;
 
+use pgquorum::grpc::certs::NodeSpec;
+use pgquorum::grpc::transport::TlsFiles;
+use pgquorum::grpc::Transport;
+
 use crate::net;
 
 /// The superuser's password (the workload and the monitors log in with it).
@@ -22,6 +26,8 @@ pub const PG_PORT: u16 = 5432;
 pub const RAFT_PORT: u16 = 7400;
 /// REST API port on every host.
 pub const REST_PORT: u16 = 8008;
+/// The agents' `scope` (every gRPC call carries it).
+pub const SCOPE: &str = "jepsen";
 /// The lease ttl the agents run with (the default).
 pub const TTL_MS: u64 = 2500;
 /// `maximum_lag_on_failover` in force (the default).
@@ -45,6 +51,13 @@ pub enum ClusterError {
     NoFakeTime,
     #[error("SQL on {node}: {message}")]
     Sql { node: String, message: String },
+    #[error("cannot write the cluster's certificates: {0}")]
+    Certs(#[from] pgquorum::grpc::certs::CertError),
+    #[error("cannot load the certificates of {who}: {source}")]
+    Tls {
+        who: String,
+        source: pgquorum::grpc::transport::TransportError,
+    },
 }
 
 /// How the cluster is set up.
@@ -60,7 +73,14 @@ pub struct ClusterConfig {
     /// Start every agent under libfaketime, each with its own offset file
     /// ([`Cluster::set_clock_offset`]), so one node's `CLOCK_REALTIME` can be made to jump.
     pub fake_time: bool,
+    /// Mutual TLS on every agent's gRPC and REST port, with certificates of a cluster CA made
+    /// for the run ([`CERTS_DIR`]); PostgreSQL connections stay as they are.
+    pub tls: bool,
 }
+
+/// Where a `tls` run's certificates are, under the run's directory: `ca.pem`, `nodeN.pem` /
+/// `nodeN-key.pem` (host N's address in the certificate) and pgquorumctl's `client.pem`.
+pub const CERTS_DIR: &str = "certs";
 
 /// libfaketime from Debian's `faketime` package.
 pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
@@ -207,6 +227,19 @@ impl Cluster {
             move |source| ClusterError::Io { path, source }
         };
         std::fs::create_dir_all(&config.dir).map_err(io(&config.dir))?;
+        if config.tls {
+            // Every host of the address plan the run may use, the spare host of the
+            // duplicate-name fault included: a certificate names its host's address, which is
+            // what peers dial and check.
+            let hosts = (config.nodes + 1).min(net::MAX_NODES);
+            let nodes: Vec<NodeSpec> = (0..hosts)
+                .map(|i| NodeSpec {
+                    name: node_name(i),
+                    ip: Some(std::net::IpAddr::V4(net::host_addr(i))),
+                })
+                .collect();
+            pgquorum::grpc::certs::generate(&config.dir.join(CERTS_DIR), &nodes)?;
+        }
         for i in 0..config.nodes {
             let path = config.dir.join(format!("{}.yml", node_name(i)));
             std::fs::write(&path, node_yaml(&config, i)).map_err(io(&path))?;
@@ -234,6 +267,35 @@ impl Cluster {
 
     pub fn dir(&self) -> &Path {
         &self.config.dir
+    }
+
+    pub fn uses_tls(&self) -> bool {
+        self.config.tls
+    }
+
+    /// The gRPC transport of pgquorumctl's client certificate (admin permission): what the
+    /// run's switchovers and keyspace reads use. `None` without TLS.
+    pub fn ctl_transport(&self) -> Result<Option<Transport>, ClusterError> {
+        self.transport("pgquorumctl", "client")
+    }
+
+    /// The gRPC transport of host `i`'s node certificate (agent permission: it may write the
+    /// keys only agents write, as the corrupt-keyspace fault does). `None` without TLS.
+    pub fn agent_transport(&self, i: usize) -> Result<Option<Transport>, ClusterError> {
+        self.transport(&node_name(i), &node_name(i))
+    }
+
+    fn transport(&self, who: &str, file: &str) -> Result<Option<Transport>, ClusterError> {
+        if !self.config.tls {
+            return Ok(None);
+        }
+        let files = tls_files(&self.config.dir, file);
+        Transport::new(Some(SCOPE), Some(&files), None, ["certfile", "keyfile", "cafile"])
+            .map(Some)
+            .map_err(|source| ClusterError::Tls {
+                who: who.to_string(),
+                source,
+            })
     }
 
     pub fn log_path(&self, i: usize) -> PathBuf {
@@ -636,6 +698,16 @@ fn faketime_file(dir: &Path, i: usize) -> PathBuf {
     dir.join(format!("{}.faketime", node_name(i)))
 }
 
+/// The certificate `<name>.pem`, its key and the CA of a TLS run in `dir`.
+fn tls_files(dir: &Path, name: &str) -> TlsFiles {
+    let certs = dir.join(CERTS_DIR);
+    TlsFiles {
+        certfile: certs.join(format!("{name}.pem")),
+        keyfile: certs.join(format!("{name}-key.pem")),
+        cafile: certs.join("ca.pem"),
+    }
+}
+
 /// The YAML configuration of node `i`.
 fn node_yaml(config: &ClusterConfig, i: usize) -> String {
     agent_yaml(config, &node_name(i), i, &config.dir.join(node_name(i)))
@@ -649,14 +721,34 @@ fn agent_yaml(config: &ClusterConfig, name: &str, host: usize, node_dir: &Path) 
         .filter(|j| *j != host)
         .map(|j| format!("  - {}:{RAFT_PORT}\n", net::host_addr(j)))
         .collect();
+    // With TLS: the certificate of the host the agent runs on (its address is in it; the
+    // duplicate-name fault's second agent has the spare host's), mutual TLS on gRPC where only
+    // node certificates are agents, and HTTPS on REST that requires a client certificate of
+    // the cluster CA.
+    let (raft_tls, rest_tls) = match config.tls {
+        true => {
+            let files = tls_files(&config.dir, &node_name(host));
+            let tls = format!(
+                "  certfile: {}\n  keyfile: {}\n  cafile: {}\n",
+                files.certfile.display(),
+                files.keyfile.display(),
+                files.cafile.display()
+            );
+            (
+                format!("{tls}  agent_names: [\"node*\"]\n"),
+                format!("{tls}  verify_client: required\n"),
+            )
+        }
+        false => (String::new(), String::new()),
+    };
     format!(
         "# Generated by pgquorum-jepsen.\n\
-         scope: jepsen\n\
+         scope: {SCOPE}\n\
          name: {name}\n\
          log:\n  level: INFO\n\
-         raft:\n  self_addr: {addr}:{RAFT_PORT}\n  data_dir: {raft}\n  partner_addrs:\n{partners}\
+         raft:\n  self_addr: {addr}:{RAFT_PORT}\n  data_dir: {raft}\n{raft_tls}  partner_addrs:\n{partners}\
          restapi:\n  listen: {addr}:{REST_PORT}\n  connect_address: {addr}:{REST_PORT}\n  \
-         authentication: {{username: admin, password: jepsen-admin}}\n\
+         authentication: {{username: admin, password: jepsen-admin}}\n{rest_tls}\
          bootstrap:\n  dcs:\n    synchronous_mode: {sync}\n    \
          postgresql:\n      use_slots: true\n      use_pg_rewind: true\n      parameters:\n        \
          max_connections: 50\n        shared_buffers: 32MB\n  \
@@ -703,6 +795,7 @@ mod tests {
             dir: PathBuf::from("/tmp/pgqj-0-test"),
             synchronous_mode: true,
             fake_time: false,
+            tls: false,
         };
         let yaml = node_yaml(&config, 1);
         let parsed =
@@ -714,5 +807,29 @@ mod tests {
             yaml.contains("- 10.177.0.11:7400\n  - 10.177.0.13:7400"),
             "{yaml}"
         );
+    }
+
+    #[test]
+    fn tls_config_names_the_hosts_certificate_and_requires_client_certificates() {
+        let dir = std::env::temp_dir().join(format!("pgqj-tls-config-test-{}", std::process::id()));
+        let config = ClusterConfig {
+            nodes: 3,
+            agent: PathBuf::from("/nonexistent"),
+            dir: dir.clone(),
+            synchronous_mode: false,
+            fake_time: false,
+            tls: true,
+        };
+        // The duplicate agent named node1 on the spare host 3 carries host 3's certificate.
+        let yaml = agent_yaml(&config, "node1", 3, &dir.join("duplicate"));
+        let parsed =
+            pgquorum::config::Config::from_yaml_str(&yaml, "duplicate.yml", Vec::<(String, String)>::new())
+                .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        let certs = dir.join(CERTS_DIR);
+        assert_eq!(parsed.config.raft.certfile, Some(certs.join("node4.pem")));
+        assert_eq!(parsed.config.raft.cafile, Some(certs.join("ca.pem")));
+        assert_eq!(parsed.config.raft.agent_names, Some(vec!["node*".to_string()]));
+        assert!(yaml.contains("verify_client: required"), "{yaml}");
+        assert!(yaml.contains(&format!("scope: {SCOPE}")), "{yaml}");
     }
 }

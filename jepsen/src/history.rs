@@ -153,6 +153,9 @@ pub struct RunInfo {
     /// one timeline, and the monitor never sees a second node primary.
     #[serde(default)]
     pub no_failover: bool,
+    /// The agents ran with mutual TLS on gRPC and REST (`--tls`).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// A whole run.

@@ -37,7 +37,7 @@ enum Cmd {
         duration: Duration,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Report directory (default: jepsen/results/<scenario>-<seed>).
+        /// Report directory (default: jepsen/results/<scenario>-<seed>, <scenario>-tls-<seed> with --tls).
         #[arg(long)]
         out: Option<PathBuf>,
         #[command(flatten)]
@@ -61,7 +61,8 @@ enum Cmd {
         #[command(flatten)]
         common: Common,
     },
-    /// A short fixed set (kill-node, isolate-primary, stall-agent, 30 s each): CI's check.
+    /// A short fixed set (kill-node, isolate-primary with TLS, stall-agent, 30 s each): CI's
+    /// check. `--tls` runs all three with TLS.
     Smoke {
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         duration: Duration,
@@ -98,9 +99,21 @@ struct Common {
     /// Keep the temp directory (data directories, configs, logs).
     #[arg(long)]
     keep_temp: bool,
+    /// Mutual TLS on every agent's gRPC and REST port (certificates of a CA made for the run;
+    /// the fault suite's own gRPC calls use pgquorumctl's or a node's). The workload's
+    /// PostgreSQL connections stay plain.
+    #[arg(long)]
+    tls: bool,
 }
 
-const SMOKE: &[&str] = &["kill-node", "isolate-primary", "stall-agent"];
+/// The smoke's runs, and which of them runs with TLS whatever `--tls` says: one of the three,
+/// so the secured transport is checked under a partition (Raft and forwarding reconnect over
+/// TLS, the failover is driven through it) without a second full smoke.
+const SMOKE: &[(&str, bool)] = &[
+    ("kill-node", false),
+    ("isolate-primary", true),
+    ("stall-agent", false),
+];
 
 /// `60s`, `2m`, `1500ms` or a plain number of seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -131,6 +144,7 @@ fn options(
     duration: Duration,
     seed: u64,
     out: PathBuf,
+    tls: bool,
 ) -> anyhow::Result<RunOptions> {
     let agent = match &common.agent {
         Some(a) => a.clone(),
@@ -162,32 +176,37 @@ fn options(
         out,
         agent,
         synchronous_mode: common.synchronous_mode,
+        tls,
         recovery_bound: Duration::from_secs(common.recovery_bound),
         keep_temp: common.keep_temp,
     })
 }
 
-/// Run a list of (scenario, seed); print each summary and a table; true when all passed.
+/// One run of a list: scenario, seed, with TLS.
+type Planned = (String, u64, bool);
+
+/// A finished run (with TLS or not), or the scenario, seed and why it could not run.
+type Row = Result<(RunOutcome, bool), (String, u64, String)>;
+
+/// Run a list of (scenario, seed, tls); print each summary and a table; true when all passed.
 fn run_many(
-    runs: &[(String, u64)],
+    runs: &[Planned],
     duration: Duration,
     common: &Common,
     out: &std::path::Path,
 ) -> anyhow::Result<bool> {
-    let mut rows: Vec<Result<RunOutcome, (String, u64, String)>> = Vec::new();
-    for (scenario, seed) in runs {
-        let opts = options(
-            common,
-            scenario,
-            duration,
-            *seed,
-            out.join(format!("{scenario}-{seed}")),
-        )?;
+    let mut rows: Vec<Row> = Vec::new();
+    for (scenario, seed, tls) in runs {
+        let dir = match tls {
+            true => format!("{scenario}-tls-{seed}"),
+            false => format!("{scenario}-{seed}"),
+        };
+        let opts = options(common, scenario, duration, *seed, out.join(dir), *tls)?;
         match scenario::run(&opts) {
             Ok(outcome) => {
                 println!("{}", report::summary_text(&outcome.history, &outcome.result));
                 println!("report: {}\n", outcome.out.display());
-                rows.push(Ok(outcome));
+                rows.push(Ok((outcome, *tls)));
             }
             Err(ScenarioError::Interrupted) => {
                 println!("interrupted: everything torn down");
@@ -202,26 +221,32 @@ fn run_many(
     print_table(&rows);
     Ok(!scenario::interrupted()
         && rows.len() == runs.len()
-        && rows.iter().all(|r| r.as_ref().is_ok_and(|o| o.result.passed())))
+        && rows
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|(o, _)| o.result.passed())))
 }
 
-fn print_table(rows: &[Result<RunOutcome, (String, u64, String)>]) {
+fn print_table(rows: &[Row]) {
     println!(
-        "{:<18} {:>5} {:>7} {:>7} {:>7} {:>10} {:>16} {:>10} {:>8}",
+        "{:<24} {:>5} {:>7} {:>7} {:>7} {:>10} {:>16} {:>10} {:>8}",
         "scenario", "seed", "ok", "failed", "unknown", "violations", "max unavail (s)", "recovery", "time"
     );
     for row in rows {
         match row {
-            Ok(o) => {
+            Ok((o, tls)) => {
                 let c = &o.result.counts;
+                let name = match tls {
+                    true => format!("{} (tls)", o.scenario),
+                    false => o.scenario.clone(),
+                };
                 let recovery = o
                     .result
                     .recovery
                     .took_ms
                     .map_or("never".to_string(), |ms| format!("{:.1} s", ms as f64 / 1000.0));
                 println!(
-                    "{:<18} {:>5} {:>7} {:>7} {:>7} {:>10} {:>16.1} {:>10} {:>6.0} s",
-                    o.scenario,
+                    "{:<24} {:>5} {:>7} {:>7} {:>7} {:>10} {:>16.1} {:>10} {:>6.0} s",
+                    name,
                     o.seed,
                     c.ok,
                     c.failed,
@@ -232,7 +257,7 @@ fn print_table(rows: &[Result<RunOutcome, (String, u64, String)>]) {
                     o.elapsed.as_secs_f64()
                 );
             }
-            Err((scenario, seed, e)) => println!("{scenario:<18} {seed:>5} ERROR: {e}"),
+            Err((scenario, seed, e)) => println!("{scenario:<24} {seed:>5} ERROR: {e}"),
         }
     }
 }
@@ -291,8 +316,12 @@ fn real_main() -> anyhow::Result<bool> {
             out,
             common,
         } => {
-            let out = out.unwrap_or_else(|| results_root().join(format!("{name}-{seed}")));
-            let opts = options(&common, &name, duration, seed, out)?;
+            let dir = match common.tls {
+                true => format!("{name}-tls-{seed}"),
+                false => format!("{name}-{seed}"),
+            };
+            let out = out.unwrap_or_else(|| results_root().join(dir));
+            let opts = options(&common, &name, duration, seed, out, common.tls)?;
             match scenario::run(&opts) {
                 Ok(outcome) => {
                     println!("{}", report::summary_text(&outcome.history, &outcome.result));
@@ -316,9 +345,9 @@ fn real_main() -> anyhow::Result<bool> {
             } else {
                 scenarios
             };
-            let list: Vec<(String, u64)> = names
+            let list: Vec<Planned> = names
                 .iter()
-                .flat_map(|s| (0..runs.max(1)).map(move |k| (s.clone(), seed + k)))
+                .flat_map(|s| (0..runs.max(1)).map(move |k| (s.clone(), seed + k, common.tls)))
                 .collect();
             run_many(&list, duration, &common, &out.unwrap_or_else(results_root))
         }
@@ -328,7 +357,10 @@ fn real_main() -> anyhow::Result<bool> {
             out,
             common,
         } => {
-            let list: Vec<(String, u64)> = SMOKE.iter().map(|s| (s.to_string(), seed)).collect();
+            let list: Vec<Planned> = SMOKE
+                .iter()
+                .map(|(s, tls)| (s.to_string(), seed, *tls || common.tls))
+                .collect();
             run_many(
                 &list,
                 duration,
@@ -355,8 +387,12 @@ mod tests {
 
     #[test]
     fn smoke_scenarios_exist() {
-        for s in SMOKE {
+        for (s, _) in SMOKE {
             assert!(SCENARIOS.contains(s));
         }
+        assert!(
+            SMOKE.iter().any(|(_, tls)| *tls),
+            "the smoke runs one scenario over TLS"
+        );
     }
 }

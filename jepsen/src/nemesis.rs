@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgquorum::ctl::switchover::SwitchoverArgs;
+use pgquorum::grpc::Transport;
 use pgquorum::keyspace::{Command, Key, Precondition};
 
 use crate::cluster::{self, node_name, Cluster, ClusterError, RAFT_PORT};
@@ -654,11 +655,18 @@ pub async fn apply(
         Fault::CorruptKeyspace => {
             let (r, who) = resolve(Target::Replica(0), cluster).await;
             let start_ms = clock.ms();
-            let what = corrupt_keyspace(r).await?;
+            // Over TLS the keys written are agents' only: the writes carry node r's own
+            // certificate (an agent gone wrong), not pgquorumctl's, which is refused them.
+            let agent = cluster.agent_transport(r)?;
+            let what = corrupt_keyspace(r, agent.as_ref()).await?;
+            let with = match agent {
+                Some(_) => format!(" with {}'s certificate", node_name(r)),
+                None => String::new(),
+            };
             Applied {
                 kind: fault.kind(),
                 start_ms,
-                description: format!("through {who}'s admin service: {what}"),
+                description: format!("through {who}'s admin service{with}: {what}"),
                 nodes: names(&[r]),
                 heal: Heal::Nothing,
             }
@@ -764,8 +772,9 @@ async fn switchover(i: usize) -> String {
     }
 }
 
-/// Write undecodable values through node `r`'s admin service.
-async fn corrupt_keyspace(r: usize) -> Result<String, NemesisError> {
+/// Write undecodable values through node `r`'s admin service: with `agent`'s identity when
+/// given (a TLS run), else with the process's transport.
+async fn corrupt_keyspace(r: usize, agent: Option<&Transport>) -> Result<String, NemesisError> {
     let endpoint = admin_endpoint(r);
     let put = |key: Key, value: serde_json::Value| Command::Put {
         key,
@@ -786,7 +795,7 @@ async fn corrupt_keyspace(r: usize) -> Result<String, NemesisError> {
         ),
     ];
     for (key, value) in writes {
-        pgquorum::ctl::client::write(&endpoint, &put(key.clone(), value))
+        write(agent, &endpoint, &put(key.clone(), value))
             .await
             .map_err(|e| bad(e.to_string()))?;
         done.push(format!("{key} undecodable"));
@@ -801,11 +810,27 @@ async fn corrupt_keyspace(r: usize) -> Result<String, NemesisError> {
     };
     entries.push(serde_json::json!({"garbage": true}));
     entries.push(serde_json::json!(["x", "y"]));
-    pgquorum::ctl::client::write(&endpoint, &put(Key::History, serde_json::Value::Array(entries)))
-        .await
-        .map_err(|e| bad(e.to_string()))?;
+    write(
+        agent,
+        &endpoint,
+        &put(Key::History, serde_json::Value::Array(entries)),
+    )
+    .await
+    .map_err(|e| bad(e.to_string()))?;
     done.push("history with 2 bad entries appended".into());
     Ok(done.join(", "))
+}
+
+/// A keyspace write with `transport`, or the process's when `None`.
+async fn write(
+    transport: Option<&Transport>,
+    endpoint: &str,
+    command: &Command,
+) -> Result<(pgquorum::keyspace::CommandOutcome, u64), pgquorum::ctl::CtlError> {
+    match transport {
+        Some(t) => pgquorum::ctl::client::write_via(t, endpoint, command).await,
+        None => pgquorum::ctl::client::write(endpoint, command).await,
+    }
 }
 
 /// `pg_ctl restart -m immediate` node `i`'s PostgreSQL as the postgres user, behind its agent's

@@ -33,10 +33,11 @@ pub fn summary_text(h: &History, r: &CheckResult) -> String {
     );
     let _ = writeln!(
         s,
-        "synchronous_mode {}  maximum_lag_on_failover {} bytes  ttl {}",
+        "synchronous_mode {}  maximum_lag_on_failover {} bytes  ttl {}  agents' gRPC and REST {}",
         if i.synchronous_mode { "on" } else { "off" },
         i.maximum_lag_on_failover,
-        secs(i.ttl_ms)
+        secs(i.ttl_ms),
+        if i.tls { "over mutual TLS" } else { "plain" }
     );
     let c = &r.counts;
     let _ = writeln!(

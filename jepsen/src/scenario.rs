@@ -52,6 +52,8 @@ pub struct RunOptions {
     /// The `pgquorum` executable.
     pub agent: PathBuf,
     pub synchronous_mode: bool,
+    /// Mutual TLS on the agents' gRPC and REST ports ([`ClusterConfig::tls`]).
+    pub tls: bool,
     /// How long the cluster gets to recover after the last fault healed.
     pub recovery_bound: Duration,
     /// Keep the temp directory (data directories and logs) instead of removing it.
@@ -220,7 +222,15 @@ async fn run_cluster(
         dir: temp.to_path_buf(),
         synchronous_mode: opts.synchronous_mode,
         fake_time: nemesis::needs_fake_time(&opts.scenario),
+        tls: opts.tls,
     })?;
+    // This process's gRPC calls (switchovers, keyspace reads) carry pgquorumctl's
+    // certificate of this run's CA; without TLS, plain gRPC as before.
+    pgquorum::grpc::transport::install(
+        cluster
+            .ctl_transport()?
+            .unwrap_or_else(|| pgquorum::grpc::Transport::open(None)),
+    );
     cluster.start_all()?;
     let result = drive(opts, schedule, net, &mut cluster).await;
     if result.is_err() {
@@ -317,6 +327,7 @@ async fn drive(
             ttl_ms: cluster::TTL_MS,
             zero_loss: nemesis::promises_zero_loss(&opts.scenario),
             no_failover: nemesis::promises_no_failover(&opts.scenario),
+            tls: opts.tls,
         },
         ops,
         faults,

@@ -108,6 +108,7 @@ fn clean() -> History {
             ttl_ms: 5_000,
             zero_loss: false,
             no_failover: false,
+            tls: false,
         },
         ops,
         faults: vec![FaultInterval {

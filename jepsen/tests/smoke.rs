@@ -1,5 +1,6 @@
-//! Runs `pgquorum-jepsen smoke` (kill-node, isolate-primary, stall-agent, 30 s each, against real
-//! agents and PostgreSQL servers in network namespaces) and requires it to pass.
+//! Runs `pgquorum-jepsen smoke` (kill-node, isolate-primary with mutual TLS on the agents' gRPC
+//! and REST ports, stall-agent, 30 s each, against real agents and PostgreSQL servers in network
+//! namespaces) and requires it to pass.
 //!
 //! Needs root (network namespaces). Not root: the test fails, loudly — a silent pass would
 //! hide that the suite never ran. CI runs as root.

@@ -1,7 +1,11 @@
 //! Keyspace calls over the admin service, for the CLI, tests and benchmarks.
 
+use std::time::Duration;
+
 use super::{connect, rpc_error, CtlError};
+use crate::grpc::pb::admin::admin_client::AdminClient;
 use crate::grpc::pb::admin::{ReadRequest, WriteRequest};
+use crate::grpc::{GrpcChannel, Transport};
 use crate::keyspace::{Command, CommandOutcome, Entry};
 
 /// The answer to a keyspace read.
@@ -25,7 +29,29 @@ pub async fn write_forcing(
     command: &Command,
     force_resume: bool,
 ) -> Result<(CommandOutcome, u64), CtlError> {
-    let mut client = connect(endpoint)?;
+    write_on(connect(endpoint)?, endpoint, command, force_resume).await
+}
+
+/// [`write`] with `transport` instead of the process's: a caller holding several identities
+/// (the fault suite writes agent-only keys with a node's certificate, and runs switchovers
+/// with pgquorumctl's).
+pub async fn write_via(
+    transport: &Transport,
+    endpoint: &str,
+    command: &Command,
+) -> Result<(CommandOutcome, u64), CtlError> {
+    let channel = transport
+        .channel(endpoint, Duration::from_secs(2))
+        .map_err(|e| CtlError::BadEndpoint(endpoint.to_string(), e.to_string()))?;
+    write_on(AdminClient::new(channel), endpoint, command, false).await
+}
+
+async fn write_on(
+    mut client: AdminClient<GrpcChannel>,
+    endpoint: &str,
+    command: &Command,
+    force_resume: bool,
+) -> Result<(CommandOutcome, u64), CtlError> {
     let body = serde_json::to_vec(command).map_err(|e| CtlError::Other(e.to_string()))?;
     let reply = client
         .write(WriteRequest {
