@@ -336,16 +336,10 @@ fn check_pg_tls(doc: &Doc, out: &mut RuleOutput) {
     }
 }
 
-/// The REST API's TLS keys only make sense together; an encrypted key cannot be read.
+/// The REST API's TLS keys only make sense together.
 fn check_rest_tls(doc: &Doc, out: &mut RuleOutput) {
-    if doc.get("restapi.keyfile_password").is_some() {
-        out.problems.push(Problem::new(
-            "restapi.keyfile_password",
-            "encrypted private keys are not supported: give an unencrypted restapi.keyfile (mode 0600) and remove keyfile_password",
-        ));
-    }
     let tls = doc.get("restapi.certfile").is_some();
-    for key in ["restapi.keyfile", "restapi.cafile"] {
+    for key in ["restapi.keyfile", "restapi.keyfile_password", "restapi.cafile"] {
         if !tls && doc.get(key).is_some() {
             out.problems
                 .push(Problem::new(key, "needs restapi.certfile (TLS)"));

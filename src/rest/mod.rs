@@ -14,6 +14,7 @@ mod cluster_json;
 mod config_edit;
 mod epoch;
 mod health;
+mod keyfile;
 mod listen;
 mod metrics;
 mod operator;

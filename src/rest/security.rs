@@ -16,6 +16,7 @@ use axum::http::{HeaderName, HeaderValue};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::keyfile::{self, KeyNote, KeyfileError};
 use crate::config::{BasicAuth, Config, ConfigError, RestApiConfig};
 
 /// `restapi.verify_client`: whether clients must show a certificate of `cafile`.
@@ -54,14 +55,8 @@ pub enum RestSecurityError {
         path: PathBuf,
         what: &'static str,
     },
-    #[error(
-        "restapi.keyfile {0}: the private key is encrypted, which pgquorum does not support; decrypt it (openssl pkey -in KEY -out PLAIN) and protect the file with its permissions (0600)"
-    )]
-    EncryptedKey(PathBuf),
-    #[error(
-        "restapi.keyfile_password: encrypted private keys are not supported; give an unencrypted keyfile (mode 0600) and remove keyfile_password"
-    )]
-    KeyfilePassword,
+    #[error(transparent)]
+    Keyfile(#[from] KeyfileError),
     #[error("restapi.{0} needs restapi.certfile (TLS)")]
     NeedsCertfile(&'static str),
     #[error("restapi.verify_client {0:?}: needs restapi.cafile (the CA client certificates must come from)")]
@@ -162,19 +157,18 @@ impl RestSecurity {
     /// Read the certificate files and resolve the allowlist's host names.
     pub async fn from_config(rest: &RestApiConfig) -> Result<RestSecurity, RestSecurityError> {
         let verify_client = VerifyClient::parse(rest.verify_client.as_deref())?;
-        if rest.keyfile_password.is_some() {
-            return Err(RestSecurityError::KeyfilePassword);
-        }
         let tls = match &rest.certfile {
             Some(certfile) => Some(Arc::new(server_config(
                 certfile,
                 rest.keyfile.as_deref().unwrap_or(certfile),
+                rest.keyfile_password.as_deref(),
                 rest.cafile.as_deref(),
                 verify_client,
             )?)),
             None => {
                 let needs = [
                     ("keyfile", rest.keyfile.is_some()),
+                    ("keyfile_password", rest.keyfile_password.is_some()),
                     ("cafile", rest.cafile.is_some()),
                     ("verify_client", verify_client != VerifyClient::None),
                 ];
@@ -266,24 +260,23 @@ fn certificates(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'st
     Ok(certs)
 }
 
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, RestSecurityError> {
-    let bytes = read("restapi.keyfile", path)?;
-    match rustls_pemfile::private_key(&mut BufReader::new(&bytes[..])) {
-        Ok(Some(key)) => Ok(key),
-        _ if String::from_utf8_lossy(&bytes).contains("ENCRYPTED") => {
-            Err(RestSecurityError::EncryptedKey(path.to_path_buf()))
-        }
-        _ => Err(RestSecurityError::NoPem {
-            key: "restapi.keyfile",
-            path: path.to_path_buf(),
-            what: "private key",
-        }),
+/// The key of `restapi.keyfile`, decrypted with `keyfile_password` when it is encrypted.
+fn private_key(path: &Path, password: Option<&str>) -> Result<PrivateKeyDer<'static>, RestSecurityError> {
+    let (key, note) = keyfile::read(path, password)?;
+    if note == KeyNote::PasswordUnused {
+        // Patroni ignores the password of a plain key; say so rather than fail a working setup.
+        tracing::warn!(
+            keyfile = %path.display(),
+            "restapi.keyfile_password is set but the private key is not encrypted: the password is ignored"
+        );
     }
+    Ok(key)
 }
 
 fn server_config(
     certfile: &Path,
     keyfile: &Path,
+    keyfile_password: Option<&str>,
     cafile: Option<&Path>,
     verify_client: VerifyClient,
 ) -> Result<rustls::ServerConfig, RestSecurityError> {
@@ -316,8 +309,10 @@ fn server_config(
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let config =
-        builder.with_single_cert(certificates("restapi.certfile", certfile)?, private_key(keyfile)?)?;
+    let config = builder.with_single_cert(
+        certificates("restapi.certfile", certfile)?,
+        private_key(keyfile, keyfile_password)?,
+    )?;
     Ok(config)
 }
 
@@ -398,7 +393,7 @@ mod tests {
         };
         assert!(matches!(
             RestSecurity::from_config(&rest).await,
-            Err(RestSecurityError::KeyfilePassword)
+            Err(RestSecurityError::NeedsCertfile("keyfile_password"))
         ));
         let rest = RestApiConfig {
             allowlist: vec!["10.0.0.0/8".into(), "no-such-host.invalid".into()],
