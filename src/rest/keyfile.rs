@@ -109,13 +109,13 @@ fn decrypt(path: &Path, pem: &str, password: &str) -> Result<PrivateKeyDer<'stat
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use pkcs8::pkcs5::pbes2;
     use pkcs8::LineEnding;
 
     /// A fresh PKCS#8 key (plain DER) and the same key encrypted with `password`.
-    fn encrypted_key(password: &str, scrypt: bool) -> (Vec<u8>, String) {
+    pub(in crate::rest) fn encrypted_key(password: &str, scrypt: bool) -> (Vec<u8>, String) {
         let key = rcgen::KeyPair::generate().unwrap();
         let der = key.serialize_der();
         // Few iterations: the tests run unoptimised; the format is what matters.

@@ -404,4 +404,36 @@ mod tests {
             Err(RestSecurityError::Allowlist { .. })
         ));
     }
+
+    #[tokio::test]
+    async fn an_encrypted_keyfile_is_served_with_its_password() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (der, pem) = super::keyfile::tests::encrypted_key("s3cret", false);
+        let key = rcgen::KeyPair::try_from(der.as_slice()).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let certfile = tmp.path().join("rest.pem");
+        let keyfile = tmp.path().join("rest-key.pem");
+        std::fs::write(&certfile, cert.pem()).unwrap();
+        std::fs::write(&keyfile, pem).unwrap();
+        let rest = |password: Option<&str>| RestApiConfig {
+            certfile: Some(certfile.clone()),
+            keyfile: Some(keyfile.clone()),
+            keyfile_password: password.map(str::to_string),
+            ..Default::default()
+        };
+        // rustls also checks that the decrypted key is the certificate's.
+        let security = RestSecurity::from_config(&rest(Some("s3cret"))).await.unwrap();
+        assert!(security.tls.is_some());
+        assert!(matches!(
+            RestSecurity::from_config(&rest(Some("wrong"))).await,
+            Err(RestSecurityError::Keyfile(KeyfileError::WrongPassword(_)))
+        ));
+        assert!(matches!(
+            RestSecurity::from_config(&rest(None)).await,
+            Err(RestSecurityError::Keyfile(KeyfileError::NeedsPassword(_)))
+        ));
+    }
 }
