@@ -38,6 +38,7 @@
 //! | REST API (Patroni's paths, health checks, metrics) | [`rest`] |
 //! | `config` writes from clients (admin service, REST `PATCH`/`PUT /config`): read, merge patch, check, compare-and-set | `node::config_write`, `config::merge_patch`, `rest::config_edit` |
 //! | REST TLS, `verify_client`, allowlist (403 before 401), extra headers, re-read on reload | `rest::security`, `rest::listen`, `rest::access` |
+//! | `restapi.keyfile` read and, when encrypted PKCS#8, decrypted with `keyfile_password` | `rest::keyfile` |
 //! | libpq options, passfile and SCRAM verifiers for PostgreSQL connections; TLS of the agent's own TCP connection (superuser `sslmode`) | `postgres::conninfo`, `postgres::secret_file`, `postgres::query`, `postgres::local_tls` |
 //! | `pgquorumctl` commands and their output | [`ctl`] |
 //! | agent start-up and shutdown, SIGHUP = reload, an HA-loop panic ends the agent | [`agent`] |
