@@ -1,6 +1,7 @@
 //! The REST API's security as Patroni's `restapi` keys configure it, on a real agent: TLS with
 //! client certificates, the allowlist answered (403) before the credentials (401), extra
-//! headers, and certificates re-read on SIGHUP and on `POST /reload`. Ports 4901 (gRPC),
+//! headers, and certificates re-read on SIGHUP and on `POST /reload`, an encrypted key among them
+//! (decrypted with `keyfile_password`). Ports 4901 (gRPC),
 //! 8101 (PostgreSQL), 10701 (REST).
 
 mod common;
@@ -18,6 +19,7 @@ use tokio_rustls::rustls;
 const BASE_PORT: u16 = 4901;
 const REST_PORT: u16 = BASE_PORT + 5800;
 const ALLOWED: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+const KEY_PASSWORD: &str = "key-s3cret";
 const DENIED: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
 /// `METHOD path` over TLS from `source` to this test's REST port (common::https).
@@ -54,7 +56,7 @@ async fn tls_client_certificates_allowlist_headers_and_reload() {
 
     let opts = pg_options(dir.path(), BASE_PORT, 1, &[]);
     let rest_keys = format!(
-        "restapi:\n  certfile: {cert}\n  keyfile: {key}\n  cafile: {ca}\n  verify_client: required\n  \
+        "restapi:\n  certfile: {cert}\n  keyfile: {key}\n  keyfile_password: {KEY_PASSWORD}\n  cafile: {ca}\n  verify_client: required\n  \
          allowlist: ['10.99.0.0/16']\n  allowlist_include_members: true\n  \
          http_extra_headers: {{X-Frame-Options: SAMEORIGIN}}\n  \
          https_extra_headers: {{Strict-Transport-Security: max-age=31536000}}\n",
@@ -120,7 +122,13 @@ async fn tls_client_certificates_allowlist_headers_and_reload() {
     assert_eq!(answer.status, 200, "{}", answer.head);
 
     // Rotation: new files in place, then SIGHUP: the next connection gets the new certificate.
+    // The new key is encrypted: keyfile_password decrypts it (it was ignored for the plain one).
     copy_identity(&second, "node1", &served);
+    std::fs::write(
+        served.join("rest-key.pem"),
+        encrypted_key_pem(&second.join("node1-key.pem"), KEY_PASSWORD),
+    )
+    .unwrap();
     let pid = agent.pid().expect("agent running") as i32;
     assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
     wait_for(
@@ -150,7 +158,24 @@ async fn tls_client_certificates_allowlist_headers_and_reload() {
     let answer = https(&member, ALLOWED, "GET", "/patroni", None).await.unwrap();
     assert!(served_by(&answer, &first));
 
+    // An encrypted key the password does not open: the same, with the reason logged.
+    std::fs::write(
+        served.join("rest-key.pem"),
+        encrypted_key_pem(&first.join("node1-key.pem"), "another password"),
+    )
+    .unwrap();
+    let answer = https(&member, ALLOWED, "POST", "/reload", good).await.unwrap();
+    assert_eq!(answer.status, 503, "{}", answer.head);
+    let answer = https(&member, ALLOWED, "GET", "/patroni", None).await.unwrap();
+    assert!(served_by(&answer, &first));
+
     let log = agent.log_text();
+    assert!(log.contains("wrong keyfile_password"), "{log}");
+    assert!(
+        log.contains("the private key is not encrypted: the password is ignored"),
+        "{log}"
+    );
+    assert!(!log.contains(KEY_PASSWORD), "the password is never logged");
     assert!(
         log.contains("TLS handshake with"),
         "refused handshakes are logged"

@@ -23,6 +23,25 @@ pub fn pem_key(path: &Path) -> PrivateKeyDer<'static> {
     rustls_pemfile::private_key(&mut &bytes[..]).unwrap().unwrap()
 }
 
+/// The PKCS#8 key in `path` encrypted with `password` as `openssl pkcs8 -topk8 -v2 aes-256-cbc`
+/// writes it (PBES2, PBKDF2-SHA256, AES-256-CBC; few iterations: the tests run unoptimised).
+pub fn encrypted_key_pem(path: &Path, password: &str) -> String {
+    use pkcs8::der::Decode;
+    let PrivateKeyDer::Pkcs8(key) = pem_key(path) else {
+        panic!("{}: not a PKCS#8 key", path.display());
+    };
+    let params =
+        pkcs8::pkcs5::pbes2::Parameters::generate_pbkdf2_sha256_aes256cbc(1000, b"pgquorum-tests!!", [9; 16])
+            .unwrap();
+    pkcs8::PrivateKeyInfoRef::from_der(key.secret_pkcs8_der())
+        .unwrap()
+        .encrypt_with_params(params, password)
+        .unwrap()
+        .to_pem("ENCRYPTED PRIVATE KEY", pkcs8::LineEnding::LF)
+        .unwrap()
+        .to_string()
+}
+
 /// A client trusting `cas`, showing the certificate `identity` (cert, key) if given.
 pub fn client(cas: &[&Path], identity: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
