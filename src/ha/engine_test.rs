@@ -136,6 +136,18 @@ fn step_memory_table() {
         streaming: false,
         ..seen()
     };
+    let down = Seen {
+        running: false,
+        role: None,
+        streaming: false,
+        ..seen()
+    };
+    let armed = |deadline_ms| EngineMemory {
+        lease: super::decide::LeaseClock {
+            deadline_ms: Some(deadline_ms),
+        },
+        ..mem()
+    };
     let rows = vec![
         StepRow {
             name: "a streaming replica: nothing to remember",
@@ -429,6 +441,71 @@ fn step_memory_table() {
                 bootstrapped: Some("7300000000000000001".into()),
                 ..mem()
             },
+        },
+        // --- a passed lease deadline (issue 9: an agent stalled past its lease) ---
+        StepRow {
+            name: "passed deadline, PostgreSQL stopped: given up, nothing left to fence",
+            before: armed(10_000),
+            seen: Seen {
+                cluster: Some(led_by("node1")),
+                ..down.clone()
+            },
+            now_ms: 12_000,
+            want: mem(),
+        },
+        StepRow {
+            name: "passed deadline, keyspace unreadable, PostgreSQL stopped: given up",
+            before: armed(10_000),
+            seen: Seen {
+                cluster: None,
+                ..down.clone()
+            },
+            now_ms: 12_000,
+            want: mem(),
+        },
+        StepRow {
+            name: "passed deadline, running read-only: given up",
+            before: armed(10_000),
+            seen: seen(),
+            now_ms: 12_000,
+            want: mem(),
+        },
+        StepRow {
+            name: "passed deadline, still running as primary: stays armed until the stop is confirmed",
+            before: armed(10_000),
+            seen: Seen {
+                role: Some(PgRole::Primary),
+                ..seen()
+            },
+            now_ms: 12_000,
+            want: armed(10_000),
+        },
+        StepRow {
+            name: "passed deadline, running but not queryable: stays armed (may accept writes)",
+            before: armed(10_000),
+            seen: Seen { role: None, ..seen() },
+            now_ms: 12_000,
+            want: armed(10_000),
+        },
+        StepRow {
+            name: "passed deadline, stopped but a job runs: stays armed",
+            before: armed(10_000),
+            seen: Seen {
+                job: Some(Job::Rejoin),
+                ..down.clone()
+            },
+            now_ms: 12_000,
+            want: armed(10_000),
+        },
+        StepRow {
+            name: "deadline still ahead, PostgreSQL stopped: kept (the lease may be mine)",
+            before: armed(10_000),
+            seen: Seen {
+                cluster: Some(led_by("node1")),
+                ..down.clone()
+            },
+            now_ms: 9_999,
+            want: armed(10_000),
         },
     ];
     for r in &rows {
