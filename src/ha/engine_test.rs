@@ -1140,3 +1140,27 @@ fn follow_up_after_a_failure() {
         assert_eq!(follow_up(error, running, role), want, "{name}");
     }
 }
+
+/// Holding the lease needs the deadline ahead, not merely armed: a passed deadline still armed
+/// for the fences (PostgreSQL not yet seen stopped) is no lease (issue 9: the agent's shutdown
+/// asks `lease_valid`).
+#[test]
+fn a_passed_deadline_is_no_lease() {
+    let armed = EngineMemory {
+        lease: super::decide::LeaseClock {
+            deadline_ms: Some(10_000),
+        },
+        ..mem()
+    };
+    let mine = led_by("node2");
+    for (now_ms, valid) in [(9_999, true), (10_000, false), (12_000, false)] {
+        assert_eq!(armed.lease_valid(now_ms), valid, "at {now_ms}");
+        assert_eq!(
+            armed.holds_lease(Some(&mine), "node2", now_ms),
+            valid,
+            "at {now_ms}"
+        );
+    }
+    assert!(!mem().lease_valid(0));
+    assert!(!armed.holds_lease(Some(&led_by("node1")), "node2", 0));
+}
