@@ -146,6 +146,31 @@ mod tests {
     }
 
     #[test]
+    fn the_record_carries_the_admin_address_when_there_is_a_listener() {
+        let published = |extra: &str| {
+            let yaml =
+                format!("scope: demo\nname: n1\nraft:\n  self_addr: db1:2380\n  data_dir: /tmp/r\n{extra}");
+            let config = Config::from_yaml_str(&yaml, "test", Vec::<(String, String)>::new())
+                .expect("valid")
+                .config;
+            let seen = Observed {
+                data: &DataDir::Empty,
+                running: false,
+                observation: None,
+                job: None,
+                following: None,
+                state_override: None,
+            };
+            member_status(&config, &seen).admin_addr
+        };
+        assert_eq!(published(""), None);
+        assert_eq!(
+            published("  admin_listen: 0.0.0.0:2390\n").as_deref(),
+            Some("db1:2390")
+        );
+    }
+
+    #[test]
     fn old_records_without_admin_addr_decode() {
         let old = r#"{"name":"db1","raft_addr":"db1:2380"}"#;
         let m: MemberStatus = serde_json::from_str(old).unwrap();
