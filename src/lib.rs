@@ -7,7 +7,7 @@
 //! | what the agent decides each cycle (bootstrap, clone, follow, promote, demote, rejoin, refuse) | [`ha::decide`] (pure; table rows in `ha/decide_test.rs`) |
 //! | bootstrap and clone retries: back-off, give-up | `ha::retry` (pure) |
 //! | the bootstrap claim: a lease with the claimer's name and address, refreshed, expiring; publishing the system identifier | `ha::bootstrap_claim` (pure) |
-//! | what the HA loop remembers between cycles, and how observations and executor events change it | [`ha::engine`] (pure; table rows in `ha/engine_test.rs`) |
+//! | what the HA loop remembers between cycles, and how observations and executor events change it; a passed lease deadline given up once nothing is left to fence | [`ha::engine`] (pure; table rows in `ha/engine_test.rs`) |
 //! | the HA loop's seam to the keyspace (Raft node, or in memory for tests) | [`ha::store`] |
 //! | several HA loops under paused time with seeded faults and an invariant checker | `ha::sim` (tests only; `SIM_SEEDS`) |
 //! | carrying decisions out, the loop's timers, operator requests | [`ha::runner`] (executor), [`ha::pg_adapter`] (on the real server) |

@@ -10,6 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
+use pgquorum::cluster::MemberStatus;
+use pgquorum::ctl::client::write_via;
 use pgquorum::demo::DemoOptions;
 use pgquorum::grpc::certs::{generate, NodeSpec};
 use pgquorum::grpc::pb::admin::admin_client::AdminClient;
@@ -17,6 +19,7 @@ use pgquorum::grpc::pb::admin::WriteRequest;
 use pgquorum::grpc::pb::raft::raft_service_client::RaftServiceClient;
 use pgquorum::grpc::pb::raft::RaftMessage;
 use pgquorum::grpc::transport::{Refusal, TlsFiles, Transport};
+use pgquorum::ha::publish::admin_connect_address;
 use pgquorum::keyspace::{Command, Key, Precondition};
 use serde_json::json;
 
@@ -293,19 +296,24 @@ async fn credentials_give_admin_and_read_open_gives_read() {
 }
 
 /// `raft.admin_listen`: operators are served on the admin listener; on the peer port they are
-/// refused (agents only), while the agents' group works there.
+/// refused (agents only), while the agents' group works there. A member's own operations
+/// (restart, reload, reinit) reach it through the admin listener it publishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_listener_serves_operators_and_peer_port_only_agents() {
     let dir = TestDir::new();
     let opts = cluster_options(dir.path(), 4871, false);
     let admin_ep = "127.0.0.1:4879".to_string();
+    // node2 binds every interface: it publishes the host of its peer address with this port.
+    let node2_admin_listen = "0.0.0.0:4878".to_string();
     let creds = "restapi:\n  authentication: {username: admin, password: adm1n}\n";
     let mut agents: Vec<SoloAgent> = (0..3)
         .map(|i| {
             let partners: Vec<usize> = (0..3).filter(|j| *j != i).collect();
             let mut keys = vec![("password", "s3cret".to_string())];
-            if i == 0 {
-                keys.push(("admin_listen", admin_ep.clone()));
+            match i {
+                0 => keys.push(("admin_listen", admin_ep.clone())),
+                1 => keys.push(("admin_listen", node2_admin_listen.clone())),
+                _ => {}
             }
             start(&dir, &opts, i, &partners, &keys, creds)
         })
@@ -334,8 +342,40 @@ async fn admin_listener_serves_operators_and_peer_port_only_agents() {
         stderr.contains("agent at 127.0.0.1:4879: this node manages no PostgreSQL"),
         "{stderr}"
     );
+    // Another member's operation goes to the admin listener that member publishes. These
+    // agents run no HA loop, so node2's record is written here as an agent would publish it.
+    let node2 = MemberStatus {
+        name: "node2".into(),
+        raft_addr: Some(endpoint(&opts, 1)),
+        admin_addr: Some(admin_connect_address(&node2_admin_listen, &endpoint(&opts, 1))),
+        ..MemberStatus::default()
+    };
+    let agent = Transport::new(Some("perm"), None, Some("s3cret"), ["a", "b", "c"]).unwrap();
+    let put = Command::Put {
+        key: Key::member("node2").unwrap(),
+        value: serde_json::to_value(&node2).unwrap(),
+        ttl_ms: None,
+        precondition: Precondition::default(),
+    };
+    write_via(&agent, &endpoint(&opts, 1), &put).await.unwrap();
+    let (ok, _, stderr) = run_ctl(&ctl(&admin_ep, &auth, &["restart", "node2"])).await;
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("agent at 127.0.0.1:4878: this node manages no PostgreSQL"),
+        "node2's restart did not reach its admin listener: {stderr}"
+    );
+    // A member that publishes no admin listener is still asked on its peer port.
+    let (ok, _, stderr) = run_ctl(&ctl(&admin_ep, &auth, &["reload", "node3"])).await;
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "agent at {}: this node manages no PostgreSQL",
+            endpoint(&opts, 2)
+        )),
+        "{stderr}"
+    );
     // Agents without admin_listen still serve operators on their peer port.
-    let (ok, _, stderr) = run_ctl(&ctl(&endpoint(&opts, 1), &auth, &["get", "leader"])).await;
+    let (ok, _, stderr) = run_ctl(&ctl(&endpoint(&opts, 2), &auth, &["get", "leader"])).await;
     assert!(ok, "{stderr}");
     for agent in agents.drain(..) {
         agent.stop().await;

@@ -111,6 +111,11 @@ pub struct MemberStatus {
     /// The agent's gRPC address (`raft.self_addr`): where other agents ask for fresh figures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raft_addr: Option<String>,
+    /// Where operators reach this agent's admin service when it has `raft.admin_listen` (the
+    /// peer port then refuses them): pgquorumctl dials it for this member's reload, restart and
+    /// reinit. Absent without an admin listener and in keys of older agents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_addr: Option<String>,
     /// PostgreSQL host and port clients use (`postgresql.connect_address`).
     pub host: Option<String>,
     pub port: Option<u16>,

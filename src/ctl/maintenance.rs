@@ -215,7 +215,7 @@ pub async fn reinit(
         .find(|r| r.member == member)
         .map(|r| r.address.clone())
         .ok_or_else(|| CtlError::Other(format!("{member} is not in the Raft group: no address to ask")))?;
-    let address = super::operator_address(endpoint, &address).await;
+    let address = super::operator_address(endpoint, member, &address).await;
     let message = connect(&address)?
         .operate(OperateRequest { op: "reinit".into() })
         .await

@@ -375,11 +375,12 @@ pub async fn scope_of(endpoint: &str) -> Result<String, CtlError> {
     Ok(reply.into_inner().cluster)
 }
 
-/// Where to send an operator request for the member at `address` (its `raft.self_addr`):
-/// the endpoint asked when that member is the endpoint's own agent, so the request reaches it
-/// through the listener the operator chose (`raft.admin_listen`: the peer port then refuses
-/// operators); otherwise the member's address.
-pub async fn operator_address(endpoint: &str, address: &str) -> String {
+/// Where to send an operator request for `member`, whose peer address (`raft.self_addr`) is
+/// `address`: the endpoint asked when that member is the endpoint's own agent, so the request
+/// reaches it through the listener the operator chose; otherwise the admin listener the member
+/// publishes in `members/<name>` (`raft.admin_listen`: its peer port then refuses operators);
+/// otherwise its peer address.
+pub async fn operator_address(endpoint: &str, member: &str, address: &str) -> String {
     let own = match connect(endpoint) {
         Ok(mut client) => client
             .node_status(crate::grpc::pb::admin::NodeStatusRequest {})
@@ -388,10 +389,22 @@ pub async fn operator_address(endpoint: &str, address: &str) -> String {
             .ok(),
         Err(_) => None,
     };
-    match own {
-        Some(own) if own == address => endpoint.to_string(),
-        _ => address.to_string(),
+    if own.as_deref() == Some(address) {
+        return endpoint.to_string();
     }
+    published_admin_address(endpoint, member)
+        .await
+        .unwrap_or_else(|| address.to_string())
+}
+
+/// The admin address `member` publishes, if its record (read through `endpoint`) has one.
+async fn published_admin_address(endpoint: &str, member: &str) -> Option<String> {
+    let key = crate::keyspace::Key::member(member).ok()?.to_string();
+    let read = client::read(endpoint, &key, false, false).await.ok()?;
+    let entry = read.entries.first()?;
+    serde_json::from_value::<crate::cluster::MemberStatus>(entry.value.clone())
+        .ok()?
+        .admin_addr
 }
 
 /// Run one command; returns what to print on stdout.

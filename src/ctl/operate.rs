@@ -18,7 +18,7 @@ pub async fn run(endpoint: &str, op: &str, members: &[String]) -> Result<String,
     let mut out = Vec::new();
     let mut failed = false;
     for t in targets {
-        let address = super::operator_address(endpoint, &t.address).await;
+        let address = super::operator_address(endpoint, &t.member, &t.address).await;
         let mut client = connect(&address)?;
         match client.operate(OperateRequest { op: op.to_string() }).await {
             Ok(reply) => out.push(success_line(op, &t.member, &reply.into_inner().message)),

@@ -97,8 +97,15 @@ impl EngineMemory {
     /// "I hold the lease", defined once: the last read shows me as the holder, and my own
     /// deadline for it (from a renewal I sent) has not passed.
     pub fn holds_lease(&self, cluster: Option<&ClusterView>, me: &str, now_ms: u64) -> bool {
-        cluster.and_then(|c| c.leader_name()) == Some(me)
-            && self.lease.deadline_ms.is_some_and(|d| d > now_ms)
+        cluster.and_then(|c| c.leader_name()) == Some(me) && self.lease_valid(now_ms)
+    }
+
+    /// My own deadline (from a renewal I sent) has not passed: the lease may still be mine.
+    /// Not the same as a deadline being armed: a passed one stays armed for the fences until
+    /// the engine sees nothing left to fence ([`step`]). Any "do I hold the lease" without a
+    /// cluster view (the agent's shutdown, the callbacks' role) asks this.
+    pub fn lease_valid(&self, now_ms: u64) -> bool {
+        self.lease.deadline_ms.is_some_and(|d| d > now_ms)
     }
 }
 
@@ -244,6 +251,7 @@ pub fn step(memory: &EngineMemory, obs: &Observation<'_>, now_ms: u64) -> (Engin
         m.rejoined = false;
         m.must_rejoin = false;
     }
+    forget_passed_lease(&mut m, obs, now_ms);
     let i_hold = obs.cluster.and_then(|c| c.leader_name()) == Some(obs.me);
     if obs
         .cluster
@@ -302,6 +310,22 @@ pub fn step(memory: &EngineMemory, obs: &Observation<'_>, now_ms: u64) -> (Engin
     });
     add_history(&mut decision, obs);
     (m, decision)
+}
+
+/// A lease deadline that has passed is given up once no server that could accept writes runs:
+/// PostgreSQL stopped (and no job that may start it), or running and seen read-only. Until
+/// then it stays armed, whatever the keyspace says, for the lease watchdog and the fence guard
+/// (never disarmed before a stop is confirmed: holes 2 and 3). Left armed, an agent stalled
+/// past its lease (SIGSTOP, a long pause) that resumed would go on taking itself for the lease
+/// holder: at its shutdown it would publish `status` and try to release another member's
+/// lease (issue 9). The runner disarms the fences when it sees the deadline gone.
+fn forget_passed_lease(m: &mut EngineMemory, obs: &Observation<'_>, now_ms: u64) {
+    let passed = m.lease.deadline_ms.is_some_and(|d| d <= now_ms);
+    let stopped = !obs.local.running && obs.local.job.is_none();
+    let read_only = obs.local.running && obs.role == Some(PgRole::Replica);
+    if passed && (stopped || read_only) {
+        m.lease.deadline_ms = None;
+    }
 }
 
 /// A primary that publishes its status and runs on a timeline `history` does not record yet

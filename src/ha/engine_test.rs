@@ -136,6 +136,18 @@ fn step_memory_table() {
         streaming: false,
         ..seen()
     };
+    let down = Seen {
+        running: false,
+        role: None,
+        streaming: false,
+        ..seen()
+    };
+    let armed = |deadline_ms| EngineMemory {
+        lease: super::decide::LeaseClock {
+            deadline_ms: Some(deadline_ms),
+        },
+        ..mem()
+    };
     let rows = vec![
         StepRow {
             name: "a streaming replica: nothing to remember",
@@ -429,6 +441,71 @@ fn step_memory_table() {
                 bootstrapped: Some("7300000000000000001".into()),
                 ..mem()
             },
+        },
+        // --- a passed lease deadline (issue 9: an agent stalled past its lease) ---
+        StepRow {
+            name: "passed deadline, PostgreSQL stopped: given up, nothing left to fence",
+            before: armed(10_000),
+            seen: Seen {
+                cluster: Some(led_by("node1")),
+                ..down.clone()
+            },
+            now_ms: 12_000,
+            want: mem(),
+        },
+        StepRow {
+            name: "passed deadline, keyspace unreadable, PostgreSQL stopped: given up",
+            before: armed(10_000),
+            seen: Seen {
+                cluster: None,
+                ..down.clone()
+            },
+            now_ms: 12_000,
+            want: mem(),
+        },
+        StepRow {
+            name: "passed deadline, running read-only: given up",
+            before: armed(10_000),
+            seen: seen(),
+            now_ms: 12_000,
+            want: mem(),
+        },
+        StepRow {
+            name: "passed deadline, still running as primary: stays armed until the stop is confirmed",
+            before: armed(10_000),
+            seen: Seen {
+                role: Some(PgRole::Primary),
+                ..seen()
+            },
+            now_ms: 12_000,
+            want: armed(10_000),
+        },
+        StepRow {
+            name: "passed deadline, running but not queryable: stays armed (may accept writes)",
+            before: armed(10_000),
+            seen: Seen { role: None, ..seen() },
+            now_ms: 12_000,
+            want: armed(10_000),
+        },
+        StepRow {
+            name: "passed deadline, stopped but a job runs: stays armed",
+            before: armed(10_000),
+            seen: Seen {
+                job: Some(Job::Rejoin),
+                ..down.clone()
+            },
+            now_ms: 12_000,
+            want: armed(10_000),
+        },
+        StepRow {
+            name: "deadline still ahead, PostgreSQL stopped: kept (the lease may be mine)",
+            before: armed(10_000),
+            seen: Seen {
+                cluster: Some(led_by("node1")),
+                ..down.clone()
+            },
+            now_ms: 9_999,
+            want: armed(10_000),
         },
     ];
     for r in &rows {
@@ -1062,4 +1139,28 @@ fn follow_up_after_a_failure() {
     for (name, error, running, role, want) in rows {
         assert_eq!(follow_up(error, running, role), want, "{name}");
     }
+}
+
+/// Holding the lease needs the deadline ahead, not merely armed: a passed deadline still armed
+/// for the fences (PostgreSQL not yet seen stopped) is no lease (issue 9: the agent's shutdown
+/// asks `lease_valid`).
+#[test]
+fn a_passed_deadline_is_no_lease() {
+    let armed = EngineMemory {
+        lease: super::decide::LeaseClock {
+            deadline_ms: Some(10_000),
+        },
+        ..mem()
+    };
+    let mine = led_by("node2");
+    for (now_ms, valid) in [(9_999, true), (10_000, false), (12_000, false)] {
+        assert_eq!(armed.lease_valid(now_ms), valid, "at {now_ms}");
+        assert_eq!(
+            armed.holds_lease(Some(&mine), "node2", now_ms),
+            valid,
+            "at {now_ms}"
+        );
+    }
+    assert!(!mem().lease_valid(0));
+    assert!(!armed.holds_lease(Some(&led_by("node1")), "node2", 0));
 }

@@ -12,6 +12,22 @@ pub fn split_host_port(addr: &str) -> Option<(String, u16)> {
     Some((host.to_string(), port.parse().ok()?))
 }
 
+/// The address other hosts reach `raft.admin_listen` at: the listen address itself, unless it
+/// binds every interface (`0.0.0.0`, `[::]`), then the host of `raft.self_addr` (the address
+/// the other agents already reach) with the admin port.
+pub fn admin_connect_address(admin_listen: &str, self_addr: &str) -> String {
+    match (split_host_port(admin_listen), split_host_port(self_addr)) {
+        (Some((host, port)), Some((peer_host, _))) if host == "0.0.0.0" || host == "::" => {
+            if peer_host.contains(':') {
+                format!("[{peer_host}]:{port}")
+            } else {
+                format!("{peer_host}:{port}")
+            }
+        }
+        _ => admin_listen.to_string(),
+    }
+}
+
 pub struct Observed<'a> {
     pub data: &'a DataDir,
     pub running: bool,
@@ -76,6 +92,11 @@ pub fn member_status(config: &Config, seen: &Observed<'_>) -> MemberStatus {
             format!("{scheme}://{a}/patroni")
         }),
         raft_addr: Some(config.raft.self_addr.clone()),
+        admin_addr: config
+            .raft
+            .admin_listen
+            .as_deref()
+            .map(|a| admin_connect_address(a, &config.raft.self_addr)),
         host,
         port,
         timeline: obs.and_then(|o| o.timeline),
@@ -108,5 +129,52 @@ mod tests {
         );
         assert_eq!(split_host_port("[::1]:5432"), Some(("::1".into(), 5432)));
         assert_eq!(split_host_port("nohost"), None);
+    }
+
+    #[test]
+    fn admin_address_others_reach() {
+        let cases = [
+            ("10.0.0.5:2390", "db1:2380", "10.0.0.5:2390"),
+            ("0.0.0.0:2390", "db1:2380", "db1:2390"),
+            ("[::]:2390", "10.0.0.1:2380", "10.0.0.1:2390"),
+            ("0.0.0.0:2390", "[fd00::1]:2380", "[fd00::1]:2390"),
+            ("[::1]:2390", "db1:2380", "[::1]:2390"),
+        ];
+        for (listen, peer, want) in cases {
+            assert_eq!(admin_connect_address(listen, peer), want, "{listen} {peer}");
+        }
+    }
+
+    #[test]
+    fn the_record_carries_the_admin_address_when_there_is_a_listener() {
+        let published = |extra: &str| {
+            let yaml =
+                format!("scope: demo\nname: n1\nraft:\n  self_addr: db1:2380\n  data_dir: /tmp/r\n{extra}");
+            let config = Config::from_yaml_str(&yaml, "test", Vec::<(String, String)>::new())
+                .expect("valid")
+                .config;
+            let seen = Observed {
+                data: &DataDir::Empty,
+                running: false,
+                observation: None,
+                job: None,
+                following: None,
+                state_override: None,
+            };
+            member_status(&config, &seen).admin_addr
+        };
+        assert_eq!(published(""), None);
+        assert_eq!(
+            published("  admin_listen: 0.0.0.0:2390\n").as_deref(),
+            Some("db1:2390")
+        );
+    }
+
+    #[test]
+    fn old_records_without_admin_addr_decode() {
+        let old = r#"{"name":"db1","raft_addr":"db1:2380"}"#;
+        let m: MemberStatus = serde_json::from_str(old).unwrap();
+        assert_eq!(m.admin_addr, None);
+        assert!(!serde_json::to_string(&m).unwrap().contains("admin_addr"));
     }
 }

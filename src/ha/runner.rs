@@ -228,7 +228,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             paused: view.is_some_and(ClusterView::paused),
             in_handover: view.is_some_and(|v| super::decide::in_requested_handover(&self.config.name, v)),
             role: self.last_role,
-            holds_lease: self.mem.lease.deadline_ms.is_some(),
+            holds_lease: self.mem.lease_valid(self.now_ms()),
         }
     }
 
@@ -263,6 +263,21 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         self.deadline_tx.send_replace(deadline_ms);
     }
 
+    /// No lease any more (given up, or passed with nothing left to fence): disarm the fences.
+    fn drop_lease(&mut self) {
+        self.set_lease_deadline(None);
+        self.disarm_watchdog();
+    }
+
+    fn release_command(&self) -> Command {
+        let (holder, addr) = (self.config.name.clone(), self.config.raft.self_addr.clone());
+        Command::ReleaseLease {
+            key: Key::Leader,
+            holder,
+            holder_addr: Some(addr),
+        }
+    }
+
     /// On agent shutdown PostgreSQL stops too (as with Patroni), and a primary gives its
     /// lease back so a replica can take over at once instead of after `ttl`.
     async fn stop_postgres_on_shutdown(&mut self, lease_holder: bool) {
@@ -289,13 +304,8 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                 Ok(final_lsn) => self.publish_clean_shutdown(final_lsn, true).await,
                 Err(e) => tracing::warn!("no final WAL position to publish: {e}"),
             }
-            self.set_lease_deadline(None);
-            self.disarm_watchdog();
-            let cmd = Command::ReleaseLease {
-                key: Key::Leader,
-                holder: self.config.name.clone(),
-                holder_addr: Some(self.config.raft.self_addr.clone()),
-            };
+            self.drop_lease();
+            let cmd = self.release_command();
             match self.write(cmd).await {
                 Ok(_) => tracing::info!("released the leader lease"),
                 Err(e) => tracing::warn!("could not release the leader lease: {e}"),
@@ -421,6 +431,9 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             },
             self.now_ms(),
         );
+        if self.mem.lease.deadline_ms.is_some() && mem.lease.deadline_ms.is_none() {
+            self.drop_lease(); // the engine gave up a passed deadline: nothing left to fence
+        }
         self.mem = mem;
         if cluster.is_some() {
             self.last_view = cluster.clone();
@@ -658,13 +671,8 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             }
             Action::AcquireLease => self.acquire_lease().await,
             Action::ReleaseLease => {
-                self.set_lease_deadline(None);
-                self.disarm_watchdog();
-                let cmd = Command::ReleaseLease {
-                    key: Key::Leader,
-                    holder: self.config.name.clone(),
-                    holder_addr: Some(self.config.raft.self_addr.clone()),
-                };
+                self.drop_lease();
+                let cmd = self.release_command();
                 self.write(cmd)
                     .await
                     .map(|_| ())
@@ -691,8 +699,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             }
             Action::Demote => {
                 self.stop_deliberately().await.map_err(Op::Stop.pg())?;
-                self.set_lease_deadline(None);
-                self.disarm_watchdog();
+                self.drop_lease();
                 self.apply(Event::Demoted);
                 tracing::info!("demoted: PostgreSQL stopped accepting writes; it rejoins as a replica next");
                 self.callbacks.fire(CallbackEvent::OnRoleChange, role::DEMOTED);
@@ -806,14 +813,9 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             precondition: Precondition::Any,
         };
         self.write(cmd).await.map_err(Op::KeyspaceWrite.keyspace())?;
-        self.set_lease_deadline(None);
-        self.disarm_watchdog();
+        self.drop_lease();
         self.callbacks.fire(CallbackEvent::OnRoleChange, role::DEMOTED);
-        let cmd = Command::ReleaseLease {
-            key: Key::Leader,
-            holder: self.config.name.clone(),
-            holder_addr: Some(self.config.raft.self_addr.clone()),
-        };
+        let cmd = self.release_command();
         self.write(cmd).await.map_err(Op::LeaseRelease.keyspace())?;
         self.apply(Event::HandedOver);
         tracing::info!(
@@ -901,11 +903,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                     // Not primary yet and not allowed to become one: give the lease back so
                     // another member can take over instead of nobody.
                     self.set_lease_deadline(None);
-                    let cmd = Command::ReleaseLease {
-                        key: Key::Leader,
-                        holder: self.config.name.clone(),
-                        holder_addr: Some(self.config.raft.self_addr.clone()),
-                    };
+                    let cmd = self.release_command();
                     let _ = self.write(cmd).await;
                 }
                 armed
@@ -952,8 +950,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         }
         tracing::error!("the lease ran out during a start or restart: giving it up and stopping PostgreSQL");
         if self.stop_deliberately().await.is_ok() && !self.pg.postmaster_running() {
-            self.set_lease_deadline(None);
-            self.disarm_watchdog();
+            self.drop_lease();
             self.apply(Event::Demoted);
         }
         None
@@ -993,7 +990,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
 
     /// The role callbacks are told about: primary while holding the lease.
     fn callback_role(&self) -> &'static str {
-        if self.mem.lease.deadline_ms.is_some() {
+        if self.mem.lease_valid(self.now_ms()) {
             role::PRIMARY
         } else {
             role::REPLICA

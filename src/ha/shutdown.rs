@@ -42,7 +42,9 @@ pub struct ShutdownFacts {
     pub in_handover: bool,
     /// PostgreSQL's role as last observed.
     pub role: Option<PgRole>,
-    /// This node holds the leader lease (it has a local lease deadline).
+    /// This node holds the leader lease: its local lease deadline is still ahead
+    /// (`EngineMemory::lease_valid`). A passed deadline that is still armed for the fences does
+    /// not count: another member may hold the lease by now (issue 9).
     pub holds_lease: bool,
 }
 

@@ -137,6 +137,10 @@ struct Faults {
     stop_hangs_until: u64,
     /// The next pg_rewind runs fail with these, in order.
     rewind_failures: Vec<PgFailure>,
+    /// The agent is stalled (SIGSTOP, a long pause) until then: its loop's next query of
+    /// PostgreSQL returns only then. Its lease watchdog still stops PostgreSQL at the deadline,
+    /// as the fence guard beside a stopped agent would.
+    stalled_until: u64,
     /// The replies to this many writes of `initialize` are lost: the write applies, the
     /// agent hears "unconfirmed".
     lost_initialize_replies: u32,
@@ -153,6 +157,9 @@ struct WorldState {
     promotions: u64,
     /// How long a promotion takes.
     promote_ms: u64,
+    /// Who wrote `status` or released the leader lease, and when (ms): only a lease holder
+    /// may.
+    holder_writes: Vec<(String, &'static str, u64)>,
     /// pg_rewind runs that compared a diverged directory with a source still on the same
     /// timeline ("no rewind required") and so missed the divergence.
     blind_rewinds: u64,
@@ -179,6 +186,7 @@ impl World {
                 promotions: 0,
                 promote_ms: 100,
                 blind_rewinds: 0,
+                holder_writes: Vec::new(),
             }),
         })
     }
@@ -390,6 +398,15 @@ impl ClusterStore for SimStore {
                 );
             }
         }
+        let what = match &command {
+            Command::Put { key: Key::Status, .. } => Some("status"),
+            Command::ReleaseLease { .. } => Some("release"),
+            _ => None,
+        };
+        if let Some(what) = what {
+            let now = self.world.now_ms();
+            self.world.lock().holder_writes.push((self.me.clone(), what, now));
+        }
         self.world.store.set_now_ms(self.world.now_ms());
         let initialize = command.key() == Some(&Key::Initialize);
         let outcome = self.world.store.write(command).await;
@@ -545,6 +562,11 @@ impl PgOps for SimPg {
     }
     async fn observe(&self) -> PgResult<PgObservation> {
         let me = self.me.clone();
+        let stalled_until = self.world.lock().faults[&me].stalled_until;
+        let now = self.world.now_ms();
+        if now < stalled_until {
+            tokio::time::sleep(Duration::from_millis(stalled_until - now)).await;
+        }
         let lagging = self.world.now_ms() < self.world.lock().faults[&me].replay_until;
         self.with(|p| {
             if !p.running {
@@ -1607,6 +1629,57 @@ async fn a_promotion_never_outlasts_the_lease_while_waiting_for_replay() {
     assert!(promoted, "nobody promoted: {}", sim.report());
     sim.run_for(Duration::from_secs(5)).await;
     assert_ne!(sim.writable(), vec![candidate.clone()], "{}", sim.report());
+    sim.assert_clean();
+    sim.shutdown().await;
+}
+
+/// Issue 9: a primary's agent stalls past its lease (SIGSTOP, a long pause); its PostgreSQL is
+/// stopped at the deadline, another member takes over, and the agent resumes with its old
+/// deadline, long passed, and is then shut down. It must neither publish `status` (a final
+/// position: the new primary's key) nor release the lease (the new primary's). Before the fix
+/// the passed deadline stayed in its memory and its shutdown acted as the lease holder's.
+#[tokio::test(start_paused = true)]
+async fn an_agent_resumed_after_a_stall_past_its_lease_never_acts_as_the_holder() {
+    let (mut sim, old) = Sim::formed().await;
+    let stall_ms = 30_000;
+    let stalled_at = sim.world.now_ms();
+    sim.world
+        .lock()
+        .faults
+        .get_mut(&old)
+        .expect("member")
+        .stalled_until = stalled_at + stall_ms;
+    let taken_over = sim
+        .run_until(Duration::from_millis(stall_ms), |s| {
+            s.writable().iter().any(|w| *w != old)
+        })
+        .await;
+    assert!(taken_over, "nobody took over: {}", sim.report());
+    let new = sim.writable().remove(0);
+    sim.run_until(Duration::from_millis(stall_ms), |s| {
+        s.world.now_ms() >= stalled_at + stall_ms
+    })
+    .await;
+    let resumed_at = sim.world.now_ms();
+    // Resumed, it rejoins as a replica (its PostgreSQL runs again, read-only) and is shut down.
+    assert!(
+        sim.run_until(Duration::from_secs(60), Sim::healthy).await,
+        "{old} never rejoined: {}",
+        sim.report()
+    );
+    sim.stop_agent(&old).await;
+    let acted: Vec<_> = sim.world.lock().holder_writes.clone();
+    let acted: Vec<_> = acted
+        .into_iter()
+        .filter(|(who, _, at)| *who == old && *at >= resumed_at)
+        .collect();
+    assert!(
+        acted.is_empty(),
+        "{old} acted as the lease holder after its stall: {acted:?}: {}",
+        sim.report()
+    );
+    let holder = sim.world.lease().and_then(|e| e.holder);
+    assert_eq!(holder.as_deref(), Some(new.as_str()), "{}", sim.report());
     sim.assert_clean();
     sim.shutdown().await;
 }

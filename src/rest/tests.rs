@@ -1234,3 +1234,109 @@ async fn reinitialize() {
         "bad bodies never reach the loop"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fuzzing the write endpoints' bodies (issue 10: bounded, hostile input)
+
+/// Bodies for the write endpoints: raw bytes, and JSON objects built from the keys those
+/// endpoints read with values of every JSON type.
+fn hostile_body() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let key = prop::sample::select(vec![
+        "leader",
+        "candidate",
+        "scheduled_at",
+        "schedule",
+        "restart_pending",
+        "role",
+        "postgres_version",
+        "timeout",
+        "ttl",
+        "loop_wait",
+        "postgresql",
+        "parameters",
+        "pause",
+        "member",
+        "",
+        "\u{0}",
+    ]);
+    let scalar = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        ".{0,24}".prop_map(Value::String),
+    ];
+    let value = scalar.prop_recursive(3, 16, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(".{0,8}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    let object = prop::collection::btree_map(key, value, 0..5).prop_map(|m| {
+        let object: serde_json::Map<String, Value> = m.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        serde_json::to_vec(&Value::Object(object)).expect("a JSON value serialises")
+    });
+    prop_oneof![prop::collection::vec(any::<u8>(), 0..64), object]
+}
+
+/// Every write endpoint answers any body with a status (never a dropped connection or a
+/// panic), refuses what it cannot parse with 4xx, and what reaches the loop is answered.
+#[test]
+fn write_endpoints_answer_any_body_with_a_status() {
+    use proptest::test_runner::{Config, TestRunner};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut server = rt.block_on(start(primary_with_lease(), None));
+    // The loop's side: refuse whatever a body turned into, so no handler waits for a reply.
+    let mut requests = std::mem::replace(&mut server.requests, mpsc::channel(1).1);
+    rt.spawn(async move {
+        while let Some(request) = requests.recv().await {
+            match request {
+                OperatorRequest::Reload { reply }
+                | OperatorRequest::Restart { reply }
+                | OperatorRequest::Reinit { reply } => {
+                    let _ = reply.send(Err("refused by the fuzz test".into()));
+                }
+                OperatorRequest::KeyspaceWrite { reply, .. } => {
+                    let _ = reply.send(Err("refused by the fuzz test".into()));
+                }
+            }
+        }
+    });
+    let endpoints = [
+        ("POST", "/switchover"),
+        ("POST", "/failover"),
+        ("DELETE", "/switchover"),
+        ("POST", "/restart"),
+        ("POST", "/reinitialize"),
+        ("POST", "/reload"),
+        ("PATCH", "/config"),
+        ("PUT", "/config"),
+    ];
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(128);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        ..Config::default()
+    });
+    runner
+        .run(&hostile_body(), |body| {
+            let body = String::from_utf8_lossy(&body).into_owned();
+            for (method, path) in endpoints {
+                let reply = rt.block_on(call(server.addr, method, path, &[JSON], &body));
+                proptest::prop_assert!(
+                    (200..600).contains(&reply.status) && reply.status != 500,
+                    "{method} {path} {body:?}: {} {}",
+                    reply.status,
+                    reply.body
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
+    // Still serving after all of it.
+    assert_eq!(rt.block_on(get(server.addr, "/health")).status, 200);
+}
