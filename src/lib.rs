@@ -40,7 +40,7 @@
 //! | REST TLS, `verify_client`, allowlist (403 before 401), extra headers, re-read on reload | `rest::security`, `rest::listen`, `rest::access` |
 //! | `restapi.keyfile` read and, when encrypted PKCS#8, decrypted with `keyfile_password` | `rest::keyfile` |
 //! | libpq options, passfile and SCRAM verifiers for PostgreSQL connections; TLS of the agent's own TCP connection (superuser `sslmode`) | `postgres::conninfo`, `postgres::secret_file`, `postgres::query`, `postgres::local_tls` |
-//! | `pgquorumctl` commands and their output | [`ctl`] |
+//! | `pgquorumctl` commands and their output (a closed stdout: `ctl::stdout`) | [`ctl`] |
 //! | agent start-up and shutdown, SIGHUP = reload, an HA-loop panic ends the agent | [`agent`] |
 //! | refusing to start under a name a live agent at another address uses | `agent::name_check` |
 //! | the agent's log: `log.dir` file rotated by size, `log.type: json`, `log.level` changed on reload | [`logging`] (`logging::rotating`, `logging::json`) |
