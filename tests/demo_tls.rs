@@ -88,11 +88,6 @@ fn data_dir(dir: &Path, i: usize) -> std::path::PathBuf {
     dir.join(names()[i]).join("pgdata")
 }
 
-fn signal(pid: i32, sig: i32) {
-    // SAFETY: kill(2) on a process this test started (or its postmaster / WAL senders).
-    unsafe { libc::kill(pid, sig) };
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tls_demo_streams_over_tls_with_client_certificates_through_switchover_and_rewind() {
     let tmp = TestDir::new();
@@ -202,16 +197,7 @@ async fn tls_demo_streams_over_tls_with_client_certificates_through_switchover_a
 
     // Failover with divergence: freeze the primary's WAL senders, write on it, lose the node;
     // when it comes back it must pg_rewind (the rewind role over TLS) and stream again.
-    let senders: Vec<i32> = wait_for("two WAL senders", TIMEOUT, || async {
-        let client = pg_connect(opts.pg_port(p1)).await.ok()?;
-        let rows = client
-            .query("SELECT pid FROM pg_stat_replication", &[])
-            .await
-            .ok()?;
-        let pids: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
-        (pids.len() == 2).then_some(pids)
-    })
-    .await;
+    let senders = wal_sender_pids(opts.pg_port(p1), 2).await;
     for &pid in &senders {
         signal(pid, libc::SIGSTOP);
     }

@@ -217,11 +217,6 @@ async fn failover_key_cleared(demo: &Demo) {
     .await;
 }
 
-fn signal(pid: i32, sig: i32) {
-    // SAFETY: kill(2) on a process this test started (or its postmaster / walreceiver).
-    unsafe { libc::kill(pid, sig) };
-}
-
 /// kill -9 of a whole node: the agent and its postmaster (the machine is gone).
 async fn kill_node(demo: &mut Demo, dir: &Path, i: usize) {
     let postmaster = postmaster_pid(&data_dir(dir, i));
@@ -525,16 +520,7 @@ async fn stalled_agent_is_fenced_and_diverged_primary_rewinds() {
 
     // 2. Diverge: freeze the primary's WAL senders (nothing more reaches the replicas), write
     //    on the primary, then lose the whole node.
-    let senders: Vec<i32> = wait_for("two WAL senders", TIMEOUT, || async {
-        let client = pg_connect(opts.pg_port(p1)).await.ok()?;
-        let rows = client
-            .query("SELECT pid FROM pg_stat_replication", &[])
-            .await
-            .ok()?;
-        let pids: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
-        (pids.len() == 2).then_some(pids)
-    })
-    .await;
+    let senders = wal_sender_pids(opts.pg_port(p1), 2).await;
     for &pid in &senders {
         signal(pid, libc::SIGSTOP);
     }

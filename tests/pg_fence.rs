@@ -60,22 +60,9 @@ async fn killing_the_primarys_agent_takes_its_postgres_down() {
 async fn a_stalled_agents_postgres_started_again_by_hand_is_killed_again() {
     let dir = TestDir::new();
     let opts = cluster_options(dir.path(), 4631, true);
-    let yaml = solo_agent_yaml(dir.path(), &opts, "fence", 0, &[]);
-    let endpoint = format!("127.0.0.1:{}", opts.base_port);
-    let agent = SoloAgent::start(dir.path(), "node1", &endpoint, &yaml);
+    let agent = lone_primary(dir.path(), &opts, "fence").await;
     let port = opts.pg_port(0);
     let data_dir = dir.path().join("node1").join("pgdata");
-    wait_for(
-        "node1 alone to hold the lease and run a primary",
-        Duration::from_secs(120),
-        || async {
-            let view = cluster_view(&endpoint).await.ok()?;
-            let up = view.member("node1").is_some_and(|m| m.state.is_up());
-            let primary = pg_scalar(port, "SELECT pg_is_in_recovery()").await.as_deref() == Some("f");
-            (view.leader_name() == Some("node1") && up && primary).then_some(())
-        },
-    )
-    .await;
     let agent_pid = agent.pid().unwrap() as i32;
     // SAFETY: plain kill(2) on the agent this test started.
     unsafe { libc::kill(agent_pid, libc::SIGSTOP) };

@@ -11,26 +11,6 @@ use pgquorum::ctl::cluster_read::cluster_view;
 
 const BASE_PORT: u16 = 4941;
 
-/// node1 alone, primary and lease holder; returns its agent.
-async fn lone_primary(dir: &std::path::Path, opts: &pgquorum::demo::DemoOptions) -> SoloAgent {
-    let yaml = solo_agent_yaml(dir, opts, "guards", 0, &[]);
-    let endpoint = format!("127.0.0.1:{}", opts.base_port);
-    let agent = SoloAgent::start(dir, "node1", &endpoint, &yaml);
-    let port = opts.pg_port(0);
-    wait_for(
-        "node1 to run the primary and hold the lease",
-        Duration::from_secs(120),
-        || async {
-            let view = cluster_view(&endpoint).await.ok()?;
-            let up = view.member("node1").is_some_and(|m| m.state.is_up());
-            let primary = pg_scalar(port, "SELECT pg_is_in_recovery()").await.as_deref() == Some("f");
-            (view.leader_name() == Some("node1") && up && primary).then_some(())
-        },
-    )
-    .await;
-    agent
-}
-
 /// A second agent configured with the same `name` on other ports exits at once with a clear
 /// message, before creating its Raft storage or PostgreSQL data directory; the first keeps
 /// its primary and its lease.
@@ -38,7 +18,7 @@ async fn lone_primary(dir: &std::path::Path, opts: &pgquorum::demo::DemoOptions)
 async fn a_second_agent_with_a_name_in_use_refuses_to_start() {
     let dir = TestDir::new();
     let opts = cluster_options(dir.path(), BASE_PORT, true);
-    let first = lone_primary(dir.path(), &opts).await;
+    let first = lone_primary(dir.path(), &opts, "guards").await;
 
     // The config of a second member (its own ports and directories), but named node1.
     let yaml =
@@ -85,7 +65,7 @@ async fn a_second_agent_with_a_name_in_use_refuses_to_start() {
 async fn a_ttl_too_short_for_a_members_raft_timings_is_refused() {
     let dir = TestDir::new();
     let opts = cluster_options(dir.path(), BASE_PORT + 10, true);
-    let agent = lone_primary(dir.path(), &opts).await;
+    let agent = lone_primary(dir.path(), &opts, "guards").await;
     let endpoint = format!("127.0.0.1:{}", opts.base_port);
     let view = cluster_view(&endpoint).await.expect("read the cluster");
     let timings = view.member("node1").and_then(|m| m.raft_timings);

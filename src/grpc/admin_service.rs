@@ -83,12 +83,7 @@ impl AdminGrpc {
             };
             return Err(crate::grpc::access::denied(caller, Access::Agent, &what));
         }
-        let Command::Put {
-            key: Key::Config,
-            value,
-            ..
-        } = command
-        else {
+        let Some(value) = config_value(command) else {
             return Ok(());
         };
         self.config_writes()
@@ -102,12 +97,7 @@ impl AdminGrpc {
     /// resume`, whoever sends it (`edit-config --set pause=`, a hand-written client): agents
     /// never lift it themselves.
     async fn check_resume(&self, command: &Command) -> Result<(), Status> {
-        let Command::Put {
-            key: Key::Config,
-            value,
-            ..
-        } = command
-        else {
+        let Some(value) = config_value(command) else {
             return Ok(());
         };
         self.config_writes()
@@ -274,5 +264,17 @@ impl Admin for AdminGrpc {
                 "no answer within {OPERATE_TIMEOUT:?}"
             ))),
         }
+    }
+}
+
+/// The value a command writes into `config`, if it is such a write.
+fn config_value(command: &Command) -> Option<&serde_json::Value> {
+    match command {
+        Command::Put {
+            key: Key::Config,
+            value,
+            ..
+        } => Some(value),
+        _ => None,
     }
 }

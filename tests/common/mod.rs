@@ -485,3 +485,46 @@ pub async fn ctl_raft_leader(endpoint: &str, flags: &[String]) -> Option<(String
         addrs,
     ))
 }
+
+/// Send `sig` to `pid` (an agent, postmaster or WAL sender this test started).
+#[allow(dead_code)]
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) on a process this test started (or one of its PostgreSQL processes).
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// The pids of the primary's WAL senders at `port`, once there are `count` of them.
+#[allow(dead_code)]
+pub async fn wal_sender_pids(port: u16, count: usize) -> Vec<i32> {
+    wait_for("the WAL senders", Duration::from_secs(120), || async {
+        let client = pg_connect(port).await.ok()?;
+        let rows = client
+            .query("SELECT pid FROM pg_stat_replication", &[])
+            .await
+            .ok()?;
+        let pids: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+        (pids.len() == count).then_some(pids)
+    })
+    .await
+}
+
+/// Agent 0 of `opts` alone (cluster `scope`), once it runs the primary and holds the lease.
+#[allow(dead_code)]
+pub async fn lone_primary(dir: &Path, opts: &DemoOptions, scope: &str) -> SoloAgent {
+    let yaml = solo_agent_yaml(dir, opts, scope, 0, &[]);
+    let endpoint = format!("127.0.0.1:{}", opts.base_port);
+    let agent = SoloAgent::start(dir, "node1", &endpoint, &yaml);
+    let port = opts.pg_port(0);
+    wait_for(
+        "node1 alone to run the primary and hold the lease",
+        Duration::from_secs(120),
+        || async {
+            let view = pgquorum::ctl::cluster_read::cluster_view(&endpoint).await.ok()?;
+            let up = view.member("node1").is_some_and(|m| m.state.is_up());
+            let primary = pg_scalar(port, "SELECT pg_is_in_recovery()").await.as_deref() == Some("f");
+            (view.leader_name() == Some("node1") && up && primary).then_some(())
+        },
+    )
+    .await;
+    agent
+}
