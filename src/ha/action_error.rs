@@ -27,6 +27,8 @@ pub enum Operation {
     Watchdog,
     /// Starting a background job (clone, bootstrap, rejoin check).
     StartJob,
+    /// Taking the bootstrap claim (`initialize`), or taking it again.
+    ClaimBootstrap,
 }
 
 impl Operation {
@@ -55,6 +57,7 @@ impl Operation {
             Operation::KeyspaceWrite => "a keyspace write",
             Operation::Watchdog => "arming the watchdog",
             Operation::StartJob => "starting a background job",
+            Operation::ClaimBootstrap => "claiming the bootstrap",
         }
     }
 }
@@ -117,6 +120,31 @@ impl ActionError {
     /// The keyspace said this node does not hold the lease (a renewal was refused).
     pub fn lease_refused(&self) -> bool {
         self.operation == Operation::LeaseWrite && matches!(self.cause, Cause::Refused(_))
+    }
+
+    /// Another member holds the bootstrap claim: the race for the bootstrap was lost, which is
+    /// normal (every member of a new cluster races; one wins).
+    pub fn lost_bootstrap_race(&self) -> bool {
+        self.operation == Operation::ClaimBootstrap && matches!(self.cause, Cause::Refused(_))
+    }
+
+    /// Log the failure of `action` at the level it deserves: a lost bootstrap race is normal
+    /// (INFO, in plain words), a retryable failure a WARN, anything else an ERROR.
+    pub fn log(&self, action: &super::decide::Action) {
+        if self.lost_bootstrap_race() && *action == super::decide::Action::ClaimInitialize {
+            tracing::info!(
+                "another member claimed the bootstrap first: it initialises the cluster, and this \
+                 member will create its replica from it"
+            );
+        } else if self.lost_bootstrap_race() {
+            tracing::warn!(
+                "my bootstrap claim is gone (another member holds it): my bootstrap will not be published"
+            );
+        } else if self.is_retryable() {
+            tracing::warn!(?action, "{self}");
+        } else {
+            tracing::error!(?action, "{self}");
+        }
     }
 
     /// Worth trying again on a later cycle as it is. Fatal: a PostgreSQL failure that fails
@@ -268,5 +296,14 @@ mod tests {
                 message: "no answer".into()
             })
         );
+    }
+
+    /// Losing the bootstrap race is normal: told apart by kind (logged at INFO), not by text.
+    #[test]
+    fn a_lost_bootstrap_race_is_known_by_its_kind() {
+        assert!(ActionError::refused(Operation::ClaimBootstrap, "held by node1").lost_bootstrap_race());
+        assert!(!ActionError::refused(Operation::KeyspaceWrite, "held by node1").lost_bootstrap_race());
+        let cut_off = ActionError::keyspace(Operation::ClaimBootstrap, KeyspaceError::NotLeader);
+        assert!(!cut_off.lost_bootstrap_race());
     }
 }

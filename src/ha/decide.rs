@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::bootstrap_claim::{self, ClaimState};
+use super::claim_fence;
 use super::retry::{backoff_ms, seconds_text, Gate, RetryBudget};
 use crate::cluster::{ClusterView, FailoverRequest, MemberStatus, PgRole, PgRunState};
 use crate::config::Tags;
@@ -104,6 +105,9 @@ pub struct Inputs<'a> {
     pub cluster: Option<&'a ClusterView>,
     pub pg: &'a LocalPg,
     pub lease: LeaseClock,
+    /// The bootstrap claim as this node took it (deadline on the local clock), while it fences
+    /// a server this node's bootstrap started (src/ha/claim_fence.rs).
+    pub claim: LeaseClock,
     /// Local monotonic time, ms.
     pub now_ms: u64,
     /// Demote this long before the lease deadline at the latest (covers one loop of delay).
@@ -252,6 +256,17 @@ fn takes_free_lease_while_paused(input: &Inputs<'_>, cluster: &ClusterView, d: &
 
 fn decide_unpaused(input: &Inputs<'_>) -> Decision {
     let pg = input.pg;
+    let writable_may_run = pg.running && pg.role != Some(PgRole::Replica);
+    let margin = input.demote_margin_ms;
+    if claim_fence::must_stop(input.claim.deadline_ms, input.now_ms, margin, writable_may_run) {
+        // The server my bootstrap started runs on the claim alone (no lease yet): once the
+        // claim may expire, another member may bootstrap and start its own.
+        return decision(
+            vec![Action::Demote],
+            "my bootstrap claim could not be renewed before it expires: stopping the server my \
+             bootstrap started",
+        );
+    }
     if let Some(job) = pg.job {
         if job == Job::Bootstrap {
             return bootstrap_running(input);
@@ -316,19 +331,32 @@ fn bootstrap_running(input: &Inputs<'_>) -> Decision {
             vec![Action::ClaimInitialize],
             "bootstrapping a new cluster: in progress",
         ),
-        ClaimState::Other { holder, .. } => decision(
-            vec![],
-            format!(
-                "bootstrapping a new cluster: in progress, but my claim expired and {holder} claimed the \
-                 bootstrap: mine will not be published"
-            ),
+        ClaimState::Other { holder, .. } => lost_bootstrap(
+            input,
+            format!("my claim expired and {holder} claimed the bootstrap"),
         ),
-        ClaimState::Anonymous | ClaimState::Published(_) => decision(
-            vec![],
-            "bootstrapping a new cluster: in progress, but another member initialised the cluster: mine \
-             will not be published",
-        ),
+        ClaimState::Anonymous | ClaimState::Published(_) => {
+            lost_bootstrap(input, "another member initialised the cluster".into())
+        }
     }
+}
+
+/// My bootstrap is still running but can no longer be published: the server it started (if
+/// any) must not serve writes beside the other member's.
+fn lost_bootstrap(input: &Inputs<'_>, why: String) -> Decision {
+    if input.pg.running && input.pg.role != Some(PgRole::Replica) {
+        return decision(
+            vec![Action::Demote],
+            format!(
+                "bootstrapping a new cluster: in progress, but {why}: mine will not be published; \
+                 stopping the server it started"
+            ),
+        );
+    }
+    decision(
+        vec![],
+        format!("bootstrapping a new cluster: in progress, but {why}: mine will not be published"),
+    )
 }
 
 /// The keyspace holds my claim and no bootstrap job runs: the claim applied but its reply was

@@ -99,6 +99,8 @@ struct Row {
     pg: LocalPg,
     tags: Tags,
     lease: LeaseClock,
+    /// The bootstrap claim's deadline (src/ha/claim_fence.rs).
+    claim: LeaseClock,
     /// My own position; by default the figures of my member entry when PostgreSQL runs.
     my_position: Option<WalPosition>,
     fresh: Option<BTreeMap<String, WalPosition>>,
@@ -119,6 +121,7 @@ fn row(
         pg,
         tags: Tags::default(),
         lease: LeaseClock::default(),
+        claim: LeaseClock::default(),
         my_position: None,
         fresh: None,
         want,
@@ -292,6 +295,61 @@ fn decision_table() {
             vec![],
             "node1 claimed the bootstrap: mine will not be published",
         ),
+        row(
+            "bootstrap job running with its server up, another member took the expired claim: stop it",
+            Some(claimed("node1", "node1:5433")),
+            LocalPg {
+                job: Some(Job::Bootstrap),
+                ..pg(DataDir::Empty, true, None, None)
+            },
+            vec![Demote],
+            "stopping the server it started",
+        ),
+        Row {
+            claim: LeaseClock {
+                deadline_ms: Some(10_900),
+            },
+            ..row(
+                "bootstrap job running with its server up, cut off, claim about to expire: stop it",
+                None,
+                LocalPg {
+                    job: Some(Job::Bootstrap),
+                    ..pg(DataDir::Empty, true, None, None)
+                },
+                vec![Demote],
+                "could not be renewed before it expires",
+            )
+        },
+        Row {
+            claim: LeaseClock {
+                deadline_ms: Some(30_000),
+            },
+            ..row(
+                "bootstrap job running with its server up, cut off, claim still good: hands off",
+                None,
+                LocalPg {
+                    job: Some(Job::Bootstrap),
+                    ..pg(DataDir::Empty, true, None, None)
+                },
+                vec![],
+                "cannot confirm the keyspace",
+            )
+        },
+        Row {
+            claim: LeaseClock {
+                deadline_ms: Some(10_900),
+            },
+            ..row(
+                "bootstrap job running, no server yet, claim about to expire: nothing to stop",
+                None,
+                LocalPg {
+                    job: Some(Job::Bootstrap),
+                    ..pg(DataDir::Empty, false, None, None)
+                },
+                vec![],
+                "cannot confirm the keyspace",
+            )
+        },
         row(
             "bootstrap job running, keyspace unreachable: hands off",
             None,
@@ -702,6 +760,7 @@ fn check_rows(rows: Vec<Row>) {
             cluster: r.cluster.as_ref(),
             pg: &r.pg,
             lease: r.lease,
+            claim: r.claim,
             now_ms: 10_000,
             demote_margin_ms: 1_000,
             my_position: r.my_position.or_else(|| position_from_entry(&r)),
@@ -737,6 +796,7 @@ fn pause_blocks_everything_but_keeping_the_lease() {
         cluster: Some(&c),
         pg: &replica,
         lease: LeaseClock::default(),
+        claim: LeaseClock::default(),
         now_ms: 0,
         demote_margin_ms: 0,
         my_position: None,
@@ -759,6 +819,7 @@ fn pause_blocks_everything_but_keeping_the_lease() {
         cluster: Some(&c),
         pg: &primary,
         lease: LeaseClock::default(),
+        claim: LeaseClock::default(),
         now_ms: 0,
         demote_margin_ms: 0,
         my_position: None,

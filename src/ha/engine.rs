@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::action_error::ActionError;
+use super::claim_fence::{self, ClaimFacts};
 use super::decide::{decide, Action, DataDir, Decision, Inputs, Job, LeaseClock, LocalPg, WalPosition};
 use super::pg_ops::PgFailure;
 use super::retry::RetryBudget;
@@ -25,6 +26,9 @@ pub const STREAM_STALL_RECHECK_MS: u64 = 60_000;
 pub struct EngineMemory {
     /// The leader lease as this node renewed it.
     pub lease: LeaseClock,
+    /// The bootstrap claim as this node took it: until the bootstrap is published it fences
+    /// the server the bootstrap started, as the lease does (src/ha/claim_fence.rs).
+    pub claim: LeaseClock,
     /// The member this replica was last configured to stream from.
     pub following: Option<String>,
     /// A former primary passed its rejoin check against the current primary.
@@ -72,6 +76,7 @@ impl Default for EngineMemory {
     fn default() -> EngineMemory {
         EngineMemory {
             lease: LeaseClock::default(),
+            claim: LeaseClock::default(),
             following: None,
             rejoined: false,
             must_rejoin: false,
@@ -106,6 +111,12 @@ impl EngineMemory {
     /// cluster view (the agent's shutdown, the callbacks' role) asks this.
     pub fn lease_valid(&self, now_ms: u64) -> bool {
         self.lease.deadline_ms.is_some_and(|d| d > now_ms)
+    }
+
+    /// The deadline the lease watchdog and the fence guard enforce: the lease's or, while a
+    /// bootstrap is not published, the claim's, whichever comes first.
+    pub fn fence_deadline_ms(&self) -> Option<u64> {
+        claim_fence::fence_deadline(self.lease.deadline_ms, self.claim.deadline_ms)
     }
 }
 
@@ -180,6 +191,10 @@ pub enum Event {
     InitializeClaimed {
         revision: u64,
     },
+    /// The bootstrap claim was taken (again): ours until `deadline_ms` on the local clock.
+    ClaimKept {
+        deadline_ms: u64,
+    },
     /// The bootstrap job started with the claim.
     BootstrapStarted,
     /// `FinishBootstrap` published the system identifier.
@@ -252,6 +267,7 @@ pub fn step(memory: &EngineMemory, obs: &Observation<'_>, now_ms: u64) -> (Engin
         m.must_rejoin = false;
     }
     forget_passed_lease(&mut m, obs, now_ms);
+    forget_claim(&mut m, obs, now_ms);
     let i_hold = obs.cluster.and_then(|c| c.leader_name()) == Some(obs.me);
     if obs
         .cluster
@@ -303,6 +319,7 @@ pub fn step(memory: &EngineMemory, obs: &Observation<'_>, now_ms: u64) -> (Engin
         cluster: obs.cluster,
         pg: &pg,
         lease: m.lease,
+        claim: m.claim,
         now_ms,
         demote_margin_ms: obs.demote_margin_ms,
         my_position: obs.my_position,
@@ -325,6 +342,32 @@ fn forget_passed_lease(m: &mut EngineMemory, obs: &Observation<'_>, now_ms: u64)
     let read_only = obs.local.running && obs.role == Some(PgRole::Replica);
     if passed && (stopped || read_only) {
         m.lease.deadline_ms = None;
+    }
+}
+
+/// The claim's deadline fences a bootstrap's server until the bootstrap is published with
+/// this member holding the lease, or until nothing that could accept writes is left
+/// (src/ha/claim_fence.rs). Taken before `bootstrapped` is cleared by the same read.
+fn forget_claim(m: &mut EngineMemory, obs: &Observation<'_>, now_ms: u64) {
+    let Some(deadline) = m.claim.deadline_ms else {
+        return;
+    };
+    let local = &obs.local;
+    let published_as_holder = obs.cluster.is_some_and(|c| {
+        c.leader_name() == Some(obs.me)
+            && c.initialize.as_deref().is_some_and(|s| !s.is_empty())
+            && m.bootstrapped
+                .as_ref()
+                .is_none_or(|b| c.initialize.as_ref() == Some(b))
+    });
+    let facts = ClaimFacts {
+        passed: deadline <= now_ms,
+        writable_may_run: (local.running && obs.role != Some(PgRole::Replica)) || local.job.is_some(),
+        bootstrapping: local.job == Some(Job::Bootstrap) || m.bootstrapped.is_some(),
+        published_as_holder,
+    };
+    if !claim_fence::keep(facts) {
+        m.claim.deadline_ms = None;
     }
 }
 
@@ -421,7 +464,12 @@ pub fn apply(m: &mut EngineMemory, event: Event, now_ms: u64) {
         }
         Event::InitializeClaimed { revision } => m.bootstrap_claim = Some(revision),
         Event::BootstrapStarted => m.bootstrap_claim = None,
-        Event::BootstrapPublished => m.bootstrapped = None,
+        Event::ClaimKept { deadline_ms } => m.claim.deadline_ms = Some(deadline_ms),
+        Event::BootstrapPublished => {
+            // Published with the lease taken just before: the lease fences from now on.
+            m.bootstrapped = None;
+            m.claim.deadline_ms = None;
+        }
         Event::Promoted { reason } => {
             m.following = None;
             m.promote_reason = Some(reason);

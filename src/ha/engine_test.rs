@@ -142,6 +142,21 @@ fn step_memory_table() {
         streaming: false,
         ..seen()
     };
+    let claimed = |deadline_ms| EngineMemory {
+        claim: super::decide::LeaseClock {
+            deadline_ms: Some(deadline_ms),
+        },
+        ..mem()
+    };
+    let bootstrapping = Seen {
+        cluster: None,
+        running: true,
+        role: None,
+        streaming: false,
+        job: Some(Job::Bootstrap),
+        data: DataDir::Empty,
+        ..seen()
+    };
     let armed = |deadline_ms| EngineMemory {
         lease: super::decide::LeaseClock {
             deadline_ms: Some(deadline_ms),
@@ -506,6 +521,64 @@ fn step_memory_table() {
             },
             now_ms: 9_999,
             want: armed(10_000),
+        },
+        // --- the bootstrap claim's deadline (src/ha/claim_fence.rs) ---
+        StepRow {
+            name: "bootstrap job running, its server up, cut off past the claim: stays armed",
+            before: claimed(10_000),
+            seen: bootstrapping.clone(),
+            now_ms: 12_000,
+            want: claimed(10_000),
+        },
+        StepRow {
+            name: "bootstrap job running, no server yet, claim ahead: kept",
+            before: claimed(10_000),
+            seen: Seen {
+                running: false,
+                ..bootstrapping.clone()
+            },
+            now_ms: 9_000,
+            want: claimed(10_000),
+        },
+        StepRow {
+            name: "claim passed, the server stopped, job failed: given up",
+            before: claimed(10_000),
+            seen: Seen {
+                job: None,
+                data: DataDir::Empty,
+                ..down.clone()
+            },
+            now_ms: 12_000,
+            want: mem(),
+        },
+        StepRow {
+            name: "published with me holding the lease (reply lost): the lease fences, the claim is dropped",
+            before: EngineMemory {
+                bootstrapped: Some("7300000000000000001".into()),
+                ..claimed(40_000)
+            },
+            seen: Seen {
+                cluster: Some(led_by("node2")),
+                role: Some(PgRole::Primary),
+                streaming: false,
+                ..seen()
+            },
+            now_ms: 12_000,
+            want: mem(),
+        },
+        StepRow {
+            name: "published by another member while my bootstrap server runs: stays armed",
+            before: EngineMemory {
+                bootstrapped: Some("7300000000000000001".into()),
+                ..claimed(40_000)
+            },
+            seen: Seen {
+                role: Some(PgRole::Primary),
+                streaming: false,
+                ..seen()
+            },
+            now_ms: 12_000,
+            want: claimed(40_000),
         },
     ];
     for r in &rows {
@@ -885,6 +958,37 @@ fn apply_memory_table() {
             want: mem(),
         },
         ApplyRow {
+            name: "claim taken (again): its deadline fences the bootstrap's server",
+            before: mem(),
+            event: Event::ClaimKept { deadline_ms: 30_000 },
+            want: EngineMemory {
+                claim: super::decide::LeaseClock {
+                    deadline_ms: Some(30_000),
+                },
+                ..mem()
+            },
+        },
+        ApplyRow {
+            name: "bootstrap published (the lease taken just before): the claim no longer fences",
+            before: EngineMemory {
+                claim: super::decide::LeaseClock {
+                    deadline_ms: Some(30_000),
+                },
+                lease: super::decide::LeaseClock {
+                    deadline_ms: Some(10_000),
+                },
+                bootstrapped: Some("7300000000000000001".into()),
+                ..mem()
+            },
+            event: Event::BootstrapPublished,
+            want: EngineMemory {
+                lease: super::decide::LeaseClock {
+                    deadline_ms: Some(10_000),
+                },
+                ..mem()
+            },
+        },
+        ApplyRow {
             name: "initialize claimed: the bootstrap starts under that revision",
             before: mem(),
             event: Event::InitializeClaimed { revision: 7 },
@@ -1163,4 +1267,19 @@ fn a_passed_deadline_is_no_lease() {
     }
     assert!(!mem().lease_valid(0));
     assert!(!armed.holds_lease(Some(&led_by("node1")), "node2", 0));
+}
+
+/// The fences get the earliest armed deadline: the claim while bootstrapping, both while
+/// `FinishBootstrap` takes the lease and publishes (no gap), then the lease alone.
+#[test]
+fn the_fence_deadline_hands_over_from_the_claim_to_the_lease_without_a_gap() {
+    let mut m = mem();
+    assert_eq!(m.fence_deadline_ms(), None);
+    apply(&mut m, Event::ClaimKept { deadline_ms: 30_000 }, 0);
+    assert_eq!(m.fence_deadline_ms(), Some(30_000), "bootstrapping: the claim");
+    apply(&mut m, Event::ClaimKept { deadline_ms: 35_000 }, 5_000);
+    apply(&mut m, Event::LeaseRenewed { deadline_ms: 15_000 }, 5_000);
+    assert_eq!(m.fence_deadline_ms(), Some(15_000), "both armed: the earlier");
+    apply(&mut m, Event::BootstrapPublished, 5_000);
+    assert_eq!(m.fence_deadline_ms(), Some(15_000), "published: the lease");
 }

@@ -3,6 +3,7 @@
 pub mod action_error;
 pub mod bootstrap_claim;
 pub mod callbacks;
+pub mod claim_fence;
 pub mod decide;
 pub mod engine;
 pub mod hand_over;

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use super::action_error::{ActionError, Cause, Operation as Op};
 use super::bootstrap_claim;
 use super::callbacks::{role, CallbackEvent, CallbackRunner};
+use super::claim_fence;
 use super::decide::{Action, DataDir, Job, WalPosition};
 use super::engine::{self, EngineMemory, Event, JobOutcome, LocalObservation, Observation};
 use super::hand_over;
@@ -140,10 +141,18 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         self.mem.holds_lease(cluster, &self.config.name, self.now_ms())
     }
 
-    /// Feed what happened back into the loop's memory.
+    /// Feed what happened back into the loop's memory (and the fences their deadline).
     fn apply(&mut self, event: Event) {
         let now = self.now_ms();
         engine::apply(&mut self.mem, event, now);
+        self.sync_fences();
+    }
+
+    /// Tell the lease watchdog and the fence guard the deadline they enforce now.
+    fn sync_fences(&self) {
+        let d = self.mem.fence_deadline_ms();
+        self.deadline_tx
+            .send_if_modified(|cur| std::mem::replace(cur, d) != d);
     }
 
     fn demote_margin_ms(&self) -> u64 {
@@ -260,7 +269,6 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             Some(deadline_ms) => Event::LeaseRenewed { deadline_ms },
             None => Event::LeaseDropped,
         });
-        self.deadline_tx.send_replace(deadline_ms);
     }
 
     /// No lease any more (given up, or passed with nothing left to fence): disarm the fences.
@@ -329,8 +337,8 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
 
     fn next_wait(&self) -> Duration {
         let tick = Duration::from_millis(self.dynamic.loop_wait_ms());
-        match self.mem.lease.deadline_ms {
-            // Wake in time to renew or demote before the lease deadline.
+        match self.mem.fence_deadline_ms() {
+            // Wake in time to renew or demote before the lease (or bootstrap claim) deadline.
             Some(deadline) => {
                 let until = deadline.saturating_sub(self.now_ms() + self.demote_margin_ms());
                 tick.min(Duration::from_millis(until.max(50)))
@@ -435,6 +443,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             self.drop_lease(); // the engine gave up a passed deadline: nothing left to fence
         }
         self.mem = mem;
+        self.sync_fences();
         if cluster.is_some() {
             self.last_view = cluster.clone();
             self.last_view_at = Some(tokio::time::Instant::now());
@@ -454,11 +463,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         for action in &decision.actions {
             outcome = self.execute(action, cluster.as_ref(), observation.as_ref()).await;
             if let Err(error) = &outcome {
-                if error.is_retryable() {
-                    tracing::warn!(?action, "{error}");
-                } else {
-                    tracing::error!(?action, "{error}");
-                }
+                error.log(action);
                 self.apply(Event::ActionFailed {
                     action: action.clone(),
                     error: error.clone(),
@@ -556,7 +561,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
     /// While this node holds the lease, every keyspace call ends in time to demote (hole 16).
     fn keyspace_deadline(&self) -> Option<tokio::time::Instant> {
         let may_write = self.pg.postmaster_running() && !self.pg.is_standby_dir();
-        let (deadline, margin) = (self.mem.lease.deadline_ms, self.demote_margin_ms());
+        let (deadline, margin) = (self.mem.fence_deadline_ms(), self.demote_margin_ms());
         let at = store::call_deadline_ms(deadline, margin, self.now_ms(), may_write);
         at.map(|ms| self.clock0 + Duration::from_millis(ms))
     }
@@ -609,24 +614,12 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
     ) -> Result<(), ActionError> {
         match action {
             Action::ClaimInitialize => {
-                let cmd = bootstrap_claim::claim(
-                    &self.config.name,
-                    &self.config.raft.self_addr,
-                    self.dynamic.ttl_ms(),
-                );
-                match self.write(cmd).await.map_err(Op::KeyspaceWrite.keyspace())? {
-                    CommandOutcome::Applied { revision } => {
-                        if self.job.is_none() {
-                            tracing::info!("won the bootstrap race: initializing a new cluster");
-                        }
-                        self.apply(Event::InitializeClaimed { revision });
-                        Ok(())
-                    }
-                    CommandOutcome::Rejected { .. } => Err(ActionError::refused(
-                        Op::KeyspaceWrite,
-                        "another member claimed the bootstrap first",
-                    )),
+                let revision = self.take_claim().await?;
+                if self.job.is_none() {
+                    tracing::info!("won the bootstrap race: initializing a new cluster");
                 }
+                self.apply(Event::InitializeClaimed { revision });
+                Ok(())
             }
             Action::ReleaseInitialize => {
                 let cmd = bootstrap_claim::release(&self.config.name, &self.config.raft.self_addr);
@@ -1152,17 +1145,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
     /// `config` (first, so a published cluster always has it), then the system identifier
     /// under the claim's revision. Any step failing is retried by the next decision.
     async fn finish_bootstrap(&mut self, system_identifier: &str) -> Result<(), ActionError> {
-        let (name, addr) = (&self.config.name, &self.config.raft.self_addr);
-        let claim = bootstrap_claim::claim(name, addr, self.dynamic.ttl_ms());
-        let revision = match self.write(claim).await.map_err(Op::KeyspaceWrite.keyspace())? {
-            CommandOutcome::Applied { revision } => revision,
-            CommandOutcome::Rejected { reason, .. } => {
-                return Err(ActionError::refused(
-                    Op::KeyspaceWrite,
-                    format!("my bootstrap claim is gone: {reason}"),
-                ))
-            }
-        };
+        let revision = self.take_claim().await?;
         self.acquire_lease().await?;
         let config = self.config.bootstrap.dcs.to_json();
         let cmd = Command::Put {
@@ -1187,6 +1170,22 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         self.apply(Event::BootstrapPublished);
         tracing::info!(system_identifier, "bootstrap complete: I am the primary");
         Ok(())
+    }
+
+    /// Take the bootstrap claim (again): its deadline arms the fences until the bootstrap is
+    /// published (src/ha/claim_fence.rs). Refused: another member holds it.
+    async fn take_claim(&mut self) -> Result<u64, ActionError> {
+        let (sent_at, ttl_ms) = (self.now_ms(), self.dynamic.ttl_ms());
+        let cmd = bootstrap_claim::claim(&self.config.name, &self.config.raft.self_addr, ttl_ms);
+        match self.write(cmd).await.map_err(Op::ClaimBootstrap.keyspace())? {
+            CommandOutcome::Applied { revision } => {
+                let skew = self.config.raft.max_clock_skew_ms;
+                let deadline_ms = claim_fence::claim_deadline_ms(sent_at, ttl_ms, skew);
+                self.apply(Event::ClaimKept { deadline_ms });
+                Ok(revision)
+            }
+            CommandOutcome::Rejected { reason, .. } => Err(ActionError::refused(Op::ClaimBootstrap, reason)),
+        }
     }
 
     async fn handle_request(&mut self, request: OperatorRequest) {

@@ -144,6 +144,9 @@ struct Faults {
     /// The replies to this many writes of `initialize` are lost: the write applies, the
     /// agent hears "unconfirmed".
     lost_initialize_replies: u32,
+    /// A bootstrap's work after the first start (roles, `post_bootstrap`) takes this long,
+    /// with the new server running writable; it fails if the server is gone by then.
+    post_bootstrap_ms: u64,
 }
 
 struct WorldState {
@@ -609,6 +612,21 @@ impl PgOps for SimPg {
                 ..Default::default()
             }
         });
+        {
+            let mut s = self.world.lock();
+            let me = self.me.clone();
+            self.world
+                .note(&mut s, format!("{me}: bootstrap started PostgreSQL as primary"));
+        }
+        let post_bootstrap = self.world.lock().faults[&self.me].post_bootstrap_ms;
+        if post_bootstrap > 0 {
+            tokio::time::sleep(Duration::from_millis(post_bootstrap)).await;
+            if !self.with(|p| p.running) {
+                // The adapter sets a failed bootstrap's directory aside.
+                self.with(|p| *p = Pg::default());
+                return Err(PgFailure::Other("post_bootstrap: the server is gone".into()));
+            }
+        }
         Ok(SYSID.into())
     }
     async fn clone_replica(&self, source: &Upstream) -> PgResult<()> {
