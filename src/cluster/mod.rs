@@ -4,6 +4,7 @@
 
 mod failover;
 mod member;
+pub mod timeline_position;
 mod view;
 
 pub use failover::FailoverRequest;

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use super::bootstrap_claim::{self, ClaimState};
 use super::claim_fence;
 use super::retry::{backoff_ms, seconds_text, Gate, RetryBudget};
+use crate::cluster::timeline_position::{self, Placement};
 use crate::cluster::{ClusterView, FailoverRequest, MemberStatus, PgRole, PgRunState};
 use crate::config::Tags;
 
@@ -956,7 +957,8 @@ fn requested_candidate(input: &Inputs<'_>, cluster: &ClusterView, req: &Failover
 }
 
 /// The rules that keep a member out of an automatic leader race by its own figures:
-/// `maximum_lag_on_failover` behind the last primary position, and `check_timeline`.
+/// `maximum_lag_on_failover` behind the last primary position, `check_timeline`, and a
+/// position that does not lie on the newest timeline (src/cluster/timeline_position.rs).
 fn eligible_to_race(input: &Inputs<'_>, cluster: &ClusterView) -> Result<(), String> {
     let me = input.my_position;
     if let Some(last) = cluster
@@ -982,7 +984,7 @@ fn eligible_to_race(input: &Inputs<'_>, cluster: &ClusterView) -> Result<(), Str
         }
     }
     if cluster.config.check_timeline {
-        let newest = newest_timeline(cluster);
+        let newest = timeline_position::newest_timeline(&cluster.history);
         if let Some(me) = me.filter(|p| p.timeline < newest) {
             return Err(format!(
                 "my timeline {} is older than the cluster's {newest} (check_timeline): not taking part in the race",
@@ -990,16 +992,18 @@ fn eligible_to_race(input: &Inputs<'_>, cluster: &ClusterView) -> Result<(), Str
             ));
         }
     }
+    if let Some(why) =
+        me.and_then(|p| timeline_position::place(&cluster.history, p.timeline, p.lsn).why_out(p.lsn))
+    {
+        return Err(format!("{why}: not taking part in the race"));
+    }
     Ok(())
 }
 
-/// The newest timeline `history` knows of: one past the last timeline it records as left.
-fn newest_timeline(cluster: &ClusterView) -> u64 {
-    cluster.history.iter().map(|h| h.timeline + 1).max().unwrap_or(1)
-}
-
 /// The member that should win a leader race: eligible (may become primary, up, within the
-/// lag limit, not `exclude`), with a known WAL position, on the newest timeline, with the highest WAL position; ties go to
+/// lag limit, not `exclude`), with a known WAL position that lies on the newest timeline
+/// (src/cluster/timeline_position.rs: an older timeline no further than where it was left),
+/// with the highest WAL position; ties go to
 /// the higher failover priority, then the name. Positions come from the fresh figures when
 /// they were gathered (a member that did not answer is out), else from the member keys (a
 /// member that publishes no timeline or position is out). `me` counts with its own position
@@ -1037,6 +1041,9 @@ pub fn best_candidate<'a>(
         .filter_map(|m| position(m).map(|p| (m.name.as_str(), m.tags.effective_failover_priority(), p)))
         .filter(|(_, _, p)| within_lag(p))
         .chain(mine)
+        .filter(|(_, _, p)| {
+            timeline_position::place(&cluster.history, p.timeline, p.lsn) == Placement::OnNewest
+        })
         .max_by(|(a, prio_a, pa), (b, prio_b, pb)| (pa, prio_a).cmp(&(pb, prio_b)).then_with(|| b.cmp(a)))
         .map(|(name, _, _)| name)
 }

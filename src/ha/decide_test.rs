@@ -852,6 +852,21 @@ fn with_failover(
     c
 }
 
+/// No leader; `history` says timeline 1 was left at 0x3000, and the last primary (on
+/// timeline 2) published 0x4000.
+fn left_timeline_1(members: Vec<MemberStatus>) -> ClusterView {
+    let mut c = cluster(Some(SYSID), None, members);
+    c.history = vec![crate::cluster::HistoryEntry {
+        timeline: 1,
+        switch_lsn: 0x3000,
+        reason: "test".into(),
+        time: String::new(),
+        new_leader: Some("node3".into()),
+    }];
+    c.last_primary_lsn = Some(0x4000);
+    c
+}
+
 /// `members` with `name` running as the primary.
 fn primary_is(mut members: Vec<MemberStatus>, name: &str) -> Vec<MemberStatus> {
     for m in members.iter_mut().filter(|m| m.name == name) {
@@ -1099,6 +1114,37 @@ fn failover_rejoin_and_crash_table() {
                 "most up-to-date",
             )
         },
+        // --- positions compared within the newest timeline (src/cluster/timeline_position.rs) ---
+        row(
+            "no leader, my WAL went past the point where timeline 1 was left: out, though within the lag limit",
+            Some(left_timeline_1(vec![
+                member("node2", PgRunState::Running, 1, 0x5000),
+                member("node3", PgRunState::Streaming, 1, 0x2F00),
+            ])),
+            pg(ours(), true, replica, None),
+            vec![],
+            "lies past the point 3000 where the cluster left that timeline",
+        ),
+        row(
+            "no leader, node3 is ahead only on WAL the cluster abandoned: I win",
+            Some(left_timeline_1(vec![
+                member("node2", PgRunState::Streaming, 1, 0x2F00),
+                member("node3", PgRunState::Streaming, 1, 0x5000),
+            ])),
+            pg(ours(), true, replica, None),
+            vec![AcquireLease, Promote],
+            "most up-to-date",
+        ),
+        row(
+            "no leader, on timeline 1 before its switch point, node3 further on timeline 2: node3 wins",
+            Some(left_timeline_1(vec![
+                member("node2", PgRunState::Streaming, 1, 0x2F00),
+                member("node3", PgRunState::Streaming, 2, 0x3800),
+            ])),
+            pg(ours(), true, replica, None),
+            vec![],
+            "node3 is ahead",
+        ),
         row(
             "no leader, check_timeline: my timeline is older than the cluster's",
             Some(check_timeline),
