@@ -239,7 +239,8 @@ impl RaftNode {
                 .iter()
                 .find(|m| m.id == *id)
                 .and_then(|m| m.status.as_ref())
-                .map(|s| s.name.clone());
+                .map(|s| s.name.clone())
+                .or_else(|| self.name_recorded_at(addr));
             return Some(Target {
                 id: *id,
                 addr: addr.clone(),
@@ -269,6 +270,21 @@ impl RaftNode {
             addr,
             name: Some(name.to_string()),
         })
+    }
+
+    /// The name of the member record that gives `addr` as its Raft address (a dead member
+    /// removed by address).
+    fn name_recorded_at(&self, addr: &str) -> Option<String> {
+        self.read_local(&ReadQuery {
+            key: crate::keyspace::MEMBERS_PREFIX.to_string(),
+            prefix: true,
+            linearizable: false,
+        })
+        .entries
+        .into_iter()
+        .filter_map(|e| serde_json::from_value::<crate::cluster::MemberStatus>(e.value).ok())
+        .find(|m| m.raft_addr.as_deref().map(str::trim) == Some(addr))
+        .map(|m| m.name)
     }
 
     /// What the refusal rules need: the membership, who answers now, the primary's node.
