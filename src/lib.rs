@@ -25,7 +25,9 @@
 //! | typed values under the keys, and the cluster as one read sees it | [`cluster`] |
 //! | the Raft node: leader-stamped writes, forwarding, linearizable reads | [`node`] |
 //! | keyspace errors over gRPC: code + `pgquorum-error` metadata + error source type, never text | `node::wire_error` |
-//! | forming the Raft group, joining a running one by starting | `node::formation` (runner), `node::formation_rule` (pure), `node::join` (leader side) |
+//! | forming the Raft group, joining a running one by starting; a removed node never rejoining by itself | `node::formation` (runner), `node::formation_rule` (pure), `node::join` (leader side) |
+//! | operators' membership changes (`members add/promote/remove`): refusal rules, carried out on the Raft leader | [`node::membership_rule`] (pure; table tests), `node::membership` |
+//! | `pgquorumctl remove SCOPE`: wiping a decommissioned cluster's keyspace | [`node::cluster_removal`], `ctl::remove_cluster` |
 //! | Raft storage (sled), snapshots, the Raft RPC client | [`raft`] |
 //! | gRPC servers (Raft RPCs, admin service for `pgquorumctl`) | [`grpc`], protos in `proto/` |
 //! | TLS, `raft.password`, the scope check on every call; every gRPC channel is built here | `grpc::transport`, `grpc::certs` (`generate-certs`) |
@@ -41,6 +43,7 @@
 //! | `restapi.keyfile` read and, when encrypted PKCS#8, decrypted with `keyfile_password` | `rest::keyfile` |
 //! | libpq options, passfile and SCRAM verifiers for PostgreSQL connections; TLS of the agent's own TCP connection (superuser `sslmode`) | `postgres::conninfo`, `postgres::secret_file`, `postgres::query`, `postgres::local_tls` |
 //! | `pgquorumctl` commands and their output (a closed stdout: `ctl::stdout`) | [`ctl`] |
+//! | `pgquorumctl members list`: the Raft group reconciled with the `members/` records | [`ctl::members`] (`reconcile` is pure) |
 //! | agent start-up and shutdown, SIGHUP = reload, an HA-loop panic ends the agent | [`agent`] |
 //! | refusing to start under a name a live agent at another address uses | `agent::name_check` |
 //! | the agent's log: `log.dir` file rotated by size, `log.type: json`, `log.level` changed on reload | [`logging`] (`logging::rotating`, `logging::json`) |

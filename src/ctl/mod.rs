@@ -7,8 +7,10 @@ mod get;
 mod history;
 pub mod list;
 mod maintenance;
+pub mod members;
 mod operate;
 mod raft_status;
+mod remove_cluster;
 pub mod stdout;
 pub mod switchover;
 pub mod table;
@@ -181,6 +183,25 @@ pub enum CtlCommand {
         #[arg(long)]
         force: bool,
     },
+    /// The Raft group's voters and learners, reconciled with the members' records; adding,
+    /// promoting and removing them (docs/membership.md).
+    Members {
+        #[command(subcommand)]
+        command: MembersCommand,
+    },
+    /// Delete every key of a decommissioned cluster (like `patronictl remove`): asks for the
+    /// cluster name to be typed. Refused while a member holds the primary lease.
+    Remove {
+        /// The cluster name (`scope`); must be the asked agent's.
+        #[arg(value_name = "SCOPE")]
+        cluster: String,
+        /// Do not ask for the cluster name (scripts).
+        #[arg(long)]
+        yes_i_am_sure: bool,
+        /// Remove even while a member holds the primary lease.
+        #[arg(long)]
+        force: bool,
+    },
     /// Read a keyspace key (`leader`, `members/node1`, `config`...) for debugging.
     Get {
         /// The key, or with --prefix a key prefix ("" or "members/").
@@ -200,6 +221,37 @@ pub enum CtlCommand {
 pub enum FlushTarget {
     /// A pending switchover or manual failover (the `failover` key).
     Switchover,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MembersCommand {
+    /// Raft voters and learners (address, matched log index, lag, reachable) and the members'
+    /// records, with a note where they differ.
+    List,
+    /// Add a node to the Raft group as a learner (it receives the log, does not vote).
+    Add {
+        /// The member name its agent runs under.
+        name: String,
+        /// Its `raft.self_addr` (HOST:PORT).
+        addr: String,
+        /// Then wait for it to catch up (printing its lag) and make it a voter.
+        #[arg(long)]
+        voter: bool,
+    },
+    /// Make a caught-up learner a voter (one membership change at a time, joint consensus).
+    Promote {
+        /// Its member name or Raft address.
+        name: String,
+    },
+    /// Remove a member from the Raft group and delete its `members/<name>` record. Refused
+    /// for the primary's node and when the voters left would have no reachable majority.
+    Remove {
+        /// Its member name or Raft address.
+        name: String,
+        /// Remove even the primary's node, or without a reachable majority left.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -414,6 +466,19 @@ pub async fn run(cli: &Cli) -> Result<String, CtlError> {
         CtlCommand::Raft {
             command: RaftCommand::Status,
         } => raft_status::run(&endpoint, cli.json).await,
+        CtlCommand::Members { command } => match command {
+            MembersCommand::List => members::list(&endpoint, cli.json).await,
+            MembersCommand::Add { name, addr, voter } => {
+                members::add(&endpoint, name, addr, *voter, cli.json).await
+            }
+            MembersCommand::Promote { name } => members::promote(&endpoint, name, cli.json).await,
+            MembersCommand::Remove { name, force } => members::remove(&endpoint, name, *force, cli.json).await,
+        },
+        CtlCommand::Remove {
+            cluster,
+            yes_i_am_sure,
+            force,
+        } => remove_cluster::run(&endpoint, cluster, *yes_i_am_sure, *force, cli.json).await,
         CtlCommand::Get { key, prefix, stale } => get::run(&endpoint, key, *prefix, !*stale, cli.json).await,
         CtlCommand::List { watch } => {
             let scope = scope_of(&endpoint).await?;

@@ -17,8 +17,9 @@ use crate::config::RaftConfig;
 use crate::grpc::access::{require, Access, Caller};
 use crate::grpc::pb::admin::admin_server::Admin;
 use crate::grpc::pb::admin::{
-    JoinReply, JoinRequest, NodeStatusReply, NodeStatusRequest, OperateReply, OperateRequest,
-    RaftStatusReply, RaftStatusRequest, ReadReply, ReadRequest, WalPositionReply, WalPositionRequest,
+    JoinReply, JoinRequest, MembersChangeReply, MembersChangeRequest, NodeStatusReply, NodeStatusRequest, OperateReply, OperateRequest,
+    RaftStatusReply, RaftStatusRequest, ReadReply, ReadRequest, RemoveClusterReply,
+    RemoveClusterRequest, WalPositionReply, WalPositionRequest,
     WriteReply, WriteRequest,
 };
 use crate::grpc::transport::Refusal;
@@ -204,6 +205,35 @@ impl Admin for AdminGrpc {
             .await
             .map_err(|e| error_to_status(&e))?;
         Ok(Response::new(reply))
+    }
+
+    async fn change_members(
+        &self,
+        request: Request<MembersChangeRequest>,
+    ) -> Result<Response<MembersChangeReply>, Status> {
+        require(&request, Access::Admin, "a Raft membership change")?;
+        let reply = self
+            .node
+            .change_members(request.into_inner())
+            .await
+            .map_err(|e| error_to_status(&e))?;
+        Ok(Response::new(reply))
+    }
+
+    async fn remove_cluster(
+        &self,
+        request: Request<RemoveClusterRequest>,
+    ) -> Result<Response<RemoveClusterReply>, Status> {
+        require(&request, Access::Admin, "removing the cluster's keyspace")?;
+        let req = request.into_inner();
+        use crate::node::cluster_removal::RemovalError;
+        match self.node.remove_cluster(&req.scope, req.force).await {
+            Ok(deleted) => Ok(Response::new(RemoveClusterReply { deleted })),
+            Err(RemovalError::Keyspace(e)) => Err(error_to_status(&e)),
+            Err(e @ (RemovalError::OtherScope { .. } | RemovalError::PrimaryLeaseHeld { .. })) => {
+                Err(Status::failed_precondition(e.to_string()))
+            }
+        }
     }
 
     async fn raft_status(

@@ -6,6 +6,9 @@
 //! through a partner that belongs to one, initialise the configured set once a majority of
 //! it agrees, or wait. A node with Raft state never initialises again, so restarts cannot
 //! re-form or split the group; one whose promotion to voter was interrupted asks again.
+//! A node with state that is no member any more (removed by `pgquorumctl members remove`)
+//! says so in its log and waits: it never asks to join by itself. A voter keeps asking its
+//! partners until it knows a Raft leader, so a voter removed while it was down learns it too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
 
-use super::formation_rule::{formation_step, Answer, Myself, Step, Waiting};
+use super::formation_rule::{formation_step, Answer, Myself, OwnRole, Step, Waiting};
 use super::join::JOIN_FORWARD_TIMEOUT;
 use super::RaftNode;
 use crate::grpc::pb::admin::{JoinOutcome, JoinRequest, NodeStatusRequest};
@@ -28,6 +31,7 @@ pub(super) async fn run(node: Arc<RaftNode>) {
     let mut warned_other_scope = BTreeSet::new();
     let mut warned_failed_probe = BTreeSet::new();
     let mut join_backoff = PROBE_INTERVAL;
+    let mut told_removed = None;
     loop {
         let pristine = match node.raft.is_initialized().await {
             Ok(initialized) => !initialized,
@@ -36,7 +40,15 @@ pub(super) async fn run(node: Arc<RaftNode>) {
                 return;
             }
         };
-        if !pristine && node.membership_ids().0.contains(&node.id) {
+        let (voters, learners) = node.membership_ids();
+        let own_role = if voters.contains(&node.id) {
+            OwnRole::Voter
+        } else if learners.contains(&node.id) {
+            OwnRole::Learner
+        } else {
+            OwnRole::Absent
+        };
+        if !pristine && own_role == OwnRole::Voter && node.raft.metrics().borrow().current_leader.is_some() {
             return;
         }
         let (answers, failures) = probe_partners(&node).await;
@@ -62,6 +74,7 @@ pub(super) async fn run(node: Arc<RaftNode>) {
             addr: node.settings.self_addr.trim().to_string(),
             configured: configured_set(&node),
             pristine,
+            own_role,
         };
         match formation_step(&me, &answers) {
             Step::Join { via } => match join_through(&node, &via).await {
@@ -77,6 +90,14 @@ pub(super) async fn run(node: Arc<RaftNode>) {
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
+            Step::Member => tokio::time::sleep(PROBE_INTERVAL).await,
+            Step::Removed { leader } => {
+                if told_removed.as_ref() != Some(&leader) {
+                    log_removed(leader.as_deref());
+                    told_removed = Some(leader);
+                }
+                tokio::time::sleep(PROBE_INTERVAL).await;
+            }
             Step::Wait(waiting) => {
                 if last_wait.as_ref() != Some(&waiting) {
                     log_waiting(&waiting);
@@ -90,6 +111,19 @@ pub(super) async fn run(node: Arc<RaftNode>) {
 
 fn configured_set(node: &RaftNode) -> BTreeSet<String> {
     node.settings.all_addrs().map(|a| a.trim().to_string()).collect()
+}
+
+fn log_removed(leader: Option<&str>) {
+    let seen = match leader {
+        Some(addr) => format!("the Raft leader at {addr} lists"),
+        None => "the last membership this node applied lists".to_string(),
+    };
+    tracing::error!(
+        leader = leader.unwrap_or("-"),
+        "raft: this node was removed from the Raft group ({seen} it neither as voter nor as learner); \
+         it does not rejoin by itself, whatever raft.partner_addrs says. To bring it back run \
+         `pgquorumctl members add NAME ADDR --voter`; to make it a new member instead, stop it and empty raft.data_dir"
+    );
 }
 
 fn log_waiting(w: &Waiting) {
@@ -197,6 +231,9 @@ async fn probe_partners(node: &RaftNode) -> (Vec<(String, Answer)>, Vec<(String,
                         scope: reply.cluster,
                         initialized: reply.initialized,
                         configured: reply.configured_addrs.into_iter().collect(),
+                        leader: reply.role == "leader",
+                        has_leader: reply.has_leader,
+                        members: reply.voters.into_values().chain(reply.learners.into_values()).collect(),
                     })
                 }
                 Err(status) => match (Refusal::of(&status), Refusal::their_scope(&status)) {
@@ -204,6 +241,9 @@ async fn probe_partners(node: &RaftNode) -> (Vec<(String, Answer)>, Vec<(String,
                         scope,
                         initialized: false,
                         configured: BTreeSet::new(),
+                        leader: false,
+                        has_leader: false,
+                        members: BTreeSet::new(),
                     }),
                     _ => Err(describe(&status)),
                 },

@@ -7,6 +7,12 @@
 //! included) is pristine and configured with the identical S: a group of S can only ever
 //! elect a leader with a majority of S anyway, and two nodes whose files disagree can then
 //! not both form a group with each other in it.
+//!
+//! After formation the replicated membership is the truth, not `partner_addrs`: a node with
+//! Raft state that is no longer a member (the Raft leader's membership leaves it out, or the
+//! last membership it applied does) was removed, and never asks to join again by itself
+//! ([`Step::Removed`]); `pgquorumctl members add` brings it back. A node with state only
+//! joins when it is a learner (its promotion was interrupted).
 
 use std::collections::BTreeSet;
 
@@ -20,6 +26,17 @@ pub struct Myself {
     /// No Raft state at all: initialising is still possible. A node with state (e.g. a
     /// learner whose promotion was interrupted by a restart) may only join.
     pub pristine: bool,
+    /// What this node is in the last membership it applied.
+    pub own_role: OwnRole,
+}
+
+/// This node's place in the last membership it applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnRole {
+    /// Not in it (pristine, or removed).
+    Absent,
+    Learner,
+    Voter,
 }
 
 /// What one configured partner answered to `NodeStatus`.
@@ -33,6 +50,12 @@ pub enum Answer {
         initialized: bool,
         /// Its own `self_addr` + `partner_addrs`.
         configured: BTreeSet<String>,
+        /// It is the Raft leader: its membership is the group's latest.
+        leader: bool,
+        /// It knows a Raft leader (a member cut off from its group, or a removed one, does not).
+        has_leader: bool,
+        /// Addresses of the voters and learners of its membership.
+        members: BTreeSet<String>,
     },
 }
 
@@ -47,6 +70,15 @@ pub enum Step {
         members: BTreeSet<String>,
     },
     Wait(Waiting),
+    /// A voter in its own membership and not known to be removed: nothing to do (the runner
+    /// stops asking once a Raft leader is known).
+    Member,
+    /// This node has Raft state but is no member of the group any more: it was removed. It
+    /// never asks to join by itself. `leader` is the Raft leader that left it out, if one
+    /// answered (else the last membership it applied did).
+    Removed {
+        leader: Option<String>,
+    },
 }
 
 /// Why a node waits: logged whenever it changes.
@@ -68,6 +100,48 @@ pub struct Waiting {
 /// The next formation step. `answers` are in configuration order; the first initialised
 /// partner is the one joined through.
 pub fn formation_step(me: &Myself, answers: &[(String, Answer)]) -> Step {
+    let ours = |answer: &Answer| matches!(answer, Answer::Status { scope, .. } if *scope == me.scope);
+    let leader_view = answers.iter().find_map(|(addr, answer)| match answer {
+        Answer::Status {
+            leader: true, members, ..
+        } if ours(answer) => Some((addr, members)),
+        _ => None,
+    });
+    if !me.pristine {
+        let listed = leader_view.map(|(_, members)| members.contains(&me.addr));
+        match (listed, me.own_role) {
+            (Some(false), _) => {
+                return Step::Removed {
+                    leader: leader_view.map(|(addr, _)| addr.clone()),
+                }
+            }
+            (_, OwnRole::Voter) => return Step::Member,
+            (None, OwnRole::Absent) => return Step::Removed { leader: None },
+            // A learner, or listed again by the leader (`members add`): join.
+            _ => {}
+        }
+    }
+    // Join through the leader if it answered, else a partner that knows one, else the first
+    // initialised partner (a removed member answers initialised but knows no leader).
+    let initialised = |want_leader: bool, want_known: bool| {
+        answers.iter().find_map(|(addr, answer)| match answer {
+            Answer::Status {
+                initialized: true,
+                leader,
+                has_leader,
+                ..
+            } if ours(answer) && (!want_leader || *leader) && (!want_known || *has_leader) => {
+                Some(addr.clone())
+            }
+            _ => None,
+        })
+    };
+    if let Some(via) = initialised(true, false)
+        .or_else(|| initialised(false, true))
+        .or_else(|| initialised(false, false))
+    {
+        return Step::Join { via };
+    }
     let mut waiting = Waiting {
         agreeing: vec![me.addr.clone()],
         needed: me.configured.len() / 2 + 1,
@@ -78,9 +152,10 @@ pub fn formation_step(me: &Myself, answers: &[(String, Answer)]) -> Step {
         match answer {
             Answer::Silent => waiting.silent.push(addr.clone()),
             Answer::Status { scope, .. } if *scope != me.scope => waiting.other_scope.push(addr.clone()),
+            // Joined above: none of our scope is left here.
             Answer::Status {
                 initialized: true, ..
-            } => return Step::Join { via: addr.clone() },
+            } => {}
             Answer::Status { configured, .. } if *configured == me.configured => {
                 waiting.agreeing.push(addr.clone())
             }
@@ -117,6 +192,16 @@ mod tests {
             addr: addrs[0].into(),
             configured: set(addrs),
             pristine: true,
+            own_role: OwnRole::Absent,
+        }
+    }
+
+    /// A node with Raft state, in the given place of its own membership.
+    fn with_state(addrs: &[&str], own_role: OwnRole) -> Myself {
+        Myself {
+            pristine: false,
+            own_role,
+            ..me(addrs)
         }
     }
 
@@ -125,6 +210,21 @@ mod tests {
             scope: scope.into(),
             initialized,
             configured: set(configured),
+            leader: false,
+            has_leader: false,
+            members: BTreeSet::new(),
+        }
+    }
+
+    /// A formed group's member: its Raft leader (`leader`) or a follower that knows one.
+    fn formed(leader: bool, members: &[&str]) -> Answer {
+        Answer::Status {
+            scope: "demo".into(),
+            initialized: true,
+            configured: set(&ABC),
+            leader,
+            has_leader: true,
+            members: set(members),
         }
     }
 
@@ -182,12 +282,40 @@ mod tests {
              Step::Wait(Waiting { agreeing: vec!["a".into()], needed: 2,
                                   silent: vec!["b".into(), "c".into()], ..Waiting::default() })),
             ("a node with Raft state never initialises, even with everyone agreeing",
-             Myself { pristine: false, ..me(&ABC) },
+             with_state(&ABC, OwnRole::Learner),
              answers(&[("b", status("demo", false, &ABC)), ("c", status("demo", false, &ABC))]),
              Step::Wait(Waiting { agreeing: vec!["a".into(), "b".into(), "c".into()], needed: 2,
                                   has_state: true, ..Waiting::default() })),
-            ("a node with Raft state joins a formed group",
-             Myself { pristine: false, ..me(&ABC) }, answers(&[("b", Silent), ("c", status("demo", true, &ABC))]),
+            ("a learner (its promotion interrupted) joins a formed group",
+             with_state(&ABC, OwnRole::Learner), answers(&[("b", Silent), ("c", status("demo", true, &ABC))]),
+             join("c")),
+            ("a learner the leader lists joins through the leader",
+             with_state(&ABC, OwnRole::Learner),
+             answers(&[("b", formed(false, &["b", "c", "a"])), ("c", formed(true, &["b", "c", "a"]))]),
+             join("c")),
+            ("removed: state, absent from its own membership, no leader answers",
+             with_state(&ABC, OwnRole::Absent), answers(&[("b", status("demo", true, &ABC)), ("c", Silent)]),
+             Step::Removed { leader: None }),
+            ("removed: a voter in its own view, but the leader's membership leaves it out",
+             with_state(&ABC, OwnRole::Voter), answers(&[("b", formed(false, &["b", "c"])), ("c", formed(true, &["b", "c"]))]),
+             Step::Removed { leader: Some("c".into()) }),
+            ("removed as a learner: the leader leaves it out",
+             with_state(&ABC, OwnRole::Learner), answers(&[("b", formed(true, &["b", "c"])), ("c", Silent)]),
+             Step::Removed { leader: Some("b".into()) }),
+            ("added again (`members add`): absent from its own view, the leader lists it: join",
+             with_state(&ABC, OwnRole::Absent), answers(&[("b", formed(true, &["a", "b", "c"])), ("c", Silent)]),
+             join("b")),
+            ("a voter the leader lists: a member, nothing to do",
+             with_state(&ABC, OwnRole::Voter), answers(&[("b", formed(true, &["a", "b", "c"])), ("c", Silent)]),
+             Step::Member),
+            ("a voter with no leader answering: a member, never joins",
+             with_state(&ABC, OwnRole::Voter), answers(&[("b", status("demo", true, &ABC)), ("c", Silent)]),
+             Step::Member),
+            ("pristine: the leader is preferred to a partner listed before it",
+             me(&ABC), answers(&[("b", formed(false, &["b", "c"])), ("c", formed(true, &["b", "c"]))]),
+             join("c")),
+            ("pristine: a partner knowing a leader is preferred to a removed one listed first",
+             me(&ABC), answers(&[("b", status("demo", true, &ABC)), ("c", formed(false, &["c", "d"]))]),
              join("c")),
             ("five members: three agree",
              me(&["a", "b", "c", "d", "e"]),
@@ -202,6 +330,50 @@ mod tests {
         ];
         for (what, me, answers, expected) in rows {
             assert_eq!(formation_step(&me, &answers), expected, "{what}");
+        }
+    }
+
+    /// After formation the membership is the truth: whatever its partners answer, a node with
+    /// Raft state that the answering leader leaves out, or that left itself out and hears no
+    /// leader listing it, never joins nor initialises.
+    #[test]
+    fn a_removed_node_never_asks_to_join() {
+        let choices = [
+            Answer::Silent,
+            status("demo", true, &ABC),
+            status("demo", false, &ABC),
+            formed(false, &["b", "c"]),
+            formed(true, &["b", "c"]),
+            formed(false, &["a", "b", "c"]),
+        ];
+        for role in [OwnRole::Absent, OwnRole::Learner, OwnRole::Voter] {
+            let me = with_state(&ABC, role);
+            for x in &choices {
+                for y in &choices {
+                    let answers = answers(&[("b", x.clone()), ("c", y.clone())]);
+                    let leaders = answers
+                        .iter()
+                        .filter(|(_, a)| matches!(a, Answer::Status { leader: true, .. }))
+                        .count();
+                    if leaders > 1 {
+                        continue; // one Raft leader per term: not a real answer set
+                    }
+                    let leader_lists_us = answers.iter().any(|(_, a)| {
+                        matches!(a, Answer::Status { leader: true, members, .. } if members.contains("a"))
+                    });
+                    let leader_leaves_us_out = answers.iter().any(|(_, a)| {
+                        matches!(a, Answer::Status { leader: true, members, .. } if !members.contains("a"))
+                    });
+                    let step = formation_step(&me, &answers);
+                    assert!(!matches!(step, Step::Initialize { .. }), "{role:?} {answers:?} -> {step:?}");
+                    if leader_leaves_us_out || (role == OwnRole::Absent && !leader_lists_us) {
+                        assert!(matches!(step, Step::Removed { .. }), "{role:?} {answers:?} -> {step:?}");
+                    }
+                    if role == OwnRole::Voter {
+                        assert!(!matches!(step, Step::Join { .. }), "{role:?} {answers:?} -> {step:?}");
+                    }
+                }
+            }
         }
     }
 

@@ -6,14 +6,18 @@
 //! - linearizable reads that fail, rather than answer from a stale copy, on a node that
 //!   cannot reach a majority;
 //! - form the group from the config on first start, or join a formed one (`formation`,
-//!   `join`), expire TTL keys while Raft leader (`housekeeping`), and log every role change
+//!   `join`); operators' membership changes (`membership`, rules in `membership_rule`) and
+//!   `remove SCOPE` (`cluster_removal`); expire TTL keys while Raft leader (`housekeeping`), and log every role change
 //!   with its reason (`role_log`).
 
+pub mod cluster_removal;
 pub mod config_write;
 mod formation;
 mod formation_rule;
 mod housekeeping;
 mod join;
+mod membership;
+pub mod membership_rule;
 mod role_log;
 mod status;
 pub mod wire_error;
@@ -158,7 +162,8 @@ pub struct RaftNode {
     pub raft: Raft,
     state_machine: StateMachineStore,
     admin_channels: Mutex<HashMap<String, GrpcChannel>>,
-    /// Held by the leader while it adds a joining node: one membership change at a time.
+    /// Held by the leader while it adds a joining node or carries out an operator's
+    /// membership change: one membership change at a time.
     join_lock: tokio::sync::Mutex<()>,
 }
 
