@@ -232,7 +232,10 @@ async fn certificates_give_agent_admin_or_read_permission() {
         &["remove", "perm", "--yes-i-am-sure"],
     ] {
         let (ok, _, stderr) = run_ctl(&ctl(&ep, &monitor_flags, change)).await;
-        assert!(!ok && stderr.contains("needs admin permission"), "{change:?}: {stderr}");
+        assert!(
+            !ok && stderr.contains("needs admin permission"),
+            "{change:?}: {stderr}"
+        );
     }
 
     for agent in agents.drain(..) {

@@ -115,7 +115,12 @@ pub(super) async fn run(node: Arc<RaftNode>) {
 /// membership it applied (its partner list may be stale; the Raft leader may be a member it
 /// does not name).
 fn addrs_to_ask(node: &RaftNode, pristine: bool) -> Vec<String> {
-    let mut addrs: Vec<String> = node.settings.partner_addrs.iter().map(|a| a.trim().to_string()).collect();
+    let mut addrs: Vec<String> = node
+        .settings
+        .partner_addrs
+        .iter()
+        .map(|a| a.trim().to_string())
+        .collect();
     if !pristine {
         let own = node.settings.self_addr.trim();
         let (voters, learners) = node.membership_ids();
@@ -254,7 +259,11 @@ async fn probe_partners(node: &RaftNode, addrs: &[String]) -> (Vec<(String, Answ
                         configured: reply.configured_addrs.into_iter().collect(),
                         leader: reply.role == "leader",
                         has_leader: reply.has_leader,
-                        members: reply.voters.into_values().chain(reply.learners.into_values()).collect(),
+                        members: reply
+                            .voters
+                            .into_values()
+                            .chain(reply.learners.into_values())
+                            .collect(),
                     })
                 }
                 Err(status) => match (Refusal::of(&status), Refusal::their_scope(&status)) {

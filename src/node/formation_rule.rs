@@ -105,7 +105,9 @@ pub fn formation_step(me: &Myself, answers: &[(String, Answer)]) -> Step {
     let ours = |answer: &Answer| matches!(answer, Answer::Status { scope, .. } if *scope == me.scope);
     let leader_view = answers.iter().find_map(|(addr, answer)| match answer {
         Answer::Status {
-            leader: true, members, ..
+            leader: true,
+            members,
+            ..
         } if ours(answer) => Some((addr, members)),
         _ => None,
     });
@@ -368,12 +370,21 @@ mod tests {
                         matches!(a, Answer::Status { leader: true, members, .. } if !members.contains("a"))
                     });
                     let step = formation_step(&me, &answers);
-                    assert!(!matches!(step, Step::Initialize { .. }), "{role:?} {answers:?} -> {step:?}");
+                    assert!(
+                        !matches!(step, Step::Initialize { .. }),
+                        "{role:?} {answers:?} -> {step:?}"
+                    );
                     if leader_leaves_us_out || (role == OwnRole::Absent && !leader_lists_us) {
-                        assert!(matches!(step, Step::Removed { .. }), "{role:?} {answers:?} -> {step:?}");
+                        assert!(
+                            matches!(step, Step::Removed { .. }),
+                            "{role:?} {answers:?} -> {step:?}"
+                        );
                     }
                     if role == OwnRole::Voter {
-                        assert!(!matches!(step, Step::Join { .. }), "{role:?} {answers:?} -> {step:?}");
+                        assert!(
+                            !matches!(step, Step::Join { .. }),
+                            "{role:?} {answers:?} -> {step:?}"
+                        );
                     }
                 }
             }
