@@ -222,6 +222,21 @@ async fn certificates_give_agent_admin_or_read_permission() {
     );
     let (ok, _, stderr) = run_ctl(&ctl(&ep, &monitor_flags, &["restart", "node1"])).await;
     assert!(!ok && stderr.contains("needs admin permission"), "{stderr}");
+    // Membership: a reader lists it, and changes nothing.
+    let (ok, stdout, stderr) = run_ctl(&ctl(&ep, &monitor_flags, &["members", "list"])).await;
+    assert!(ok && stdout.contains("voter"), "{stderr}");
+    for change in [
+        &["members", "add", "node9", "127.0.0.1:1"][..],
+        &["members", "remove", "node2"],
+        &["members", "promote", "node2"],
+        &["remove", "perm", "--yes-i-am-sure"],
+    ] {
+        let (ok, _, stderr) = run_ctl(&ctl(&ep, &monitor_flags, change)).await;
+        assert!(
+            !ok && stderr.contains("needs admin permission"),
+            "{change:?}: {stderr}"
+        );
+    }
 
     for agent in agents.drain(..) {
         agent.stop().await;

@@ -29,7 +29,13 @@ async fn ctl(endpoint: &str, args: &[&str]) -> (bool, String, String) {
 async fn membership(endpoint: &str) -> Option<(BTreeSet<String>, BTreeSet<String>)> {
     let members = pgquorum::ctl::members::raft_members(endpoint).await.ok()?;
     members.iter().any(|m| m.leader).then_some(())?;
-    let of = |voter: bool| members.iter().filter(|m| m.voter == voter).map(|m| m.address.clone()).collect();
+    let of = |voter: bool| {
+        members
+            .iter()
+            .filter(|m| m.voter == voter)
+            .map(|m| m.address.clone())
+            .collect()
+    };
     Some((of(true), of(false)))
 }
 
@@ -76,7 +82,10 @@ impl Writer {
                     client = pg_connect(port).await.ok();
                     continue;
                 };
-                match c.execute("INSERT INTO membership_writes VALUES ($1)", &[&id]).await {
+                match c
+                    .execute("INSERT INTO membership_writes VALUES ($1)", &[&id])
+                    .await
+                {
                     Ok(_) => acked2.lock().unwrap().push(id),
                     Err(_) => client = None,
                 }
@@ -181,24 +190,31 @@ async fn grow_to_five_and_back_to_three_while_writing() {
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
 
     // node4 again, with its Raft state and its stale partner list: it was removed.
+    let earlier = std::fs::read_to_string(dir.path().join("node4.log"))
+        .unwrap_or_default()
+        .len();
     let node4 = SoloAgent::start(
         dir.path(),
         "node4",
         &ep3,
         &solo_agent_yaml(dir.path(), &opts, "demo", 3, &[0, 1, 2]),
     );
-    wait_for("node4 to log that it was removed", Duration::from_secs(60), || async {
-        node4
-            .log_text()
-            .contains("this node was removed from the Raft group")
-            .then_some(())
-    })
+    let since_restart = || node4.log_text().get(earlier..).unwrap_or_default().to_string();
+    wait_for(
+        "node4 to log that it was removed",
+        Duration::from_secs(60),
+        || async {
+            since_restart()
+                .contains("this node was removed from the Raft group")
+                .then_some(())
+        },
+    )
     .await;
     let (voters, learners) = wait_for("the membership", Duration::from_secs(30), || membership(&ep0)).await;
     assert_eq!(voters, three.iter().cloned().collect(), "node4 is no voter");
     assert!(learners.is_empty(), "node4 is no learner: {learners:?}");
     assert!(
-        !node4.log_text().contains("asking it to add this node"),
+        !since_restart().contains("asking it to add this node"),
         "the removed node asked to join"
     );
     node4.stop().await;
@@ -219,7 +235,10 @@ async fn refusals_and_replacing_a_failed_node() {
     let (dead, live) = ((p + 1) % 3, (p + 2) % 3);
 
     let (ok, _, err) = ctl(&ep(live), &["members", "remove", &primary]).await;
-    assert!(!ok && err.contains("primary"), "the primary's node is refused: {err}");
+    assert!(
+        !ok && err.contains("primary"),
+        "the primary's node is refused: {err}"
+    );
 
     // A replica's machine dies: agent and PostgreSQL.
     let postmaster = postmaster_pid(&demo.dir.join(format!("node{}", dead + 1)).join("pgdata"));
@@ -228,16 +247,29 @@ async fn refusals_and_replacing_a_failed_node() {
         signal(pid, libc::SIGKILL);
     }
     let live_name = format!("node{}", live + 1);
-    let (ok, _, err) = wait_for("the dead node seen unreachable", Duration::from_secs(30), || async {
-        let (ok, out, err) = ctl(&ep(p), &["members", "remove", &live_name]).await;
-        (!ok && err.contains("reachable")).then_some((ok, out, err))
-    })
+    let (ok, _, err) = wait_for(
+        "the dead node seen unreachable",
+        Duration::from_secs(30),
+        || async {
+            let (ok, out, err) = ctl(&ep(p), &["members", "remove", &live_name]).await;
+            (!ok && err.contains("reachable")).then_some((ok, out, err))
+        },
+    )
     .await;
-    assert!(!ok, "removing a live replica with one node dead is refused: {err}");
+    assert!(
+        !ok,
+        "removing a live replica with one node dead is refused: {err}"
+    );
 
     let (ok, out, err) = ctl(&ep(p), &["remove", "demo", "--yes-i-am-sure"]).await;
-    assert!(!ok && err.contains("primary lease"), "remove SCOPE refused: {out}{err}");
-    assert!(cluster_view(&ep(p)).await.unwrap().initialize.is_some(), "nothing deleted");
+    assert!(
+        !ok && err.contains("primary lease"),
+        "remove SCOPE refused: {out}{err}"
+    );
+    assert!(
+        cluster_view(&ep(p)).await.unwrap().initialize.is_some(),
+        "nothing deleted"
+    );
 
     // Replace it under a new name: remove the dead node by its address, start node4.
     let (ok, out, err) = ctl(&ep(p), &["members", "remove", &ep(dead)]).await;
@@ -255,7 +287,10 @@ async fn refusals_and_replacing_a_failed_node() {
     let rows: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
     let node4_row = rows.iter().find(|r| r["name"] == "node4").expect("node4 listed");
     assert_eq!(node4_row["raft"], "voter", "{listed}");
-    assert!(!rows.iter().any(|r| r["address"] == ep(dead).as_str()), "{listed}");
+    assert!(
+        !rows.iter().any(|r| r["address"] == ep(dead).as_str()),
+        "{listed}"
+    );
     assert_eq!(primary_name(&ep(p)).await, primary, "the primary never changed");
     node4.stop().await;
     demo.stop().await;
@@ -275,13 +310,62 @@ async fn remove_scope_wipes_the_keyspace() {
     let (ok, _, err) = ctl(&ep, &["remove", "other", "--yes-i-am-sure"]).await;
     assert!(!ok && err.contains("not \"other\""), "{err}");
     let (ok, _, err) = ctl(&ep, &["remove", "demo"]).await;
-    assert!(!ok && err.contains("--yes-i-am-sure"), "no terminal, no confirmation: {err}");
-    let read = pgquorum::ctl::client::read(&ep, "config", false, true).await.unwrap();
+    assert!(
+        !ok && err.contains("--yes-i-am-sure"),
+        "no terminal, no confirmation: {err}"
+    );
+    let read = pgquorum::ctl::client::read(&ep, "config", false, true)
+        .await
+        .unwrap();
     assert_eq!(read.entries.len(), 1, "nothing deleted yet");
 
     let (ok, out, err) = ctl(&ep, &["remove", "demo", "--yes-i-am-sure"]).await;
     assert!(ok, "{out}{err}");
-    let read = pgquorum::ctl::client::read(&ep, "config", false, true).await.unwrap();
+    let read = pgquorum::ctl::client::read(&ep, "config", false, true)
+        .await
+        .unwrap();
     assert!(read.entries.is_empty(), "config deleted");
+    demo.stop().await;
+}
+
+/// Without PostgreSQL: a learner added for an agent that does not run yet is listed as an
+/// unreachable learner and removed again; promoting a voter changes nothing; removing the Raft
+/// leader itself works (it steps down and the two left elect a leader).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learners_and_removing_the_raft_leader() {
+    let dir = TestDir::new();
+    let demo = start_cluster(dir.path(), 4831).await;
+    let leader = wait_leader(&demo, 0).await;
+    let ask = demo.endpoints[(leader + 1) % 3].clone();
+
+    let (ok, out, err) = ctl(&ask, &["members", "add", "node9", "127.0.0.1:4839"]).await;
+    assert!(ok, "{out}{err}");
+    let (ok, listed, err) = ctl(&ask, &["--json", "members", "list"]).await;
+    assert!(ok, "{err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    let learner = rows
+        .iter()
+        .find(|r| r["address"] == "127.0.0.1:4839")
+        .expect("listed");
+    assert_eq!(
+        (&learner["raft"], &learner["reachable"]),
+        (&"learner".into(), &false.into()),
+        "{listed}"
+    );
+    let (ok, out, err) = ctl(&ask, &["members", "remove", "127.0.0.1:4839"]).await;
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = ctl(&ask, &["members", "promote", &demo.endpoints[leader]]).await;
+    assert!(
+        ok && out.contains("nothing changed"),
+        "promoting a voter: {out}{err}"
+    );
+
+    let (ok, out, err) = ctl(&ask, &["members", "remove", &demo.endpoints[leader]]).await;
+    assert!(ok, "removing the Raft leader: {out}{err}");
+    let left: Vec<String> = (0..3)
+        .filter(|i| *i != leader)
+        .map(|i| demo.endpoints[i].clone())
+        .collect();
+    wait_voters(&ask, &left, "two voters with a leader of their own").await;
     demo.stop().await;
 }

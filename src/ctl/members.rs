@@ -155,7 +155,11 @@ pub async fn list(endpoint: &str, json: bool) -> Result<String, CtlError> {
             vec![
                 r.name.clone().unwrap_or_else(|| "?".into()),
                 r.address.clone(),
-                if r.leader { format!("{} (leader)", r.raft) } else { r.raft.clone() },
+                if r.leader {
+                    format!("{} (leader)", r.raft)
+                } else {
+                    r.raft.clone()
+                },
                 opt(r.matched),
                 opt(r.lag),
                 match r.reachable {
@@ -169,7 +173,16 @@ pub async fn list(endpoint: &str, json: bool) -> Result<String, CtlError> {
         })
         .collect();
     Ok(table::render(
-        &["Name", "Address", "Raft", "Matched", "Lag", "Reachable", "Record", "Note"],
+        &[
+            "Name",
+            "Address",
+            "Raft",
+            "Matched",
+            "Lag",
+            "Reachable",
+            "Record",
+            "Note",
+        ],
         &cells,
     ))
 }
@@ -199,7 +212,13 @@ fn done(reply: MembersChangeReply, json: bool) -> Result<String, CtlError> {
 }
 
 /// `members add NAME ADDR [--voter]`.
-pub async fn add(endpoint: &str, name: &str, addr: &str, voter: bool, json: bool) -> Result<String, CtlError> {
+pub async fn add(
+    endpoint: &str,
+    name: &str,
+    addr: &str,
+    voter: bool,
+    json: bool,
+) -> Result<String, CtlError> {
     let reply = change(
         endpoint,
         MembersChangeRequest {
@@ -230,7 +249,9 @@ async fn wait_caught_up(endpoint: &str, addr: &str, console: &Console) -> Result
             .into_iter()
             .find(|m| m.address == addr);
         let Some(member) = member else {
-            return Err(CtlError::Other(format!("{addr} is no longer a member of the Raft group")));
+            return Err(CtlError::Other(format!(
+                "{addr} is no longer a member of the Raft group"
+            )));
         };
         let shown = (member.reachable, member.lag);
         if last != Some(shown) {
@@ -253,8 +274,8 @@ async fn wait_caught_up(endpoint: &str, addr: &str, console: &Console) -> Result
     }
 }
 
-/// `members promote NAME`. A member that already is a voter (its agent's join promoted it) is
-/// reported as done.
+/// `members promote NAME`. A member that already is a voter (its agent's join promoted it)
+/// is answered "nothing changed".
 pub async fn promote(endpoint: &str, name: &str, json: bool) -> Result<String, CtlError> {
     let reply = change(
         endpoint,
@@ -265,9 +286,6 @@ pub async fn promote(endpoint: &str, name: &str, json: bool) -> Result<String, C
         },
     )
     .await?;
-    if reply.refused && reply.voters.values().any(|a| a == name) {
-        return Ok(format!("{name} is a voter"));
-    }
     done(reply, json)
 }
 
@@ -318,11 +336,23 @@ mod tests {
             raft("c:1", Some("witness"), true, true),
             raft("d:1", Some("node4"), false, true),
         ];
-        let records = [record("node1", "a:1"), record("node2", "b:1"), record("node4", "d:1"), record("old", "e:1")];
+        let records = [
+            record("node1", "a:1"),
+            record("node2", "b:1"),
+            record("node4", "d:1"),
+            record("old", "e:1"),
+        ];
         let rows = reconcile(&raft, &records);
         let summary: Vec<(Option<&str>, &str, bool, bool)> = rows
             .iter()
-            .map(|r| (r.name.as_deref(), r.raft.as_str(), r.member_record, r.note.is_empty()))
+            .map(|r| {
+                (
+                    r.name.as_deref(),
+                    r.raft.as_str(),
+                    r.member_record,
+                    r.note.is_empty(),
+                )
+            })
             .collect();
         assert_eq!(
             summary,

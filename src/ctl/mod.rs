@@ -472,7 +472,9 @@ pub async fn run(cli: &Cli) -> Result<String, CtlError> {
                 members::add(&endpoint, name, addr, *voter, cli.json).await
             }
             MembersCommand::Promote { name } => members::promote(&endpoint, name, cli.json).await,
-            MembersCommand::Remove { name, force } => members::remove(&endpoint, name, *force, cli.json).await,
+            MembersCommand::Remove { name, force } => {
+                members::remove(&endpoint, name, *force, cli.json).await
+            }
         },
         CtlCommand::Remove {
             cluster,

@@ -7,7 +7,13 @@ use super::switchover::Console;
 use super::{connect, rpc_error, scope_of, CtlError};
 use crate::grpc::pb::admin::RemoveClusterRequest;
 
-pub async fn run(endpoint: &str, scope: &str, sure: bool, force: bool, json: bool) -> Result<String, CtlError> {
+pub async fn run(
+    endpoint: &str,
+    scope: &str,
+    sure: bool,
+    force: bool,
+    json: bool,
+) -> Result<String, CtlError> {
     let theirs = scope_of(endpoint).await?;
     if theirs != scope {
         return Err(CtlError::Other(format!(
@@ -27,7 +33,9 @@ pub async fn run(endpoint: &str, scope: &str, sure: bool, force: bool, json: boo
              Type the cluster name to confirm: "
         ))?;
         if typed != scope {
-            return Err(CtlError::Other("Aborted: the name typed is not the cluster's".into()));
+            return Err(CtlError::Other(
+                "Aborted: the name typed is not the cluster's".into(),
+            ));
         }
     }
     let mut client = connect(endpoint)?;

@@ -17,10 +17,9 @@ use crate::config::RaftConfig;
 use crate::grpc::access::{require, Access, Caller};
 use crate::grpc::pb::admin::admin_server::Admin;
 use crate::grpc::pb::admin::{
-    JoinReply, JoinRequest, MembersChangeReply, MembersChangeRequest, NodeStatusReply, NodeStatusRequest, OperateReply, OperateRequest,
-    RaftStatusReply, RaftStatusRequest, ReadReply, ReadRequest, RemoveClusterReply,
-    RemoveClusterRequest, WalPositionReply, WalPositionRequest,
-    WriteReply, WriteRequest,
+    JoinReply, JoinRequest, MembersChangeReply, MembersChangeRequest, NodeStatusReply, NodeStatusRequest,
+    OperateReply, OperateRequest, RaftStatusReply, RaftStatusRequest, ReadReply, ReadRequest,
+    RemoveClusterReply, RemoveClusterRequest, WalPositionReply, WalPositionRequest, WriteReply, WriteRequest,
 };
 use crate::grpc::transport::Refusal;
 use crate::ha::OperatorRequest;

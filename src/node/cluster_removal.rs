@@ -12,7 +12,9 @@ use crate::keyspace::{Command, Key, Precondition};
 pub enum RemovalError {
     #[error("this agent belongs to cluster {ours:?}, not {asked:?}: nothing deleted")]
     OtherScope { ours: String, asked: String },
-    #[error("{holder} holds the primary lease: stop the cluster's PostgreSQL first (or --force); nothing deleted")]
+    #[error(
+        "{holder} holds the primary lease: stop the cluster's PostgreSQL first (or --force); nothing deleted"
+    )]
     PrimaryLeaseHeld { holder: String },
     #[error(transparent)]
     Keyspace(#[from] KeyspaceError),
@@ -38,9 +40,10 @@ impl RaftNode {
                 false,
             )
             .await?;
-        let live_lease = all.entries.iter().find(|e| {
-            e.key == Key::Leader && e.expires_at_ms.is_none_or(|t| t > all.as_of_ms)
-        });
+        let live_lease = all
+            .entries
+            .iter()
+            .find(|e| e.key == Key::Leader && e.expires_at_ms.is_none_or(|t| t > all.as_of_ms));
         if let (Some(lease), false) = (live_lease, force) {
             return Err(RemovalError::PrimaryLeaseHeld {
                 holder: lease.holder.clone().unwrap_or_else(|| "a member".into()),
@@ -56,7 +59,11 @@ impl RaftNode {
                 deleted += 1;
             }
         }
-        tracing::warn!(deleted, force, "keyspace: an operator removed the cluster's keys (pgquorumctl remove)");
+        tracing::warn!(
+            deleted,
+            force,
+            "keyspace: an operator removed the cluster's keys (pgquorumctl remove)"
+        );
         Ok(deleted)
     }
 }

@@ -7,8 +7,9 @@
 //! it agrees, or wait. A node with Raft state never initialises again, so restarts cannot
 //! re-form or split the group; one whose promotion to voter was interrupted asks again.
 //! A node with state that is no member any more (removed by `pgquorumctl members remove`)
-//! says so in its log and waits: it never asks to join by itself. A voter keeps asking its
-//! partners until it knows a Raft leader, so a voter removed while it was down learns it too.
+//! says so in its log and waits: it never asks to join by itself. A node with state asks its
+//! partners and the members of its last applied membership until the Raft leader answers that
+//! it is a member (or it is the leader), so a voter removed while it was down learns it too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -48,10 +49,10 @@ pub(super) async fn run(node: Arc<RaftNode>) {
         } else {
             OwnRole::Absent
         };
-        if !pristine && own_role == OwnRole::Voter && node.raft.metrics().borrow().current_leader.is_some() {
+        if !pristine && node.raft.metrics().borrow().state == openraft::ServerState::Leader {
             return;
         }
-        let (answers, failures) = probe_partners(&node).await;
+        let (answers, failures) = probe_partners(&node, &addrs_to_ask(&node, pristine)).await;
         for (addr, failure) in failures {
             // Each distinct failure once per partner: a partner not up yet is normal at
             // start-up, but a TLS refusal (a certificate of another CA) must reach the log.
@@ -90,7 +91,8 @@ pub(super) async fn run(node: Arc<RaftNode>) {
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            Step::Member => tokio::time::sleep(PROBE_INTERVAL).await,
+            Step::Member => return,
+            Step::Unconfirmed => tokio::time::sleep(PROBE_INTERVAL).await,
             Step::Removed { leader } => {
                 if told_removed.as_ref() != Some(&leader) {
                     log_removed(leader.as_deref());
@@ -107,6 +109,30 @@ pub(super) async fn run(node: Arc<RaftNode>) {
             }
         }
     }
+}
+
+/// The configured partners and, for a node with state, the other members of the last
+/// membership it applied (its partner list may be stale; the Raft leader may be a member it
+/// does not name).
+fn addrs_to_ask(node: &RaftNode, pristine: bool) -> Vec<String> {
+    let mut addrs: Vec<String> = node
+        .settings
+        .partner_addrs
+        .iter()
+        .map(|a| a.trim().to_string())
+        .collect();
+    if !pristine {
+        let own = node.settings.self_addr.trim();
+        let (voters, learners) = node.membership_ids();
+        for id in voters.into_iter().chain(learners) {
+            if let Some(addr) = node.addr_of(id) {
+                if addr != own && !addrs.contains(&addr) {
+                    addrs.push(addr);
+                }
+            }
+        }
+    }
+    addrs
 }
 
 fn configured_set(node: &RaftNode) -> BTreeSet<String> {
@@ -212,11 +238,11 @@ async fn join_through(node: &RaftNode, via: &str) -> Result<(), ()> {
     }
 }
 
-/// Every configured partner's answer, in configuration order, and the errors of those that did
+/// The answer of every address in `addrs` (configured partners first, in configuration order), and the errors of those that did
 /// not answer. A partner that refused us for belonging to another cluster answers with its scope.
-async fn probe_partners(node: &RaftNode) -> (Vec<(String, Answer)>, Vec<(String, String)>) {
-    let probes = node.settings.partner_addrs.iter().map(|addr| async move {
-        let addr = addr.trim().to_string();
+async fn probe_partners(node: &RaftNode, addrs: &[String]) -> (Vec<(String, Answer)>, Vec<(String, String)>) {
+    let probes = addrs.iter().map(|addr| async move {
+        let addr = addr.clone();
         let answer = async {
             let mut client = node.admin_client(&addr).map_err(|e| e.to_string())?;
             let mut req = tonic::Request::new(NodeStatusRequest {});
@@ -233,7 +259,11 @@ async fn probe_partners(node: &RaftNode) -> (Vec<(String, Answer)>, Vec<(String,
                         configured: reply.configured_addrs.into_iter().collect(),
                         leader: reply.role == "leader",
                         has_leader: reply.has_leader,
-                        members: reply.voters.into_values().chain(reply.learners.into_values()).collect(),
+                        members: reply
+                            .voters
+                            .into_values()
+                            .chain(reply.learners.into_values())
+                            .collect(),
                     })
                 }
                 Err(status) => match (Refusal::of(&status), Refusal::their_scope(&status)) {

@@ -70,9 +70,11 @@ pub enum Step {
         members: BTreeSet<String>,
     },
     Wait(Waiting),
-    /// A voter in its own membership and not known to be removed: nothing to do (the runner
-    /// stops asking once a Raft leader is known).
+    /// The Raft leader lists this node (a voter in its own membership): formation is over.
     Member,
+    /// A voter in its own membership, but no Raft leader answered to confirm it (the group is
+    /// electing, or this node was removed while it was down): keep asking, quietly.
+    Unconfirmed,
     /// This node has Raft state but is no member of the group any more: it was removed. It
     /// never asks to join by itself. `leader` is the Raft leader that left it out, if one
     /// answered (else the last membership it applied did).
@@ -103,7 +105,9 @@ pub fn formation_step(me: &Myself, answers: &[(String, Answer)]) -> Step {
     let ours = |answer: &Answer| matches!(answer, Answer::Status { scope, .. } if *scope == me.scope);
     let leader_view = answers.iter().find_map(|(addr, answer)| match answer {
         Answer::Status {
-            leader: true, members, ..
+            leader: true,
+            members,
+            ..
         } if ours(answer) => Some((addr, members)),
         _ => None,
     });
@@ -115,7 +119,8 @@ pub fn formation_step(me: &Myself, answers: &[(String, Answer)]) -> Step {
                     leader: leader_view.map(|(addr, _)| addr.clone()),
                 }
             }
-            (_, OwnRole::Voter) => return Step::Member,
+            (Some(true), OwnRole::Voter) => return Step::Member,
+            (None, OwnRole::Voter) => return Step::Unconfirmed,
             (None, OwnRole::Absent) => return Step::Removed { leader: None },
             // A learner, or listed again by the leader (`members add`): join.
             _ => {}
@@ -308,9 +313,9 @@ mod tests {
             ("a voter the leader lists: a member, nothing to do",
              with_state(&ABC, OwnRole::Voter), answers(&[("b", formed(true, &["a", "b", "c"])), ("c", Silent)]),
              Step::Member),
-            ("a voter with no leader answering: a member, never joins",
+            ("a voter with no leader answering: unconfirmed, never joins",
              with_state(&ABC, OwnRole::Voter), answers(&[("b", status("demo", true, &ABC)), ("c", Silent)]),
-             Step::Member),
+             Step::Unconfirmed),
             ("pristine: the leader is preferred to a partner listed before it",
              me(&ABC), answers(&[("b", formed(false, &["b", "c"])), ("c", formed(true, &["b", "c"]))]),
              join("c")),
@@ -365,12 +370,21 @@ mod tests {
                         matches!(a, Answer::Status { leader: true, members, .. } if !members.contains("a"))
                     });
                     let step = formation_step(&me, &answers);
-                    assert!(!matches!(step, Step::Initialize { .. }), "{role:?} {answers:?} -> {step:?}");
+                    assert!(
+                        !matches!(step, Step::Initialize { .. }),
+                        "{role:?} {answers:?} -> {step:?}"
+                    );
                     if leader_leaves_us_out || (role == OwnRole::Absent && !leader_lists_us) {
-                        assert!(matches!(step, Step::Removed { .. }), "{role:?} {answers:?} -> {step:?}");
+                        assert!(
+                            matches!(step, Step::Removed { .. }),
+                            "{role:?} {answers:?} -> {step:?}"
+                        );
                     }
                     if role == OwnRole::Voter {
-                        assert!(!matches!(step, Step::Join { .. }), "{role:?} {answers:?} -> {step:?}");
+                        assert!(
+                            !matches!(step, Step::Join { .. }),
+                            "{role:?} {answers:?} -> {step:?}"
+                        );
                     }
                 }
             }

@@ -98,7 +98,9 @@ impl RaftNode {
                     )))
                 }
             },
-            MembersOp::Unspecified => return Err(KeyspaceError::Invalid("no membership operation given".into())),
+            MembersOp::Unspecified => {
+                return Err(KeyspaceError::Invalid("no membership operation given".into()))
+            }
         };
         let change = match req.op() {
             MembersOp::AddLearner => Change::AddLearner(target.id),
@@ -136,7 +138,9 @@ impl RaftNode {
     ) -> Result<Result<String, String>, KeyspaceError> {
         let addr = &target.addr;
         match plan {
-            Plan::Nothing => Ok(Ok(format!("{shown} ({addr}) already is a member; nothing changed"))),
+            Plan::Nothing => Ok(Ok(format!(
+                "{shown} ({addr}) already is a member; nothing changed"
+            ))),
             Plan::AddLearner(id) => {
                 tracing::info!(member = %shown, %addr, node_id = id, "raft: an operator adds a learner");
                 self.raft
@@ -197,7 +201,9 @@ impl RaftNode {
     async fn forget_member_record(&self, target: &Target) {
         let Some(name) = &target.name else { return };
         let Ok(key) = Key::member(name) else { return };
-        let Some(entry) = self.member_record(name) else { return };
+        let Some(entry) = self.member_record(name) else {
+            return;
+        };
         let record_addr = serde_json::from_value::<crate::cluster::MemberStatus>(entry.value.clone())
             .ok()
             .and_then(|m| m.raft_addr);
@@ -356,7 +362,9 @@ fn change_error(
     use openraft::error::{ClientWriteError, RaftError};
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => KeyspaceError::NotLeader,
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => KeyspaceError::Invalid(e.to_string()),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            KeyspaceError::Invalid(e.to_string())
+        }
         RaftError::Fatal(e) => KeyspaceError::Stopped(e.to_string()),
     }
 }

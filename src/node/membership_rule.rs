@@ -54,9 +54,9 @@ pub enum Plan {
 pub enum Refusal {
     #[error("it is not a member of the Raft group")]
     NotAMember,
-    #[error("it is a voter already; promote makes a learner a voter")]
-    AlreadyVoter,
-    #[error("it runs the primary (it holds the `leader` key): switch over to another member first, or --force")]
+    #[error(
+        "it runs the primary (it holds the `leader` key): switch over to another member first, or --force"
+    )]
     PrimaryNode,
     #[error(
         "the {remaining} voters left would have only {reachable} reachable, and {needed} make a majority: \
@@ -110,7 +110,8 @@ pub fn plan(change: Change, group: &GroupView, force: bool) -> Result<Plan, Refu
             Ok(Plan::Nothing)
         }
         Change::AddLearner(id) => Ok(Plan::AddLearner(id)),
-        Change::Promote(id) if group.voters.contains(&id) => Err(Refusal::AlreadyVoter),
+        // Already done (its agent's own join request may have promoted it first).
+        Change::Promote(id) if group.voters.contains(&id) => Ok(Plan::Nothing),
         Change::Promote(id) if group.learners.contains(&id) => Ok(Plan::Promote(id)),
         Change::Promote(_) => Err(Refusal::NotAMember),
         Change::Remove(id) if group.learners.contains(&id) => Ok(Plan::RemoveLearner(id)),
@@ -152,7 +153,12 @@ mod tests {
         v.iter().copied().collect()
     }
 
-    fn group(voters: &[NodeId], learners: &[NodeId], reachable: &[NodeId], primary: Option<NodeId>) -> GroupView {
+    fn group(
+        voters: &[NodeId],
+        learners: &[NodeId],
+        reachable: &[NodeId],
+        primary: Option<NodeId>,
+    ) -> GroupView {
         GroupView {
             voters: ids(voters),
             learners: ids(learners),
@@ -172,7 +178,7 @@ mod tests {
             ("adding a learner again changes nothing", AddLearner(4), group(&[1, 2, 3], &[4], &[1, 2, 3], Some(1)), false, Ok(Plan::Nothing)),
             ("adding a voter changes nothing", AddLearner(2), three_up.clone(), false, Ok(Plan::Nothing)),
             ("promote a learner", Promote(4), group(&[1, 2, 3], &[4], &[1, 2, 3, 4], Some(1)), false, Ok(Plan::Promote(4))),
-            ("promote a voter", Promote(2), three_up.clone(), false, Err(Refusal::AlreadyVoter)),
+            ("promoting a voter changes nothing", Promote(2), three_up.clone(), false, Ok(Plan::Nothing)),
             ("promote a stranger", Promote(9), three_up.clone(), false, Err(Refusal::NotAMember)),
             ("remove a replica's node from five", Remove(5), five_up.clone(), false, Ok(Plan::RemoveVoter(5))),
             ("remove a replica's node from three", Remove(3), three_up.clone(), false, Ok(Plan::RemoveVoter(3))),
@@ -221,7 +227,10 @@ mod tests {
                 };
                 if let Ok(Plan::RemoveVoter(id)) = plan(Change::Remove(target), &g, false) {
                     assert_ne!(id, 1, "the primary's node removed: {g:?}");
-                    let left: Vec<_> = voters.iter().filter(|v| **v != id && reachable.contains(v)).collect();
+                    let left: Vec<_> = voters
+                        .iter()
+                        .filter(|v| **v != id && reachable.contains(v))
+                        .collect();
                     assert!(left.len() >= 3, "{g:?} removing {id}");
                 }
             }
