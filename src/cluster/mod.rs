@@ -5,7 +5,9 @@
 mod failover;
 mod member;
 mod view;
+mod witness;
 
 pub use failover::FailoverRequest;
 pub use member::{MemberStatus, PgRole, PgRunState};
 pub use view::{BootstrapClaim, ClusterView, HistoryEntry, LeaderLease, ViewError};
+pub use witness::WitnessRecord;
