@@ -105,6 +105,9 @@ pub fn from_yaml_str(
                 });
             }
         }
+        // No PostgreSQL to fence, so no watchdog: said here so that the shared loader does
+        // not warn about one.
+        map.insert("watchdog".into(), serde_yaml_ng::from_str("{mode: off}").unwrap_or_default());
         let raft = map.get("raft").cloned();
         let field = |key: &str| {
             raft.as_ref()
