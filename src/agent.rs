@@ -82,19 +82,9 @@ pub async fn run(
     // then kill the primary's PostgreSQL — a `systemctl reload` must never cause a failover.
     let hangups = hangup_signals();
     let settings = NodeSettings::from_config(&config);
-    // Every channel this process opens (Raft, forwarding, probes) and the server use it.
-    let transport = crate::grpc::Transport::from_config(&config)?;
-    crate::grpc::transport::install(transport.clone());
     // Bind and check everything before touching storage: a port conflict or a bad
     // PostgreSQL setting is reported without side effects.
-    let listener = bind("raft.self_addr", &settings.self_addr).await?;
-    let admin_listener = match &config.raft.admin_listen {
-        Some(addr) => Some(bind("raft.admin_listen", addr).await?),
-        None => None,
-    };
-    // Another agent running under this name at another address: refuse before opening Raft
-    // storage or touching PostgreSQL.
-    name_check::check(&config).await?;
+    let ports = VoterPorts::bind(&config).await?;
     let postgres = match &config.postgresql.data_dir {
         Some(_) => {
             let pg = Postgres::new(PostgresSettings::from_config(&config)?)?;
@@ -137,6 +127,7 @@ pub async fn run(
                 security,
                 config_writes: Some(ConfigWrites::new(node.clone(), Some(config.raft.clone()))),
                 version: env!("CARGO_PKG_VERSION"),
+                node: Some(node.clone()),
             };
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
@@ -178,7 +169,7 @@ pub async fn run(
 
     let until = serve_until(stop_rx.clone(), ha_end.clone());
     let admin = AdminGrpc::new(node.clone(), operator, position).with_raft_config(config.raft.clone());
-    serve(node.clone(), &transport, admin, listener, admin_listener, until).await?;
+    ports.serve(node.clone(), admin, until).await?;
     if let Some(TaskEnd::Died(why)) = ha_end.borrow().clone() {
         // No orderly shutdown: the process exits, which closes the fence guard's pipe.
         return Err(AgentError::HaLoopDied(why));
@@ -236,6 +227,53 @@ async fn serve_until(mut stop: watch::Receiver<bool>, ha_end: watch::Receiver<Op
     tokio::select! {
         _ = stopped => {}
         _ = died => {}
+    }
+}
+
+/// The start-up every Raft voter shares, the agent and the witness (`pgquorum-controller`):
+/// the gRPC transport built from `raft` and installed for every channel this process opens,
+/// the Raft port (and `raft.admin_listen`) bound, and the check that no live agent at another
+/// address uses this `name`. All before Raft storage is opened, so a port conflict or a
+/// duplicate name is reported without side effects.
+pub struct VoterPorts {
+    pub transport: crate::grpc::Transport,
+    pub listener: TcpListener,
+    pub admin_listener: Option<TcpListener>,
+}
+
+impl VoterPorts {
+    pub async fn bind(config: &Config) -> Result<VoterPorts, AgentError> {
+        let transport = crate::grpc::Transport::from_config(config)?;
+        crate::grpc::transport::install(transport.clone());
+        let listener = bind("raft.self_addr", &config.raft.self_addr).await?;
+        let admin_listener = match &config.raft.admin_listen {
+            Some(addr) => Some(bind("raft.admin_listen", addr).await?),
+            None => None,
+        };
+        name_check::check(config).await?;
+        Ok(VoterPorts {
+            transport,
+            listener,
+            admin_listener,
+        })
+    }
+
+    /// Serve `node`'s Raft and admin services on the bound ports until `shutdown` completes.
+    pub async fn serve(
+        self,
+        node: Arc<RaftNode>,
+        admin: AdminGrpc,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AgentError> {
+        serve(
+            node,
+            &self.transport,
+            admin,
+            self.listener,
+            self.admin_listener,
+            shutdown,
+        )
+        .await
     }
 }
 

@@ -72,3 +72,4 @@ pub mod raft;
 pub mod rest;
 pub mod timefmt;
 pub mod watchdog;
+pub mod witness;

@@ -6,7 +6,9 @@ mod failover;
 mod member;
 pub mod timeline_position;
 mod view;
+mod witness;
 
 pub use failover::FailoverRequest;
 pub use member::{MemberStatus, PgRole, PgRunState};
 pub use view::{BootstrapClaim, ClusterView, HistoryEntry, LeaderLease, ViewError};
+pub use witness::WitnessRecord;

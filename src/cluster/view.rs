@@ -56,6 +56,9 @@ pub struct ClusterView {
     pub bootstrap_claim: Option<BootstrapClaim>,
     pub leader: Option<LeaderLease>,
     pub members: Vec<MemberStatus>,
+    /// Witnesses (`witnesses/<name>`): Raft voters that are never PostgreSQL members.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub witnesses: Vec<super::WitnessRecord>,
     /// Dynamic configuration (`config` key), or the defaults when never written.
     pub config: DynamicConfig,
     /// Revision of the `config` key, for compare-and-set edits; `None` if never written.
@@ -179,6 +182,10 @@ impl ClusterView {
                     view.failover_revision = Some(e.revision);
                     view.failover_since_ms = Some(e.updated_ms);
                 }
+                Key::Witness(_) => match serde_json::from_value(e.value.clone()) {
+                    Ok(witness) => view.witnesses.push(witness),
+                    Err(x) => skip(x.to_string()),
+                },
                 Key::Sync => {}
             }
         }

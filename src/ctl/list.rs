@@ -5,6 +5,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::cluster_read::cluster_view;
+use super::raft_status::raft_status_reply;
+use crate::node::quorum::QuorumLoss;
 use super::{table, CtlError};
 use crate::cluster::{ClusterView, FailoverRequest, MemberStatus, PgRole};
 
@@ -94,11 +96,42 @@ pub fn rows(scope: &str, view: &ClusterView) -> Vec<ListRow> {
                 tags: non_default_tags(m),
             }
         })
+        .chain(view.witnesses.iter().map(|w| ListRow {
+            cluster: scope.to_string(),
+            member: w.name.clone(),
+            host: w.raft_addr.clone(),
+            role: WITNESS_ROLE.to_string(),
+            // Not in the keyspace: `run` fills it in from `raft status`.
+            state: String::new(),
+            timeline: None,
+            lag_mb: None,
+            pending_restart: String::new(),
+            tags: None,
+        }))
         .collect()
 }
 
+/// The role shown for a witness (`pgquorum-controller`): a Raft voter, never a PostgreSQL
+/// member nor a failover candidate.
+pub const WITNESS_ROLE: &str = "Witness";
+
+/// Each witness row's state: `running` if it answered `raft status`, else `unreachable`.
+fn witness_states(rows: &mut [ListRow], status: &crate::grpc::pb::admin::RaftStatusReply) {
+    for row in rows.iter_mut().filter(|r| r.role == WITNESS_ROLE) {
+        let answered = status
+            .members
+            .iter()
+            .find(|m| m.witness && m.addr.trim() == row.host.trim())
+            .is_some_and(|m| m.status.is_some());
+        row.state = if answered { "running" } else { "unreachable" }.to_string();
+    }
+}
+
 pub fn render(scope: &str, view: &ClusterView) -> String {
-    let rows = rows(scope, view);
+    render_rows(scope, view, rows(scope, view))
+}
+
+fn render_rows(scope: &str, view: &ClusterView, rows: Vec<ListRow>) -> String {
     let any_pending = rows.iter().any(|r| !r.pending_restart.is_empty());
     let any_tags = rows.iter().any(|r| r.tags.is_some());
     let mut header = vec!["Member", "Host", "Role", "State", "TL", "Lag in MB"];
@@ -195,12 +228,19 @@ pub async fn run(
     watch: Option<f64>,
 ) -> Result<String, CtlError> {
     loop {
-        let view = cluster_view(endpoint).await?;
+        let view = match cluster_view(endpoint).await {
+            Ok(view) => view,
+            Err(read_error) => return Err(explain_failed_read(endpoint, read_error).await),
+        };
         let scope = scope.unwrap_or("cluster");
+        let mut rows = rows(scope, &view);
+        if !view.witnesses.is_empty() {
+            witness_states(&mut rows, &raft_status_reply(endpoint).await?);
+        }
         let out = if json {
-            serde_json::to_string_pretty(&rows(scope, &view)).map_err(|e| CtlError::Other(e.to_string()))?
+            serde_json::to_string_pretty(&rows).map_err(|e| CtlError::Other(e.to_string()))?
         } else {
-            render(scope, &view)
+            render_rows(scope, &view, rows)
         };
         match watch {
             None => return Ok(out),
@@ -210,6 +250,24 @@ pub async fn run(
                 tokio::time::sleep(Duration::from_secs_f64(secs.max(0.5))).await;
             }
         }
+    }
+}
+
+/// A failed read, explained when the agent cannot reach a majority of the Raft voters (then
+/// nothing can be promoted, and `raft status` names who is missing); else the read's error.
+async fn explain_failed_read(endpoint: &str, read_error: CtlError) -> CtlError {
+    let Ok(status) = raft_status_reply(endpoint).await else {
+        return read_error;
+    };
+    if status.has_leader {
+        return read_error;
+    }
+    match QuorumLoss::from_raft_status(&format!("the agent at {endpoint}"), &status) {
+        Some(loss) => CtlError::NoQuorum {
+            read_error: read_error.to_string(),
+            explanation: loss.to_string(),
+        },
+        None => read_error,
     }
 }
 

@@ -273,6 +273,8 @@ pub enum CtlError {
     Rpc { endpoint: String, message: String },
     #[error(transparent)]
     Transport(#[from] crate::grpc::transport::TransportError),
+    #[error("{explanation}\n(the keyspace read failed: {read_error})")]
+    NoQuorum { read_error: String, explanation: String },
     #[error("{0}")]
     Other(String),
 }

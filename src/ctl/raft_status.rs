@@ -9,6 +9,8 @@ use crate::grpc::pb::admin::{RaftStatusReply, RaftStatusRequest};
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MemberRow {
     pub member: String,
+    /// `agent`, or `witness` for pgquorum-controller (known from the keyspace even while down).
+    pub kind: String,
     pub address: String,
     pub node_id: u64,
     pub role: String,
@@ -20,20 +22,30 @@ pub struct MemberRow {
     pub error: Option<String>,
 }
 
-pub async fn fetch_raft_status(endpoint: &str) -> Result<Vec<MemberRow>, CtlError> {
+/// The agent's `raft status` answer as it came.
+pub async fn raft_status_reply(endpoint: &str) -> Result<RaftStatusReply, CtlError> {
     let mut client = connect(endpoint)?;
-    let reply: RaftStatusReply = client
+    Ok(client
         .raft_status(RaftStatusRequest {})
         .await
         .map_err(|s| rpc_error(endpoint, s))?
-        .into_inner();
+        .into_inner())
+}
+
+pub async fn fetch_raft_status(endpoint: &str) -> Result<Vec<MemberRow>, CtlError> {
+    let reply = raft_status_reply(endpoint).await?;
     Ok(reply
         .members
         .into_iter()
         .map(|m| {
             let s = m.status.as_ref();
             MemberRow {
-                member: s.map(|s| s.name.clone()).unwrap_or_else(|| "?".into()),
+                member: if m.name.is_empty() {
+                    "?".into()
+                } else {
+                    m.name.clone()
+                },
+                kind: if m.witness { "witness" } else { "agent" }.to_string(),
                 address: m.addr.clone(),
                 node_id: m.id,
                 role: match s {
@@ -63,6 +75,7 @@ pub async fn run(endpoint: &str, json: bool) -> Result<String, CtlError> {
         .map(|r| {
             vec![
                 r.member.clone(),
+                r.kind.clone(),
                 r.address.clone(),
                 r.role.clone(),
                 opt(r.term),
@@ -75,7 +88,7 @@ pub async fn run(endpoint: &str, json: bool) -> Result<String, CtlError> {
         .collect();
     let mut out = table::render(
         &[
-            "Member", "Address", "Role", "Term", "Last log", "Commit", "Lag", "Error",
+            "Member", "Kind", "Address", "Role", "Term", "Last log", "Commit", "Lag", "Error",
         ],
         &cells,
     );

@@ -27,13 +27,18 @@ pub enum Key {
     History,
     /// A scheduled switchover / manual failover request.
     Failover,
+    /// A witness (`pgquorum-controller`): a Raft voter that is never a PostgreSQL member.
+    /// Kept apart from `members/` so that nothing that reads members (the HA loop's
+    /// candidates, `list`'s rows, Patroni's `/cluster`) can ever take it for one.
+    Witness(String),
 }
 
 pub const MEMBERS_PREFIX: &str = "members/";
+pub const WITNESSES_PREFIX: &str = "witnesses/";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    #[error("unknown key {0:?}: expected one of initialize, leader, members/<name>, config, sync, status, history, failover")]
+    #[error("unknown key {0:?}: expected one of initialize, leader, members/<name>, config, sync, status, history, failover, witnesses/<name>")]
     Unknown(String),
     #[error("invalid member name {0:?}: it must be non-empty and must not contain '/' or whitespace")]
     BadMemberName(String),
@@ -45,6 +50,14 @@ impl Key {
             return Err(KeyError::BadMemberName(name.to_string()));
         }
         Ok(Key::Member(name.to_string()))
+    }
+
+    /// A witness's key; its name follows the member name rules.
+    pub fn witness(name: &str) -> Result<Key, KeyError> {
+        match Key::member(name)? {
+            Key::Member(name) => Ok(Key::Witness(name)),
+            _ => unreachable!("Key::member returns a member key"),
+        }
     }
 }
 
@@ -59,6 +72,7 @@ impl fmt::Display for Key {
             Key::Status => f.write_str("status"),
             Key::History => f.write_str("history"),
             Key::Failover => f.write_str("failover"),
+            Key::Witness(name) => write!(f, "{WITNESSES_PREFIX}{name}"),
         }
     }
 }
@@ -75,9 +89,10 @@ impl FromStr for Key {
             "status" => Ok(Key::Status),
             "history" => Ok(Key::History),
             "failover" => Ok(Key::Failover),
-            _ => match s.strip_prefix(MEMBERS_PREFIX) {
-                Some(name) => Key::member(name),
-                None => Err(KeyError::Unknown(s.to_string())),
+            _ => match (s.strip_prefix(MEMBERS_PREFIX), s.strip_prefix(WITNESSES_PREFIX)) {
+                (Some(name), _) => Key::member(name),
+                (_, Some(name)) => Key::witness(name),
+                _ => Err(KeyError::Unknown(s.to_string())),
             },
         }
     }
@@ -111,6 +126,7 @@ mod tests {
             Key::Status,
             Key::History,
             Key::Failover,
+            Key::Witness("w1".into()),
         ] {
             assert_eq!(k.to_string().parse::<Key>().unwrap(), k);
             let json = serde_json::to_string(&k).unwrap();
@@ -126,5 +142,6 @@ mod tests {
             "members/a/b".parse::<Key>(),
             Err(KeyError::BadMemberName("a/b".into()))
         );
+        assert_eq!("witnesses/".parse::<Key>(), Err(KeyError::BadMemberName("".into())));
     }
 }

@@ -18,8 +18,10 @@ mod housekeeping;
 mod join;
 mod membership;
 pub mod membership_rule;
+pub mod quorum;
+mod quorum_watch;
 mod role_log;
-mod status;
+pub mod status;
 pub mod wire_error;
 
 pub use wire_error::error_to_status;
@@ -56,6 +58,29 @@ pub struct NodeSettings {
     pub election_timeout: Duration,
     /// How long a keyspace request may wait for a leader, a commit or a forward.
     pub request_timeout: Duration,
+    /// sled's page cache (the witness controller runs with a smaller one than an agent).
+    pub storage_cache_bytes: u64,
+    /// `agent` for a node beside PostgreSQL, `witness` for `pgquorum-controller`: reported
+    /// in its node status so that `raft status` and `list` can tell a witness apart.
+    pub kind: NodeKind,
+}
+
+/// What runs beside a Raft node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// A pgquorum agent (with PostgreSQL, or a Raft-only agent started without a data dir).
+    Agent,
+    /// `pgquorum-controller`: votes and stores the log, never a PostgreSQL member.
+    Witness,
+}
+
+impl NodeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::Agent => "agent",
+            NodeKind::Witness => "witness",
+        }
+    }
 }
 
 impl NodeSettings {
@@ -76,6 +101,8 @@ impl NodeSettings {
                 config.raft.election_timeout_ms,
                 config.raft.heartbeat_interval_ms,
             )) + Duration::from_millis(500),
+            storage_cache_bytes: crate::raft::storage::DEFAULT_CACHE_BYTES,
+            kind: NodeKind::Agent,
         }
     }
 
@@ -165,6 +192,8 @@ pub struct RaftNode {
     /// Held by the leader while it adds a joining node or carries out an operator's
     /// membership change: one membership change at a time.
     join_lock: tokio::sync::Mutex<()>,
+    /// Set while no Raft leader is known and a majority of voters cannot be reached.
+    quorum: tokio::sync::watch::Sender<Option<quorum::QuorumLoss>>,
 }
 
 /// Wall-clock milliseconds since the Unix epoch. Lease time does not use it (see
@@ -185,7 +214,7 @@ impl RaftNode {
             node_id: id,
             self_addr: settings.self_addr.clone(),
         };
-        let storage = Storage::open(&settings.data_dir, &identity)?;
+        let storage = Storage::open_with_cache(&settings.data_dir, &identity, settings.storage_cache_bytes)?;
         let load_err = |e: crate::raft::StorageError| StartError::Load {
             path: settings.data_dir.clone(),
             detail: e.to_string(),
@@ -231,6 +260,7 @@ impl RaftNode {
             state_machine,
             admin_channels: Mutex::default(),
             join_lock: tokio::sync::Mutex::default(),
+            quorum: tokio::sync::watch::Sender::new(None),
         });
         tracing::info!(
             node_id = id,
@@ -242,7 +272,14 @@ impl RaftNode {
         tokio::spawn(role_log::run(node.clone()));
         tokio::spawn(formation::run(node.clone()));
         tokio::spawn(housekeeping::run(node.clone()));
+        tokio::spawn(quorum_watch::run(node.clone()));
         Ok(node)
+    }
+
+    /// Why the keyspace cannot be reached, while a majority of voters cannot be: `None`
+    /// while a Raft leader is known (or the group is still electing with a majority up).
+    pub fn quorum_loss(&self) -> tokio::sync::watch::Receiver<Option<quorum::QuorumLoss>> {
+        self.quorum.subscribe()
     }
 
     /// Notified with the last applied log index after every applied batch: the HA loop wakes

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use openraft::ServerState;
 
-use super::RaftNode;
+use std::collections::HashMap;
+
+use super::{NodeKind, RaftNode, ReadQuery};
+use crate::cluster::ClusterView;
 use crate::grpc::pb::admin::{MemberRaftStatus, NodeStatusReply, NodeStatusRequest, RaftStatusReply};
 
 pub fn role_name(state: ServerState) -> &'static str {
@@ -57,6 +60,7 @@ impl RaftNode {
             voters: membership.voter_ids().map(|id| (id, addr_of(id))).collect(),
             learners: membership.learner_ids().map(|id| (id, addr_of(id))).collect(),
             configured_addrs: self.settings.all_addrs().map(|a| a.trim().to_string()).collect(),
+            kind: self.settings.kind.as_str().to_string(),
         }
     }
 
@@ -105,6 +109,17 @@ impl RaftNode {
             }
         });
         let mut statuses: Vec<MemberRaftStatus> = futures::future::join_all(fetches).await;
+        let known = self.known_voters();
+        for m in &mut statuses {
+            let label = known.get(m.addr.trim());
+            let answered = m.status.as_ref();
+            m.name = answered
+                .map(|s| s.name.clone())
+                .or_else(|| label.map(|(name, _)| name.clone()))
+                .unwrap_or_default();
+            m.witness = answered.is_some_and(|s| s.kind == NodeKind::Witness.as_str())
+                || label.is_some_and(|(_, witness)| *witness);
+        }
 
         // Lag is the leader's view: its last log index minus what it matched on each member.
         let leader = statuses
@@ -128,6 +143,26 @@ impl RaftNode {
             leader_id: leader.as_ref().map_or(0, |l| l.id),
             has_leader: leader.is_some(),
         }
+    }
+
+    /// Name and witness flag of every Raft address the keyspace knows (this node's copy):
+    /// members publish `raft_addr`, witnesses `witnesses/<name>`. Names voters that are down.
+    fn known_voters(&self) -> HashMap<String, (String, bool)> {
+        let read = self.read_local(&ReadQuery {
+            key: String::new(),
+            prefix: true,
+            linearizable: false,
+        });
+        let view = ClusterView::from_entries(&read.entries, read.as_of_ms);
+        let members = view
+            .members
+            .iter()
+            .filter_map(|m| Some((m.raft_addr.clone()?.trim().to_string(), (m.name.clone(), false))));
+        let witnesses = view
+            .witnesses
+            .iter()
+            .map(|w| (w.raft_addr.trim().to_string(), (w.name.clone(), true)));
+        members.chain(witnesses).collect()
     }
 
     async fn remote_status(&self, addr: &str) -> Result<NodeStatusReply, String> {

@@ -76,8 +76,23 @@ fn is_ours(name: &str) -> bool {
         || name.starts_with("snap.")
 }
 
+/// sled's page cache for an agent: the keyspace is tiny, so a small cache keeps it light.
+pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Who `path` belongs to, if it holds a readable identity file; read-only. The witness
+/// controller started without `scope` takes its cluster name from here on a restart.
+pub fn stored_identity(path: &Path) -> Option<Identity> {
+    let bytes = std::fs::read(path.join(IDENTITY_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 impl Storage {
     pub fn open(path: &Path, expected: &Identity) -> Result<Storage, OpenError> {
+        Self::open_with_cache(path, expected, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Storage::open`] with sled's page cache limited to `cache_bytes`.
+    pub fn open_with_cache(path: &Path, expected: &Identity, cache_bytes: u64) -> Result<Storage, OpenError> {
         let path = path.to_path_buf();
         let create_err = |source| OpenError::Create {
             path: path.clone(),
@@ -117,8 +132,7 @@ impl Storage {
 
         let db = sled::Config::new()
             .path(&path)
-            // The keyspace is tiny; keep the page cache small so the agent stays light.
-            .cache_capacity(16 * 1024 * 1024)
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(|source| OpenError::Sled {
                 path: path.clone(),

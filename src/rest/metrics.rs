@@ -201,6 +201,48 @@ fn padded_version(version: &str) -> String {
         .collect()
 }
 
+/// pgquorum's own Raft gauges (Patroni has none), in the agent's and the witness's
+/// `/metrics`: role, term, leader, voters, and whether a majority of them can be reached.
+pub fn raft_gauges(scope: &str, name: &str, node: &crate::node::RaftNode) -> String {
+    let m = node.raft.metrics().borrow().clone();
+    let loss = node.quorum_loss().borrow().clone();
+    let voters = m.membership_config.membership().voter_ids().count();
+    let mut out = Exposition::new(scope, name);
+    let role = crate::node::status::role_name(m.state);
+    let _ = write!(
+        out.text,
+        "# HELP pgquorum_raft_role This node's Raft role (the label with value 1).\n\
+         # TYPE pgquorum_raft_role gauge\n"
+    );
+    for r in ["leader", "follower", "candidate", "learner", "shutdown"] {
+        let _ = writeln!(
+            out.text,
+            "pgquorum_raft_role{{scope=\"{}\",name=\"{}\",role=\"{r}\"}} {}",
+            escape_label(scope),
+            escape_label(name),
+            u8::from(r == role)
+        );
+    }
+    out.gauge("pgquorum_raft_term", "Current Raft term.", m.current_term);
+    out.gauge(
+        "pgquorum_raft_leader_id",
+        "Node id of the Raft leader this node knows (0: none).",
+        m.current_leader.unwrap_or(0),
+    );
+    out.gauge("pgquorum_raft_voters", "Voters in the Raft membership.", voters);
+    out.gauge(
+        "pgquorum_raft_quorum",
+        "0 while a majority of the Raft voters cannot be reached (nothing can be promoted; the log and /patroni raft_quorum name the unreachable voters), 1 otherwise.",
+        u8::from(loss.is_none()),
+    );
+    out.gauge(
+        "pgquorum_raft_voters_unreachable",
+        "Voters this node cannot reach while it has no quorum (0 otherwise).",
+        loss.as_ref().map_or(0, |l| l.unreachable().count()),
+    );
+    out.text
+}
+
 /// The text being built, with the label set every metric carries.
 struct Exposition {
     text: String,

@@ -16,7 +16,7 @@ mod epoch;
 mod health;
 mod keyfile;
 mod listen;
-mod metrics;
+pub mod metrics;
 mod operator;
 mod probes;
 mod query;
@@ -54,6 +54,9 @@ pub struct RestState {
     pub config_writes: Option<crate::node::config_write::ConfigWrites>,
     /// The agent version reported as `patroni.version` and `patroni_version`.
     pub version: &'static str,
+    /// The Raft node, for its gauges in `/metrics` and a lost quorum in `/patroni`; `None`
+    /// in unit tests.
+    pub node: Option<Arc<crate::node::RaftNode>>,
 }
 
 /// The axum router with every endpoint.

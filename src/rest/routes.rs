@@ -112,17 +112,22 @@ async fn health_check(
     };
     let snapshot = snapshot(&state);
     let passes = check.passes(&snapshot, &QueryParams::parse(raw.as_deref()));
-    answer.respond(
-        status_code(passes),
-        Json(status_json::member_status(&snapshot, state.version)),
-    )
+    answer.respond(status_code(passes), Json(member_status(&state, &snapshot)))
+}
+
+/// `/patroni` and the health checks' body: Patroni's document, plus `raft_quorum` while a
+/// majority of the Raft voters cannot be reached.
+fn member_status(state: &RestState, snapshot: &NodeSnapshot) -> status_json::MemberStatusJson {
+    let mut status = status_json::member_status(snapshot, state.version);
+    status.raft_quorum = state.node.as_ref().and_then(|n| n.quorum_loss().borrow().clone());
+    status
 }
 
 /// Always 200: other members (and monitoring) read it whatever this node's state.
 async fn patroni_status(State(state): State<Shared>, method: Method) -> Response {
     match Answer::for_method(&method) {
         Ok(answer) => {
-            let body = Json(status_json::member_status(&snapshot(&state), state.version));
+            let body = Json(member_status(&state, &snapshot(&state)));
             answer.respond(StatusCode::OK, body)
         }
         Err(response) => response,
@@ -215,7 +220,11 @@ async fn config(
 async fn metrics(State(state): State<Shared>, method: Method) -> Response {
     match Answer::for_method(&method) {
         Ok(answer) => {
-            let text = metrics::render(&snapshot(&state), state.version);
+            let snapshot = snapshot(&state);
+            let mut text = metrics::render(&snapshot, state.version);
+            if let Some(node) = &state.node {
+                text.push_str(&metrics::raft_gauges(&snapshot.scope, &snapshot.name, node));
+            }
             answer.respond(StatusCode::OK, ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], text))
         }
         Err(response) => response,

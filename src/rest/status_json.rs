@@ -48,7 +48,27 @@ pub struct MemberStatusJson {
     /// "reason": ...}` (then `automatic` runs without one) or `{"state": "off"}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watchdog: Option<crate::watchdog::Plan>,
+    /// pgquorum: set while a majority of the Raft voters cannot be reached (why nothing can
+    /// be promoted), with `message` in plain words and every voter's reachability.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "quorum_json")]
+    pub raft_quorum: Option<crate::node::quorum::QuorumLoss>,
     pub patroni: PatroniJson,
+}
+
+fn quorum_json<S: serde::Serializer>(
+    loss: &Option<crate::node::quorum::QuorumLoss>,
+    out: S,
+) -> Result<S::Ok, S::Error> {
+    let value = loss.as_ref().map(|l| {
+        serde_json::json!({
+            "quorum": false,
+            "message": l.to_string(),
+            "voters_reachable": l.reachable(),
+            "voters": l.voters,
+            "voters_needed": l.needed(),
+        })
+    });
+    value.serialize(out)
 }
 
 /// `xlog`: the primary's write position, or what a replica received and replayed.
@@ -120,6 +140,7 @@ pub fn member_status(snapshot: &NodeSnapshot, version: &'static str) -> MemberSt
         pending_restart: me.pending_restart,
         watchdog_failed: snapshot.watchdog_failed,
         watchdog: snapshot.watchdog.clone(),
+        raft_quorum: None,
         patroni: PatroniJson {
             version,
             scope: snapshot.scope.clone(),

@@ -193,6 +193,7 @@ async fn start(snapshot: NodeSnapshot, auth: Option<BasicAuth>) -> TestServer {
         security: super::SharedSecurity::new(super::RestSecurity::plain(auth), None),
         config_writes: None,
         version: VERSION,
+        node: None,
     };
     tokio::spawn(serve(listener, state, async {
         let _ = stopped.await;

@@ -293,6 +293,34 @@ pub fn pg_agent_config(
 
 /// Start an agent on `config`, its output appended to `log`; killed when dropped.
 pub fn spawn_agent(config: &Path, log: &Path) -> tokio::process::Child {
+    spawn_exe(Path::new(EXE), config, log)
+}
+
+/// The `pgquorum-controller` binary (the `raft-controller/` crate: another package, so cargo
+/// does not build it for this package's tests): built here, next to the `pgquorum` binary
+/// with the same profile, once per test process (a no-op when up to date).
+pub fn controller_exe() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let agent = Path::new(EXE);
+            let mut build = std::process::Command::new(env!("CARGO"));
+            build.args(["build", "--offline", "-p", "pgquorum-controller"]);
+            if agent.parent().and_then(|d| d.file_name()) == Some(std::ffi::OsStr::new("release")) {
+                build.arg("--release");
+            }
+            let status = build
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build -p pgquorum-controller");
+            assert!(status.success(), "cargo build -p pgquorum-controller failed");
+            agent.with_file_name("pgquorum-controller")
+        })
+        .clone()
+}
+
+/// Start `exe CONFIG`, its output appended to `log`; killed when dropped.
+pub fn spawn_exe(exe: &Path, config: &Path, log: &Path) -> tokio::process::Child {
     let open = || {
         std::fs::OpenOptions::new()
             .create(true)
@@ -300,7 +328,7 @@ pub fn spawn_agent(config: &Path, log: &Path) -> tokio::process::Child {
             .open(log)
             .expect("open the agent's log")
     };
-    tokio::process::Command::new(EXE)
+    tokio::process::Command::new(exe)
         .arg(config)
         .stdin(std::process::Stdio::null())
         .stdout(open())
@@ -389,6 +417,25 @@ impl SoloAgent {
             log,
             child,
         }
+    }
+
+    /// Like [`SoloAgent::start`], running `pgquorum-controller` (the witness) instead.
+    pub fn start_witness(dir: &Path, name: &str, endpoint: &str, yaml: &str) -> SoloAgent {
+        let config = dir.join(format!("{name}.yml"));
+        std::fs::write(&config, yaml).unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let child = spawn_exe(&controller_exe(), &config, &log);
+        SoloAgent {
+            name: name.to_string(),
+            endpoint: endpoint.to_string(),
+            log,
+            child,
+        }
+    }
+
+    /// `kill -9` and reap the process.
+    pub async fn kill9(mut self) {
+        let _ = self.child.kill().await;
     }
 
     /// The agent's process id (to signal it).
