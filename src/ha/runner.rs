@@ -964,8 +964,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         let (started, loop_wait) = (self.now_ms(), self.dynamic.loop_wait_ms());
         let (mut renew_at, mut refused) = (started + loop_wait, false);
         loop {
-            let o = self.pg.observe().await.ok();
-            let replay = o.and_then(|o| Some((o.received_lsn?, o.replayed_lsn?)));
+            let replay = self.pg.replay_progress().await.ok().flatten();
             let look = replay_wait::Look {
                 now_ms: self.now_ms(),
                 deadline_ms: self.mem.lease.deadline_ms,
