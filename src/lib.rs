@@ -7,6 +7,7 @@
 //! | what the agent decides each cycle (bootstrap, clone, follow, promote, demote, rejoin, refuse) | [`ha::decide`] (pure; table rows in `ha/decide_test.rs`) |
 //! | bootstrap and clone retries: back-off, give-up | `ha::retry` (pure) |
 //! | the bootstrap claim: a lease with the claimer's name and address, refreshed, expiring; publishing the system identifier | `ha::bootstrap_claim` (pure) |
+//! | the claim's deadline fencing the bootstrap's server (watchdog, fence guard, engine stop) until the bootstrap is published and the lease takes over | `ha::claim_fence` (pure) |
 //! | what the HA loop remembers between cycles, and how observations and executor events change it; a passed lease deadline given up once nothing is left to fence | [`ha::engine`] (pure; table rows in `ha/engine_test.rs`) |
 //! | the HA loop's seam to the keyspace (Raft node, or in memory for tests) | [`ha::store`] |
 //! | several HA loops under paused time with seeded faults and an invariant checker | `ha::sim` (tests only; `SIM_SEEDS`) |
@@ -23,6 +24,7 @@
 //! | the replicated keyspace: keys, commands, CAS, leases, TTL | [`keyspace`] (pure state machine) |
 //! | lease time: the keyspace clock the Raft leader stamps with (monotonic, not wall) | `keyspace::clock` |
 //! | typed values under the keys, and the cluster as one read sees it | [`cluster`] |
+//! | leader-race positions compared within the newest timeline (abandoned WAL past a switch point cannot win) | `cluster::timeline_position` (pure) |
 //! | the Raft node: leader-stamped writes, forwarding, linearizable reads | [`node`] |
 //! | keyspace errors over gRPC: code + `pgquorum-error` metadata + error source type, never text | `node::wire_error` |
 //! | forming the Raft group, joining a running one by starting; a removed node never rejoining by itself | `node::formation` (runner), `node::formation_rule` (pure), `node::join` (leader side) |

@@ -339,6 +339,14 @@ async fn replica_from_base_backup_streams_through_its_slot_and_promotes() {
         (replica.query_scalar("SELECT x FROM probe").await.ok()?? == "42").then_some(())
     })
     .await;
+    // The one-query replay positions the wait before a promotion polls: the row was replayed,
+    // so the replayed position is past where the replica stood before it.
+    let (received, replayed) = replica.query_replay().await.unwrap();
+    assert!(
+        received.is_some() && replayed.is_some_and(|r| Some(r) > state.replayed_lsn),
+        "{received:?} {replayed:?} {state:?}"
+    );
+    assert_eq!(primary.query_replay().await.unwrap(), (None, None));
 
     let peer = wait_for("pg_stat_replication to list node2", || async {
         let state = primary.query_state().await.ok()?;

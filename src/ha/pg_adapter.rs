@@ -225,6 +225,11 @@ impl PgOps for LocalPostgres {
         self.pg.postmaster_pid().is_some()
     }
 
+    async fn replay_progress(&self) -> PgResult<Option<(u64, u64)>> {
+        let (received, replayed) = self.pg.query_replay().await.map_err(PgFailure::from)?;
+        Ok(received.zip(replayed))
+    }
+
     async fn observe(&self) -> PgResult<PgObservation> {
         let st = self.pg.query_state().await.map_err(PgFailure::from)?;
         let streaming_from = st

@@ -132,6 +132,15 @@ pub trait PgOps: Send + Sync + 'static {
     fn data_dir(&self) -> DataDir;
     fn postmaster_running(&self) -> bool;
     fn observe(&self) -> impl Future<Output = PgResult<PgObservation>> + Send;
+    /// (received, replayed) WAL positions of a replica (`None`: not known), for the wait
+    /// before a promotion, which polls it. By default from `observe`; the real server asks
+    /// for just these two.
+    fn replay_progress(&self) -> impl Future<Output = PgResult<Option<(u64, u64)>>> + Send {
+        async move {
+            let o = self.observe().await?;
+            Ok(o.received_lsn.zip(o.replayed_lsn))
+        }
+    }
     /// initdb with the bootstrap options, configure as primary, start, create the roles,
     /// run post_bootstrap. Returns the system identifier.
     fn bootstrap(&self, config: &DesiredConfig) -> impl Future<Output = PgResult<String>> + Send;

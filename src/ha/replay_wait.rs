@@ -6,7 +6,7 @@
 
 use super::keep_lease::{self, Keep};
 
-/// How often the replay position is looked at.
+/// How often the replay position is looked at (one short query: `PgOps::replay_progress`).
 pub const POLL_MS: u64 = 50;
 /// At most this long (pg_ctl's own default timeout): a replica that cannot catch up is
 /// promoted with what it replayed; PostgreSQL replays the rest during the promotion, which

@@ -20,6 +20,7 @@ use super::engine::{self, EngineMemory, Event, JobOutcome, LocalObservation, Obs
 use super::hand_over;
 use super::jobs::{rejoin, JobResult};
 use super::keep_lease::{self, Keep};
+use super::lease_watchdog::watch_deadline;
 use super::params::{desired_config, upstream_of};
 use super::pg_ops::{Applied, PgObservation, PgOps, PgResult};
 use super::position::position_of;
@@ -163,11 +164,10 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
 
     /// Run until `shutdown` fires.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let watchdog = tokio::spawn(lease_watchdog(
-            self.pg.clone(),
-            self.clock0,
-            self.deadline_tx.subscribe(),
-        ));
+        // The in-agent backstop for the lease rule (src/ha/lease_watchdog.rs).
+        let local = super::lease_watchdog::Local(self.pg.clone());
+        let deadline = self.deadline_tx.subscribe();
+        let watchdog = tokio::spawn(watch_deadline(local, self.clock0, WATCHDOG_MARGIN_MS, deadline));
         let postmaster_watch = tokio::spawn(postmaster_watch(self.pg.clone(), self.postmaster_exit.clone()));
         let (clock0, deadlines) = (self.clock0.into_std(), self.deadline_tx.subscribe());
         let fence = self
@@ -909,7 +909,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
     /// Run a long PostgreSQL operation (crash recovery, a restart) keeping the lease
     /// (src/ha/keep_lease.rs decides): renewed every loop; at the deadline, or when a renewal
     /// is refused, the operation is abandoned (`None`) and PostgreSQL stopped. The deadline
-    /// stays armed unless the stop is confirmed.
+    /// stays armed unless the stop is confirmed: the operation has ended and no postmaster runs.
     async fn keeping_lease<T>(&mut self, work: impl std::future::Future<Output = T>) -> Option<T> {
         tokio::pin!(work);
         let loop_wait = self.dynamic.loop_wait_ms();
@@ -942,6 +942,15 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
             }
         }
         tracing::error!("the lease ran out during a start or restart: giving it up and stopping PostgreSQL");
+        // pg_ctl may have launched a postmaster a stop cannot see yet (no pid file): the stop
+        // is confirmed only once the start itself has ended, stopping again meanwhile.
+        loop {
+            let _ = self.stop_deliberately().await;
+            tokio::select! {
+                _ = &mut work => break,
+                _ = tokio::time::sleep(crate::fence::RECHECK_PERIOD) => {}
+            }
+        }
         if self.stop_deliberately().await.is_ok() && !self.pg.postmaster_running() {
             self.drop_lease();
             self.apply(Event::Demoted);
@@ -955,8 +964,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         let (started, loop_wait) = (self.now_ms(), self.dynamic.loop_wait_ms());
         let (mut renew_at, mut refused) = (started + loop_wait, false);
         loop {
-            let o = self.pg.observe().await.ok();
-            let replay = o.and_then(|o| Some((o.received_lsn?, o.replayed_lsn?)));
+            let replay = self.pg.replay_progress().await.ok().flatten();
             let look = replay_wait::Look {
                 now_ms: self.now_ms(),
                 deadline_ms: self.mem.lease.deadline_ms,
@@ -1373,22 +1381,6 @@ fn promotion_reason(cluster: Option<&ClusterView>) -> String {
 
 /// How long before the lease deadline the watchdog stops PostgreSQL at the latest.
 const WATCHDOG_MARGIN_MS: u64 = 500;
-
-/// The backstop for the lease rule, independent of the loop (src/ha/lease_watchdog.rs): from
-/// `WATCHDOG_MARGIN_MS` before the deadline until a renewal, it keeps PostgreSQL stopped.
-async fn lease_watchdog<P: PgOps>(
-    pg: Arc<P>,
-    clock0: tokio::time::Instant,
-    deadline: watch::Receiver<Option<u64>>,
-) {
-    super::lease_watchdog::watch_deadline(
-        super::lease_watchdog::Local(pg),
-        clock0,
-        WATCHDOG_MARGIN_MS,
-        deadline,
-    )
-    .await
-}
 
 /// An unchanged decision is logged at INFO again after this long.
 const REPEAT_LOG_EVERY: Duration = Duration::from_secs(30);

@@ -90,6 +90,9 @@ struct Pg {
     rewind_marker: Option<String>,
     /// A start (crash recovery) is under way.
     starting: bool,
+    /// pg_ctl launched a postmaster that has not written its pid file yet: a stop finds no
+    /// server to stop, and the postmaster comes up all the same.
+    launching: bool,
 }
 
 impl Pg {
@@ -129,6 +132,9 @@ struct Faults {
     crash_at: Option<Op>,
     /// A start takes this long (crash recovery); 0: the usual 200 ms.
     start_ms: u64,
+    /// The first this many ms of a start, the postmaster has not written its pid file: a stop
+    /// then finds nothing to stop (0: it writes it at once).
+    launch_ms: u64,
     /// Received WAL is replayed only then (a standby replaying slowly): until then it shows
     /// replayed < received, and a promotion (which replays all of it first) ends no earlier.
     replay_until: u64,
@@ -166,6 +172,9 @@ struct WorldState {
     /// pg_rewind runs that compared a diverged directory with a source still on the same
     /// timeline ("no rewind required") and so missed the divergence.
     blind_rewinds: u64,
+    /// Postmasters booting (a start under way), by member: an agent crash kills them too
+    /// (the fence guard kills whatever runs in the data directory).
+    boots: BTreeMap<String, Vec<tokio::task::AbortHandle>>,
 }
 
 /// Everything the simulated members share: the keyspace, the PostgreSQL servers, the clock.
@@ -189,6 +198,7 @@ impl World {
                 promotions: 0,
                 promote_ms: 100,
                 blind_rewinds: 0,
+                boots: BTreeMap::new(),
                 holder_writes: Vec::new(),
             }),
         })
@@ -431,6 +441,7 @@ impl ClusterStore for SimStore {
 }
 
 /// One member's PostgreSQL, in the shared world.
+#[derive(Clone)]
 struct SimPg {
     world: Arc<World>,
     me: String,
@@ -517,6 +528,33 @@ impl SimPg {
             }
         }
         Ok(())
+    }
+
+    /// The postmaster pg_ctl launched: it writes its pid file after `launch_ms` (a stop
+    /// before that finds nothing to stop), then runs crash recovery until `start_ms`; a stop
+    /// during recovery makes it exit.
+    async fn boot(&self) -> PgResult<()> {
+        let (took, launch) = {
+            let s = self.world.lock();
+            let f = &s.faults[&self.me];
+            (f.start_ms.max(200), f.launch_ms)
+        };
+        if launch > 0 {
+            self.with(|p| p.launching = true);
+            tokio::time::sleep(Duration::from_millis(launch)).await;
+            self.with(|p| p.launching = false);
+        }
+        self.with(|p| p.starting = true);
+        tokio::time::sleep(Duration::from_millis(took.saturating_sub(launch))).await;
+        // A start that was given up on is stopped in the meantime (the postmaster got the
+        // shutdown signal during recovery).
+        if !self.with(|p| std::mem::take(&mut p.starting)) {
+            return Err(PgFailure::Other("the database system is shutting down".into()));
+        }
+        if self.crashes(Op::Start) {
+            return Err(Self::crashed("PostgreSQL exited during start"));
+        }
+        self.start_now()
     }
 
     fn stop_now(&self) {
@@ -665,18 +703,18 @@ impl PgOps for SimPg {
         }))
     }
     async fn start(&self) -> PgResult<()> {
-        let took = self.world.lock().faults[&self.me].start_ms.max(200);
-        self.with(|p| p.starting = true);
-        tokio::time::sleep(Duration::from_millis(took)).await;
-        // A start that was given up on is stopped in the meantime (the postmaster got the
-        // shutdown signal during recovery).
-        if !self.with(|p| std::mem::take(&mut p.starting)) {
-            return Err(PgFailure::Other("the database system is shutting down".into()));
-        }
-        if self.crashes(Op::Start) {
-            return Err(Self::crashed("PostgreSQL exited during start"));
-        }
-        self.start_now()
+        // pg_ctl launches a postmaster that boots whether or not anyone still waits for
+        // pg_ctl: a start given up on (the future dropped) goes on in the background.
+        let boot = self.clone();
+        let task = tokio::spawn(async move { boot.boot().await });
+        let me = self.me.clone();
+        self.world
+            .lock()
+            .boots
+            .entry(me)
+            .or_default()
+            .push(task.abort_handle());
+        task.await.unwrap_or_else(|e| Err(Self::crashed(&e.to_string())))
     }
     async fn stop(&self) -> PgResult<()> {
         self.with(|p| p.starting = false);
@@ -944,7 +982,11 @@ impl Sim {
 
     fn crash_pg(&self, name: &str) {
         let mut s = self.world.lock();
+        for boot in s.boots.remove(name).unwrap_or_default() {
+            boot.abort();
+        }
         let pg = s.pgs.get_mut(name).expect("member");
+        (pg.starting, pg.launching) = (false, false);
         if pg.running {
             pg.running = false;
             pg.writable = false;
@@ -1609,6 +1651,46 @@ async fn a_start_past_the_lease_deadline_is_abandoned() {
     sim.run_for(Duration::from_secs(30)).await;
     assert!(!sim.pg(&primary).running, "{}", sim.report());
     sim.assert_clean();
+    sim.shutdown().await;
+}
+
+/// Brief 3 of issue 9's last holes: "keep the lease" gave a start up at the deadline and
+/// stopped PostgreSQL, but pg_ctl had launched a postmaster that had not written its pid file
+/// yet: the stop found nothing, the deadline was dropped as "stop confirmed", and the
+/// postmaster came up writable beside the member that took over. Now the stop is confirmed
+/// only once the start itself has ended (the fences stay armed meanwhile), and any server it
+/// brought up is stopped.
+#[tokio::test(start_paused = true)]
+async fn an_abandoned_start_never_leaves_a_postmaster_coming_up() {
+    let (sim, primary) = Sim::formed().await;
+    {
+        let mut s = sim.world.lock();
+        let f = s.faults.get_mut(&primary).expect("member");
+        f.start_ms = 30_000;
+        f.launch_ms = 20_000;
+    }
+    sim.crash_pg(&primary);
+    let launching = sim
+        .run_until(Duration::from_secs(10), |s| s.pg(&primary).launching)
+        .await;
+    assert!(launching, "{primary} did not start again: {}", sim.report());
+    let now = sim.world.now_ms();
+    sim.world
+        .lock()
+        .faults
+        .get_mut(&primary)
+        .expect("member")
+        .unreachable_until = now + 120_000;
+    let taken_over = sim
+        .run_until(Duration::from_secs(30), |s| {
+            s.writable().iter().any(|w| *w != primary)
+        })
+        .await;
+    assert!(taken_over, "nobody took over: {}", sim.report());
+    // Past the end of the launch and of the crash recovery.
+    sim.run_for(Duration::from_secs(40)).await;
+    sim.assert_clean();
+    assert!(!sim.pg(&primary).writable, "{}", sim.report());
     sim.shutdown().await;
 }
 

@@ -260,6 +260,13 @@ impl Postgres {
         query::read_state(&client).await
     }
 
+    /// A replica's (received, replayed) WAL positions: one short query (`None` each on a
+    /// primary, or before anything was streamed).
+    pub async fn query_replay(&self) -> Result<(Option<u64>, Option<u64>), PgError> {
+        let client = self.connect().await?;
+        query::read_replay(&client).await
+    }
+
     /// Creates or updates the replication role (REPLICATION LOGIN) and the optional pg_rewind
     /// role (LOGIN plus EXECUTE on the functions pg_rewind uses). Needs a primary. Idempotent.
     pub async fn create_roles(

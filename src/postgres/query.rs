@@ -238,6 +238,19 @@ const WAL_RECEIVER_SQL: &str = "SELECT status, sender_host, sender_port, receive
 const REPLICATION_SQL: &str = "SELECT application_name, state, sync_state, client_addr::text, \
        replay_lsn::text, flush_lsn::text FROM pg_stat_replication ORDER BY application_name";
 
+const REPLAY_SQL: &str = "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text";
+
+/// A replica's (received, replayed) WAL positions, in one query: what the wait before a
+/// promotion polls (`read_state` runs four).
+pub async fn read_replay(client: &Client) -> Result<(Option<u64>, Option<u64>), PgError> {
+    let row = client
+        .query_one(REPLAY_SQL, &[])
+        .await
+        .map_err(|e| query_error(REPLAY_SQL, e))?;
+    let lsn = |i: usize| row.get::<_, Option<String>>(i).as_deref().and_then(parse_lsn);
+    Ok((lsn(0), lsn(1)))
+}
+
 pub async fn read_state(client: &Client) -> Result<PgState, PgError> {
     let row = client
         .query_one(STATE_SQL, &[])
