@@ -49,6 +49,9 @@
 //! | agent start-up and shutdown, SIGHUP = reload, an HA-loop panic ends the agent | [`agent`] |
 //! | refusing to start under a name a live agent at another address uses | `agent::name_check` |
 //! | the agent's log: `log.dir` file rotated by size, `log.type: json`, `log.level` changed on reload | [`logging`] (`logging::rotating`, `logging::json`) |
+//! | the witness `pgquorum-controller` (`raft-controller/`): a Raft voter with no PostgreSQL, its `witnesses/<name>` record, health/metrics endpoint, Patroni controller config | [`witness`] (`witness::controller_config`, `witness::endpoint`), [`cluster::WitnessRecord`] |
+//! | the Raft start-up every voter shares (transport, ports, name check) | `agent::VoterPorts` |
+//! | whether a majority of Raft voters is reachable, which are not, in plain words (log, `/patroni`, `/metrics`, `list`) | `node::quorum` (pure), `node::quorum_watch` |
 //! | `pgquorum demo` (`--tls`: generated certificates, mutual TLS, HTTPS, replication over TLS by client certificate) and the test/bench cluster launcher | [`demo`] |
 //!
 //! The map with the reasons is `docs/architecture.md`.
