@@ -4,8 +4,10 @@
 
 mod failover;
 mod member;
+mod sync;
 mod view;
 
 pub use failover::FailoverRequest;
 pub use member::{MemberStatus, PgRole, PgRunState};
+pub use sync::SyncState;
 pub use view::{BootstrapClaim, ClusterView, HistoryEntry, LeaderLease, ViewError};

@@ -27,6 +27,8 @@ pub enum Operation {
     Watchdog,
     /// Starting a background job (clone, bootstrap, rejoin check).
     StartJob,
+    /// Synchronous replication: the `sync` key or `synchronous_standby_names`.
+    SyncReplication,
 }
 
 impl Operation {
@@ -55,6 +57,7 @@ impl Operation {
             Operation::KeyspaceWrite => "a keyspace write",
             Operation::Watchdog => "arming the watchdog",
             Operation::StartJob => "starting a background job",
+            Operation::SyncReplication => "managing synchronous replication",
         }
     }
 }

@@ -480,6 +480,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                     | Action::PublishStatus
                     | Action::AppendHistory { .. }
                     | Action::SyncSlots
+                    | Action::ManageSync
             )
         });
         if outcome.is_ok() && steady && running && self.job.is_none() {
@@ -785,7 +786,24 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                 }
                 Ok(())
             }
-            Action::Refuse => Ok(()),
+            Action::ClaimSync => {
+                super::sync_apply::claim(&*self.node, self.keyspace_deadline(), &self.config.name, cluster)
+                    .await
+            }
+            Action::ManageSync if self.holds_lease(cluster) => {
+                let (pg, node, deadline) = (&*self.pg, &*self.node, self.keyspace_deadline());
+                super::sync_apply::manage(
+                    pg,
+                    node,
+                    deadline,
+                    &self.config.name,
+                    &self.dynamic,
+                    cluster,
+                    observation,
+                )
+                .await
+            }
+            Action::ManageSync | Action::Refuse => Ok(()),
         }
     }
 

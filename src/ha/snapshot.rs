@@ -16,6 +16,9 @@ pub struct ReplicationRow {
     pub state: String,
     pub sync_state: String,
     pub replay_lsn: Option<u64>,
+    /// How far it has flushed: what a synchronous commit waits for (src/ha/sync_standby.rs).
+    #[serde(skip)]
+    pub flush_lsn: Option<u64>,
 }
 
 /// One node's view of itself and the cluster after an HA cycle.
