@@ -1353,6 +1353,13 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         observation: Option<PgObservation>,
     ) {
         let holds_lease = self.holds_lease(cluster.as_ref());
+        let writes_blocked = observation
+            .as_ref()
+            .and_then(|o| super::sync_standby::writes_blocked(&self.dynamic, o));
+        super::sync_standby::log_change(
+            self.snapshot.borrow().writes_blocked.as_deref(),
+            writes_blocked.as_deref(),
+        );
         let snapshot = NodeSnapshot {
             scope: self.config.scope.clone(),
             name: self.config.name.clone(),
@@ -1373,6 +1380,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                 crate::watchdog::LeaseBounds::new(&self.dynamic, &self.config.raft),
                 self.watchdog.as_ref(),
             )),
+            writes_blocked,
         };
         self.snapshot.send_replace(Arc::new(snapshot));
     }

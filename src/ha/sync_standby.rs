@@ -18,6 +18,7 @@
 use crate::cluster::{MemberStatus, SyncState};
 use crate::config::DynamicConfig;
 
+use super::pg_ops::PgObservation;
 use super::snapshot::ReplicationRow;
 
 /// PostgreSQL's `synchronous_standby_names` as the primary runs with it.
@@ -85,7 +86,7 @@ pub fn plan(input: &SyncInputs<'_>) -> SyncPlan {
         }
         return SyncPlan {
             steps,
-            writes_blocked: blocked(input, &input.names.value),
+            writes_blocked: blocked(input.config, input.replication, &input.names.value),
         };
     }
     let wanted = candidates(input);
@@ -123,7 +124,7 @@ pub fn plan(input: &SyncInputs<'_>) -> SyncPlan {
     }
     SyncPlan {
         steps,
-        writes_blocked: blocked(input, &input.names.value),
+        writes_blocked: blocked(input.config, input.replication, &input.names.value),
     }
 }
 
@@ -181,11 +182,11 @@ pub fn render(standbys: &[String], strict: bool) -> String {
 
 /// Whether commits wait for a standby that is not there with `names` in force: names set,
 /// and no connection PostgreSQL counts as synchronous.
-fn blocked(input: &SyncInputs<'_>, names: &str) -> Option<String> {
-    if names.trim().is_empty() || input.replication.iter().any(is_sync) {
+fn blocked(config: &DynamicConfig, replication: &[ReplicationRow], names: &str) -> Option<String> {
+    if names.trim().is_empty() || replication.iter().any(is_sync) {
         return None;
     }
-    let why = if names.trim() == "*" && input.config.synchronous_mode_strict {
+    let why = if names.trim() == "*" && config.synchronous_mode_strict {
         "synchronous_mode_strict is on and no standby is connected".to_string()
     } else {
         format!("no standby named in synchronous_standby_names ({names}) is synchronous")
@@ -193,6 +194,23 @@ fn blocked(input: &SyncInputs<'_>, names: &str) -> Option<String> {
     Some(format!(
         "writes blocked: commits wait for a synchronous standby; {why}"
     ))
+}
+
+/// Whether this server's commits wait for a standby that is not there (a primary only).
+pub fn writes_blocked(config: &DynamicConfig, obs: &PgObservation) -> Option<String> {
+    if obs.role != Some(crate::cluster::PgRole::Primary) {
+        return None;
+    }
+    blocked(config, &obs.replication, &obs.sync_names.value)
+}
+
+/// One WARN line when writes become blocked (with the reason), one INFO when they resume.
+pub fn log_change(before: Option<&str>, now: Option<&str>) {
+    match (before, now) {
+        (before, Some(why)) if before != Some(why) => tracing::warn!("{why}"),
+        (Some(_), None) => tracing::info!("writes no longer blocked: a synchronous standby is back"),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
