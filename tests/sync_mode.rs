@@ -26,16 +26,20 @@ fn sync_standbys(view: &ClusterView) -> Vec<String> {
 /// Wait until the `sync` key (written by primary `p`) lists a member that the primary's
 /// `pg_stat_replication` shows `sync`; returns it.
 async fn wait_sync_standby(demo: &Demo, opts: &DemoOptions, p: usize) -> usize {
-    wait_for("a synchronous standby in the sync key and in PostgreSQL", TIMEOUT, || async {
-        let view = cluster_view(demo).await?;
-        let sync = view.sync.as_ref()?;
-        if sync.leader.as_deref() != Some(names()[p]) {
-            return None;
-        }
-        let name = sync_standbys(&view).into_iter().next()?;
-        let sql = format!("SELECT sync_state FROM pg_stat_replication WHERE application_name = '{name}'");
-        (pg_scalar(opts.pg_port(p), &sql).await.as_deref() == Some("sync")).then(|| index_of(&name))
-    })
+    wait_for(
+        "a synchronous standby in the sync key and in PostgreSQL",
+        TIMEOUT,
+        || async {
+            let view = cluster_view(demo).await?;
+            let sync = view.sync.as_ref()?;
+            if sync.leader.as_deref() != Some(names()[p]) {
+                return None;
+            }
+            let name = sync_standbys(&view).into_iter().next()?;
+            let sql = format!("SELECT sync_state FROM pg_stat_replication WHERE application_name = '{name}'");
+            (pg_scalar(opts.pg_port(p), &sql).await.as_deref() == Some("sync")).then(|| index_of(&name))
+        },
+    )
     .await
 }
 
@@ -125,33 +129,46 @@ async fn strict_mode_blocks_writes_without_a_standby_and_resumes_when_one_return
     })
     .await;
     // The snapshot behind /patroni is a loop behind PostgreSQL: wait for strict mode's reason.
-    wait_for("/patroni reports writes blocked by strict mode", TIMEOUT, || async {
-        let (_, body) = rest_get(&opts, p, "/patroni").await;
-        let status: serde_json::Value = serde_json::from_str(&body).ok()?;
-        status["writes_blocked"]
-            .as_str()
-            .is_some_and(|why| why.contains("synchronous_mode_strict is on and no standby is connected"))
-            .then_some(())
-    })
+    wait_for(
+        "/patroni reports writes blocked by strict mode",
+        TIMEOUT,
+        || async {
+            let (_, body) = rest_get(&opts, p, "/patroni").await;
+            let status: serde_json::Value = serde_json::from_str(&body).ok()?;
+            status["writes_blocked"]
+                .as_str()
+                .is_some_and(|why| why.contains("synchronous_mode_strict is on and no standby is connected"))
+                .then_some(())
+        },
+    )
     .await;
     let (_, metrics) = rest_get(&opts, p, "/metrics").await;
     assert!(
-        metrics.lines().any(|l| l.starts_with("pgquorum_writes_blocked{") && l.ends_with(" 1")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("pgquorum_writes_blocked{") && l.ends_with(" 1")),
         "{metrics}"
     );
 
     // A commit now waits for a standby.
     let insert = tokio::spawn(async move { client.batch_execute("INSERT INTO blocked VALUES (1)").await });
-    wait_for("a backend waiting for synchronous replication", TIMEOUT, || async {
-        let n = pg_scalar(
-            opts.pg_port(p),
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
-        )
-        .await?;
-        (n.parse::<u32>().ok()? >= 1).then_some(())
-    })
+    wait_for(
+        "a backend waiting for synchronous replication",
+        TIMEOUT,
+        || async {
+            let n = pg_scalar(
+                opts.pg_port(p),
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
+            )
+            .await?;
+            (n.parse::<u32>().ok()? >= 1).then_some(())
+        },
+    )
     .await;
-    assert!(!insert.is_finished(), "the commit must wait while no standby is there");
+    assert!(
+        !insert.is_finished(),
+        "the commit must wait while no standby is there"
+    );
 
     // A standby returns: the commit completes, the signal clears.
     ctl_ok(&demo, &["resume"]);
@@ -229,7 +246,9 @@ async fn pg_receivewal_never_stands_in_for_a_replica_and_the_mode_switches_at_ru
     assert_eq!(role_of(names()[other]), Some("replica".into()), "{cluster}");
     let (_, metrics) = rest_get(&opts, sync, "/metrics").await;
     assert!(
-        metrics.lines().any(|l| l.starts_with("patroni_sync_standby{") && l.ends_with(" 1")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("patroni_sync_standby{") && l.ends_with(" 1")),
         "{metrics}"
     );
     let list = ctl_ok(&demo, &["list"]);
@@ -237,11 +256,19 @@ async fn pg_receivewal_never_stands_in_for_a_replica_and_the_mode_switches_at_ru
 
     // Off at runtime: the key goes first, then PostgreSQL stops waiting.
     ctl_ok(&demo, &["edit-config", "--set", "synchronous_mode=false"]);
-    wait_for("the sync key removed and synchronous_standby_names empty", TIMEOUT, || async {
-        let view = cluster_view(&demo).await?;
-        let names = pg_scalar(opts.pg_port(p), "SELECT current_setting('synchronous_standby_names')").await?;
-        (view.sync.is_none() && names.is_empty()).then_some(())
-    })
+    wait_for(
+        "the sync key removed and synchronous_standby_names empty",
+        TIMEOUT,
+        || async {
+            let view = cluster_view(&demo).await?;
+            let names = pg_scalar(
+                opts.pg_port(p),
+                "SELECT current_setting('synchronous_standby_names')",
+            )
+            .await?;
+            (view.sync.is_none() && names.is_empty()).then_some(())
+        },
+    )
     .await;
     assert_eq!(rest_get(&opts, sync, "/async").await.0, 200);
     receivewal.kill().await.ok();

@@ -284,4 +284,3 @@ pub async fn assert_no_acked_row_lost(port: u16, acked: &[i64], what: &str) {
         lost.len()
     );
 }
-
