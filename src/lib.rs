@@ -17,6 +17,7 @@
 //! | keyspace calls bounded by the remaining lease while holding it | `ha::store::within` |
 //! | which PostgreSQL settings are written | [`ha::params`] (merge), `postgres::param_compat` (per-version translation), [`postgres::conf`] (files) |
 //! | switchover / failover rules shared by CLI and REST | [`ha::switchover`] |
+//! | synchronous replication: which standbys, the ordered steps (PostgreSQL first when adding, the `sync` key first when removing), strict mode's writes-blocked signal; carrying them out; the `sync` key and its failover rule | [`ha::sync_standby`] (pure; table rows in `ha/sync_standby_test.rs`), [`ha::sync_apply`], `cluster::SyncState` / `ClusterView::sync_forbids_promotion` |
 //! | the old primary's side of a switchover: bounded fast stop, never immediate, abort and stay primary | [`ha::hand_over`] |
 //! | a failed pg_rewind remembered on disk (refuse until `reinit`); leftovers of a dead postmaster | [`ha::rewind_marker`], `postgres::leftovers` |
 //! | hooks (`on_start`, `on_role_change`, …) | [`ha::callbacks`] |

@@ -5,10 +5,12 @@
 mod failover;
 mod member;
 pub mod timeline_position;
+mod sync;
 mod view;
 mod witness;
 
 pub use failover::FailoverRequest;
 pub use member::{MemberStatus, PgRole, PgRunState};
+pub use sync::SyncState;
 pub use view::{BootstrapClaim, ClusterView, HistoryEntry, LeaderLease, ViewError};
 pub use witness::WitnessRecord;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{FailoverRequest, MemberStatus};
+use super::{FailoverRequest, MemberStatus, SyncState};
 use crate::config::DynamicConfig;
 use crate::keyspace::{Entry, Key};
 
@@ -79,6 +79,12 @@ pub struct ClusterView {
     pub failover_revision: Option<u64>,
     /// Keyspace time the `failover` key was written.
     pub failover_since_ms: Option<u64>,
+    /// The synchronous standbys the primary made durable (`sync` key) and its revision, for
+    /// compare-and-set writes (src/ha/sync_standby.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncState>,
+    #[serde(skip)]
+    pub sync_revision: Option<u64>,
     /// Keyspace time of the read (the last leader stamp applied).
     pub as_of_ms: u64,
     /// Values this read could not decode and skipped (a corrupt value, or one written by a
@@ -186,7 +192,21 @@ impl ClusterView {
                     Ok(witness) => view.witnesses.push(witness),
                     Err(x) => skip(x.to_string()),
                 },
-                Key::Sync => {}
+                Key::Sync => {
+                    match serde_json::from_value(e.value.clone()) {
+                        // Unreadable: treated as listing nobody but a leader nobody is
+                        // (no automatic promotion) rather than as absent (async rules).
+                        Ok(sync) => view.sync = Some(sync),
+                        Err(x) => {
+                            skip(x.to_string());
+                            view.sync = Some(SyncState {
+                                leader: Some(String::new()),
+                                sync_standby: None,
+                            });
+                        }
+                    }
+                    view.sync_revision = Some(e.revision);
+                }
             }
         }
         view.members.sort_by(|a, b| a.name.cmp(&b.name));

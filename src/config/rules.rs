@@ -119,6 +119,18 @@ pub(crate) fn check_dynamic(
             ));
         }
     }
+    let sync_mode = path("synchronous_mode");
+    if doc
+        .str(&sync_mode)
+        .is_some_and(|v| v.eq_ignore_ascii_case("quorum"))
+        && !doc.is_broken(&sync_mode)
+    {
+        out.warnings.push(format!(
+            "{sync_mode}: quorum commit (ANY k) is not implemented: pgquorum runs synchronous_mode: on \
+             (FIRST n, synchronous_node_count standbys), which promises at least as much \
+             (docs/replication-modes.md)"
+        ));
+    }
 }
 
 /// Rules for a whole configuration file (including the dynamic rules for `bootstrap.dcs`).

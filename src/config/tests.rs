@@ -824,8 +824,19 @@ fn every_patroni_4_key_loads_and_no_ignored_key_is_silent() {
     assert_eq!(config.name, "postgresql0");
     assert_eq!(config.bootstrap.dcs.ttl, 30.0);
     assert!(config.postgresql.use_unix_socket);
-    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
-    let warning = &loaded.warnings[0];
+    // The keys accepted but not acted on, and `synchronous_mode: quorum` (runs as `on`).
+    assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
+    let quorum = loaded
+        .warnings
+        .iter()
+        .find(|w| w.starts_with("bootstrap.dcs.synchronous_mode: quorum commit"))
+        .unwrap_or_else(|| panic!("no quorum warning in {:?}", loaded.warnings));
+    assert!(quorum.contains("runs synchronous_mode: on"), "{quorum}");
+    let warning = loaded
+        .warnings
+        .iter()
+        .find(|w| *w != quorum)
+        .expect("the not-acted-on list");
     let named = [
         "namespace",
         "thread_pool_size",
@@ -840,10 +851,7 @@ fn every_patroni_4_key_loads_and_no_ignored_key_is_silent() {
         "raft.bind_addr",
         "raft.min_timeout",
         "raft.leader_fallback_timeout",
-        "bootstrap.dcs.maximum_lag_on_syncnode",
         "bootstrap.dcs.primary_race_backoff",
-        "bootstrap.dcs.synchronous_mode",
-        "bootstrap.dcs.synchronous_node_count",
         "bootstrap.dcs.failsafe_mode",
         "bootstrap.dcs.member_slots_ttl",
         "bootstrap.dcs.postgresql.recovery_conf",
@@ -868,7 +876,6 @@ fn every_patroni_4_key_loads_and_no_ignored_key_is_silent() {
         "postgresql.before_stop",
         "tags.sync_priority",
         "tags.replicatefrom",
-        "tags.nosync",
     ];
     let listed: Vec<&str> = warning
         .split_once(": ")
@@ -885,6 +892,10 @@ fn every_patroni_4_key_loads_and_no_ignored_key_is_silent() {
         "log.file_size",
         "bootstrap.method",
         "bootstrap.dcs.synchronous_mode_strict",
+        "bootstrap.dcs.synchronous_mode",
+        "bootstrap.dcs.synchronous_node_count",
+        "bootstrap.dcs.maximum_lag_on_syncnode",
+        "tags.nosync",
         "bootstrap.dcs.primary_stop_timeout",
         "ctl.insecure",
         "tags.nostream",

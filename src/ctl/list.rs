@@ -36,6 +36,8 @@ pub struct ListRow {
 fn role_of(view: &ClusterView, m: &MemberStatus) -> &'static str {
     if view.leader_name() == Some(m.name.as_str()) {
         "Leader"
+    } else if m.role == PgRole::Replica && view.is_sync_standby(&m.name) {
+        "Sync Standby"
     } else {
         match m.role {
             PgRole::Primary => "Primary (no lease)",

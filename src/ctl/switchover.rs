@@ -318,7 +318,12 @@ pub async fn failover(
     }
     patronictl_checks(&view, scope, Operation::Failover, None, candidate.as_deref())?;
     let request =
-        validate_failover(&view, candidate.as_deref()).map_err(|e| refused(Operation::Failover, e))?;
+        validate_failover(&view, candidate.as_deref(), force).map_err(|e| refused(Operation::Failover, e))?;
+    if let Some(why) = candidate.as_deref().and_then(|c| view.sync_forbids_promotion(c)) {
+        eprintln!(
+            "Warning: {why}: commits acknowledged since it stopped being synchronous may be lost (forced)"
+        );
+    }
     let old_leader = view.leader_name().map(str::to_string);
     if interactive {
         console.say("Current cluster topology");

@@ -29,6 +29,8 @@ pub enum Operation {
     StartJob,
     /// Taking the bootstrap claim (`initialize`), or taking it again.
     ClaimBootstrap,
+    /// Synchronous replication: the `sync` key or `synchronous_standby_names`.
+    SyncReplication,
 }
 
 impl Operation {
@@ -58,6 +60,7 @@ impl Operation {
             Operation::Watchdog => "arming the watchdog",
             Operation::StartJob => "starting a background job",
             Operation::ClaimBootstrap => "claiming the bootstrap",
+            Operation::SyncReplication => "managing synchronous replication",
         }
     }
 }

@@ -170,6 +170,15 @@ pub enum Action {
     /// revision). Added by the engine after a `PublishStatus` (src/ha/engine.rs), never by
     /// `decide`.
     AppendHistory { timeline: u64 },
+    /// Synchronous mode, before `Promote`: write the `sync` key naming me as the primary with
+    /// no standby (compare-and-set; a failure stops the promotion). Added by the engine
+    /// (src/ha/engine.rs), never by `decide`.
+    ClaimSync,
+    /// The primary's synchronous replication: `synchronous_standby_names` and the `sync` key
+    /// brought to the standbys that should be synchronous, in the safe order
+    /// (src/ha/sync_standby.rs); with the mode off, what is left of it removed. Added by the
+    /// engine for the lease holder, never by `decide`.
+    ManageSync,
     /// Leave the data directory alone: never start, configure or remove it. The reason is in
     /// the decision text (logged every loop) until an operator fixes it.
     Refuse,
@@ -749,6 +758,8 @@ fn switchover_target(
             .members
             .iter()
             .filter(|m| m.name != input.me && eligible(m).is_ok())
+            // Synchronous mode: the best replica is a synchronous standby.
+            .filter(|m| cluster.sync_forbids_promotion(&m.name).is_none())
             .max_by(|a, b| {
                 let rank = |m: &MemberStatus| {
                     (
@@ -887,6 +898,12 @@ fn no_leader(input: &Inputs<'_>, cluster: &ClusterView) -> Decision {
     }
     if let Err(why) = eligible_to_race(input, cluster) {
         return stay_out(input, format!("no primary holds the lease; {why}"));
+    }
+    if let Some(why) = cluster.sync_forbids_promotion(input.me) {
+        return stay_out(
+            input,
+            format!("no primary holds the lease; {why}: not taking part in the race (`pgquorumctl failover --force` overrides)"),
+        );
     }
     let exclude = request.and_then(|r| r.leader.as_deref());
     match best_candidate(input, cluster, exclude) {
@@ -1038,6 +1055,9 @@ pub fn best_candidate<'a>(
         .iter()
         .filter(|m| m.name != me && m.tags.may_become_primary() && m.state.is_up())
         .filter(|m| Some(m.name.as_str()) != exclude)
+        // Synchronous mode: a member the `sync` key does not list never wins (nor makes a
+        // listed one wait for it).
+        .filter(|m| cluster.sync_forbids_promotion(&m.name).is_none())
         .filter_map(|m| position(m).map(|p| (m.name.as_str(), m.tags.effective_failover_priority(), p)))
         .filter(|(_, _, p)| within_lag(p))
         .chain(mine)

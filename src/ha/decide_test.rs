@@ -1639,3 +1639,72 @@ fn paused_running_primary_takes_a_free_lease() {
     ];
     check_rows(rows);
 }
+
+/// Synchronous mode (issue 12): with the `sync` key in force only the members it lists race;
+/// a member it does not list stays out and says why, and never makes a listed one wait for it.
+#[test]
+fn sync_mode_race_table() {
+    use crate::cluster::SyncState;
+    use crate::config::SynchronousMode;
+    use Action::*;
+    let replica = Some(PgRole::Replica);
+    // node1 (the old primary) is gone; node2 is me, node3 another replica.
+    let race = |mode: SynchronousMode, sync: Option<SyncState>, node3_lsn: u64| {
+        let mut c = cluster(
+            Some(SYSID),
+            None,
+            vec![
+                member("node2", PgRunState::Streaming, 1, 100),
+                member("node3", PgRunState::Streaming, 1, node3_lsn),
+            ],
+        );
+        c.config.synchronous_mode = mode;
+        c.sync = sync;
+        c
+    };
+    let key = |standbys: &[&str]| {
+        Some(SyncState::new(
+            "node1",
+            &standbys.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        ))
+    };
+    use SynchronousMode::{Off, On};
+    let rows = vec![
+        row(
+            "I am the synchronous standby: I win even though node3 received more",
+            Some(race(On, key(&["node2"]), 120)),
+            pg(ours(), true, replica, None),
+            vec![AcquireLease, Promote],
+            "most up-to-date",
+        ),
+        row(
+            "I am not listed: I stay out and say why, even ahead of everyone",
+            Some(race(On, key(&["node3"]), 90)),
+            pg(ours(), true, replica, None),
+            vec![],
+            "node2 is not a synchronous standby (the sync key lists only node3",
+        ),
+        row(
+            "the key lists nobody: nobody is promoted automatically",
+            Some(race(On, key(&[]), 90)),
+            pg(ours(), true, replica, None),
+            vec![],
+            "lists no synchronous standby for primary node1",
+        ),
+        row(
+            "mode off: the key left behind means nothing",
+            Some(race(Off, key(&["node3"]), 90)),
+            pg(ours(), true, replica, None),
+            vec![AcquireLease, Promote],
+            "most up-to-date",
+        ),
+        row(
+            "mode on but no key written yet: the usual race",
+            Some(race(On, None, 120)),
+            pg(ours(), true, replica, None),
+            vec![],
+            "node3 is ahead of me",
+        ),
+    ];
+    check_rows(rows);
+}

@@ -326,6 +326,7 @@ pub fn step(memory: &EngineMemory, obs: &Observation<'_>, now_ms: u64) -> (Engin
         fresh: obs.fresh,
     });
     add_history(&mut decision, obs);
+    add_sync(&mut decision, obs);
     (m, decision)
 }
 
@@ -386,6 +387,25 @@ fn add_history(decision: &mut Decision, obs: &Observation<'_>) {
         decision
             .actions
             .insert(at + 1, Action::AppendHistory { timeline });
+    }
+}
+
+/// Synchronous replication: the lease holder that keeps its lease (publishes its status)
+/// manages it every cycle (with the mode off too: it removes what is left of it); a
+/// promotion in synchronous mode is preceded by the `sync` key naming the new primary alone,
+/// so no window lets a member the old key did not list be promoted after it.
+fn add_sync(decision: &mut Decision, obs: &Observation<'_>) {
+    let Some(view) = obs.cluster else {
+        return;
+    };
+    if view.synchronous_mode() {
+        if let Some(at) = decision.actions.iter().position(|a| *a == Action::Promote) {
+            decision.actions.insert(at, Action::ClaimSync);
+        }
+    }
+    let keeps_lease = decision.actions.contains(&Action::PublishStatus);
+    if keeps_lease && view.leader_name() == Some(obs.me) && obs.role == Some(PgRole::Primary) {
+        decision.actions.push(Action::ManageSync);
     }
 }
 

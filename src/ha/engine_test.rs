@@ -1074,18 +1074,29 @@ fn a_new_primary_appends_the_timeline_it_left_to_history() {
             Action::AcquireLease,
             Action::PublishStatus,
             Action::AppendHistory { timeline: 2 },
-            Action::SyncSlots
+            Action::SyncSlots,
+            Action::ManageSync
         ],
         "timeline 2, history empty: append"
     );
     assert_eq!(
         actions(&mine(vec![left_one]), 2),
-        vec![Action::AcquireLease, Action::PublishStatus, Action::SyncSlots],
+        vec![
+            Action::AcquireLease,
+            Action::PublishStatus,
+            Action::SyncSlots,
+            Action::ManageSync
+        ],
         "already recorded"
     );
     assert_eq!(
         actions(&mine(vec![]), 1),
-        vec![Action::AcquireLease, Action::PublishStatus, Action::SyncSlots],
+        vec![
+            Action::AcquireLease,
+            Action::PublishStatus,
+            Action::SyncSlots,
+            Action::ManageSync
+        ],
         "timeline 1 left nothing"
     );
     // "I hold the lease" is defined once: holder in the read, and my own deadline ahead.
@@ -1282,4 +1293,63 @@ fn the_fence_deadline_hands_over_from_the_claim_to_the_lease_without_a_gap() {
     assert_eq!(m.fence_deadline_ms(), Some(15_000), "both armed: the earlier");
     apply(&mut m, Event::BootstrapPublished, 5_000);
     assert_eq!(m.fence_deadline_ms(), Some(15_000), "published: the lease");
+}
+
+/// Synchronous mode (issue 12): a promotion is preceded by the `sync` key naming the new
+/// primary alone (so no member the old key did not list can be promoted after it), and only
+/// in synchronous mode; the primary keeping its lease manages synchronous replication.
+#[test]
+fn a_promotion_in_synchronous_mode_claims_the_sync_key_first() {
+    use crate::config::SynchronousMode;
+    let tags = Tags::default();
+    let holding = EngineMemory {
+        following: None,
+        lease: super::decide::LeaseClock {
+            deadline_ms: Some(60_000),
+        },
+        ..EngineMemory::default()
+    };
+    let actions = |mode: SynchronousMode, role: PgRole| {
+        let mut view = ClusterView {
+            members: vec![MemberStatus {
+                role,
+                ..primary_member("node2")
+            }],
+            ..led_by("node2")
+        };
+        view.config.synchronous_mode = mode;
+        let obs = Observation {
+            me: "node2",
+            my_addr: "node2:5433",
+            tags: &tags,
+            cluster: Some(&view),
+            local: LocalObservation {
+                data: ours(),
+                running: true,
+                job: None,
+            },
+            role: Some(role),
+            streaming: false,
+            timeline: Some(1),
+            former_primary: false,
+            standby_dir: false,
+            my_position: None,
+            fresh: None,
+            demote_margin_ms: 600,
+        };
+        step(&holding, &obs, 1_000).1.actions
+    };
+    use Action::*;
+    assert_eq!(
+        actions(SynchronousMode::On, PgRole::Replica),
+        vec![AcquireLease, ClaimSync, Promote]
+    );
+    assert_eq!(
+        actions(SynchronousMode::Off, PgRole::Replica),
+        vec![AcquireLease, Promote]
+    );
+    assert_eq!(
+        actions(SynchronousMode::On, PgRole::Primary),
+        vec![AcquireLease, PublishStatus, SyncSlots, ManageSync]
+    );
 }

@@ -94,6 +94,9 @@ impl PgOps for FakePg {
     async fn sync_slots(&self, _names: &[String]) -> PgResult<()> {
         Ok(())
     }
+    async fn set_sync_names(&self, _value: Option<&str>) -> PgResult<()> {
+        Ok(())
+    }
     fn former_primary(&self) -> bool {
         false
     }

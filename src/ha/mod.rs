@@ -23,6 +23,8 @@ pub mod shutdown;
 pub mod snapshot;
 pub mod store;
 pub mod switchover;
+pub mod sync_apply;
+pub mod sync_standby;
 
 #[cfg(test)]
 mod decide_test;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::decide::DataDir;
 use super::pg_ops::{Applied, DesiredConfig, PgFailure, PgObservation, PgOps, PgResult, Rewind, Upstream};
 use super::snapshot::ReplicationRow;
+use super::sync_standby::SyncNames;
 use crate::cluster::PgRole;
 use crate::config::Config;
 use crate::postgres::write_pgpass;
@@ -260,8 +261,13 @@ impl PgOps for LocalPostgres {
                     state: r.state.unwrap_or_default(),
                     sync_state: r.sync_state.unwrap_or_default(),
                     replay_lsn: r.replay_lsn,
+                    flush_lsn: r.flush_lsn,
                 })
                 .collect(),
+            sync_names: SyncNames {
+                value: st.sync_names.0,
+                managed: st.sync_names.1,
+            },
         })
     }
 
@@ -376,6 +382,21 @@ impl PgOps for LocalPostgres {
             .sync_replication_slots(names, &[])
             .await
             .map(|_| ())
+            .map_err(PgFailure::from)
+    }
+
+    async fn set_sync_names(&self, value: Option<&str>) -> PgResult<()> {
+        let sql = match value {
+            Some(v) => format!(
+                "ALTER SYSTEM SET synchronous_standby_names = {}",
+                crate::postgres::quote_literal(v)
+            ),
+            None => "ALTER SYSTEM RESET synchronous_standby_names".to_string(),
+        };
+        self.pg.execute(&sql).await.map_err(PgFailure::from)?;
+        self.pg
+            .execute("SELECT pg_reload_conf()")
+            .await
             .map_err(PgFailure::from)
     }
 

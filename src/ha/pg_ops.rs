@@ -7,6 +7,7 @@ use std::future::Future;
 
 use super::decide::DataDir;
 use super::snapshot::ReplicationRow;
+use super::sync_standby::SyncNames;
 use crate::cluster::PgRole;
 
 /// What a query of the running server shows.
@@ -23,6 +24,8 @@ pub struct PgObservation {
     /// `host:port` the WAL receiver streams from, when it streams.
     pub streaming_from: Option<String>,
     pub replication: Vec<ReplicationRow>,
+    /// `synchronous_standby_names` as PostgreSQL runs with it.
+    pub sync_names: SyncNames,
 }
 
 /// Where to replicate from.
@@ -158,6 +161,9 @@ pub trait PgOps: Send + Sync + 'static {
     fn reload(&self) -> impl Future<Output = PgResult<()>> + Send;
     fn promote(&self) -> impl Future<Output = PgResult<()>> + Send;
     fn sync_slots(&self, names: &[String]) -> impl Future<Output = PgResult<()>> + Send;
+    /// Set `synchronous_standby_names` in `postgresql.auto.conf` (`None`: remove it there, so
+    /// the configuration files' value applies again) and reload.
+    fn set_sync_names(&self, value: Option<&str>) -> impl Future<Output = PgResult<()>> + Send;
     /// The stopped data directory last ran as a primary and is not set up as a standby: it
     /// may hold WAL the current primary never had.
     fn former_primary(&self) -> bool;

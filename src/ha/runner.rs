@@ -485,6 +485,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                     | Action::PublishStatus
                     | Action::AppendHistory { .. }
                     | Action::SyncSlots
+                    | Action::ManageSync
             )
         });
         if outcome.is_ok() && steady && running && self.job.is_none() {
@@ -778,7 +779,24 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                 }
                 Ok(())
             }
-            Action::Refuse => Ok(()),
+            Action::ClaimSync => {
+                super::sync_apply::claim(&*self.node, self.keyspace_deadline(), &self.config.name, cluster)
+                    .await
+            }
+            Action::ManageSync if self.holds_lease(cluster) => {
+                let (pg, node, deadline) = (&*self.pg, &*self.node, self.keyspace_deadline());
+                super::sync_apply::manage(
+                    pg,
+                    node,
+                    deadline,
+                    &self.config.name,
+                    &self.dynamic,
+                    cluster,
+                    observation,
+                )
+                .await
+            }
+            Action::ManageSync | Action::Refuse => Ok(()),
         }
     }
 
@@ -1342,6 +1360,13 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         observation: Option<PgObservation>,
     ) {
         let holds_lease = self.holds_lease(cluster.as_ref());
+        let writes_blocked = observation
+            .as_ref()
+            .and_then(|o| super::sync_standby::writes_blocked(&self.dynamic, o));
+        super::sync_standby::log_change(
+            self.snapshot.borrow().writes_blocked.as_deref(),
+            writes_blocked.as_deref(),
+        );
         let snapshot = NodeSnapshot {
             scope: self.config.scope.clone(),
             name: self.config.name.clone(),
@@ -1362,6 +1387,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                 crate::watchdog::LeaseBounds::new(&self.dynamic, &self.config.raft),
                 self.watchdog.as_ref(),
             )),
+            writes_blocked,
         };
         self.snapshot.send_replace(Arc::new(snapshot));
     }

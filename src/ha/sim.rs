@@ -805,6 +805,9 @@ impl PgOps for SimPg {
     async fn sync_slots(&self, _names: &[String]) -> PgResult<()> {
         Ok(())
     }
+    async fn set_sync_names(&self, _value: Option<&str>) -> PgResult<()> {
+        Ok(())
+    }
     fn former_primary(&self) -> bool {
         self.with(|p| p.was_primary && !p.standby_signal)
     }

@@ -16,6 +16,9 @@ pub struct ReplicationRow {
     pub state: String,
     pub sync_state: String,
     pub replay_lsn: Option<u64>,
+    /// How far it has flushed: what a synchronous commit waits for (src/ha/sync_standby.rs).
+    #[serde(skip)]
+    pub flush_lsn: Option<u64>,
 }
 
 /// One node's view of itself and the cluster after an HA cycle.
@@ -48,6 +51,9 @@ pub struct NodeSnapshot {
     pub watchdog_failed: bool,
     /// The watchdog: armed, the timeout it would arm with, or why it cannot be used.
     pub watchdog: Option<crate::watchdog::Plan>,
+    /// This primary's commits wait for a synchronous standby that is not there, and why
+    /// (src/ha/sync_standby.rs): `/patroni`, `/metrics` `pgquorum_writes_blocked`, `list`.
+    pub writes_blocked: Option<String>,
 }
 
 impl NodeSnapshot {
@@ -72,6 +78,7 @@ impl NodeSnapshot {
             ttl_secs: crate::config::DEFAULT_TTL_SECS,
             watchdog_failed: false,
             watchdog: None,
+            writes_blocked: None,
         }
     }
 }

@@ -77,6 +77,10 @@ pub enum SwitchoverError {
     OnlyLeader { operation: Operation },
     #[error("{operation} is not possible: no good candidates have been found")]
     NoGoodCandidates { operation: Operation },
+    /// Synchronous mode: the candidate is not a synchronous standby, so it may lack commits
+    /// the primary acknowledged. Allowed only when forced.
+    #[error("{why}; a failover to it may lose those commits: give --force (REST: \"force\": true) to go ahead anyway")]
+    CandidateNotSync { candidate: String, why: String },
 }
 
 impl SwitchoverError {
@@ -104,7 +108,8 @@ impl SwitchoverError {
             | CandidateNotRunning { .. }
             | CandidateIsLeader { .. }
             | OnlyLeader { .. }
-            | NoGoodCandidates { .. } => 412,
+            | NoGoodCandidates { .. }
+            | CandidateNotSync { .. } => 412,
         }
     }
 }
@@ -177,10 +182,12 @@ pub fn validate_switchover(
 }
 
 /// A manual failover: `candidate` takes over whoever holds the lease now (if anyone). Allowed
-/// in maintenance mode, as in Patroni; never scheduled.
+/// in maintenance mode, as in Patroni; never scheduled. In synchronous mode a candidate the
+/// `sync` key does not list may lack acknowledged commits: refused unless `force`.
 pub fn validate_failover(
     view: &ClusterView,
     candidate: Option<&str>,
+    force: bool,
 ) -> Result<FailoverRequest, SwitchoverError> {
     let candidate = given(candidate).ok_or(SwitchoverError::NoCandidateGiven)?;
     refuse_if_pending(view)?;
@@ -190,6 +197,12 @@ pub fn validate_failover(
         });
     }
     check_candidate(view, candidate)?;
+    if let Some(why) = view.sync_forbids_promotion(candidate).filter(|_| !force) {
+        return Err(SwitchoverError::CandidateNotSync {
+            candidate: candidate.to_string(),
+            why,
+        });
+    }
     Ok(FailoverRequest {
         member: Some(candidate.to_string()),
         ..Default::default()
@@ -455,8 +468,24 @@ mod tests {
                 Err(E::CandidateNoFailover { candidate: "node3".into() })),
         ];
         for (name, view, candidate, want) in cases {
-            assert_eq!(validate_failover(&view, candidate), want, "{name}");
+            assert_eq!(validate_failover(&view, candidate, false), want, "{name}");
         }
+        // Synchronous mode (issue 12): the sync key lists node2; node3 only with force.
+        let sync_mode = {
+            let mut v = no_lease();
+            v.config.synchronous_mode = crate::config::SynchronousMode::On;
+            v.sync = Some(crate::cluster::SyncState::new("node1", &["node2".to_string()]));
+            v
+        };
+        assert_eq!(validate_failover(&sync_mode, Some("node2"), false), to("node2"));
+        let refused = validate_failover(&sync_mode, Some("node3"), false).unwrap_err();
+        assert!(matches!(&refused, E::CandidateNotSync { candidate, .. } if candidate == "node3"));
+        assert_eq!(refused.http_status(), 412);
+        assert!(
+            refused.to_string().contains("may lose those commits"),
+            "{refused}"
+        );
+        assert_eq!(validate_failover(&sync_mode, Some("node3"), true), to("node3"));
         assert_eq!(E::NoCandidateGiven.http_status(), 400);
         assert_eq!(
             E::CandidateIsLeader {

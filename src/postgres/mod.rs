@@ -60,7 +60,7 @@ pub use error::PgError;
 pub use lsn::{format_lsn, parse_lsn};
 pub use os_user::{OsUser, DEFAULT_RUN_AS};
 pub use param_compat::{translate, CompatNote, KnownParameters, PgBinary, PgVersion, Translated};
-pub use query::{PgState, ReplicationPeer, WalReceiver};
+pub use query::{quote_literal, PgState, ReplicationPeer, WalReceiver};
 pub use rewind::{RewindOutcome, RewindSource};
 pub use secret_file::write_pgpass;
 pub use settings::{detect_bin_dir, Credentials, PostgresSettings, DEFAULT_PG_CTL_TIMEOUT};

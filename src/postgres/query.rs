@@ -202,6 +202,9 @@ pub struct PgState {
     pub wal_receiver: Option<WalReceiver>,
     /// Primary (or cascading replica): its WAL senders.
     pub replication: Vec<ReplicationPeer>,
+    /// `synchronous_standby_names` now, and whether it comes from `postgresql.auto.conf`
+    /// (where the agent sets it in synchronous mode: src/ha/sync_standby.rs).
+    pub sync_names: (String, bool),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,6 +238,8 @@ const STATE_SQL: &str = "SELECT pg_is_in_recovery(), \
 const PENDING_RESTART_SQL: &str = "SELECT name FROM pg_settings WHERE pending_restart ORDER BY name";
 const WAL_RECEIVER_SQL: &str = "SELECT status, sender_host, sender_port, received_tli::int8, slot_name \
        FROM pg_stat_wal_receiver";
+const SYNC_NAMES_SQL: &str = "SELECT setting, coalesce(sourcefile LIKE '%/postgresql.auto.conf', false) \
+       FROM pg_settings WHERE name = 'synchronous_standby_names'";
 const REPLICATION_SQL: &str = "SELECT application_name, state, sync_state, client_addr::text, \
        replay_lsn::text, flush_lsn::text FROM pg_stat_replication ORDER BY application_name";
 
@@ -300,6 +305,13 @@ pub async fn read_state(client: &Client) -> Result<PgState, PgError> {
         })
         .collect();
 
+    let sync_names = client
+        .query_opt(SYNC_NAMES_SQL, &[])
+        .await
+        .map_err(|e| query_error(SYNC_NAMES_SQL, e))?
+        .map(|r| (r.get::<_, String>(0), r.get::<_, bool>(1)))
+        .unwrap_or_default();
+
     let checkpoint_tli = u64::try_from(checkpoint_tli).unwrap_or(0);
     let timeline = if in_recovery {
         let received = wal_receiver
@@ -321,6 +333,7 @@ pub async fn read_state(client: &Client) -> Result<PgState, PgError> {
         pending_restart,
         wal_receiver,
         replication,
+        sync_names,
     })
 }
 

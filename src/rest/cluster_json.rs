@@ -33,8 +33,8 @@ pub struct ScheduledSwitchover {
 #[derive(Debug, Serialize)]
 pub struct ClusterMemberJson {
     pub name: String,
-    /// `leader` for the lease holder, else `replica` (Patroni 4 names; `sync_standby` needs the
-    /// synchronous replication state, which is not in the view yet).
+    /// `leader` for the lease holder, `sync_standby` for a member the `sync` key lists
+    /// (synchronous mode), else `replica` (Patroni 4 names).
     pub role: &'static str,
     pub state: &'static str,
     pub api_url: Option<String>,
@@ -59,7 +59,16 @@ pub fn cluster_json(view: &ClusterView, scope: &str, reference_lsn: Option<u64>)
     let members = view
         .members
         .iter()
-        .map(|member| member_json(member, leader == Some(member.name.as_str()), reference_lsn))
+        .map(|member| {
+            let role = if leader == Some(member.name.as_str()) {
+                "leader"
+            } else if view.is_sync_standby(&member.name) {
+                "sync_standby"
+            } else {
+                "replica"
+            };
+            member_json(member, role, reference_lsn)
+        })
         .collect();
     ClusterJson {
         members,
@@ -75,9 +84,9 @@ pub fn cluster_json(view: &ClusterView, scope: &str, reference_lsn: Option<u64>)
     }
 }
 
-fn member_json(member: &MemberStatus, is_leader: bool, reference_lsn: Option<u64>) -> ClusterMemberJson {
+fn member_json(member: &MemberStatus, role: &'static str, reference_lsn: Option<u64>) -> ClusterMemberJson {
     let mut positions = Map::new();
-    if !is_leader {
+    if role != "leader" {
         let kinds = [
             ("receive_", member.received_lsn),
             ("replay_", member.replayed_lsn),
@@ -91,7 +100,7 @@ fn member_json(member: &MemberStatus, is_leader: bool, reference_lsn: Option<u64
     }
     ClusterMemberJson {
         name: member.name.clone(),
-        role: if is_leader { "leader" } else { "replica" },
+        role,
         state: member.state.as_str(),
         api_url: member.api_url.clone(),
         port: member.port.filter(|_| member.host.is_some()),

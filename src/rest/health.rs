@@ -5,7 +5,6 @@ use super::query::QueryParams;
 use super::status_json::{tag_value_text, tags_json};
 use super::wal::{cluster_wal_position, parse_byte_size};
 use crate::cluster::{PgRole, PgRunState};
-use crate::config::SynchronousMode;
 use crate::ha::NodeSnapshot;
 
 /// One health check, named after what it asks of the node.
@@ -66,21 +65,21 @@ impl HealthCheck {
         let me = &snapshot.me;
         let leadership = Leadership::of(snapshot);
         let replica = serves_replica_reads(snapshot, query);
-        // Which replicas are synchronous is not in the snapshot yet; while synchronous
-        // replication is off nobody is, and otherwise we cannot tell and answer "no".
-        let sync_is_off = snapshot
+        // A synchronous standby is one the `sync` key lists (mode on): PostgreSQL confirmed
+        // it synchronous before the primary wrote it there (src/ha/sync_standby.rs).
+        let sync_standby = snapshot
             .cluster
             .as_ref()
-            .map(|view| view.config.synchronous_mode == SynchronousMode::Off);
+            .is_some_and(|view| view.is_sync_standby(&me.name));
         let passes = match self {
             HealthCheck::Primary => leadership.writable_primary,
             HealthCheck::Leader => leadership.leader,
             HealthCheck::StandbyLeader => false,
             HealthCheck::Replica => replica,
             HealthCheck::ReadOnly => leadership.writable_primary || replica,
-            HealthCheck::Synchronous => false,
-            HealthCheck::Asynchronous => sync_is_off == Some(true) && replica,
-            HealthCheck::ReadOnlySynchronous => sync_is_off.is_some() && leadership.writable_primary,
+            HealthCheck::Synchronous => replica && sync_standby,
+            HealthCheck::Asynchronous => replica && !sync_standby,
+            HealthCheck::ReadOnlySynchronous => leadership.writable_primary || (replica && sync_standby),
             HealthCheck::Health => me.state.is_up(),
         };
         passes && (self.ignores_tags() || tags_match(snapshot, query))

@@ -23,6 +23,11 @@ pub fn render(snapshot: &NodeSnapshot, version: &str) -> String {
         .cluster
         .as_ref()
         .is_some_and(|view| view.config.failsafe_mode);
+    let sync_standby = replica
+        && snapshot
+            .cluster
+            .as_ref()
+            .is_some_and(|view| view.is_sync_standby(&me.name));
 
     let mut out = Exposition::new(&snapshot.scope, &snapshot.name);
     out.gauge(
@@ -69,7 +74,12 @@ pub fn render(snapshot: &NodeSnapshot, version: &str) -> String {
     out.gauge(
         "patroni_sync_standby",
         "Value is 1 if this node is a sync standby, 0 otherwise.",
-        0,
+        flag(sync_standby),
+    );
+    out.gauge(
+        "pgquorum_writes_blocked",
+        "Value is 1 if this primary's commits wait for a synchronous standby that is not there, 0 otherwise.",
+        flag(snapshot.writes_blocked.is_some()),
     );
     out.gauge(
         "patroni_quorum_standby",

@@ -52,6 +52,13 @@ pub struct MemberStatusJson {
     /// be promoted), with `message` in plain words and every voter's reachability.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "quorum_json")]
     pub raft_quorum: Option<crate::node::quorum::QuorumLoss>,
+    /// Patroni's flag: this replica is a synchronous standby (listed in the `sync` key).
+    #[serde(skip_serializing_if = "Not::not")]
+    pub sync_standby: bool,
+    /// pgquorum's: this primary's commits wait for a synchronous standby that is not there,
+    /// and why (src/ha/sync_standby.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writes_blocked: Option<String>,
     pub patroni: PatroniJson,
 }
 
@@ -141,6 +148,12 @@ pub fn member_status(snapshot: &NodeSnapshot, version: &'static str) -> MemberSt
         watchdog_failed: snapshot.watchdog_failed,
         watchdog: snapshot.watchdog.clone(),
         raft_quorum: None,
+        sync_standby: me.role == PgRole::Replica
+            && snapshot
+                .cluster
+                .as_ref()
+                .is_some_and(|view| view.is_sync_standby(&me.name)),
+        writes_blocked: snapshot.writes_blocked.clone(),
         patroni: PatroniJson {
             version,
             scope: snapshot.scope.clone(),

@@ -41,6 +41,8 @@ struct Body {
     leader: Option<String>,
     candidate: Option<String>,
     scheduled_at: Option<String>,
+    /// pgquorum's: a failover to a member that is not a synchronous standby (synchronous mode).
+    force: bool,
 }
 
 fn parse_body(body: &[u8]) -> Result<Body, String> {
@@ -61,6 +63,11 @@ fn parse_body(body: &[u8]) -> Result<Body, String> {
         leader: field("leader")?,
         candidate: candidate.or(member),
         scheduled_at: field("scheduled_at")?,
+        force: match object.get("force") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err("force must be true or false".to_string()),
+        },
     })
 }
 
@@ -111,7 +118,7 @@ fn check(
         }
         Operation::Failover => Ok((
             Operation::Failover,
-            validate_failover(view, body.candidate.as_deref())?,
+            validate_failover(view, body.candidate.as_deref(), body.force)?,
         )),
     }
 }
@@ -277,8 +284,18 @@ mod tests {
                 leader: Some("node1".into()),
                 candidate: Some("node2".into()),
                 scheduled_at: Some("2030-01-01T00:00Z".into()),
+                force: false,
             })
         );
+        assert_eq!(
+            body(r#"{"candidate": "node3", "force": true}"#),
+            Ok(Body {
+                candidate: Some("node3".into()),
+                force: true,
+                ..Default::default()
+            })
+        );
+        assert!(body(r#"{"candidate": "node3", "force": "yes"}"#).is_err());
         assert_eq!(
             body(r#"{"member": "node2", "leader": null, "scheduled_at": ""}"#),
             Ok(Body {

@@ -110,6 +110,7 @@ fn snapshot_of(me: MemberStatus) -> NodeSnapshot {
             state: "streaming".to_string(),
             sync_state: "async".to_string(),
             replay_lsn: Some(PRIMARY_LSN),
+            flush_lsn: Some(PRIMARY_LSN),
         }];
     }
     snapshot.me = me;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod https;
+pub mod pg_load;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
