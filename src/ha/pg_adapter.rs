@@ -1,6 +1,7 @@
 //! `PgOps` on the real local PostgreSQL (`crate::postgres::Postgres`).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::decide::DataDir;
@@ -18,6 +19,11 @@ use crate::postgres::{
 pub struct LocalPostgres {
     pg: Postgres,
     config: Arc<Config>,
+    /// The newest timeline this replica's WAL receiver was seen receiving (0: none) since the
+    /// data directory was made: a replica keeps reporting it after its primary died (the
+    /// receiver's row is gone then, and the checkpoint's timeline lags until the next
+    /// restartpoint), so a leader race places its position on the right timeline.
+    streamed_timeline: AtomicU64,
 }
 
 impl LocalPostgres {
@@ -25,6 +31,7 @@ impl LocalPostgres {
         LocalPostgres {
             pg,
             config: Arc::new(config),
+            streamed_timeline: AtomicU64::new(0),
         }
     }
 
@@ -206,6 +213,19 @@ fn remove_failed_bootstraps(data_dir: &Path) {
     }
 }
 
+impl LocalPostgres {
+    /// A primary's timeline is the one it writes on; a replica's also counts the newest
+    /// timeline its receiver was seen receiving (see `streamed_timeline`).
+    fn timeline_of(&self, st: &crate::postgres::PgState) -> u64 {
+        if !st.in_recovery {
+            return st.timeline;
+        }
+        let receiving = st.wal_receiver.as_ref().and_then(|w| w.received_tli).unwrap_or(0);
+        let streamed = self.streamed_timeline.fetch_max(receiving, Ordering::SeqCst);
+        st.timeline.max(streamed).max(receiving)
+    }
+}
+
 impl PgOps for LocalPostgres {
     fn data_dir(&self) -> DataDir {
         match self.pg.data_dir_state() {
@@ -244,7 +264,7 @@ impl PgOps for LocalPostgres {
             } else {
                 PgRole::Primary
             }),
-            timeline: Some(st.timeline),
+            timeline: Some(self.timeline_of(&st)),
             wal_lsn: st.wal_lsn,
             received_lsn: st.received_lsn,
             replayed_lsn: st.replayed_lsn,
@@ -272,6 +292,7 @@ impl PgOps for LocalPostgres {
     }
 
     async fn bootstrap(&self, desired: &DesiredConfig) -> PgResult<String> {
+        self.streamed_timeline.store(0, Ordering::SeqCst); // a new database system
         tracing::info!("initializing a new PostgreSQL cluster (initdb)");
         self.pg
             .initdb(&self.config.bootstrap.initdb)
@@ -442,6 +463,7 @@ impl PgOps for LocalPostgres {
     }
 
     async fn remove_data_dir(&self) -> PgResult<()> {
+        self.streamed_timeline.store(0, Ordering::SeqCst);
         self.pg.remove_data_dir().await.map_err(PgFailure::from)
     }
 
