@@ -217,6 +217,9 @@ async fn grow_to_five_and_back_to_three_while_writing() {
         !since_restart().contains("asking it to add this node"),
         "the removed node asked to join"
     );
+    // Its elections (it may still believe it is a voter) disturb nobody.
+    assert_eq!(primary_name(&ep0).await, primary, "the primary never changed");
+    wait_voters(&ep0, &three, "still three voters").await;
     node4.stop().await;
     demo.stop().await;
 }
