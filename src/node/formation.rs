@@ -33,6 +33,7 @@ pub(super) async fn run(node: Arc<RaftNode>) {
     let mut warned_failed_probe = BTreeSet::new();
     let mut join_backoff = PROBE_INTERVAL;
     let mut told_removed = None;
+    let mut elections_off = false;
     loop {
         let pristine = match node.raft.is_initialized().await {
             Ok(initialized) => !initialized,
@@ -77,7 +78,16 @@ pub(super) async fn run(node: Arc<RaftNode>) {
             pristine,
             own_role,
         };
-        match formation_step(&me, &answers) {
+        let step = formation_step(&me, &answers);
+        // A removed node that still believes it is a voter would keep starting elections with
+        // ever higher terms: the group refuses its votes while its leader lives, but the terms
+        // would disturb the next election. Off while the rule says removed, on otherwise.
+        let removed = matches!(step, Step::Removed { .. });
+        if removed != elections_off {
+            node.raft.runtime_config().elect(!removed);
+            elections_off = removed;
+        }
+        match step {
             Step::Join { via } => match join_through(&node, &via).await {
                 Ok(()) => return,
                 Err(()) => {
@@ -147,7 +157,7 @@ fn log_removed(leader: Option<&str>) {
     tracing::error!(
         leader = leader.unwrap_or("-"),
         "raft: this node was removed from the Raft group ({seen} it neither as voter nor as learner); \
-         it does not rejoin by itself, whatever raft.partner_addrs says. To bring it back run \
+         it does not rejoin by itself, whatever raft.partner_addrs says, and starts no elections. To bring it back run \
          `pgquorumctl members add NAME ADDR --voter`; to make it a new member instead, stop it and empty raft.data_dir"
     );
 }
