@@ -190,6 +190,18 @@ async fn grow_to_five_and_back_to_three_while_writing() {
     assert!(ok, "remove node4: {out}{err}");
     let three: Vec<String> = (0..3).map(|i| endpoint(&opts, i)).collect();
     wait_voters(&ep0, &three, "three voters again").await;
+    // Removed while it runs: once the group stops talking to it, it says so.
+    wait_for(
+        "node4, running, to log that it was removed",
+        Duration::from_secs(60),
+        || async {
+            node4
+                .log_text()
+                .contains("this node was removed from the Raft group")
+                .then_some(())
+        },
+    )
+    .await;
     node4.stop().await;
 
     let acked = writer.finish().await;
