@@ -9,7 +9,9 @@
 //! A node with state that is no member any more (removed by `pgquorumctl members remove`)
 //! says so in its log and waits: it never asks to join by itself. A node with state asks its
 //! partners and the members of its last applied membership until the Raft leader answers that
-//! it is a member (or it is the leader), so a voter removed while it was down learns it too.
+//! it is a member (or it is the leader), so a voter removed while it was down learns it too;
+//! then it waits until it knows no leader (an election, or it was removed while it ran and the
+//! group stopped talking to it) and asks again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -33,6 +35,7 @@ pub(super) async fn run(node: Arc<RaftNode>) {
     let mut warned_failed_probe = BTreeSet::new();
     let mut join_backoff = PROBE_INTERVAL;
     let mut told_removed = None;
+    let mut elections_off = false;
     loop {
         let pristine = match node.raft.is_initialized().await {
             Ok(initialized) => !initialized,
@@ -50,7 +53,10 @@ pub(super) async fn run(node: Arc<RaftNode>) {
             OwnRole::Absent
         };
         if !pristine && node.raft.metrics().borrow().state == openraft::ServerState::Leader {
-            return;
+            if !wait_until_leaderless(&node).await {
+                return;
+            }
+            continue;
         }
         let (answers, failures) = probe_partners(&node, &addrs_to_ask(&node, pristine)).await;
         for (addr, failure) in failures {
@@ -77,21 +83,35 @@ pub(super) async fn run(node: Arc<RaftNode>) {
             pristine,
             own_role,
         };
-        match formation_step(&me, &answers) {
+        let step = formation_step(&me, &answers);
+        // A removed node that still believes it is a voter would keep starting elections with
+        // ever higher terms: the group refuses its votes while its leader lives, but the terms
+        // would disturb the next election. Off while the rule says removed, on otherwise.
+        let removed = matches!(step, Step::Removed { .. });
+        if removed != elections_off {
+            node.raft.runtime_config().elect(!removed);
+            elections_off = removed;
+        }
+        match step {
             Step::Join { via } => match join_through(&node, &via).await {
-                Ok(()) => return,
+                // Next round: the leader confirms it, then the watch below.
+                Ok(()) => join_backoff = PROBE_INTERVAL,
                 Err(()) => {
                     tokio::time::sleep(join_backoff).await;
                     join_backoff = (join_backoff * 2).min(MAX_JOIN_BACKOFF);
                 }
             },
             Step::Initialize { members } => {
-                if initialize(&node, &members).await {
+                if !initialize(&node, &members).await {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            Step::Member => {
+                told_removed = None;
+                if !wait_until_leaderless(&node).await {
                     return;
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            Step::Member => return,
             Step::Unconfirmed => tokio::time::sleep(PROBE_INTERVAL).await,
             Step::Removed { leader } => {
                 if told_removed.as_ref() != Some(&leader) {
@@ -139,6 +159,20 @@ fn configured_set(node: &RaftNode) -> BTreeSet<String> {
     node.settings.all_addrs().map(|a| a.trim().to_string()).collect()
 }
 
+/// Wait until this node knows no Raft leader: an election, or the group stopped talking to it
+/// because it was removed while running (it then campaigns). `false` once the node stopped.
+async fn wait_until_leaderless(node: &RaftNode) -> bool {
+    let mut metrics = node.raft.metrics();
+    loop {
+        if metrics.borrow_and_update().current_leader.is_none() {
+            return true;
+        }
+        if metrics.changed().await.is_err() {
+            return false;
+        }
+    }
+}
+
 fn log_removed(leader: Option<&str>) {
     let seen = match leader {
         Some(addr) => format!("the Raft leader at {addr} lists"),
@@ -147,7 +181,7 @@ fn log_removed(leader: Option<&str>) {
     tracing::error!(
         leader = leader.unwrap_or("-"),
         "raft: this node was removed from the Raft group ({seen} it neither as voter nor as learner); \
-         it does not rejoin by itself, whatever raft.partner_addrs says. To bring it back run \
+         it does not rejoin by itself, whatever raft.partner_addrs says, and starts no elections. To bring it back run \
          `pgquorumctl members add NAME ADDR --voter`; to make it a new member instead, stop it and empty raft.data_dir"
     );
 }

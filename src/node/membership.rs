@@ -138,9 +138,13 @@ impl RaftNode {
     ) -> Result<Result<String, String>, KeyspaceError> {
         let addr = &target.addr;
         match plan {
-            Plan::Nothing => Ok(Ok(format!(
-                "{shown} ({addr}) already is a member; nothing changed"
-            ))),
+            Plan::Nothing => {
+                let what = match self.membership_ids().0.contains(&target.id) {
+                    true => "a voter",
+                    false => "a learner",
+                };
+                Ok(Ok(format!("{shown} ({addr}) already is {what}; nothing changed")))
+            }
             Plan::AddLearner(id) => {
                 tracing::info!(member = %shown, %addr, node_id = id, "raft: an operator adds a learner");
                 self.raft

@@ -167,13 +167,16 @@ mod tests {
         }
     }
 
+    /// What the row shows, the change, the group, `--force`, the expected answer.
+    type Row = (&'static str, Change, GroupView, bool, Result<Plan, Refusal>);
+
     #[test]
     fn membership_rule_table() {
         use Change::*;
         let three_up = group(&[1, 2, 3], &[], &[1, 2, 3], Some(1));
         let five_up = group(&[1, 2, 3, 4, 5], &[], &[1, 2, 3, 4, 5], Some(1));
         #[rustfmt::skip]
-        let rows: Vec<(&str, Change, GroupView, bool, Result<Plan, Refusal>)> = vec![
+        let rows: Vec<Row> = vec![
             ("add a new node as learner", AddLearner(4), three_up.clone(), false, Ok(Plan::AddLearner(4))),
             ("adding a learner again changes nothing", AddLearner(4), group(&[1, 2, 3], &[4], &[1, 2, 3], Some(1)), false, Ok(Plan::Nothing)),
             ("adding a voter changes nothing", AddLearner(2), three_up.clone(), false, Ok(Plan::Nothing)),
