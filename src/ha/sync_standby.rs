@@ -86,7 +86,7 @@ pub fn plan(input: &SyncInputs<'_>) -> SyncPlan {
         }
         return SyncPlan {
             steps,
-            writes_blocked: blocked(input.config, input.replication, &input.names.value),
+            writes_blocked: blocked(input.replication, &input.names.value),
         };
     }
     let wanted = candidates(input);
@@ -124,7 +124,7 @@ pub fn plan(input: &SyncInputs<'_>) -> SyncPlan {
     }
     SyncPlan {
         steps,
-        writes_blocked: blocked(input.config, input.replication, &input.names.value),
+        writes_blocked: blocked(input.replication, &input.names.value),
     }
 }
 
@@ -182,12 +182,12 @@ pub fn render(standbys: &[String], strict: bool) -> String {
 
 /// Whether commits wait for a standby that is not there with `names` in force: names set,
 /// and no connection PostgreSQL counts as synchronous.
-fn blocked(config: &DynamicConfig, replication: &[ReplicationRow], names: &str) -> Option<String> {
+fn blocked(replication: &[ReplicationRow], names: &str) -> Option<String> {
     if names.trim().is_empty() || replication.iter().any(is_sync) {
         return None;
     }
-    let why = if names.trim() == "*" && config.synchronous_mode_strict {
-        "synchronous_mode_strict is on and no standby is connected".to_string()
+    let why = if names.trim() == "*" {
+        "no standby is connected and synchronous_standby_names is '*' (synchronous_mode_strict)".to_string()
     } else {
         format!("no standby named in synchronous_standby_names ({names}) is synchronous")
     };
@@ -197,11 +197,11 @@ fn blocked(config: &DynamicConfig, replication: &[ReplicationRow], names: &str) 
 }
 
 /// Whether this server's commits wait for a standby that is not there (a primary only).
-pub fn writes_blocked(config: &DynamicConfig, obs: &PgObservation) -> Option<String> {
+pub fn writes_blocked(obs: &PgObservation) -> Option<String> {
     if obs.role != Some(crate::cluster::PgRole::Primary) {
         return None;
     }
-    blocked(config, &obs.replication, &obs.sync_names.value)
+    blocked(&obs.replication, &obs.sync_names.value)
 }
 
 /// One WARN line when writes become blocked (with the reason), one INFO when they resume.
