@@ -132,7 +132,8 @@ pub fn plan(input: &SyncInputs<'_>) -> SyncPlan {
 /// streaming members not tagged `nosync` (nor unable to become primary: a synchronous
 /// standby that may never be promoted would only block failover), within
 /// `maximum_lag_on_syncnode`. The ones synchronous now come first, so a healthy standby is
-/// not swapped for one that is merely ahead; then the furthest flushed, then the name.
+/// not swapped for one that is merely ahead; then the furthest flushed, then the name. The
+/// result is in name order.
 pub fn candidates(input: &SyncInputs<'_>) -> Vec<String> {
     let max_lag = input.config.maximum_lag_on_syncnode;
     let mut rows: Vec<&ReplicationRow> = input
@@ -160,10 +161,15 @@ pub fn candidates(input: &SyncInputs<'_>) -> Vec<String> {
     });
     rows.dedup_by(|a, b| a.application_name == b.application_name);
     let count = input.config.synchronous_node_count.max(1) as usize;
-    rows.into_iter()
+    let mut chosen: Vec<String> = rows
+        .into_iter()
         .take(count)
         .map(|r| r.application_name.clone())
-        .collect()
+        .collect();
+    // By name: `FIRST n` over n names waits for all of them, so the order means nothing, and
+    // a fixed one keeps positions that overtake each other from rewriting the setting.
+    chosen.sort();
+    chosen
 }
 
 /// The `synchronous_standby_names` value for `standbys`: `FIRST n ("a","b")` waits for all
