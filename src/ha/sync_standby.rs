@@ -159,10 +159,12 @@ pub fn candidates(input: &SyncInputs<'_>) -> Vec<String> {
             .then(b.flush_lsn.cmp(&a.flush_lsn))
             .then(a.application_name.cmp(&b.application_name))
     });
-    rows.dedup_by(|a, b| a.application_name == b.application_name);
     let count = input.config.synchronous_node_count.max(1) as usize;
+    // Two connections under one name (a replica reconnecting) count once, at their best.
+    let mut seen = std::collections::BTreeSet::new();
     let mut chosen: Vec<String> = rows
         .into_iter()
+        .filter(|r| seen.insert(r.application_name.as_str()))
         .take(count)
         .map(|r| r.application_name.clone())
         .collect();
