@@ -141,6 +141,10 @@ pub struct MemberStatus {
     /// fit (src/config/guard.rs). Absent in keys of older agents.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raft_timings: Option<RaftTimings>,
+    /// A primary whose commits wait for a synchronous standby that is not there, and why
+    /// (src/ha/sync_standby.rs): shown by `pgquorumctl list`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writes_blocked: Option<String>,
 }
 
 impl MemberStatus {

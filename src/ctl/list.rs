@@ -179,6 +179,11 @@ fn render_rows(scope: &str, view: &ClusterView, rows: Vec<ListRow>) -> String {
     if view.leader.is_none() {
         out.push_str("\nWARNING: no member holds the leader lease");
     }
+    for m in view.members.iter().filter(|m| m.role == PgRole::Primary) {
+        if let Some(why) = &m.writes_blocked {
+            out.push_str(&format!("\nWARNING: {}: {why}", m.name));
+        }
+    }
     out
 }
 

@@ -114,6 +114,7 @@ pub fn member_status(config: &Config, seen: &Observed<'_>) -> MemberStatus {
         server_version: obs.and_then(|o| o.server_version),
         system_identifier,
         raft_timings: Some(crate::config::RaftTimings::of(&config.raft)),
+        writes_blocked: obs.and_then(super::sync_standby::writes_blocked),
     }
 }
 

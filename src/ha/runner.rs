@@ -780,8 +780,8 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                 Ok(())
             }
             Action::ClaimSync => {
-                super::sync_apply::claim(&*self.node, self.keyspace_deadline(), &self.config.name, cluster)
-                    .await
+                let (pg, node, deadline) = (&*self.pg, &*self.node, self.keyspace_deadline());
+                super::sync_apply::claim(pg, node, deadline, &self.config.name, cluster).await
             }
             Action::ManageSync if self.holds_lease(cluster) => {
                 let (pg, node, deadline) = (&*self.pg, &*self.node, self.keyspace_deadline());
@@ -1360,9 +1360,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
         observation: Option<PgObservation>,
     ) {
         let holds_lease = self.holds_lease(cluster.as_ref());
-        let writes_blocked = observation
-            .as_ref()
-            .and_then(|o| super::sync_standby::writes_blocked(&self.dynamic, o));
+        let writes_blocked = me.writes_blocked.clone();
         super::sync_standby::log_change(
             self.snapshot.borrow().writes_blocked.as_deref(),
             writes_blocked.as_deref(),

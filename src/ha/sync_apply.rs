@@ -46,9 +46,13 @@ async fn commit<S: ClusterStore>(
 
 /// Before a promotion in synchronous mode: the `sync` key names this member as the primary,
 /// and no standby, so that from here on nobody else may be promoted automatically until a
-/// standby is confirmed synchronous again. A failed write stops the promotion (the key
-/// changed: the next cycle decides again).
-pub async fn claim<S: ClusterStore>(
+/// standby is confirmed synchronous again. Then `synchronous_standby_names` is set to what a
+/// primary with no synchronous standby runs with (`''`, or `'*'` in strict mode; ALTER SYSTEM
+/// works on a standby): the value a clone or pg_rewind copied from the old primary would name
+/// standbys that are gone, or this member itself, and make the first commits wait. A failed
+/// step stops the promotion (the key changed: the next cycle decides again).
+pub async fn claim<P: PgOps, S: ClusterStore>(
+    pg: &P,
     node: &S,
     deadline: Option<tokio::time::Instant>,
     me: &str,
@@ -57,7 +61,11 @@ pub async fn claim<S: ClusterStore>(
     let Some(cluster) = cluster.filter(|c| c.synchronous_mode()) else {
         return Ok(());
     };
-    commit(node, deadline, write_command(me, &[], cluster)).await
+    commit(node, deadline, write_command(me, &[], cluster)).await?;
+    let names = sync_standby::render(&[], cluster.config.synchronous_mode_strict);
+    pg.set_sync_names(Some(&names))
+        .await
+        .map_err(Op::SyncReplication.pg())
 }
 
 /// One cycle of synchronous replication on the primary holding the lease.

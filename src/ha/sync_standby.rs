@@ -86,7 +86,7 @@ pub fn plan(input: &SyncInputs<'_>) -> SyncPlan {
         }
         return SyncPlan {
             steps,
-            writes_blocked: blocked(input.config, input.replication, &input.names.value),
+            writes_blocked: blocked(input.replication, &input.names.value),
         };
     }
     let wanted = candidates(input);
@@ -124,7 +124,7 @@ pub fn plan(input: &SyncInputs<'_>) -> SyncPlan {
     }
     SyncPlan {
         steps,
-        writes_blocked: blocked(input.config, input.replication, &input.names.value),
+        writes_blocked: blocked(input.replication, &input.names.value),
     }
 }
 
@@ -132,7 +132,8 @@ pub fn plan(input: &SyncInputs<'_>) -> SyncPlan {
 /// streaming members not tagged `nosync` (nor unable to become primary: a synchronous
 /// standby that may never be promoted would only block failover), within
 /// `maximum_lag_on_syncnode`. The ones synchronous now come first, so a healthy standby is
-/// not swapped for one that is merely ahead; then the furthest flushed, then the name.
+/// not swapped for one that is merely ahead; then the furthest flushed, then the name. The
+/// result is in name order.
 pub fn candidates(input: &SyncInputs<'_>) -> Vec<String> {
     let max_lag = input.config.maximum_lag_on_syncnode;
     let mut rows: Vec<&ReplicationRow> = input
@@ -158,12 +159,19 @@ pub fn candidates(input: &SyncInputs<'_>) -> Vec<String> {
             .then(b.flush_lsn.cmp(&a.flush_lsn))
             .then(a.application_name.cmp(&b.application_name))
     });
-    rows.dedup_by(|a, b| a.application_name == b.application_name);
     let count = input.config.synchronous_node_count.max(1) as usize;
-    rows.into_iter()
+    // Two connections under one name (a replica reconnecting) count once, at their best.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut chosen: Vec<String> = rows
+        .into_iter()
+        .filter(|r| seen.insert(r.application_name.as_str()))
         .take(count)
         .map(|r| r.application_name.clone())
-        .collect()
+        .collect();
+    // By name: `FIRST n` over n names waits for all of them, so the order means nothing, and
+    // a fixed one keeps positions that overtake each other from rewriting the setting.
+    chosen.sort();
+    chosen
 }
 
 /// The `synchronous_standby_names` value for `standbys`: `FIRST n ("a","b")` waits for all
@@ -182,12 +190,12 @@ pub fn render(standbys: &[String], strict: bool) -> String {
 
 /// Whether commits wait for a standby that is not there with `names` in force: names set,
 /// and no connection PostgreSQL counts as synchronous.
-fn blocked(config: &DynamicConfig, replication: &[ReplicationRow], names: &str) -> Option<String> {
+fn blocked(replication: &[ReplicationRow], names: &str) -> Option<String> {
     if names.trim().is_empty() || replication.iter().any(is_sync) {
         return None;
     }
-    let why = if names.trim() == "*" && config.synchronous_mode_strict {
-        "synchronous_mode_strict is on and no standby is connected".to_string()
+    let why = if names.trim() == "*" {
+        "no standby is connected and synchronous_standby_names is '*' (synchronous_mode_strict)".to_string()
     } else {
         format!("no standby named in synchronous_standby_names ({names}) is synchronous")
     };
@@ -197,11 +205,11 @@ fn blocked(config: &DynamicConfig, replication: &[ReplicationRow], names: &str) 
 }
 
 /// Whether this server's commits wait for a standby that is not there (a primary only).
-pub fn writes_blocked(config: &DynamicConfig, obs: &PgObservation) -> Option<String> {
+pub fn writes_blocked(obs: &PgObservation) -> Option<String> {
     if obs.role != Some(crate::cluster::PgRole::Primary) {
         return None;
     }
-    blocked(config, &obs.replication, &obs.sync_names.value)
+    blocked(&obs.replication, &obs.sync_names.value)
 }
 
 /// One WARN line when writes become blocked (with the reason), one INFO when they resume.

@@ -359,3 +359,29 @@ fn names_are_quoted() {
     assert_eq!(render(&[], true), "*");
     assert_eq!(render(&[], false), "");
 }
+
+/// Two standbys that overtake each other in flushed WAL change nothing once both are
+/// synchronous: the setting and the key list them by name.
+#[test]
+fn positions_overtaking_each_other_change_nothing() {
+    let members = members();
+    let config = DynamicConfig {
+        synchronous_mode: SynchronousMode::On,
+        synchronous_node_count: 2,
+        ..Default::default()
+    };
+    let both = render(&list(&["node2", "node3"]), false);
+    for (flush2, flush3) in [(10, 20), (20, 10)] {
+        let replication = [row("node2", "sync", flush2), row("node3", "sync", flush3)];
+        let p = plan(&SyncInputs {
+            me: "node1",
+            config: &config,
+            members: &members,
+            sync: key(&["node2", "node3"]).as_ref(),
+            replication: &replication,
+            names: &names(&both),
+            primary_lsn: Some(100),
+        });
+        assert_eq!(p.steps, vec![], "flushed {flush2} / {flush3}");
+    }
+}
