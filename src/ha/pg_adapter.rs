@@ -214,15 +214,18 @@ fn remove_failed_bootstraps(data_dir: &Path) {
 }
 
 impl LocalPostgres {
-    /// A primary's timeline is the one it writes on; a replica's also counts the newest
-    /// timeline its receiver was seen receiving (see `streamed_timeline`).
+    /// A primary's timeline is the one it writes on. A replica's is the newest timeline whose
+    /// segment in `pg_wal` holds its replay position (`PgState::wal_timeline`: it survives
+    /// restarts of the agent and the server), with the checkpoint's, the receiver's and the
+    /// newest one its receiver was seen receiving (`streamed_timeline`) as lower bounds.
     fn timeline_of(&self, st: &crate::postgres::PgState) -> u64 {
         if !st.in_recovery {
             return st.timeline;
         }
         let receiving = st.wal_receiver.as_ref().and_then(|w| w.received_tli).unwrap_or(0);
         let streamed = self.streamed_timeline.fetch_max(receiving, Ordering::SeqCst);
-        st.timeline.max(streamed).max(receiving)
+        let in_pg_wal = st.wal_timeline.unwrap_or(0);
+        st.timeline.max(streamed).max(receiving).max(in_pg_wal)
     }
 }
 
