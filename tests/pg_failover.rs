@@ -367,13 +367,19 @@ async fn power_loss_after_failover_promotes_a_replica_of_the_new_timeline() {
         primary(&demo, &opts).await.filter(|p| *p != first)
     })
     .await;
-    let third = (0..3).find(|i| *i != first && *i != second).expect("a third member");
+    let third = (0..3)
+        .find(|i| *i != first && *i != second)
+        .expect("a third member");
     let timeline = pg_scalar(
         opts.pg_port(second),
         "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)",
     )
     .await;
-    assert_eq!(timeline.as_deref(), Some("00000002"), "the new primary's timeline");
+    assert_eq!(
+        timeline.as_deref(),
+        Some("00000002"),
+        "the new primary's timeline"
+    );
 
     // The lost machine comes back; both replicas stream timeline 2.
     demo.start_node(first).expect("restart the lost node");

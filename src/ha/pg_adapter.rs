@@ -20,9 +20,9 @@ pub struct LocalPostgres {
     pg: Postgres,
     config: Arc<Config>,
     /// The newest timeline this replica's WAL receiver was seen receiving (0: none) since the
-    /// data directory was made: a replica keeps reporting it after its primary died (the
-    /// receiver's row is gone then, and the checkpoint's timeline lags until the next
-    /// restartpoint), so a leader race places its position on the right timeline.
+    /// agent started (or the data directory was made): a lower bound kept after its primary
+    /// died (the receiver's row is gone then). Lost when the agent restarts; the timeline
+    /// read from `pg_wal` (`PgState::wal_timeline`) is not.
     streamed_timeline: AtomicU64,
 }
 

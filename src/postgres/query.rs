@@ -186,8 +186,8 @@ pub async fn accepts_connections(endpoint: &LocalEndpoint, user: &Credentials) -
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgState {
     pub in_recovery: bool,
-    /// Primary: the timeline it writes on. Replica: the newest of the timeline it replays
-    /// (last restartpoint) and the one it receives.
+    /// Primary: the timeline it writes on. Replica: the newest of its last restartpoint's
+    /// and the one it receives (see also `wal_timeline`).
     pub timeline: u64,
     /// Primary only: `pg_current_wal_lsn()`.
     pub wal_lsn: Option<u64>,
@@ -247,7 +247,8 @@ const SYNC_NAMES_SQL: &str = "SELECT setting, coalesce(sourcefile LIKE '%/postgr
 const REPLICATION_SQL: &str = "SELECT application_name, state, sync_state, client_addr::text, \
        replay_lsn::text, flush_lsn::text FROM pg_stat_replication ORDER BY application_name";
 
-const WAL_SEGMENTS_SQL: &str = "SELECT (SELECT setting::int8 FROM pg_settings WHERE name = 'wal_segment_size'), \
+const WAL_SEGMENTS_SQL: &str =
+    "SELECT (SELECT setting::int8 FROM pg_settings WHERE name = 'wal_segment_size'), \
        array(SELECT name FROM pg_ls_waldir() WHERE length(name) = 24)";
 const REPLAY_SQL: &str = "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text";
 

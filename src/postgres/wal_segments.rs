@@ -36,23 +36,34 @@ mod tests {
 
     const MB16: u64 = 16 << 20;
 
+    /// (what, the names in `pg_wal`, replay position, segment size, timeline wanted)
+    type Case = (&'static str, &'static [&'static str], u64, u64, Option<u64>);
+
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
     fn newest_timeline_holding_the_replay_segment() {
-        let cases: &[(&str, &[&str], u64, u64, Option<u64>)] = &[
+        let cases: &[Case] = &[
             (
                 "followed the switch to 2: both timelines hold the segment",
-                &["000000010000000000000003", "000000020000000000000003", "00000002.history"],
+                &[
+                    "000000010000000000000003",
+                    "000000020000000000000003",
+                    "00000002.history",
+                ],
                 0x0300_1000,
                 MB16,
                 Some(2),
             ),
             (
                 "refused timeline 2 (forked before its recovery point): only 1 holds it",
-                &["000000010000000000000003", "000000010000000000000004", "000000020000000000000002"],
+                &[
+                    "000000010000000000000003",
+                    "000000010000000000000004",
+                    "000000020000000000000002",
+                ],
                 0x0300_1000,
                 MB16,
                 Some(1),
