@@ -26,6 +26,7 @@
 //! | lease time: the keyspace clock the Raft leader stamps with (monotonic, not wall) | `keyspace::clock` |
 //! | typed values under the keys, and the cluster as one read sees it | [`cluster`] |
 //! | leader-race positions compared within the newest timeline (abandoned WAL past a switch point cannot win) | `cluster::timeline_position` (pure) |
+//! | the timeline a replica reports: the newest whose `pg_wal` segment holds its replay position (survives restarts) | `postgres::wal_segments` (pure), `postgres::query`, [`ha::pg_adapter`] |
 //! | the Raft node: leader-stamped writes, forwarding, linearizable reads | [`node`] |
 //! | keyspace errors over gRPC: code + `pgquorum-error` metadata + error source type, never text | `node::wire_error` |
 //! | forming the Raft group, joining a running one by starting; a removed node never rejoining by itself | `node::formation` (runner), `node::formation_rule` (pure), `node::join` (leader side) |

@@ -347,3 +347,64 @@ async fn pause_blocks_failover_until_resume() {
     .await;
     demo.stop().await;
 }
+
+/// A whole-cluster power loss after a failover: the replicas that followed the new primary's
+/// timeline come back on it, so one of them takes over when that primary stays dead. (A
+/// replica's checkpoint still shows the old timeline until its next restartpoint, and after
+/// the restart no receiver says which timeline it follows: read from the checkpoint alone,
+/// its position past the old timeline's end looked like abandoned WAL and nobody was
+/// promoted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn power_loss_after_failover_promotes_a_replica_of_the_new_timeline() {
+    let tmp = TestDir::new();
+    let dir = tmp.path();
+    let (mut demo, opts) = start_pg_cluster(dir, 4571).await;
+    let first = wait_primary(&demo, &opts, "a primary").await;
+
+    // The first primary's machine dies: another member takes over on timeline 2.
+    kill_node(&mut demo, dir, first).await;
+    let second = wait_for("a new primary after the node loss", TIMEOUT, || async {
+        primary(&demo, &opts).await.filter(|p| *p != first)
+    })
+    .await;
+    let third = (0..3)
+        .find(|i| *i != first && *i != second)
+        .expect("a third member");
+    let timeline = pg_scalar(
+        opts.pg_port(second),
+        "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)",
+    )
+    .await;
+    assert_eq!(
+        timeline.as_deref(),
+        Some("00000002"),
+        "the new primary's timeline"
+    );
+
+    // The lost machine comes back; both replicas stream timeline 2.
+    demo.start_node(first).expect("restart the lost node");
+    for i in [first, third] {
+        wait_for("a replica streams timeline 2", TIMEOUT, || async {
+            let tli = pg_scalar(
+                opts.pg_port(i),
+                "SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+            )
+            .await;
+            (tli.as_deref() == Some("2") && streams(&demo, i).await).then_some(())
+        })
+        .await;
+    }
+
+    // Power loss: every agent and postmaster at once. The new primary's machine stays dead.
+    for i in 0..3 {
+        kill_node(&mut demo, dir, i).await;
+    }
+    demo.start_node(first).expect("restart a replica");
+    demo.start_node(third).expect("restart the other replica");
+    let promoted = wait_for("a replica of timeline 2 promoted", TIMEOUT, || async {
+        primary(&demo, &opts).await
+    })
+    .await;
+    assert_ne!(promoted, second, "the dead primary is not running");
+    demo.stop().await;
+}

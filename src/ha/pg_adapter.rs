@@ -20,9 +20,9 @@ pub struct LocalPostgres {
     pg: Postgres,
     config: Arc<Config>,
     /// The newest timeline this replica's WAL receiver was seen receiving (0: none) since the
-    /// data directory was made: a replica keeps reporting it after its primary died (the
-    /// receiver's row is gone then, and the checkpoint's timeline lags until the next
-    /// restartpoint), so a leader race places its position on the right timeline.
+    /// agent started (or the data directory was made): a lower bound kept after its primary
+    /// died (the receiver's row is gone then). Lost when the agent restarts; the timeline
+    /// read from `pg_wal` (`PgState::wal_timeline`) is not.
     streamed_timeline: AtomicU64,
 }
 
@@ -214,15 +214,18 @@ fn remove_failed_bootstraps(data_dir: &Path) {
 }
 
 impl LocalPostgres {
-    /// A primary's timeline is the one it writes on; a replica's also counts the newest
-    /// timeline its receiver was seen receiving (see `streamed_timeline`).
+    /// A primary's timeline is the one it writes on. A replica's is the newest timeline whose
+    /// segment in `pg_wal` holds its replay position (`PgState::wal_timeline`: it survives
+    /// restarts of the agent and the server), with the checkpoint's, the receiver's and the
+    /// newest one its receiver was seen receiving (`streamed_timeline`) as lower bounds.
     fn timeline_of(&self, st: &crate::postgres::PgState) -> u64 {
         if !st.in_recovery {
             return st.timeline;
         }
         let receiving = st.wal_receiver.as_ref().and_then(|w| w.received_tli).unwrap_or(0);
         let streamed = self.streamed_timeline.fetch_max(receiving, Ordering::SeqCst);
-        st.timeline.max(streamed).max(receiving)
+        let in_pg_wal = st.wal_timeline.unwrap_or(0);
+        st.timeline.max(streamed).max(receiving).max(in_pg_wal)
     }
 }
 

@@ -22,7 +22,8 @@
 //!   Patroni translates);
 //! - `query`: connecting, [`PgState`], roles; `slots`: replication slots;
 //! - `local_tls`: TLS for the agent's own TCP connection (the superuser's `sslmode`, …);
-//! - `conninfo`: [`ConnTarget`] and `primary_conninfo`; `lsn`: WAL positions.
+//! - `conninfo`: [`ConnTarget`] and `primary_conninfo`; `lsn`: WAL positions;
+//! - `wal_segments`: the timeline a replica replays on, from the segment files in `pg_wal`.
 
 mod basebackup;
 mod conf;
@@ -44,6 +45,7 @@ mod secret_file;
 mod settings;
 mod slots;
 mod tool;
+mod wal_segments;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

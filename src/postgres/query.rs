@@ -186,8 +186,8 @@ pub async fn accepts_connections(endpoint: &LocalEndpoint, user: &Credentials) -
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgState {
     pub in_recovery: bool,
-    /// Primary: the timeline it writes on. Replica: the newest of the timeline it replays
-    /// (last restartpoint) and the one it receives.
+    /// Primary: the timeline it writes on. Replica: the newest of its last restartpoint's
+    /// and the one it receives (see also `wal_timeline`).
     pub timeline: u64,
     /// Primary only: `pg_current_wal_lsn()`.
     pub wal_lsn: Option<u64>,
@@ -200,6 +200,10 @@ pub struct PgState {
     /// Parameters changed in the files that wait for a restart.
     pub pending_restart: Vec<String>,
     pub wal_receiver: Option<WalReceiver>,
+    /// Replica: the newest timeline whose segment file in `pg_wal` holds its replay (or
+    /// receive) position (see `wal_segments`); it survives a restart of the agent and of the
+    /// server, which the receiver's timeline does not, and leads the checkpoint's.
+    pub wal_timeline: Option<u64>,
     /// Primary (or cascading replica): its WAL senders.
     pub replication: Vec<ReplicationPeer>,
     /// `synchronous_standby_names` now, and whether it comes from `postgresql.auto.conf`
@@ -243,6 +247,9 @@ const SYNC_NAMES_SQL: &str = "SELECT setting, coalesce(sourcefile LIKE '%/postgr
 const REPLICATION_SQL: &str = "SELECT application_name, state, sync_state, client_addr::text, \
        replay_lsn::text, flush_lsn::text FROM pg_stat_replication ORDER BY application_name";
 
+const WAL_SEGMENTS_SQL: &str =
+    "SELECT (SELECT setting::int8 FROM pg_settings WHERE name = 'wal_segment_size'), \
+       array(SELECT name FROM pg_ls_waldir() WHERE length(name) = 24)";
 const REPLAY_SQL: &str = "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text";
 
 /// A replica's (received, replayed) WAL positions, in one query: what the wait before a
@@ -312,6 +319,12 @@ pub async fn read_state(client: &Client) -> Result<PgState, PgError> {
         .map(|r| (r.get::<_, String>(0), r.get::<_, bool>(1)))
         .unwrap_or_default();
 
+    let wal_timeline = if in_recovery {
+        read_wal_timeline(client, [replayed_lsn, received_lsn]).await?
+    } else {
+        None
+    };
+
     let checkpoint_tli = u64::try_from(checkpoint_tli).unwrap_or(0);
     let timeline = if in_recovery {
         let received = wal_receiver
@@ -332,9 +345,27 @@ pub async fn read_state(client: &Client) -> Result<PgState, PgError> {
         server_version_num: u32::try_from(server_version_num).unwrap_or(0),
         pending_restart,
         wal_receiver,
+        wal_timeline,
         replication,
         sync_names,
     })
+}
+
+/// A replica's newest timeline whose segment in `pg_wal` holds one of `positions`.
+async fn read_wal_timeline(client: &Client, positions: [Option<u64>; 2]) -> Result<Option<u64>, PgError> {
+    let row = client
+        .query_one(WAL_SEGMENTS_SQL, &[])
+        .await
+        .map_err(|e| query_error(WAL_SEGMENTS_SQL, e))?;
+    let segment_size = row.get::<_, Option<i64>>(0).and_then(|s| u64::try_from(s).ok());
+    let names: Vec<String> = row.get(1);
+    Ok(segment_size.and_then(|size| {
+        positions
+            .into_iter()
+            .flatten()
+            .filter_map(|lsn| super::wal_segments::timeline_holding(&names, lsn, size))
+            .max()
+    }))
 }
 
 /// Of `names`, those PostgreSQL says need a restart (`context = 'postmaster'`).
