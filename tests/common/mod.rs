@@ -497,10 +497,18 @@ pub use pgquorum::demo::ctl_tls_flags;
 
 /// Run the pgquorumctl binary with `args`; (succeeded, stdout, stderr).
 pub async fn run_ctl(args: &[String]) -> (bool, String, String) {
+    run_ctl_env(args, &[]).await
+}
+
+/// [`run_ctl`] with `env` set; the caller's own pgquorumctl/patronictl variables are not
+/// passed on, so only `args` and `env` steer it.
+pub async fn run_ctl_env(args: &[String], env: &[(&str, &str)]) -> (bool, String, String) {
     let out = tokio::process::Command::new(CTL)
         .args(args)
         .env_remove("PGQUORUMCTL_CONFIG_FILE")
         .env_remove("PGQUORUMCTL_ENDPOINT")
+        .env_remove("PATRONICTL_CONFIG_FILE")
+        .envs(env.iter().copied())
         .output()
         .await
         .expect("run pgquorumctl");
