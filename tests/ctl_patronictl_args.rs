@@ -110,7 +110,7 @@ async fn patroni_runbook_lines_work_unchanged() {
     .await;
     assert!(ok, "switchover: {out}{err}");
     wait_for("the candidate as primary", TIMEOUT, || async {
-        (primary(&demo, &opts).await == Some(target)).then_some(())
+        (common::pg_load::primary(&demo, &opts).await == Some(target)).then_some(())
     })
     .await;
     let (ok, out, err) = ctl(&format!("-c {node1} history demo")).await;
