@@ -120,5 +120,29 @@ async fn patroni_runbook_lines_work_unchanged() {
         "history names the new leader: {out}"
     );
 
+    // The other verbs take the cluster name first too.
+    failover_key_cleared(&demo).await;
+    let (ok, out, err) = ctl(&format!("-c {node1} flush demo switchover")).await;
+    assert!(
+        ok && out.contains("No pending scheduled switchover"),
+        "flush demo switchover: {out}{err}"
+    );
+    let (ok, out, err) = ctl(&format!("-c {node1} show-config demo")).await;
+    assert!(ok && out.contains("ttl"), "show-config demo: {out}{err}");
+    let (ok, _, err) = ctl(&format!("-c {node1} pause demo --wait")).await;
+    assert!(ok, "pause demo: {err}");
+    assert!(cluster_view(&demo).await.expect("a view").config.pause, "paused");
+    let (ok, _, err) = ctl(&format!("-c {node1} resume prod")).await;
+    assert!(
+        !ok && err.contains("not the asked agent's cluster"),
+        "resume prod: {err}"
+    );
+    let (ok, _, err) = ctl(&format!("-c {node1} resume demo --wait")).await;
+    assert!(ok, "resume demo: {err}");
+    assert!(
+        !cluster_view(&demo).await.expect("a view").config.pause,
+        "resumed"
+    );
+
     demo.stop().await;
 }
