@@ -69,10 +69,30 @@ async fn patroni_runbook_lines_work_unchanged() {
         "reload prod: {out}{err}"
     );
 
-    // `restart CLUSTER MEMBER --force` with the file given the patronictl way (environment):
-    // that replica's postmaster is a new process afterwards.
+    // On a terminal without --force it asks patronictl's question; a "no" restarts nothing.
     let target = replicas[0];
     let before = postmaster_pid(&data_dir(dir, target)).expect("replica postmaster");
+    let asked = run_ctl_on_terminal(
+        &["-c", &node1, "restart", "demo", names()[target]].map(String::from),
+        "n\n",
+    )
+    .await;
+    assert!(
+        asked.contains(&format!(
+            "Are you sure you want to restart members {}? [y/N]",
+            names()[target]
+        )),
+        "{asked}"
+    );
+    assert!(asked.contains("Error: Aborted restart"), "{asked}");
+    assert_eq!(
+        postmaster_pid(&data_dir(dir, target)),
+        Some(before),
+        "nothing restarted"
+    );
+
+    // `restart CLUSTER MEMBER --force` with the file given the patronictl way (environment):
+    // that replica's postmaster is a new process afterwards.
     let file = dir
         .join(format!("{}.yml", names()[primary]))
         .display()

@@ -519,6 +519,38 @@ pub async fn run_ctl_env(args: &[String], env: &[(&str, &str)]) -> (bool, String
     )
 }
 
+/// Run pgquorumctl with `args` on a pseudo-terminal (util-linux `script`), typing `input`, for
+/// its questions; everything it wrote, terminal echo included.
+#[allow(dead_code)]
+pub async fn run_ctl_on_terminal(args: &[String], input: &str) -> String {
+    use tokio::io::AsyncWriteExt;
+    // The arguments are test-made names and paths: no quoting beyond single quotes needed.
+    let line = std::iter::once(CTL.to_string())
+        .chain(args.iter().cloned())
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = tokio::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("PGQUORUMCTL_CONFIG_FILE")
+        .env_remove("PGQUORUMCTL_ENDPOINT")
+        .env_remove("PATRONICTL_CONFIG_FILE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run script(1)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).await.expect("type the answer");
+    drop(stdin);
+    let out = child.wait_with_output().await.expect("script(1) output");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// `pgquorumctl raft status --json` at `endpoint` with `flags`: (leader's member name, its
 /// term, every member's address) once there is a leader.
 pub async fn ctl_raft_leader(endpoint: &str, flags: &[String]) -> Option<(String, u64, Vec<String>)> {
