@@ -1,6 +1,7 @@
 //! `pgquorumctl`: the operator CLI. Talks gRPC to any agent.
 
 pub mod client;
+pub mod cluster_arg;
 pub mod cluster_read;
 mod config_cmd;
 mod get;
@@ -8,7 +9,7 @@ mod history;
 pub mod list;
 mod maintenance;
 pub mod members;
-mod operate;
+pub mod operate;
 mod raft_status;
 mod remove_cluster;
 pub mod stdout;
@@ -29,7 +30,8 @@ pub use raft_status::{fetch_raft_status, MemberRow};
 #[derive(Debug, Parser)]
 #[command(name = "pgquorumctl", version, about = "Query and steer a pgquorum cluster")]
 pub struct Cli {
-    /// Agent configuration file; the agent at its `raft.self_addr` is asked.
+    /// Agent configuration file; the agent at its `raft.self_addr` is asked. Without it (and
+    /// without PGQUORUMCTL_CONFIG_FILE) PATRONICTL_CONFIG_FILE is read, for Patroni runbooks.
     #[arg(
         short = 'c',
         long = "config-file",
@@ -91,18 +93,31 @@ pub enum CtlCommand {
     /// The members: host, role, state, timeline, replication lag (like `patronictl list`).
     #[command(alias = "topology")]
     List {
+        /// The cluster name (`scope`), as patronictl takes it; must be the asked agent's.
+        #[arg(value_name = "CLUSTER")]
+        cluster: Option<String>,
         /// Redraw every SECONDS seconds until interrupted.
         #[arg(long, short = 'W', value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
         watch: Option<f64>,
     },
     /// Reload the configuration of members' agents and PostgreSQL (all members by default).
-    Reload { members: Vec<String> },
-    /// Restart PostgreSQL on members (all members by default).
-    Restart { members: Vec<String> },
+    ///
+    /// `[CLUSTER] [MEMBER...]`: a first name equal to the cluster's `scope` is the cluster
+    /// name (patronictl's form); asks for confirmation on a terminal without --force.
+    Reload(OperateCli),
+    /// Restart PostgreSQL on members (all members by default); arguments as for `reload`.
+    Restart(OperateCli),
     /// Show the dynamic (cluster-wide) configuration.
-    ShowConfig,
+    ShowConfig {
+        /// The cluster name (`scope`), as patronictl takes it; must be the asked agent's.
+        #[arg(value_name = "CLUSTER")]
+        cluster: Option<String>,
+    },
     /// Change the dynamic configuration (compare-and-set); opens $EDITOR without --set/--pg.
     EditConfig {
+        /// The cluster name (`scope`), as patronictl takes it; must be the asked agent's.
+        #[arg(value_name = "CLUSTER")]
+        cluster: Option<String>,
         /// KEY=VALUE, KEY dotted (`ttl=20`, `postgresql.use_slots=false`); repeatable.
         #[arg(short = 's', long = "set")]
         set: Vec<String>,
@@ -111,7 +126,11 @@ pub enum CtlCommand {
         pg: Vec<String>,
     },
     /// The timeline history.
-    History,
+    History {
+        /// The cluster name (`scope`), as patronictl takes it; must be the asked agent's.
+        #[arg(value_name = "CLUSTER")]
+        cluster: Option<String>,
+    },
     /// Hand the primary role to a replica in a planned way (like `patronictl switchover`).
     ///
     /// Checks the request like the REST API does, writes the `failover` key (refused while
@@ -120,6 +139,9 @@ pub enum CtlCommand {
     /// Gives up after 60 s. Without --force it asks for what is missing and for confirmation
     /// (refusing when stdin is not a terminal).
     Switchover {
+        /// The cluster name (`scope`), as patronictl takes it; must be the asked agent's.
+        #[arg(value_name = "CLUSTER")]
+        cluster: Option<String>,
         /// The current primary (default: the lease holder); refused if it is not.
         #[arg(long, visible_alias = "primary")]
         leader: Option<String>,
@@ -139,6 +161,9 @@ pub enum CtlCommand {
     /// Works without a primary and in maintenance mode. Follows the takeover like
     /// `switchover` (60 s).
     Failover {
+        /// The cluster name (`scope`), as patronictl takes it; must be the asked agent's.
+        #[arg(value_name = "CLUSTER")]
+        cluster: Option<String>,
         /// The member to promote (asked for without --force).
         #[arg(long)]
         candidate: Option<String>,
@@ -149,12 +174,17 @@ pub enum CtlCommand {
     /// Cancel a pending request: `flush switchover` deletes the `failover` key (scheduled or
     /// not yet carried out), compare-and-set on the revision read.
     Flush {
-        #[arg(value_enum)]
-        target: FlushTarget,
+        /// `[CLUSTER] switchover`: the cluster name (`scope`, optional, as patronictl takes
+        /// it), then what to cancel (`switchover`).
+        #[arg(value_name = "[CLUSTER] TARGET", num_args = 1..=2, required = true)]
+        args: Vec<String>,
     },
     /// Maintenance mode on: the agents take no automatic action on PostgreSQL (no failover,
     /// no demotion); sets `pause: true` in the dynamic configuration (compare-and-set, as edit-config).
     Pause {
+        /// The cluster name (`scope`), as patronictl takes it; must be the asked agent's.
+        #[arg(value_name = "CLUSTER")]
+        cluster: Option<String>,
         /// Also wait until every member's agent has run an HA cycle since the change (its
         /// member key was rewritten after the change was committed, so its loop read it).
         /// Agents that are down are not waited for once their member key expired (ttl).
@@ -166,6 +196,9 @@ pub enum CtlCommand {
     /// its agent (stopped while paused), nobody holds the leader lease, or the holder has no
     /// member record (docs/operations.md, src/ha/shutdown.rs).
     Resume {
+        /// The cluster name (`scope`), as patronictl takes it; must be the asked agent's.
+        #[arg(value_name = "CLUSTER")]
+        cluster: Option<String>,
         /// As for `pause`: wait until every member's agent has run a cycle since the change.
         #[arg(long)]
         wait: bool,
@@ -178,7 +211,10 @@ pub enum CtlCommand {
     /// directory and clones again. Waits (up to 30 min) until it runs as a replica again,
     /// printing each state it goes through. Refused on the primary.
     Reinit {
-        member: String,
+        /// `[CLUSTER] MEMBER`: the cluster name (`scope`, optional, as patronictl takes it),
+        /// then the member to rebuild.
+        #[arg(value_name = "[CLUSTER] MEMBER", num_args = 1..=2, required = true)]
+        args: Vec<String>,
         /// No confirmation.
         #[arg(long)]
         force: bool,
@@ -214,6 +250,20 @@ pub enum CtlCommand {
         #[arg(long)]
         stale: bool,
     },
+}
+
+/// `reload` and `restart`'s arguments (patronictl's).
+#[derive(Debug, clap::Args)]
+pub struct OperateCli {
+    /// `[CLUSTER] [MEMBER...]`.
+    #[arg(value_name = "CLUSTER|MEMBER")]
+    pub names: Vec<String>,
+    /// Only the members with this role (`master` is the primary, as in Patroni 3).
+    #[arg(short = 'r', long, value_enum)]
+    pub role: Option<operate::RoleFilter>,
+    /// No confirmation.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// What `flush` cancels.
@@ -280,11 +330,19 @@ pub enum CtlError {
 }
 
 impl Cli {
+    /// The `-c` file: the flag, else PGQUORUMCTL_CONFIG_FILE (both through clap), else
+    /// patronictl's PATRONICTL_CONFIG_FILE so Patroni operators' environments keep working.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        self.config
+            .clone()
+            .or_else(|| std::env::var_os("PATRONICTL_CONFIG_FILE").map(PathBuf::from))
+    }
+
     pub fn endpoint(&self) -> Result<String, CtlError> {
         if let Some(e) = &self.endpoint {
             return Ok(e.clone());
         }
-        match &self.config {
+        match &self.config_file() {
             Some(path) => Ok(Config::load(path)?.config.raft.self_addr),
             None => Err(CtlError::NoEndpoint),
         }
@@ -295,7 +353,7 @@ impl Cli {
     /// The transport settings: flags first, then the `-c` file's `raft` section.
     pub fn transport(&self) -> Result<crate::grpc::Transport, CtlError> {
         use crate::grpc::transport::{TlsFiles, Transport};
-        let file = match &self.config {
+        let file = match &self.config_file() {
             Some(path) => Some(Config::load(path)?.config),
             None => None,
         };
@@ -484,22 +542,34 @@ pub async fn run(cli: &Cli) -> Result<String, CtlError> {
             force,
         } => remove_cluster::run(&endpoint, cluster, *yes_i_am_sure, *force, cli.json).await,
         CtlCommand::Get { key, prefix, stale } => get::run(&endpoint, key, *prefix, !*stale, cli.json).await,
-        CtlCommand::List { watch } => {
+        CtlCommand::List { cluster, watch } => {
             let scope = scope_of(&endpoint).await?;
+            check_cluster(cluster.as_deref(), &scope)?;
             list::run(&endpoint, Some(&scope), cli.json, *watch).await
         }
-        CtlCommand::Reload { members } => operate::run(&endpoint, "reload", members).await,
-        CtlCommand::Restart { members } => operate::run(&endpoint, "restart", members).await,
-        CtlCommand::ShowConfig => config_cmd::show(&endpoint, cli.json).await,
-        CtlCommand::EditConfig { set, pg } => config_cmd::edit(&endpoint, set, pg).await,
-        CtlCommand::History => history::run(&endpoint, cli.json).await,
+        CtlCommand::Reload(a) => operate::run(&endpoint, "reload", &a.operate_args(cli.json)).await,
+        CtlCommand::Restart(a) => operate::run(&endpoint, "restart", &a.operate_args(cli.json)).await,
+        CtlCommand::ShowConfig { cluster } => {
+            check_cluster_of(&endpoint, cluster.as_deref()).await?;
+            config_cmd::show(&endpoint, cli.json).await
+        }
+        CtlCommand::EditConfig { cluster, set, pg } => {
+            check_cluster_of(&endpoint, cluster.as_deref()).await?;
+            config_cmd::edit(&endpoint, set, pg).await
+        }
+        CtlCommand::History { cluster } => {
+            check_cluster_of(&endpoint, cluster.as_deref()).await?;
+            history::run(&endpoint, cli.json).await
+        }
         CtlCommand::Switchover {
+            cluster,
             leader,
             candidate,
             scheduled,
             force,
         } => {
             let scope = scope_of(&endpoint).await?;
+            check_cluster(cluster.as_deref(), &scope)?;
             let args = switchover::SwitchoverArgs {
                 leader: leader.clone(),
                 candidate: candidate.clone(),
@@ -509,20 +579,61 @@ pub async fn run(cli: &Cli) -> Result<String, CtlError> {
             };
             switchover::switchover(&endpoint, &scope, &args).await
         }
-        CtlCommand::Failover { candidate, force } => {
+        CtlCommand::Failover {
+            cluster,
+            candidate,
+            force,
+        } => {
             let scope = scope_of(&endpoint).await?;
+            check_cluster(cluster.as_deref(), &scope)?;
             switchover::failover(&endpoint, &scope, candidate.as_deref(), *force, cli.json).await
         }
-        CtlCommand::Flush {
-            target: FlushTarget::Switchover,
-        } => switchover::flush_switchover(&endpoint, cli.json).await,
-        CtlCommand::Pause { wait } => maintenance::set_pause(&endpoint, true, *wait, false, cli.json).await,
-        CtlCommand::Resume { wait, force } => {
+        CtlCommand::Flush { args } => {
+            let (cluster, target) = args.split_at(args.len() - 1);
+            check_cluster_of(&endpoint, cluster.first().map(String::as_str)).await?;
+            match FlushTarget::from_str(&target[0], false).map_err(CtlError::Other)? {
+                FlushTarget::Switchover => switchover::flush_switchover(&endpoint, cli.json).await,
+            }
+        }
+        CtlCommand::Pause { cluster, wait } => {
+            check_cluster_of(&endpoint, cluster.as_deref()).await?;
+            maintenance::set_pause(&endpoint, true, *wait, false, cli.json).await
+        }
+        CtlCommand::Resume { cluster, wait, force } => {
+            check_cluster_of(&endpoint, cluster.as_deref()).await?;
             maintenance::set_pause(&endpoint, false, *wait, *force, cli.json).await
         }
-        CtlCommand::Reinit { member, force } => {
+        CtlCommand::Reinit { args, force } => {
             let scope = scope_of(&endpoint).await?;
-            maintenance::reinit(&endpoint, &scope, member, *force, cli.json).await
+            let (cluster, member) = args.split_at(args.len() - 1);
+            check_cluster(cluster.first().map(String::as_str), &scope)?;
+            maintenance::reinit(&endpoint, &scope, &member[0], *force, cli.json).await
+        }
+    }
+}
+
+/// Refuse a CLUSTER positional that is not `scope` (the asked agent's cluster).
+fn check_cluster(cluster: Option<&str>, scope: &str) -> Result<(), CtlError> {
+    let given: Vec<String> = cluster.map(str::to_string).into_iter().collect();
+    cluster_arg::no_members(&given, scope).map_err(|e| CtlError::Other(e.to_string()))
+}
+
+/// [`check_cluster`] against the agent at `endpoint`, asked for its scope only when a CLUSTER
+/// was given.
+async fn check_cluster_of(endpoint: &str, cluster: Option<&str>) -> Result<(), CtlError> {
+    match cluster {
+        Some(_) => check_cluster(cluster, &scope_of(endpoint).await?),
+        None => Ok(()),
+    }
+}
+
+impl OperateCli {
+    fn operate_args(&self, json: bool) -> operate::OperateArgs<'_> {
+        operate::OperateArgs {
+            positionals: &self.names,
+            role: self.role,
+            force: self.force,
+            json,
         }
     }
 }

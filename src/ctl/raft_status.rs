@@ -5,6 +5,9 @@ use serde::Serialize;
 use super::{connect, rpc_error, table, CtlError};
 use crate::grpc::pb::admin::{RaftStatusReply, RaftStatusRequest};
 
+/// The `kind` of a pgquorum-controller (witness) row.
+pub const WITNESS_KIND: &str = "witness";
+
 /// One member as shown by `raft status` (also its JSON form).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MemberRow {
@@ -45,7 +48,7 @@ pub async fn fetch_raft_status(endpoint: &str) -> Result<Vec<MemberRow>, CtlErro
                 } else {
                     m.name.clone()
                 },
-                kind: if m.witness { "witness" } else { "agent" }.to_string(),
+                kind: if m.witness { WITNESS_KIND } else { "agent" }.to_string(),
                 address: m.addr.clone(),
                 node_id: m.id,
                 role: match s {

@@ -497,10 +497,18 @@ pub use pgquorum::demo::ctl_tls_flags;
 
 /// Run the pgquorumctl binary with `args`; (succeeded, stdout, stderr).
 pub async fn run_ctl(args: &[String]) -> (bool, String, String) {
+    run_ctl_env(args, &[]).await
+}
+
+/// [`run_ctl`] with `env` set; the caller's own pgquorumctl/patronictl variables are not
+/// passed on, so only `args` and `env` steer it.
+pub async fn run_ctl_env(args: &[String], env: &[(&str, &str)]) -> (bool, String, String) {
     let out = tokio::process::Command::new(CTL)
         .args(args)
         .env_remove("PGQUORUMCTL_CONFIG_FILE")
         .env_remove("PGQUORUMCTL_ENDPOINT")
+        .env_remove("PATRONICTL_CONFIG_FILE")
+        .envs(env.iter().copied())
         .output()
         .await
         .expect("run pgquorumctl");
@@ -508,6 +516,38 @@ pub async fn run_ctl(args: &[String]) -> (bool, String, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Run pgquorumctl with `args` on a pseudo-terminal (util-linux `script`), typing `input`, for
+/// its questions; everything it wrote, terminal echo included.
+#[allow(dead_code)]
+pub async fn run_ctl_on_terminal(args: &[String], input: &str) -> String {
+    use tokio::io::AsyncWriteExt;
+    // The arguments are test-made names and paths: no quoting beyond single quotes needed.
+    let line = std::iter::once(CTL.to_string())
+        .chain(args.iter().cloned())
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = tokio::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("PGQUORUMCTL_CONFIG_FILE")
+        .env_remove("PGQUORUMCTL_ENDPOINT")
+        .env_remove("PATRONICTL_CONFIG_FILE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run script(1)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).await.expect("type the answer");
+    drop(stdin);
+    let out = child.wait_with_output().await.expect("script(1) output");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     )
 }
 
