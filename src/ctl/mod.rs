@@ -4,6 +4,7 @@ pub mod client;
 pub mod cluster_arg;
 pub mod cluster_read;
 mod config_cmd;
+pub mod dsn;
 mod get;
 mod history;
 pub mod list;
@@ -15,6 +16,7 @@ mod remove_cluster;
 pub mod stdout;
 pub mod switchover;
 pub mod table;
+pub mod version;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -237,6 +239,27 @@ pub enum CtlCommand {
         /// Remove even while a member holds the primary lease.
         #[arg(long)]
         force: bool,
+    },
+    /// This tool's version; given the cluster, each member's pgquorum and PostgreSQL versions
+    /// from its record (like `patronictl version`).
+    ///
+    /// `[CLUSTER [MEMBER...]]`: without CLUSTER no agent is asked.
+    Version {
+        #[arg(value_name = "CLUSTER [MEMBER...]")]
+        names: Vec<String>,
+    },
+    /// A libpq connection string (`host=... port=...`) for the leader, a member with another
+    /// role, or a named member (like `patronictl dsn`), from its published `connect_address`.
+    Dsn {
+        /// The cluster name (`scope`), as patronictl takes it; must be the asked agent's.
+        #[arg(value_name = "CLUSTER")]
+        cluster: Option<String>,
+        /// The first member with this role (default: the leader; `master` is the primary).
+        #[arg(short = 'r', long, value_enum, conflicts_with = "member")]
+        role: Option<operate::RoleFilter>,
+        /// This member.
+        #[arg(short = 'm', long)]
+        member: Option<String>,
     },
     /// Read a keyspace key (`leader`, `members/node1`, `config`...) for debugging.
     Get {
@@ -521,6 +544,12 @@ async fn published_admin_address(endpoint: &str, member: &str) -> Option<String>
 
 /// Run one command; returns what to print on stdout.
 pub async fn run(cli: &Cli) -> Result<String, CtlError> {
+    // patronictl prints its own version without a cluster to ask.
+    if let CtlCommand::Version { names } = &cli.command {
+        if names.is_empty() {
+            return Ok(version::render(None, cli.json));
+        }
+    }
     let endpoint = cli.endpoint()?;
     match &cli.command {
         CtlCommand::Raft {
@@ -541,6 +570,19 @@ pub async fn run(cli: &Cli) -> Result<String, CtlError> {
             yes_i_am_sure,
             force,
         } => remove_cluster::run(&endpoint, cluster, *yes_i_am_sure, *force, cli.json).await,
+        CtlCommand::Version { names } => version::run(&endpoint, names, cli.json).await,
+        CtlCommand::Dsn {
+            cluster,
+            role,
+            member,
+        } => {
+            check_cluster_of(&endpoint, cluster.as_deref()).await?;
+            let target = match member {
+                Some(name) => dsn::Target::Member(name.clone()),
+                None => dsn::Target::Role(role.unwrap_or(operate::RoleFilter::Leader)),
+            };
+            dsn::run(&endpoint, &target, cli.json).await
+        }
         CtlCommand::Get { key, prefix, stale } => get::run(&endpoint, key, *prefix, !*stale, cli.json).await,
         CtlCommand::List { cluster, watch } => {
             let scope = scope_of(&endpoint).await?;

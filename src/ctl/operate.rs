@@ -25,7 +25,7 @@ pub enum RoleFilter {
 
 impl RoleFilter {
     /// Whether a member shown with `list_role` (the `list` table's Role column) has this role.
-    fn matches(self, list_role: &str) -> bool {
+    pub(super) fn matches(self, list_role: &str) -> bool {
         match self {
             RoleFilter::Leader | RoleFilter::Primary => list_role == "Leader",
             RoleFilter::Replica => matches!(list_role, "Replica" | "Sync Standby"),
