@@ -1,5 +1,6 @@
 //! Patroni runbook lines run unchanged against a real 3-node PostgreSQL cluster (issue 15):
-//! patronictl's CLUSTER positional, `-r/--role`, `--force` and PATRONICTL_CONFIG_FILE.
+//! patronictl's CLUSTER positional, `-r/--role`, `--force`, PATRONICTL_CONFIG_FILE, `version`
+//! and `dsn`.
 
 mod common;
 
@@ -67,6 +68,35 @@ async fn patroni_runbook_lines_work_unchanged() {
     assert!(
         !ok && err.contains("neither the cluster name \"demo\""),
         "reload prod: {out}{err}"
+    );
+
+    // `version CLUSTER`: the tool's line, then every member's agent and PostgreSQL versions.
+    let (ok, out, err) = ctl(&format!("-c {node1} version demo")).await;
+    assert!(ok, "version demo: {err}");
+    assert!(out.starts_with("pgquorumctl version "), "{out}");
+    for name in names() {
+        assert!(
+            lines_starting(&out, &format!("{name}: pgquorum "))
+                .iter()
+                .any(|l| l.contains(" PostgreSQL 15.")),
+            "version demo shows {name} on PostgreSQL 15: {out}"
+        );
+    }
+    // `dsn CLUSTER -r replica`: a replica's address, which libpq connects to (a replica);
+    // `dsn CLUSTER`: the primary's.
+    let (ok, out, err) = ctl(&format!("-c {node1} dsn demo -r replica")).await;
+    assert!(ok, "dsn demo -r replica: {err}");
+    let replica_ports: Vec<String> = replicas
+        .iter()
+        .map(|i| format!("host=127.0.0.1 port={}", opts.pg_port(*i)))
+        .collect();
+    assert!(replica_ports.contains(&out.trim().to_string()), "{out}");
+    let (ok, out, err) = ctl(&format!("-c {node1} dsn demo")).await;
+    assert!(ok, "dsn demo: {err}");
+    assert_eq!(
+        out.trim(),
+        format!("host=127.0.0.1 port={}", opts.pg_port(primary)),
+        "dsn demo"
     );
 
     // On a terminal without --force it asks patronictl's question; a "no" restarts nothing.
