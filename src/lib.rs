@@ -48,6 +48,7 @@
 //! | libpq options, passfile and SCRAM verifiers for PostgreSQL connections; TLS of the agent's own TCP connection (superuser `sslmode`) | `postgres::conninfo`, `postgres::secret_file`, `postgres::query`, `postgres::local_tls` |
 //! | `pgquorumctl` commands and their output (a closed stdout: `ctl::stdout`) | [`ctl`] |
 //! | patronictl's argument shape in `pgquorumctl` (optional CLUSTER first, `-r/--role` on reload/restart) | `ctl::cluster_arg` (pure), `ctl::operate` |
+//! | `pgquorumctl version` / `dsn` (patronictl's): member versions, a libpq DSN for a role or member | `ctl::version`, `ctl::dsn` (formatting and choice pure) |
 //! | `pgquorumctl members list`: the Raft group reconciled with the `members/` records | [`ctl::members`] (`reconcile` is pure) |
 //! | agent start-up and shutdown, SIGHUP = reload, an HA-loop panic ends the agent | [`agent`] |
 //! | refusing to start under a name a live agent at another address uses | `agent::name_check` |
