@@ -70,6 +70,8 @@ pub struct ClusterConfig {
     pub dir: PathBuf,
     /// `bootstrap.dcs.synchronous_mode`.
     pub synchronous_mode: bool,
+    /// `bootstrap.dcs.synchronous_mode_strict` (meaningful with `synchronous_mode` only).
+    pub synchronous_mode_strict: bool,
     /// Start every agent under libfaketime, each with its own offset file
     /// ([`Cluster::set_clock_offset`]), so one node's `CLOCK_REALTIME` can be made to jump.
     pub fake_time: bool,
@@ -749,7 +751,7 @@ fn agent_yaml(config: &ClusterConfig, name: &str, host: usize, node_dir: &Path) 
          raft:\n  self_addr: {addr}:{RAFT_PORT}\n  data_dir: {raft}\n{raft_tls}  partner_addrs:\n{partners}\
          restapi:\n  listen: {addr}:{REST_PORT}\n  connect_address: {addr}:{REST_PORT}\n  \
          authentication: {{username: admin, password: jepsen-admin}}\n{rest_tls}\
-         bootstrap:\n  dcs:\n    synchronous_mode: {sync}\n    \
+         bootstrap:\n  dcs:\n    synchronous_mode: {sync}\n    synchronous_mode_strict: {strict}\n    \
          postgresql:\n      use_slots: true\n      use_pg_rewind: true\n      parameters:\n        \
          max_connections: 50\n        shared_buffers: 32MB\n  \
          initdb:\n  - encoding: UTF8\n  - data-checksums\n\
@@ -764,6 +766,7 @@ fn agent_yaml(config: &ClusterConfig, name: &str, host: usize, node_dir: &Path) 
         pgdata = node_dir.join("pgdata").display(),
         sock = node_dir.join("sock").display(),
         sync = config.synchronous_mode,
+        strict = config.synchronous_mode_strict,
         subnet = net::SUBNET,
     )
 }
@@ -794,6 +797,7 @@ mod tests {
             agent: PathBuf::from("/nonexistent"),
             dir: PathBuf::from("/tmp/pgqj-0-test"),
             synchronous_mode: true,
+            synchronous_mode_strict: true,
             fake_time: false,
             tls: false,
         };
@@ -817,6 +821,7 @@ mod tests {
             agent: PathBuf::from("/nonexistent"),
             dir: dir.clone(),
             synchronous_mode: false,
+            synchronous_mode_strict: false,
             fake_time: false,
             tls: true,
         };

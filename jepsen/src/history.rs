@@ -141,6 +141,10 @@ pub struct RunInfo {
     pub nodes: Vec<String>,
     /// `synchronous_mode` was on: no acknowledged write may be lost.
     pub synchronous_mode: bool,
+    /// `synchronous_mode_strict` was on too (only with `synchronous_mode`): the primary stops
+    /// acknowledging writes when no synchronous standby is left. Same promise to the checker.
+    #[serde(default)]
+    pub synchronous_mode_strict: bool,
     /// `maximum_lag_on_failover` in force (bytes): bounds the loss when synchronous mode is off.
     pub maximum_lag_on_failover: u64,
     pub ttl_ms: u64,

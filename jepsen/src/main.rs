@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use pgquorum_jepsen::nemesis::SCENARIOS;
 use pgquorum_jepsen::net;
@@ -89,10 +89,11 @@ struct Common {
     /// The pgquorum agent binary (default: `pgquorum` next to this executable).
     #[arg(long)]
     agent: Option<PathBuf>,
-    /// Run with `synchronous_mode: true`: then no acknowledged write may ever be lost. (The
-    /// agent does not implement synchronous replication yet.)
-    #[arg(long)]
-    synchronous_mode: bool,
+    /// Replication mode of the cluster: `on` bootstraps it with `synchronous_mode: true`,
+    /// `strict` adds `synchronous_mode_strict: true`. With either, the checker counts any lost
+    /// acknowledged write as a violation. `--synchronous-mode` alone means `on`.
+    #[arg(long, value_enum, default_value_t = SyncMode::Off, num_args = 0..=1, default_missing_value = "on")]
+    synchronous_mode: SyncMode,
     /// Seconds the cluster gets to recover once every fault is healed.
     #[arg(long, default_value_t = 30)]
     recovery_bound: u64,
@@ -104,6 +105,17 @@ struct Common {
     /// PostgreSQL connections stay plain.
     #[arg(long)]
     tls: bool,
+}
+
+/// `--synchronous-mode`: the replication mode the cluster is bootstrapped with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum SyncMode {
+    /// Asynchronous replication: a failover may lose up to `maximum_lag_on_failover`.
+    Off,
+    /// `synchronous_mode: true`.
+    On,
+    /// `synchronous_mode: true` and `synchronous_mode_strict: true`.
+    Strict,
 }
 
 /// The smoke's runs, and which of them runs with TLS whatever `--tls` says: one of the three,
@@ -157,13 +169,6 @@ fn options(
             agent.display()
         );
     }
-    if common.synchronous_mode {
-        eprintln!(
-            "note: the agent does not act on synchronous_mode yet (docs/patroni-differences.md): \
-             replication stays asynchronous, so acknowledged writes lost at a failover are \
-             reported as violations"
-        );
-    }
     if !SCENARIOS.contains(&scenario) {
         bail!("unknown scenario {scenario:?}; known: {}", SCENARIOS.join(", "));
     }
@@ -175,7 +180,8 @@ fn options(
         nodes: common.nodes,
         out,
         agent,
-        synchronous_mode: common.synchronous_mode,
+        synchronous_mode: common.synchronous_mode != SyncMode::Off,
+        synchronous_mode_strict: common.synchronous_mode == SyncMode::Strict,
         tls,
         recovery_bound: Duration::from_secs(common.recovery_bound),
         keep_temp: common.keep_temp,

@@ -34,7 +34,11 @@ pub fn summary_text(h: &History, r: &CheckResult) -> String {
     let _ = writeln!(
         s,
         "synchronous_mode {}  maximum_lag_on_failover {} bytes  ttl {}  agents' gRPC and REST {}",
-        if i.synchronous_mode { "on" } else { "off" },
+        match (i.synchronous_mode, i.synchronous_mode_strict) {
+            (false, _) => "off",
+            (true, false) => "on",
+            (true, true) => "on (strict)",
+        },
         i.maximum_lag_on_failover,
         secs(i.ttl_ms),
         if i.tls { "over mutual TLS" } else { "plain" }

@@ -52,6 +52,8 @@ pub struct RunOptions {
     /// The `pgquorum` executable.
     pub agent: PathBuf,
     pub synchronous_mode: bool,
+    /// `synchronous_mode_strict` as well (`--synchronous-mode strict`).
+    pub synchronous_mode_strict: bool,
     /// Mutual TLS on the agents' gRPC and REST ports ([`ClusterConfig::tls`]).
     pub tls: bool,
     /// How long the cluster gets to recover after the last fault healed.
@@ -221,6 +223,7 @@ async fn run_cluster(
         agent: opts.agent.clone(),
         dir: temp.to_path_buf(),
         synchronous_mode: opts.synchronous_mode,
+        synchronous_mode_strict: opts.synchronous_mode_strict,
         fake_time: nemesis::needs_fake_time(&opts.scenario),
         tls: opts.tls,
     })?;
@@ -323,6 +326,7 @@ async fn drive(
             duration_ms: opts.duration.as_millis() as u64,
             nodes: (0..opts.nodes).map(node_name).collect(),
             synchronous_mode: opts.synchronous_mode,
+            synchronous_mode_strict: opts.synchronous_mode_strict,
             maximum_lag_on_failover: cluster::MAXIMUM_LAG_ON_FAILOVER,
             ttl_ms: cluster::TTL_MS,
             zero_loss: nemesis::promises_zero_loss(&opts.scenario),

@@ -104,6 +104,7 @@ fn clean() -> History {
             duration_ms: 26_000,
             nodes: vec!["node1".into(), "node2".into(), "node3".into()],
             synchronous_mode: true,
+            synchronous_mode_strict: false,
             maximum_lag_on_failover: 1_048_576,
             ttl_ms: 5_000,
             zero_loss: false,
@@ -248,6 +249,45 @@ fn lost_write_is_a_finding_without_synchronous_mode() {
     let text = summary_text(&h, &r);
     assert!(text.contains("RESULT: PASS"), "{text}");
     assert!(text.contains("synchronous_mode off"), "{text}");
+}
+
+/// One lost acknowledged write (id 20, 0x100 bytes past timeline 1's switch point, far within
+/// `maximum_lag_on_failover`), judged under each `--synchronous-mode`: the same history passes
+/// with asynchronous replication and fails with `on` and with `strict`.
+#[test]
+fn one_lost_write_fails_in_synchronous_and_strict_mode_only() {
+    let mut async_run = clean();
+    async_run.info.synchronous_mode = false;
+    async_run.final_state.timeline_switches = vec![TimelineSwitch {
+        timeline: 1,
+        switch_lsn: 0x0300_1300,
+    }];
+    drop_id(&mut async_run, 20);
+    let r = check(&async_run);
+    assert_passes(&r);
+    assert_eq!(r.lost, vec![20]);
+    assert!(!r.lost_is_violation);
+    assert!(summary_text(&async_run, &r).contains("synchronous_mode off"));
+
+    for strict in [false, true] {
+        let mut h = async_run.clone();
+        h.info.synchronous_mode = true;
+        h.info.synchronous_mode_strict = strict;
+        let r = check(&h);
+        assert_eq!(r.lost, vec![20], "strict {strict}");
+        assert!(r.lost_is_violation, "strict {strict}");
+        assert_eq!(r.violations.len(), 1, "strict {strict}: {:#?}", r.violations);
+        assert_fails_with(&r, "synchronous_mode was on");
+        assert_fails_with(&r, "id 20 ");
+        let text = summary_text(&h, &r);
+        assert!(text.contains("RESULT: FAIL"), "{text}");
+        let mode = if strict {
+            "synchronous_mode on (strict)"
+        } else {
+            "synchronous_mode on "
+        };
+        assert!(text.contains(mode), "{text}");
+    }
 }
 
 #[test]
