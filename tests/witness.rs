@@ -190,10 +190,6 @@ async fn the_controller_starts_from_a_patroni_controller_config() {
     let mut opts = pg_options(dir.path(), 21500, 3, &[]);
     opts.postgres = false;
     let password = [("password", "shared-secret".to_string())];
-    // This test process calls the agents too (raft status): with the cluster's password.
-    pgquorum::grpc::transport::install(
-        pgquorum::grpc::Transport::new(Some("patroni-w"), None, Some("shared-secret"), ["", "", ""]).unwrap(),
-    );
     let agents: Vec<SoloAgent> = (0..2)
         .map(|i| {
             let yaml = common::with_raft_keys(&solo_agent_yaml(dir.path(), &opts, "patroni-w", i, &[1 - i, WITNESS]), &password);
@@ -224,19 +220,32 @@ async fn the_controller_starts_from_a_patroni_controller_config() {
     let name = format!("witness-127.0.0.1-{}", opts.base_port + WITNESS as u16);
     let yaml = std::fs::read_to_string(&file).unwrap();
     let witness = SoloAgent::start_witness(dir.path(), "controller", &endpoint(&opts, WITNESS), &yaml);
+    // Asked with pgquorumctl and the cluster's password (this test process's own transport
+    // is shared with the other test).
+    let raft_status = |at: String| async move {
+        let args: Vec<String> = ["-e", &at, "--password", "shared-secret", "--json", "raft", "status"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        let (ok, out, _) = common::run_ctl(&args).await;
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).ok().filter(|_| ok)?;
+        Some(rows)
+    };
+    let voting_witness = |rows: Vec<serde_json::Value>| {
+        let w = rows.iter().find(|r| r["address"] == endpoint(&opts, WITNESS).as_str())?;
+        let voting = rows.iter().all(|r| r["role"] != "learner" && r["error"].is_null());
+        (w["kind"] == "witness" && w["member"] == name.as_str() && voting && rows.len() == 3).then_some(())
+    };
     wait_for("the controller to vote as a witness", Duration::from_secs(60), || async {
-        let rows = pgquorum::ctl::fetch_raft_status(&endpoint(&opts, 0)).await.ok()?;
-        let w = rows.iter().find(|r| r.address == endpoint(&opts, WITNESS))?;
-        let voting = rows.iter().all(|r| r.role != "learner" && r.error.is_none());
-        (w.kind == "witness" && w.member == name && voting && rows.len() == 3).then_some(())
+        voting_witness(raft_status(endpoint(&opts, 0)).await?)
     })
     .await;
     // Restarted, it takes the scope from its data directory.
     witness.kill9().await;
     let witness = SoloAgent::start_witness(dir.path(), "controller", &endpoint(&opts, WITNESS), &yaml);
     wait_for("the restarted controller to answer", Duration::from_secs(60), || async {
-        let status = common::node_status(&endpoint(&opts, WITNESS)).await?;
-        (status.cluster == "patroni-w" && status.kind == "witness").then_some(())
+        let restarted = witness.log_text().matches("pgquorum-controller starting").count() == 2;
+        voting_witness(raft_status(endpoint(&opts, WITNESS)).await?).filter(|_| restarted)
     })
     .await;
     assert!(witness.log_text().contains("using cluster \"patroni-w\", the one raft.data_dir belongs to"));
