@@ -95,6 +95,8 @@ async fn ignore_hangups() {
         return;
     };
     while hangups.recv().await.is_some() {
-        tracing::info!("SIGHUP received: the witness reads its settings at start only; restart it to apply changes");
+        tracing::info!(
+            "SIGHUP received: the witness reads its settings at start only; restart it to apply changes"
+        );
     }
 }

@@ -4,8 +4,8 @@
 
 mod failover;
 mod member;
-pub mod timeline_position;
 mod sync;
+pub mod timeline_position;
 mod view;
 mod witness;
 

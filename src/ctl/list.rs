@@ -6,9 +6,9 @@ use serde::Serialize;
 
 use super::cluster_read::cluster_view;
 use super::raft_status::raft_status_reply;
-use crate::node::quorum::QuorumLoss;
 use super::{table, CtlError};
 use crate::cluster::{ClusterView, FailoverRequest, MemberStatus, PgRole};
+use crate::node::quorum::QuorumLoss;
 
 /// One row; field names follow `patronictl list -f json`.
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -142,6 +142,9 @@ mod tests {
             "members/a/b".parse::<Key>(),
             Err(KeyError::BadMemberName("a/b".into()))
         );
-        assert_eq!("witnesses/".parse::<Key>(), Err(KeyError::BadMemberName("".into())));
+        assert_eq!(
+            "witnesses/".parse::<Key>(),
+            Err(KeyError::BadMemberName("".into()))
+        );
     }
 }

@@ -150,6 +150,9 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.contains("no member can take the leader lease or be promoted"), "{text}");
+        assert!(
+            text.contains("no member can take the leader lease or be promoted"),
+            "{text}"
+        );
     }
 }

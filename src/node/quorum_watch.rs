@@ -31,10 +31,8 @@ pub(super) async fn run(node: Arc<RaftNode>) {
             }
         };
         let before = node.quorum.borrow().clone();
-        let unreachable = |l: &Option<QuorumLoss>| {
-            l.as_ref()
-                .map(|l| l.unreachable().cloned().collect::<Vec<_>>())
-        };
+        let unreachable =
+            |l: &Option<QuorumLoss>| l.as_ref().map(|l| l.unreachable().cloned().collect::<Vec<_>>());
         if unreachable(&before) == unreachable(&loss) {
             continue;
         }

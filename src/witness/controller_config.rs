@@ -57,7 +57,13 @@ pub fn name_from_addr(self_addr: &str) -> String {
     let cleaned: String = self_addr
         .trim()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("witness-{}", cleaned.trim_matches('-'))
 }
@@ -107,7 +113,10 @@ pub fn from_yaml_str(
         }
         // No PostgreSQL to fence, so no watchdog: said here so that the shared loader does
         // not warn about one.
-        map.insert("watchdog".into(), serde_yaml_ng::from_str("{mode: off}").unwrap_or_default());
+        map.insert(
+            "watchdog".into(),
+            serde_yaml_ng::from_str("{mode: off}").unwrap_or_default(),
+        );
         let raft = map.get("raft").cloned();
         let field = |key: &str| {
             raft.as_ref()
@@ -119,13 +128,15 @@ pub fn from_yaml_str(
         if !map.contains_key("name") && !env_has("PGQUORUM_NAME") {
             if let Some(addr) = field("self_addr") {
                 let name = name_from_addr(&addr);
-                notes.push(format!("no `name`: this witness is named {name} after raft.self_addr"));
+                notes.push(format!(
+                    "no `name`: this witness is named {name} after raft.self_addr"
+                ));
                 map.insert("name".into(), name.into());
             }
         }
         if !map.contains_key("scope") && !env_has("PGQUORUM_SCOPE") {
-            let stored = field("data_dir")
-                .and_then(|dir| crate::raft::storage::stored_identity(Path::new(&dir)));
+            let stored =
+                field("data_dir").and_then(|dir| crate::raft::storage::stored_identity(Path::new(&dir)));
             match stored {
                 Some(identity) => {
                     notes.push(format!(
@@ -220,7 +231,10 @@ mod tests {
         assert_eq!(loaded.config.name, "witness-10.0.0.3-2222");
         assert!(loaded.scope_unknown);
         assert_eq!(loaded.config.raft.password.as_deref(), Some("secret"));
-        assert!(loaded.warnings.iter().any(|w| w.contains("learned from the partners")));
+        assert!(loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("learned from the partners")));
     }
 
     #[test]
@@ -232,7 +246,10 @@ mod tests {
             self_addr: "10.0.0.3:2222".into(),
         };
         crate::raft::storage::Storage::open(dir.path(), &identity).expect("open");
-        let text = PATRONI_CONTROLLER.replace("/nonexistent/pgquorum-witness-test", &dir.path().display().to_string());
+        let text = PATRONI_CONTROLLER.replace(
+            "/nonexistent/pgquorum-witness-test",
+            &dir.path().display().to_string(),
+        );
         let loaded = from_yaml_str(&text, "controller.yml", []).expect("loads");
         assert_eq!(loaded.config.scope, "batman");
         assert!(!loaded.scope_unknown);
@@ -242,7 +259,10 @@ mod tests {
     fn given_scope_and_name_are_kept() {
         let text = format!("scope: prod\nname: w1\n{PATRONI_CONTROLLER}");
         let loaded = from_yaml_str(&text, "controller.yml", []).expect("loads");
-        assert_eq!((loaded.config.scope.as_str(), loaded.config.name.as_str()), ("prod", "w1"));
+        assert_eq!(
+            (loaded.config.scope.as_str(), loaded.config.name.as_str()),
+            ("prod", "w1")
+        );
         assert!(!loaded.scope_unknown);
     }
 

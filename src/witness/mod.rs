@@ -85,7 +85,10 @@ pub async fn publish(node: Arc<RaftNode>) {
 /// Run the witness until `shutdown` completes: the agent's Raft start-up
 /// ([`VoterPorts`], [`RaftNode::start`]) with no PostgreSQL and no HA loop, the record
 /// published, and the optional health/metrics endpoint on `restapi.listen`.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AgentError> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
     let ports = VoterPorts::bind(&config).await?;
     let endpoint = match &config.restapi.listen {
         Some(addr) => Some(crate::agent::bind("restapi.listen", addr).await?),
