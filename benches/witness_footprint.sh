@@ -5,6 +5,8 @@
 #   cargo build --release -p pgquorum-controller --bins && cargo build --release --bins
 #   benches/witness_footprint.sh [BIN_DIR (default target/release)] [SECONDS (default 30)]
 #
+# AGENT_BIN_DIR (default BIN_DIR) is where `pgquorum` and `pgquorumctl` are taken from.
+#
 # Reports, after the group has formed and settled: the witness's Raft role, VmRSS and VmHWM
 # (peak) from /proc/PID/status, its threads, and CPU over SECONDS from /proc/PID/stat
 # (utime + stime). The same for one agent, for comparison. Run it in a network namespace of
@@ -13,6 +15,7 @@ set -eu
 BIN=${1:-target/release}
 SECS=${2:-30}
 BASE=${BASE_PORT:-23400}
+AGENTS=${AGENT_BIN_DIR:-$BIN}
 DIR=$(mktemp -d)
 PIDS=""
 cleanup() {
@@ -31,13 +34,13 @@ config() { # index name
 }
 config 0 node1; config 1 node2; config 2 witness
 printf 'watchdog:\n  mode: "off"\n' | tee -a "$DIR/node1.yml" >> "$DIR/node2.yml"
-"$BIN/pgquorum" "$DIR/node1.yml" 2>>"$DIR/node1.log" & PIDS="$PIDS $!"; AGENT=$!
-"$BIN/pgquorum" "$DIR/node2.yml" 2>>"$DIR/node2.log" & PIDS="$PIDS $!"
+"$AGENTS/pgquorum" "$DIR/node1.yml" 2>>"$DIR/node1.log" & PIDS="$PIDS $!"; AGENT=$!
+"$AGENTS/pgquorum" "$DIR/node2.yml" 2>>"$DIR/node2.log" & PIDS="$PIDS $!"
 "$BIN/pgquorum-controller" "$DIR/witness.yml" 2>>"$DIR/witness.log" & PIDS="$PIDS $!"; WITNESS=$!
 
 # Formed: three voters answer and one leads.
 i=0
-until "$BIN/pgquorumctl" -e "$(addr 0)" raft status 2>/dev/null \
+until "$AGENTS/pgquorumctl" -e "$(addr 0)" raft status 2>/dev/null \
     | awk -F'|' '/127.0.0.1/ {gsub(/ /, "", $5); if ($5=="leader" || $5=="follower") n++} END {exit n==3 ? 0 : 1}'; do
     i=$((i + 1)); [ $i -lt 300 ] || { echo "the group did not form"; cat "$DIR"/*.log; exit 1; }
     sleep 0.2
@@ -50,11 +53,13 @@ HZ=$(getconf CLK_TCK)
 W0=$(ticks $WITNESS); A0=$(ticks $AGENT)
 sleep "$SECS"
 W1=$(ticks $WITNESS); A1=$(ticks $AGENT)
-role=$("$BIN/pgquorumctl" -e "$(addr 0)" raft status | awk -F'|' -v a="$(addr 2)" '$0 ~ a {gsub(/ /, "", $5); print $5}')
+role=$("$AGENTS/pgquorumctl" -e "$(addr 0)" raft status | awk -F'|' -v a="$(addr 2)" '$0 ~ a {gsub(/ /, "", $5); print $5}')
 cpu() { awk -v d="$1" -v hz="$HZ" -v s="$SECS" 'BEGIN {printf "%.3f %%", d / hz / s * 100}'; }
 echo "witness (pgquorum-controller): raft role $role"
 echo "  VmRSS $(field $WITNESS VmRSS)  VmHWM $(field $WITNESS VmHWM)  threads $(field $WITNESS Threads)"
 echo "  CPU over ${SECS} s: $(cpu $((W1 - W0)))"
+echo "  threads by name: $(cat /proc/$WITNESS/task/*/comm | sort | uniq -c | tr -s ' \n' ' ')"
+echo "  largest mappings (kB RSS): $(awk '/^[0-9a-f]+-/ {name=$6} /^Rss:/ {rss[name]+=$2} END {for (n in rss) print rss[n], (n == "" ? "[anon]" : n)}' /proc/$WITNESS/smaps | sort -rn | head -4 | tr '\n' ';')"
 echo "agent node1 (pgquorum, no PostgreSQL), for comparison:"
 echo "  VmRSS $(field $AGENT VmRSS)  VmHWM $(field $AGENT VmHWM)  threads $(field $AGENT Threads)"
 echo "  CPU over ${SECS} s: $(cpu $((A1 - A0)))"

@@ -76,14 +76,7 @@ pub struct NameInUse {
 /// Ask the partners (those that belong to a formed group) for the keyspace and judge this
 /// agent's name. `Ok` when it may start.
 pub async fn check(config: &Config) -> Result<(), NameInUse> {
-    let me = config.raft.self_addr.trim();
-    let partners: Vec<&str> = config
-        .raft
-        .partner_addrs
-        .iter()
-        .map(|a| a.trim())
-        .filter(|a| *a != me)
-        .collect();
+    let partners = config.raft.other_partners();
     let reads = join_all(partners.iter().map(|addr| read_from(addr))).await;
     let Some((entries, as_of_ms)) = reads.into_iter().flatten().next() else {
         tracing::debug!(
@@ -97,7 +90,7 @@ pub async fn check(config: &Config) -> Result<(), NameInUse> {
         .unwrap_or_else(|| config.bootstrap.dcs.clone())
         .ttl_ms();
     let member = find(&Key::Member(config.name.clone()));
-    match judge(member, as_of_ms, ttl_ms, me) {
+    match judge(member, as_of_ms, ttl_ms, config.raft.self_addr.trim()) {
         Verdict::InUse { addr, age_ms } => Err(NameInUse {
             name: config.name.clone(),
             addr,

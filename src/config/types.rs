@@ -153,6 +153,19 @@ fn default_skew_ms() -> u64 {
     DEFAULT_MAX_CLOCK_SKEW_MS
 }
 
+impl RaftConfig {
+    /// `partner_addrs` without this node's own `self_addr` (a shared list may name it),
+    /// trimmed: the partners to ask before starting.
+    pub fn other_partners(&self) -> Vec<&str> {
+        let me = self.self_addr.trim();
+        self.partner_addrs
+            .iter()
+            .map(|a| a.trim())
+            .filter(|a| *a != me)
+            .collect()
+    }
+}
+
 fn default_heartbeat_ms() -> u64 {
     DEFAULT_HEARTBEAT_INTERVAL_MS
 }

@@ -168,14 +168,7 @@ pub fn from_yaml_str(
 /// `scope`). Every partner that answers within the round must name the same cluster.
 pub async fn learn_scope(config: &Config) -> Result<String, ControllerConfigError> {
     let transport = crate::grpc::Transport::from_config(config)?.without_scope();
-    let me = config.raft.self_addr.trim();
-    let partners: Vec<&str> = config
-        .raft
-        .partner_addrs
-        .iter()
-        .map(|a| a.trim())
-        .filter(|a| *a != me)
-        .collect();
+    let partners = config.raft.other_partners();
     let mut waited = false;
     loop {
         let asks = partners.iter().map(|addr| {
