@@ -153,6 +153,8 @@ struct Faults {
     /// A bootstrap's work after the first start (roles, `post_bootstrap`) takes this long,
     /// with the new server running writable; it fails if the server is gone by then.
     post_bootstrap_ms: u64,
+    /// The member was removed from the Raft group (`members remove`): its store says so.
+    removed: bool,
 }
 
 struct WorldState {
@@ -437,6 +439,10 @@ impl ClusterStore for SimStore {
 
     fn subscribe_applied(&self) -> watch::Receiver<u64> {
         self.world.store.subscribe_applied()
+    }
+
+    fn removed_from_group(&self) -> bool {
+        self.world.lock().faults[&self.me].removed
     }
 }
 
