@@ -8,6 +8,7 @@
 //! | bootstrap and clone retries: back-off, give-up | `ha::retry` (pure) |
 //! | the bootstrap claim: a lease with the claimer's name and address, refreshed, expiring; publishing the system identifier | `ha::bootstrap_claim` (pure) |
 //! | the claim's deadline fencing the bootstrap's server (watchdog, fence guard, engine stop) until the bootstrap is published and the lease takes over | `ha::claim_fence` (pure) |
+//! | a node removed from the Raft group: no lease, no promotion, a writable server demoted and its lease released | [`ha::removed`] (pure, over `decide`; rows `removed_node_table` in `ha/decide_test.rs`) |
 //! | what the HA loop remembers between cycles, and how observations and executor events change it; a passed lease deadline given up once nothing is left to fence | [`ha::engine`] (pure; table rows in `ha/engine_test.rs`) |
 //! | the HA loop's seam to the keyspace (Raft node, or in memory for tests) | [`ha::store`] |
 //! | several HA loops under paused time with seeded faults and an invariant checker | `ha::sim` (tests only; `SIM_SEEDS`) |

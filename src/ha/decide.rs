@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use super::bootstrap_claim::{self, ClaimState};
 use super::claim_fence;
+use super::removed;
 use super::retry::{backoff_ms, seconds_text, Gate, RetryBudget};
 use crate::cluster::timeline_position::{self, Placement};
 use crate::cluster::{ClusterView, FailoverRequest, MemberStatus, PgRole, PgRunState};
@@ -119,6 +120,9 @@ pub struct Inputs<'a> {
     /// primary holds the lease). `None`: not gathered, the member keys' figures count; a member
     /// missing from the map did not answer and takes no part in the race.
     pub fresh: Option<&'a BTreeMap<String, WalPosition>>,
+    /// This node was removed from the Raft group (src/node/formation.rs): it never takes the
+    /// lease nor promotes, and demotes a server that may accept writes (src/ha/removed.rs).
+    pub removed: bool,
 }
 
 /// One thing to do. The executor runs them in order and stops at the first failure.
@@ -201,12 +205,14 @@ fn decision(actions: Vec<Action>, reason: impl Into<String>) -> Decision {
 /// Decide the next step. Pure: same inputs, same decision.
 pub fn decide(input: &Inputs<'_>) -> Decision {
     let d = decide_unpaused(input);
-    match input.cluster {
+    let d = match input.cluster {
         // An operator's explicit switchover / failover proceeds in maintenance mode too, but
         // only for the two members it names: the others stay paused.
         Some(c) if c.paused() && !in_requested_handover(input.me, c) => paused(input, c, d),
         _ => d,
-    }
+    };
+    // Last, over maintenance mode too: a removed node must not stay or become the primary.
+    removed::while_removed(input, d)
 }
 
 /// Whether `me` takes part in the hand-over a pending `failover` request asks for: as its

@@ -104,6 +104,8 @@ struct Row {
     /// My own position; by default the figures of my member entry when PostgreSQL runs.
     my_position: Option<WalPosition>,
     fresh: Option<BTreeMap<String, WalPosition>>,
+    /// This node was removed from the Raft group (src/ha/removed.rs).
+    removed: bool,
     want: Vec<Action>,
     reason_has: &'static str,
 }
@@ -124,6 +126,7 @@ fn row(
         claim: LeaseClock::default(),
         my_position: None,
         fresh: None,
+        removed: false,
         want,
         reason_has,
     }
@@ -765,6 +768,7 @@ fn check_rows(rows: Vec<Row>) {
             demote_margin_ms: 1_000,
             my_position: r.my_position.or_else(|| position_from_entry(&r)),
             fresh: r.fresh.as_ref(),
+            removed: r.removed,
         };
         let d = decide(&input);
         assert_eq!(d.actions, r.want, "{}: {}", r.name, d.reason);
@@ -801,6 +805,7 @@ fn pause_blocks_everything_but_keeping_the_lease() {
         demote_margin_ms: 0,
         my_position: None,
         fresh: None,
+        removed: false,
     };
     let d = decide(&input);
     assert!(d.actions.is_empty(), "{d:?}");
@@ -824,6 +829,7 @@ fn pause_blocks_everything_but_keeping_the_lease() {
         demote_margin_ms: 0,
         my_position: None,
         fresh: None,
+        removed: false,
     };
     assert_eq!(
         decide(&input).actions,
@@ -1705,6 +1711,101 @@ fn sync_mode_race_table() {
             vec![],
             "node3 is ahead of me",
         ),
+    ];
+    check_rows(rows);
+}
+
+/// A node removed from the Raft group (src/ha/removed.rs): never takes the lease nor promotes,
+/// demotes a server that may accept writes and gives up a lease it holds; following stays.
+#[test]
+fn removed_node_table() {
+    use Action::*;
+    let primary = Some(PgRole::Primary);
+    let replica = Some(PgRole::Replica);
+    let removed = |r: Row| Row { removed: true, ..r };
+    let mut paused = cluster(Some(SYSID), Some("node2"), three(PgRunState::Running));
+    paused.config.pause = true;
+    let rows = vec![
+        removed(row(
+            "removed replica, no leader, most up-to-date: does not race",
+            Some(cluster(
+                Some(SYSID),
+                None,
+                vec![
+                    member("node1", PgRunState::Stopped, 1, 100),
+                    member("node2", PgRunState::Streaming, 1, 120),
+                    member("node3", PgRunState::Streaming, 1, 90),
+                ],
+            )),
+            pg(ours(), true, replica, Some("node1")),
+            vec![],
+            "REMOVED: this node was removed from the Raft group: it takes no lease and never promotes",
+        )),
+        removed(row(
+            "removed replica holding the lease: release it, no promotion",
+            Some(cluster(Some(SYSID), Some("node2"), three(PgRunState::Running))),
+            pg(ours(), true, replica, None),
+            vec![ReleaseLease],
+            "releasing the leader lease it holds",
+        )),
+        removed(row(
+            "removed primary holding the lease (members remove --force): demote and release",
+            Some(cluster(Some(SYSID), Some("node2"), three(PgRunState::Running))),
+            pg(ours(), true, primary, None),
+            vec![Demote, ReleaseLease],
+            "demoting and releasing the leader lease",
+        )),
+        removed(row(
+            "removed, running but role unknown while holding the lease: when in doubt, demote",
+            Some(cluster(Some(SYSID), Some("node2"), three(PgRunState::Running))),
+            pg(ours(), true, None, None),
+            vec![Demote, ReleaseLease],
+            "REMOVED",
+        )),
+        removed(row(
+            "removed primary, another member holds the lease: demote",
+            Some(cluster(Some(SYSID), Some("node1"), three(PgRunState::Running))),
+            pg(ours(), true, primary, None),
+            vec![Demote],
+            "REMOVED",
+        )),
+        removed(row(
+            "removed primary, keyspace unreachable: demote",
+            None,
+            pg(ours(), true, primary, None),
+            vec![Demote],
+            "REMOVED",
+        )),
+        removed(row(
+            "removed, stopped former primary holding the lease: no crash-recovery start as primary",
+            Some(cluster(Some(SYSID), Some("node2"), three(PgRunState::Crashed))),
+            pg(ours(), false, None, None),
+            vec![ReleaseLease],
+            "never promotes",
+        )),
+        removed(row(
+            "removed, empty keyspace: never claims the bootstrap",
+            Some(cluster(None, None, vec![])),
+            pg(DataDir::Empty, false, None, None),
+            vec![],
+            "takes no lease",
+        )),
+        removed(row(
+            "removed primary in maintenance mode: removal wins over the pause",
+            Some(paused),
+            pg(ours(), true, primary, None),
+            vec![Demote, ReleaseLease],
+            "REMOVED",
+        )),
+        removed(row(
+            "removed replica whose postmaster died: restarts following the primary",
+            Some(cluster(Some(SYSID), Some("node1"), three(PgRunState::Crashed))),
+            pg(ours(), false, None, Some("node1")),
+            vec![StartReplica {
+                leader: Some("node1".into()),
+            }],
+            "REMOVED from the Raft group (no lease, no promotion): PostgreSQL is not running: starting it as a replica of node1",
+        )),
     ];
     check_rows(rows);
 }

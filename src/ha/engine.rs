@@ -154,6 +154,8 @@ pub struct Observation<'a> {
     pub my_position: Option<WalPosition>,
     pub fresh: Option<&'a BTreeMap<String, WalPosition>>,
     pub demote_margin_ms: u64,
+    /// This node was removed from the Raft group (src/ha/removed.rs).
+    pub removed: bool,
 }
 
 /// How a background job ended.
@@ -324,6 +326,7 @@ pub fn step(memory: &EngineMemory, obs: &Observation<'_>, now_ms: u64) -> (Engin
         demote_margin_ms: obs.demote_margin_ms,
         my_position: obs.my_position,
         fresh: obs.fresh,
+        removed: obs.removed,
     });
     add_history(&mut decision, obs);
     add_sync(&mut decision, obs);

@@ -112,6 +112,7 @@ fn run_step(before: &EngineMemory, s: &Seen, now_ms: u64) -> EngineMemory {
         my_position: None,
         fresh: None,
         demote_margin_ms: 600,
+        removed: false,
     };
     step(before, &obs, now_ms).0
 }
@@ -616,6 +617,7 @@ fn step_passes_the_memory_to_decide() {
         my_position: None,
         fresh: None,
         demote_margin_ms: 600,
+        removed: false,
     };
     let (_, decision) = step(&mem(), &obs, 1_000);
     assert_eq!(
@@ -1058,6 +1060,7 @@ fn a_new_primary_appends_the_timeline_it_left_to_history() {
             my_position: None,
             fresh: None,
             demote_margin_ms: 600,
+            removed: false,
         };
         step(&holding, &obs, 1_000).1.actions
     };
@@ -1135,6 +1138,7 @@ fn rejoin_decision(memory: &EngineMemory, now_ms: u64) -> (EngineMemory, super::
         my_position: None,
         fresh: None,
         demote_margin_ms: 600,
+        removed: false,
     };
     step(memory, &obs, now_ms)
 }
@@ -1336,6 +1340,7 @@ fn a_promotion_in_synchronous_mode_claims_the_sync_key_first() {
             my_position: None,
             fresh: None,
             demote_margin_ms: 600,
+            removed: false,
         };
         step(&holding, &obs, 1_000).1.actions
     };

@@ -15,6 +15,7 @@ pub mod pg_adapter;
 pub mod pg_ops;
 pub mod position;
 pub mod publish;
+pub mod removed;
 pub mod replay_wait;
 pub mod retry;
 pub mod rewind_marker;

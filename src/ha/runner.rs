@@ -436,6 +436,7 @@ impl<P: PgOps, S: ClusterStore> HaLoop<P, S> {
                 my_position: observation.as_ref().and_then(position_of),
                 fresh: fresh.as_ref(),
                 demote_margin_ms: self.demote_margin_ms(),
+                removed: self.node.removed_from_group(),
             },
             self.now_ms(),
         );

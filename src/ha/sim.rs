@@ -153,6 +153,8 @@ struct Faults {
     /// A bootstrap's work after the first start (roles, `post_bootstrap`) takes this long,
     /// with the new server running writable; it fails if the server is gone by then.
     post_bootstrap_ms: u64,
+    /// The member was removed from the Raft group (`members remove`): its store says so.
+    removed: bool,
 }
 
 struct WorldState {
@@ -437,6 +439,10 @@ impl ClusterStore for SimStore {
 
     fn subscribe_applied(&self) -> watch::Receiver<u64> {
         self.world.store.subscribe_applied()
+    }
+
+    fn removed_from_group(&self) -> bool {
+        self.world.lock().faults[&self.me].removed
     }
 }
 
@@ -1783,6 +1789,32 @@ async fn an_agent_resumed_after_a_stall_past_its_lease_never_acts_as_the_holder(
     );
     let holder = sim.world.lease().and_then(|e| e.holder);
     assert_eq!(holder.as_deref(), Some(new.as_str()), "{}", sim.report());
+    sim.assert_clean();
+    sim.shutdown().await;
+}
+
+/// Issue 11: the primary removed from the Raft group by force (`members remove --force`) while
+/// its agent runs demotes and gives its lease up; another member takes over, and the removed
+/// node never runs the primary again.
+#[tokio::test(start_paused = true)]
+async fn removed_primary_demotes_and_never_leads_again() {
+    let (sim, old) = Sim::formed().await;
+    sim.world.lock().faults.get_mut(&old).expect("member").removed = true;
+    let took_over = sim
+        .run_until(Duration::from_secs(60), |s| {
+            let w = s.writable();
+            w.len() == 1 && w[0] != old
+        })
+        .await;
+    assert!(took_over, "no other member took over: {}", sim.report());
+    sim.run_for(Duration::from_secs(30)).await;
+    assert!(
+        !sim.writable().contains(&old),
+        "the removed {old} runs a primary again: {}",
+        sim.report()
+    );
+    let holder = sim.world.store.local_entry(&Key::Leader).and_then(|e| e.holder);
+    assert_ne!(holder.as_deref(), Some(old.as_str()), "{}", sim.report());
     sim.assert_clean();
     sim.shutdown().await;
 }

@@ -30,6 +30,9 @@ pub trait ClusterStore: Send + Sync + 'static {
     fn write(&self, command: Command) -> impl Future<Output = Result<CommandOutcome, KeyspaceError>> + Send;
     /// Changes (to the last applied log index) whenever a command applies.
     fn subscribe_applied(&self) -> watch::Receiver<u64>;
+    /// This node was removed from the Raft group (the Raft leader's membership does not list
+    /// it): its HA loop must never take the lease nor run the primary (src/ha/removed.rs).
+    fn removed_from_group(&self) -> bool;
 }
 
 /// When a keyspace call of the HA loop must have answered (hole 16): while this node holds
@@ -108,6 +111,10 @@ impl ClusterStore for RaftNode {
     fn subscribe_applied(&self) -> watch::Receiver<u64> {
         RaftNode::subscribe_applied(self)
     }
+
+    fn removed_from_group(&self) -> bool {
+        RaftNode::removed_from_group(self)
+    }
 }
 
 /// A keyspace in memory, applied in call order, for tests of the loop without Raft. Its
@@ -123,6 +130,7 @@ struct MemoryState {
     index: u64,
     now_ms: u64,
     reachable: bool,
+    removed: bool,
 }
 
 impl Default for MemoryStore {
@@ -139,6 +147,7 @@ impl MemoryStore {
                 index: 0,
                 now_ms: 0,
                 reachable: true,
+                removed: false,
             }),
             applied: watch::channel(0).0,
         }
@@ -152,6 +161,11 @@ impl MemoryStore {
     /// Whether reads and writes reach a majority.
     pub fn reachable(&self, reachable: bool) {
         self.lock().reachable = reachable;
+    }
+
+    /// Whether this node counts as removed from the Raft group.
+    pub fn set_removed(&self, removed: bool) {
+        self.lock().removed = removed;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
@@ -209,6 +223,10 @@ impl ClusterStore for MemoryStore {
 
     fn subscribe_applied(&self) -> watch::Receiver<u64> {
         self.applied.subscribe()
+    }
+
+    fn removed_from_group(&self) -> bool {
+        self.lock().removed
     }
 }
 

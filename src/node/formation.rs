@@ -108,12 +108,15 @@ pub(super) async fn run(node: Arc<RaftNode>) {
             }
             Step::Member => {
                 told_removed = None;
+                node.set_removed(false);
                 if !wait_until_leaderless(&node).await {
                     return;
                 }
             }
             Step::Unconfirmed => tokio::time::sleep(PROBE_INTERVAL).await,
             Step::Removed { leader } => {
+                // Only `Member` clears it: a round without an answer proves nothing.
+                node.set_removed(true);
                 if told_removed.as_ref() != Some(&leader) {
                     log_removed(leader.as_deref());
                     told_removed = Some(leader);

@@ -194,6 +194,9 @@ pub struct RaftNode {
     join_lock: tokio::sync::Mutex<()>,
     /// Set while no Raft leader is known and a majority of voters cannot be reached.
     quorum: tokio::sync::watch::Sender<Option<quorum::QuorumLoss>>,
+    /// Set by formation while the Raft leader's membership does not list this node, cleared
+    /// when it is a member again; the HA loop reads it (src/ha/removed.rs).
+    removed: std::sync::atomic::AtomicBool,
 }
 
 /// Wall-clock milliseconds since the Unix epoch. Lease time does not use it (see
@@ -205,6 +208,16 @@ pub fn wall_ms() -> u64 {
 }
 
 impl RaftNode {
+    /// This node was removed from the Raft group: formation's rule said `Removed` last, and
+    /// not `Member` since.
+    pub fn removed_from_group(&self) -> bool {
+        self.removed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(super) fn set_removed(&self, removed: bool) {
+        self.removed.store(removed, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Open storage, start openraft and the background tasks. Returns once the node runs;
     /// the group may still be forming.
     pub async fn start(settings: NodeSettings) -> Result<Arc<RaftNode>, StartError> {
@@ -261,6 +274,7 @@ impl RaftNode {
             admin_channels: Mutex::default(),
             join_lock: tokio::sync::Mutex::default(),
             quorum: tokio::sync::watch::Sender::new(None),
+            removed: std::sync::atomic::AtomicBool::new(false),
         });
         tracing::info!(
             node_id = id,
