@@ -266,9 +266,8 @@ async fn explain_failed_read(endpoint: &str, read_error: CtlError) -> CtlError {
     let Ok(status) = raft_status_reply(endpoint).await else {
         return read_error;
     };
-    if status.has_leader {
-        return read_error;
-    }
+    // Not gated on "no leader known": the survivor may still call itself Raft leader
+    // (openraft keeps a cut-off leader in its role); who answers is what counts.
     match QuorumLoss::from_raft_status(&format!("the agent at {endpoint}"), &status) {
         Some(loss) => CtlError::NoQuorum {
             read_error: read_error.to_string(),

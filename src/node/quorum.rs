@@ -97,8 +97,42 @@ impl fmt::Display for QuorumLoss {
     }
 }
 
+/// Whether this node is in touch with a working Raft leader, so no quorum check is needed:
+/// another node leads, or this node leads and a majority acknowledged it within `recent_ms`.
+/// A leader cut off from the others keeps its role (openraft has no check-quorum step-down),
+/// so its own lead proves nothing once the acknowledgements stop.
+pub fn leader_in_touch(
+    me: u64,
+    leader: Option<u64>,
+    millis_since_quorum_ack: Option<u64>,
+    recent_ms: u64,
+) -> bool {
+    match leader {
+        Some(id) if id == me => millis_since_quorum_ack.is_some_and(|ms| ms <= recent_ms),
+        Some(_) => true,
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    /// A leader whose followers stopped acknowledging it is not in touch (the survivor of a
+    /// 2 + 1 cluster can be the Raft leader when the other two die).
+    #[test]
+    fn a_leader_without_recent_acknowledgements_is_not_in_touch() {
+        use super::leader_in_touch;
+        let rows = [
+            ("another node leads", Some(2), None, true),
+            ("no leader known", None, None, false),
+            ("I lead, acknowledged 100 ms ago", Some(1), Some(100), true),
+            ("I lead, last acknowledged 5 s ago", Some(1), Some(5_000), false),
+            ("I lead, never acknowledged", Some(1), None, false),
+        ];
+        for (name, leader, ack, want) in rows {
+            assert_eq!(leader_in_touch(1, leader, ack, 1_000), want, "{name}");
+        }
+    }
+
     use super::*;
 
     fn voter(name: &str, witness: bool, reachable: bool) -> VoterSeen {

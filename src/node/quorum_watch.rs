@@ -1,4 +1,5 @@
-//! Watches for a lost quorum: while no Raft leader is known, asks every voter for its status
+//! Watches for a lost quorum: while no Raft leader is known (or this node leads but a
+//! majority stopped acknowledging it), asks every voter for its status
 //! (`raft status`) and, when fewer than a majority answer, publishes the [`QuorumLoss`] and
 //! logs one WARN line naming the unreachable voters (again only when that set changes), and
 //! one INFO line when a leader is back.
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use openraft::ServerState;
 
-use super::quorum::QuorumLoss;
+use super::quorum::{leader_in_touch, QuorumLoss};
 use super::RaftNode;
 
 pub(super) async fn run(node: Arc<RaftNode>) {
@@ -16,19 +17,16 @@ pub(super) async fn run(node: Arc<RaftNode>) {
     let period = (node.settings.election_timeout * 2).max(Duration::from_secs(1));
     loop {
         tokio::time::sleep(period).await;
-        let (state, leader) = {
-            let m = node.raft.metrics().borrow().clone();
-            (m.state, m.current_leader)
-        };
-        if state == ServerState::Shutdown {
+        let m = node.raft.metrics().borrow().clone();
+        if m.state == ServerState::Shutdown {
             return;
         }
-        let loss = match leader {
-            Some(_) => None,
-            None => {
-                let reply = node.raft_status().await;
-                QuorumLoss::from_raft_status(&node.settings.name, &reply)
-            }
+        let recent_ms = period.as_millis() as u64;
+        let loss = if leader_in_touch(m.id, m.current_leader, m.millis_since_quorum_ack, recent_ms) {
+            None
+        } else {
+            let reply = node.raft_status().await;
+            QuorumLoss::from_raft_status(&node.settings.name, &reply)
         };
         let before = node.quorum.borrow().clone();
         let unreachable =
