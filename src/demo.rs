@@ -382,7 +382,11 @@ impl Demo {
         self.poll_until(timeout, |endpoint, running| async move {
             let rows = fetch_raft_status(&endpoint).await.ok()?;
             let healthy = rows.iter().filter(|r| r.error.is_none()).count() == running
-                && rows.iter().filter(|r| r.role == "leader").count() == 1;
+                && rows
+                    .iter()
+                    .filter(|r| r.role == crate::node::status::LEADER_ROLE)
+                    .count()
+                    == 1;
             healthy.then_some(rows)
         })
         .await

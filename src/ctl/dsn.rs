@@ -36,7 +36,7 @@ pub fn choose(scope: &str, view: &ClusterView, target: &Target) -> Option<Dsn> {
     list::rows(scope, view)
         .into_iter()
         .filter(|r| match target {
-            Target::Role(role) => role.matches(&r.role),
+            Target::Role(role) => role.matches(r.kind),
             Target::Member(name) => &r.member == name,
         })
         .find_map(|r| {

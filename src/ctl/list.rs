@@ -21,6 +21,9 @@ pub struct ListRow {
     pub host: String,
     #[serde(rename = "Role")]
     pub role: String,
+    /// `role` as a value, for selecting rows by role (never by the shown text).
+    #[serde(skip)]
+    pub kind: ListRole,
     #[serde(rename = "State")]
     pub state: String,
     #[serde(rename = "TL")]
@@ -33,17 +36,46 @@ pub struct ListRow {
     pub tags: Option<serde_json::Value>,
 }
 
-fn role_of(view: &ClusterView, m: &MemberStatus) -> &'static str {
+/// A row's role in `list`: the lease holder, a synchronous standby, a witness, or the
+/// member's own PostgreSQL role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListRole {
+    Leader,
+    SyncStandby,
+    PrimaryWithoutLease,
+    Replica,
+    Uninitialized,
+    #[default]
+    Unknown,
+    Witness,
+}
+
+impl ListRole {
+    /// The text of the Role column (patronictl's words).
+    pub fn label(self) -> &'static str {
+        match self {
+            ListRole::Leader => "Leader",
+            ListRole::SyncStandby => "Sync Standby",
+            ListRole::PrimaryWithoutLease => "Primary (no lease)",
+            ListRole::Replica => "Replica",
+            ListRole::Uninitialized => "Uninitialized",
+            ListRole::Unknown => "Unknown",
+            ListRole::Witness => WITNESS_ROLE,
+        }
+    }
+}
+
+fn role_of(view: &ClusterView, m: &MemberStatus) -> ListRole {
     if view.leader_name() == Some(m.name.as_str()) {
-        "Leader"
+        ListRole::Leader
     } else if m.role == PgRole::Replica && view.is_sync_standby(&m.name) {
-        "Sync Standby"
+        ListRole::SyncStandby
     } else {
         match m.role {
-            PgRole::Primary => "Primary (no lease)",
-            PgRole::Replica => "Replica",
-            PgRole::Uninitialized => "Uninitialized",
-            PgRole::Unknown => "Unknown",
+            PgRole::Primary => ListRole::PrimaryWithoutLease,
+            PgRole::Replica => ListRole::Replica,
+            PgRole::Uninitialized => ListRole::Uninitialized,
+            PgRole::Unknown => ListRole::Unknown,
         }
     }
 }
@@ -79,6 +111,7 @@ pub fn rows(scope: &str, view: &ClusterView) -> Vec<ListRow> {
                 }
                 _ => None,
             };
+            let kind = role_of(view, m);
             ListRow {
                 cluster: scope.to_string(),
                 member: m.name.clone(),
@@ -86,7 +119,8 @@ pub fn rows(scope: &str, view: &ClusterView) -> Vec<ListRow> {
                     (Some(h), Some(p)) => format!("{h}:{p}"),
                     _ => String::new(),
                 },
-                role: role_of(view, m).to_string(),
+                role: kind.label().to_string(),
+                kind,
                 state: m.state.as_str().to_string(),
                 timeline: m.timeline,
                 lag_mb,
@@ -103,6 +137,7 @@ pub fn rows(scope: &str, view: &ClusterView) -> Vec<ListRow> {
             member: w.name.clone(),
             host: w.raft_addr.clone(),
             role: WITNESS_ROLE.to_string(),
+            kind: ListRole::Witness,
             // Not in the keyspace: `run` fills it in from `raft status`.
             state: String::new(),
             timeline: None,
@@ -119,7 +154,7 @@ pub const WITNESS_ROLE: &str = "Witness";
 
 /// Each witness row's state: `running` if it answered `raft status`, else `unreachable`.
 fn witness_states(rows: &mut [ListRow], status: &crate::grpc::pb::admin::RaftStatusReply) {
-    for row in rows.iter_mut().filter(|r| r.role == WITNESS_ROLE) {
+    for row in rows.iter_mut().filter(|r| r.kind == ListRole::Witness) {
         let answered = status
             .members
             .iter()

@@ -111,7 +111,7 @@ pub async fn raft_members(endpoint: &str) -> Result<Vec<RaftMember>, CtlError> {
         .members
         .iter()
         .filter_map(|m| m.status.as_ref())
-        .find(|s| s.role == "leader")
+        .find(|s| s.role == crate::node::status::LEADER_ROLE)
         .cloned();
     Ok(reply
         .members

@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 
 use clap::ValueEnum;
 
+use super::list::ListRole;
 use super::raft_status::{MemberRow, WITNESS_KIND};
 use super::switchover::Console;
 use super::{cluster_arg, cluster_read, connect, fetch_raft_status, list, rpc_error, scope_of, CtlError};
@@ -24,13 +25,14 @@ pub enum RoleFilter {
 }
 
 impl RoleFilter {
-    /// Whether a member shown with `list_role` (the `list` table's Role column) has this role.
-    pub(super) fn matches(self, list_role: &str) -> bool {
+    /// Whether a member shown with `role` in `list` has this role.
+    pub(super) fn matches(self, role: ListRole) -> bool {
         match self {
-            RoleFilter::Leader | RoleFilter::Primary => list_role == "Leader",
-            RoleFilter::Replica => matches!(list_role, "Replica" | "Sync Standby"),
-            RoleFilter::StandbyLeader => list_role == "Standby Leader",
-            RoleFilter::Any => list_role != list::WITNESS_ROLE,
+            RoleFilter::Leader | RoleFilter::Primary => role == ListRole::Leader,
+            RoleFilter::Replica => matches!(role, ListRole::Replica | ListRole::SyncStandby),
+            // pgquorum runs no standby clusters: no row has this role.
+            RoleFilter::StandbyLeader => false,
+            RoleFilter::Any => role != ListRole::Witness,
         }
     }
 }
@@ -85,7 +87,7 @@ pub async fn run(endpoint: &str, op: &str, args: &OperateArgs<'_>) -> Result<Str
             Some(
                 list::rows(&scope, &view)
                     .into_iter()
-                    .filter(|r| role.matches(&r.role))
+                    .filter(|r| role.matches(r.kind))
                     .map(|r| r.member)
                     .collect(),
             )
@@ -192,12 +194,13 @@ mod tests {
         use clap::ValueEnum;
         let master = RoleFilter::from_str("master", false).unwrap();
         assert_eq!(master, RoleFilter::Primary);
-        assert!(master.matches("Leader") && !master.matches("Replica"));
-        assert!(RoleFilter::Leader.matches("Leader"));
-        assert!(RoleFilter::Replica.matches("Replica") && RoleFilter::Replica.matches("Sync Standby"));
-        assert!(!RoleFilter::Replica.matches("Leader"));
-        assert!(!RoleFilter::StandbyLeader.matches("Leader"));
-        assert!(RoleFilter::Any.matches("Replica") && !RoleFilter::Any.matches("Witness"));
+        use crate::ctl::list::ListRole::*;
+        assert!(master.matches(Leader) && !master.matches(Replica));
+        assert!(RoleFilter::Leader.matches(Leader));
+        assert!(RoleFilter::Replica.matches(Replica) && RoleFilter::Replica.matches(SyncStandby));
+        assert!(!RoleFilter::Replica.matches(Leader));
+        assert!(!RoleFilter::StandbyLeader.matches(Leader));
+        assert!(RoleFilter::Any.matches(Replica) && !RoleFilter::Any.matches(Witness));
     }
 
     #[test]

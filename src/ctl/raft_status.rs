@@ -52,7 +52,9 @@ pub async fn fetch_raft_status(endpoint: &str) -> Result<Vec<MemberRow>, CtlErro
                 address: m.addr.clone(),
                 node_id: m.id,
                 role: match s {
-                    Some(s) if !m.voter && s.role != "leader" => "learner".to_string(),
+                    Some(s) if !m.voter && s.role != crate::node::status::LEADER_ROLE => {
+                        "learner".to_string()
+                    }
                     Some(s) => s.role.clone(),
                     None => "unreachable".to_string(),
                 },
@@ -95,7 +97,7 @@ pub async fn run(endpoint: &str, json: bool) -> Result<String, CtlError> {
         ],
         &cells,
     );
-    if !rows.iter().any(|r| r.role == "leader") {
+    if !rows.iter().any(|r| r.role == crate::node::status::LEADER_ROLE) {
         out.push_str(
             "\nWARNING: no Raft leader: the keyspace cannot be changed until a majority is reachable",
         );

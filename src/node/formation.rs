@@ -294,7 +294,7 @@ async fn probe_partners(node: &RaftNode, addrs: &[String]) -> (Vec<(String, Answ
                         scope: reply.cluster,
                         initialized: reply.initialized,
                         configured: reply.configured_addrs.into_iter().collect(),
-                        leader: reply.role == "leader",
+                        leader: reply.role == crate::node::status::LEADER_ROLE,
                         has_leader: reply.has_leader,
                         members: reply
                             .voters

@@ -10,9 +10,12 @@ use super::{NodeKind, RaftNode, ReadQuery};
 use crate::cluster::ClusterView;
 use crate::grpc::pb::admin::{MemberRaftStatus, NodeStatusReply, NodeStatusRequest, RaftStatusReply};
 
+/// The role a Raft leader reports in status replies (`role_name(ServerState::Leader)`).
+pub const LEADER_ROLE: &str = "leader";
+
 pub fn role_name(state: ServerState) -> &'static str {
     match state {
-        ServerState::Leader => "leader",
+        ServerState::Leader => LEADER_ROLE,
         ServerState::Follower => "follower",
         ServerState::Candidate => "candidate",
         ServerState::Learner => "learner",
@@ -125,7 +128,7 @@ impl RaftNode {
         let leader = statuses
             .iter()
             .filter_map(|m| m.status.as_ref())
-            .find(|s| s.role == "leader")
+            .find(|s| s.role == LEADER_ROLE)
             .cloned();
         if let Some(leader) = &leader {
             for m in &mut statuses {
