@@ -51,18 +51,10 @@ fn main() -> ExitCode {
 }
 
 fn validate(path: &Path) -> ExitCode {
-    match controller_config::load(path) {
-        Ok(loaded) => {
-            for w in &loaded.warnings {
-                println!("warning: {w}");
-            }
-            println!("{}: configuration is valid", path.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
+    let checked = controller_config::load(path).map(|loaded| loaded.warnings);
+    match pgquorum::config::print_validation(path, checked) {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
     }
 }
 

@@ -102,18 +102,9 @@ fn main() -> ExitCode {
 }
 
 fn validate(path: &std::path::Path) -> ExitCode {
-    match Config::validate(path) {
-        Ok(warnings) => {
-            for w in &warnings {
-                println!("warning: {w}");
-            }
-            println!("{}: configuration is valid", path.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
+    match pgquorum::config::print_validation(path, Config::validate(path)) {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
     }
 }
 

@@ -265,6 +265,24 @@ fn not_implemented_warning(mut paths: Vec<String>) -> Option<String> {
 }
 
 /// Every key path of the table with its status, for documentation and `--help` style listings.
+/// What `--validate-config` prints for a checked file (agent and witness alike): the
+/// warnings and "configuration is valid" on stdout, or the error on stderr; true when valid.
+pub fn print_validation<E: std::fmt::Display>(path: &Path, checked: Result<Vec<String>, E>) -> bool {
+    match checked {
+        Ok(warnings) => {
+            for w in &warnings {
+                println!("warning: {w}");
+            }
+            println!("{}: configuration is valid", path.display());
+            true
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            false
+        }
+    }
+}
+
 pub fn key_statuses() -> Vec<(String, Status)> {
     Schema::file()
         .entries()
